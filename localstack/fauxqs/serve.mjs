@@ -1,0 +1,20 @@
+// Starts the SQS stand-in (fauxqs) bound to loopback only.
+// fauxqs's own CLI listens on every interface; the local stack must not.
+// Usage: node serve.mjs PORT
+import { buildApp } from "fauxqs";
+
+const port = Number.parseInt(process.argv[2] ?? process.env.FAUXQS_PORT ?? "0", 10);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`fauxqs: invalid port ${process.argv[2]}`);
+  process.exit(2);
+}
+const app = buildApp({ logger: false });
+const address = await app.listen({ port, host: "127.0.0.1" });
+// The parent process reads this line to learn the bound address.
+console.log(`fauxqs listening on ${address}`);
+const stop = async () => {
+  await app.close();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
