@@ -2,13 +2,18 @@
 // fauxqs's own CLI listens on every interface; the local stack must not.
 // Usage: node serve.mjs PORT
 import { buildApp } from "fauxqs";
+// Not exported by the package; imported by path so queue URLs can name the address clients
+// actually used (127.0.0.1:PORT) instead of fauxqs's default sqs.REGION.localhost host.
+import { SqsStore } from "./node_modules/fauxqs/dist/sqs/sqsStore.js";
 
 const port = Number.parseInt(process.argv[2] ?? process.env.FAUXQS_PORT ?? "0", 10);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`fauxqs: invalid port ${process.argv[2]}`);
   process.exit(2);
 }
-const app = buildApp({ logger: false });
+const sqsStore = new SqsStore();
+sqsStore.host = ""; // empty: build queue URLs from the request's Host header
+const app = buildApp({ logger: false, stores: { sqsStore } });
 const address = await app.listen({ port, host: "127.0.0.1" });
 // The parent process reads this line to learn the bound address.
 console.log(`fauxqs listening on ${address}`);

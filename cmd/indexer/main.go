@@ -1,0 +1,166 @@
+// Command indexer writes analysis records from a Pub/Sub subscription into the Firestore
+// index, and answers lookups and tag searches on it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+
+	"imgpipe/pkg/config"
+	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/obs"
+)
+
+const header = `indexer: writes analysis records from Pub/Sub into Firestore, one document per object.
+
+Usage:
+  indexer [run] [settings]            pull the subscription and index until SIGINT/SIGTERM
+  indexer get [settings] BUCKET KEY   print the indexed analysis of one object
+  indexer search [settings] TAG       print objects carrying TAG, newest first
+
+Google credentials come from Application Default Credentials (including external_account
+files for workload identity federation); PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST point
+the clients at the emulators.`
+
+type settings struct {
+	project, database, subscription, collection, logLevel string
+	maxMessages, maxBytes, streams, limit                 int
+	json                                                  bool
+}
+
+func newSet(cmd string, s *settings) *config.Set {
+	set := config.NewSet("indexer "+cmd, header)
+	set.String(&s.project, "project", "GOOGLE_CLOUD_PROJECT", "", "Google Cloud project of the subscription and Firestore", config.Required())
+	set.String(&s.database, "database", "IMGPIPE_FIRESTORE_DATABASE", firestore.DefaultDatabaseID, "Firestore database ID")
+	set.String(&s.collection, "collection", "IMGPIPE_COLLECTION", "images", "Firestore collection of the index")
+	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	switch cmd {
+	case "run":
+		set.String(&s.subscription, "subscription", "IMGPIPE_SUBSCRIPTION", "", "Pub/Sub subscription to pull analysis records from (ID or full name)", config.Required())
+		set.Int(&s.maxMessages, "max-outstanding-messages", "IMGPIPE_MAX_OUTSTANDING_MESSAGES", 256, "flow control: messages held unacknowledged at most", config.Validate(config.Positive(&s.maxMessages)))
+		set.Int(&s.maxBytes, "max-outstanding-bytes", "IMGPIPE_MAX_OUTSTANDING_BYTES", 64<<20, "flow control: bytes held unacknowledged at most", config.Validate(config.Positive(&s.maxBytes)))
+		set.Int(&s.streams, "streams", "IMGPIPE_STREAMS", 2, "StreamingPull streams", config.Validate(config.Between(&s.streams, 1, 64)))
+	case "search":
+		set.Int(&s.limit, "limit", "", 20, "most results to print", config.Validate(config.Between(&s.limit, 1, 1000)))
+		fallthrough
+	case "get":
+		set.Bool(&s.json, "json", "", false, "print JSON instead of a table")
+	}
+	return set
+}
+
+func main() {
+	args := os.Args[1:]
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	if err := run(cmd, args); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "indexer: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(cmd string, args []string) error {
+	switch cmd {
+	case "run", "get", "search":
+	case "help":
+		newSet("run", &settings{}).Usage(os.Stdout)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (want run, get or search; see --help)", cmd)
+	}
+	s := &settings{}
+	set := newSet(cmd, s)
+	if err := set.Parse(args); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			set.Usage(os.Stdout)
+		}
+		return err
+	}
+	want := map[string]int{"run": 0, "get": 2, "search": 1}[cmd]
+	if len(set.Args()) != want {
+		return fmt.Errorf("%s takes %d arguments, got %d (see --help)", cmd, want, len(set.Args()))
+	}
+	log, err := obs.NewLogger("indexer", s.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	if err != nil {
+		return fmt.Errorf("firestore client: %w", err)
+	}
+	defer fs.Close()
+	store := index.New(fs, s.collection, nil)
+
+	switch cmd {
+	case "get":
+		doc, err := store.Get(ctx, set.Args()[0], set.Args()[1])
+		if err != nil {
+			return err
+		}
+		return printDocs(os.Stdout, []index.Document{*doc}, s.json)
+	case "search":
+		docs, err := store.SearchTag(ctx, set.Args()[0], s.limit)
+		if err != nil {
+			return err
+		}
+		return printDocs(os.Stdout, docs, s.json)
+	}
+
+	ps, err := pubsub.NewClient(ctx, s.project)
+	if err != nil {
+		return fmt.Errorf("pubsub client: %w", err)
+	}
+	defer ps.Close()
+	ix, err := indexer.New(ps, store, &indexer.Options{
+		Subscription: s.subscription, MaxOutstandingMessages: s.maxMessages,
+		MaxOutstandingBytes: s.maxBytes, Streams: s.streams, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("indexer starting", obs.Settings(set.Describe()))
+	if err := ix.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("indexer stopped")
+	return nil
+}
+
+func printDocs(w io.Writer, docs []index.Document, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(docs)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUCKET\tKEY\tSIZE\tDIMENSIONS\tTAGS\tCAPTION")
+	for _, d := range docs {
+		var tags []string
+		for _, t := range d.Tags {
+			tags = append(tags, fmt.Sprintf("%s(%.2f)", t.Name, t.Confidence))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%dx%d\t%s\t%s\n", d.Bucket, d.Key, d.Size, d.Width, d.Height, strings.Join(tags, ","), d.Caption)
+	}
+	return tw.Flush()
+}

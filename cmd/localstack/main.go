@@ -1,0 +1,219 @@
+// Command localstack brings up the local stand-ins for AWS, Google Cloud and Azure on
+// loopback, creates the pipeline's resources on them and prints the environment the pipeline's
+// binaries need.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"imgpipe/internal/localstack"
+)
+
+const usage = `localstack: the pipeline's three clouds on one machine, on 127.0.0.1.
+
+Usage:
+  localstack up   [flags]   start the stand-ins, create the resources, print the environment,
+                            and run until Ctrl-C, SIGTERM or 'localstack down'
+  localstack down [flags]   stop a stack started by 'up' (from another shell)
+  localstack env  [flags]   print the environment of the running stack as shell exports
+
+Stand-ins: SQS = fauxqs (npm, pinned in localstack/fauxqs), S3 = the project's S3 stand-in
+with event notifications to SQS, Pub/Sub and Firestore = Google's emulators (Debian packages
+google-cloud-cli-pubsub-emulator and -firestore-emulator), Azure AI Vision = the project's
+Vision stand-in with fault injection at {vision}/admin/faults.
+
+In another shell:  eval "$(go run ./cmd/localstack env)"
+
+Flags:
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		printFlags(os.Stderr)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd := os.Args[1]; cmd {
+	case "up":
+		err = up(os.Args[2:])
+	case "down":
+		err = down(os.Args[2:])
+	case "env":
+		err = env(os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		printFlags(os.Stdout)
+		return
+	default:
+		err = fmt.Errorf("unknown command %q (want up, down or env)", cmd)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "localstack: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	stateDir string
+	parts    string
+	ports    localstack.Ports
+	timeout  time.Duration
+}
+
+func newFlags(name string, s *settings) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&s.stateDir, "state-dir", envOr("LOCALSTACK_STATE_DIR", ".stack"),
+		"folder for the running stack's pid, env file and logs (env LOCALSTACK_STATE_DIR)")
+	fs.StringVar(&s.parts, "parts", "all", "parts to start: all, or a comma list of sqs,s3,pubsub,firestore,vision")
+	fs.IntVar(&s.ports.SQS, "sqs-port", 0, "SQS port (0 = free port)")
+	fs.IntVar(&s.ports.S3, "s3-port", 0, "S3 port (0 = free port)")
+	fs.IntVar(&s.ports.PubSub, "pubsub-port", 0, "Pub/Sub emulator port (0 = free port)")
+	fs.IntVar(&s.ports.Firestore, "firestore-port", 0, "Firestore emulator port (0 = free port)")
+	fs.IntVar(&s.ports.Vision, "vision-port", 0, "Vision stand-in port (0 = free port)")
+	fs.DurationVar(&s.timeout, "timeout", 2*time.Minute, "how long 'up' waits for every part to answer, and 'down' for the stack to stop")
+	return fs
+}
+
+func printFlags(w io.Writer) {
+	fs := newFlags("localstack", &settings{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func parse(name string, args []string) (*settings, error) {
+	s := &settings{}
+	fs := newFlags(name, s)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return s, nil
+}
+
+func up(args []string) error {
+	s, err := parse("up", args)
+	if err != nil {
+		return err
+	}
+	parts, err := localstack.ParseParts(s.parts)
+	if err != nil {
+		return err
+	}
+	if pid, alive := runningPID(s.stateDir); alive {
+		return fmt.Errorf("a stack is already running (pid %d, state in %s); stop it with 'localstack down'", pid, s.stateDir)
+	}
+	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	logDir := filepath.Join(s.stateDir, "logs")
+	fmt.Fprintf(os.Stderr, "localstack: starting %s (logs in %s)\n", parts, logDir)
+	st, err := localstack.Start(startCtx, &localstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(os.Stderr, "localstack: stopping")
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.Close(closeCtx)
+		_ = os.Remove(filepath.Join(s.stateDir, "pid"))
+		_ = os.Remove(filepath.Join(s.stateDir, "env"))
+	}()
+	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if err := localstack.WriteEnv(&b, st.Env(boot)); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.stateDir, "env"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.stateDir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(b.String())
+	fmt.Fprintf(os.Stderr, "localstack: up; Vision fault injection at %s/admin/faults; Ctrl-C or 'localstack down' stops it\n", st.VisionEndpoint)
+	<-ctx.Done()
+	return nil
+}
+
+// runningPID reads the pid file and reports whether that process is alive.
+func runningPID(stateDir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, syscall.Kill(pid, 0) == nil
+}
+
+func down(args []string) error {
+	s, err := parse("down", args)
+	if err != nil {
+		return err
+	}
+	pid, alive := runningPID(s.stateDir)
+	if !alive {
+		fmt.Fprintf(os.Stderr, "localstack: no stack is running (no live pid in %s)\n", s.stateDir)
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(s.timeout)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			fmt.Fprintf(os.Stderr, "localstack: stopped (pid %d)\n", pid)
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("stack (pid %d) still running after %s", pid, s.timeout)
+}
+
+func env(args []string) error {
+	s, err := parse("env", args)
+	if err != nil {
+		return err
+	}
+	if _, alive := runningPID(s.stateDir); !alive {
+		return errors.New("no stack is running; start one with 'localstack up'")
+	}
+	b, err := os.ReadFile(filepath.Join(s.stateDir, "env"))
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}

@@ -1,0 +1,61 @@
+// Package awsclient builds the S3 and SQS clients of the pipeline's binaries from the AWS
+// SDK's own configuration chain: AWS_REGION, the default credential chain (environment, shared
+// files, web identity, container and instance roles) and the service endpoint variables
+// AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS, which the SDK reads itself.
+package awsclient
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Options tunes the clients. A nil *Options takes the defaults.
+type Options struct {
+	// S3PathStyle addresses buckets as https://host/bucket/key instead of
+	// https://bucket.host/key; stand-ins and some S3-compatible stores need it.
+	S3PathStyle bool
+	// MaxAttempts bounds the SDK's own retries of one call; default 5.
+	MaxAttempts int
+}
+
+// Config loads the SDK's default configuration. The SDK's client-side retry quota is turned
+// off: under sustained errors it fails calls outright ("retry quota exceeded"), and the
+// pipeline already bounds retries per message with the queue's redrive policy.
+func Config(ctx context.Context, opts *Options) (aws.Config, error) {
+	attempts := 5
+	if opts != nil && opts.MaxAttempts > 0 {
+		attempts = opts.MaxAttempts
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = attempts
+			o.RateLimiter = ratelimit.None
+		})
+	}))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, fmt.Errorf("missing setting AWS_REGION: the AWS region of the bucket and queues")
+	}
+	return cfg, nil
+}
+
+// S3 returns an S3 client for cfg.
+func S3(cfg aws.Config, opts *Options) *s3.Client {
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = opts != nil && opts.S3PathStyle
+	})
+}
+
+// SQS returns an SQS client for cfg.
+func SQS(cfg aws.Config) *sqs.Client {
+	return sqs.NewFromConfig(cfg)
+}

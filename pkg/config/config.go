@@ -1,0 +1,316 @@
+// Package config binds each setting of a binary to a flag and an environment variable, prints
+// them all in --help, and stops the program at start with one clear line for a missing or
+// invalid setting.
+//
+// Precedence: a flag given on the command line wins over the environment variable, which wins
+// over the default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Set is the settings of one command.
+type Set struct {
+	fs       *flag.FlagSet
+	settings []*setting
+	errs     []error
+	lookup   func(string) (string, bool)
+	header   string
+}
+
+type setting struct {
+	flag, env, usage string
+	required         bool
+	secret           bool
+	def              string
+	value            flag.Value
+	validate         func() error
+}
+
+// NewSet returns an empty set for the named command. Its help text starts with header.
+func NewSet(name, header string) *Set {
+	s := &Set{fs: flag.NewFlagSet(name, flag.ContinueOnError), lookup: os.LookupEnv, header: header}
+	s.fs.SetOutput(io.Discard)
+	s.fs.Usage = func() {}
+	return s
+}
+
+// Option changes how a setting is declared.
+type Option func(*setting)
+
+// Required marks a setting that has no usable default: Parse fails when it is empty.
+func Required() Option { return func(st *setting) { st.required = true } }
+
+// Secret keeps a setting's value out of Describe's output.
+func Secret() Option { return func(st *setting) { st.secret = true } }
+
+// Validate adds a check run after parsing; its error names the problem, Parse adds the setting.
+func Validate(fn func() error) Option { return func(st *setting) { st.validate = fn } }
+
+func (s *Set) add(name, env, usage, def string, v flag.Value, opts []Option) {
+	st := &setting{flag: name, env: env, usage: usage, def: def, value: v}
+	for _, o := range opts {
+		o(st)
+	}
+	s.fs.Var(v, name, usage)
+	s.settings = append(s.settings, st)
+}
+
+// String declares a string setting.
+func (s *Set) String(p *string, name, env, def, usage string, opts ...Option) {
+	*p = def
+	s.add(name, env, usage, def, (*stringValue)(p), opts)
+}
+
+// Int declares an integer setting.
+func (s *Set) Int(p *int, name, env string, def int, usage string, opts ...Option) {
+	*p = def
+	s.add(name, env, usage, strconv.Itoa(def), (*intValue)(p), opts)
+}
+
+// Float declares a floating-point setting.
+func (s *Set) Float(p *float64, name, env string, def float64, usage string, opts ...Option) {
+	*p = def
+	s.add(name, env, usage, strconv.FormatFloat(def, 'g', -1, 64), (*floatValue)(p), opts)
+}
+
+// Bool declares a boolean setting.
+func (s *Set) Bool(p *bool, name, env string, def bool, usage string, opts ...Option) {
+	*p = def
+	s.add(name, env, usage, strconv.FormatBool(def), (*boolValue)(p), opts)
+}
+
+// Duration declares a duration setting ("1500ms", "30s", "2m").
+func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, usage string, opts ...Option) {
+	*p = def
+	s.add(name, env, usage, def.String(), (*durationValue)(p), opts)
+}
+
+// ErrHelp is returned by Parse when -h or --help was given; the caller prints Usage and exits 0.
+var ErrHelp = flag.ErrHelp
+
+// Parse reads the environment, then the command line, then checks required settings and
+// validators. The error names the first bad setting with its flag and environment variable.
+func (s *Set) Parse(args []string) error {
+	for _, st := range s.settings {
+		if st.env == "" {
+			continue
+		}
+		if v, ok := s.lookup(st.env); ok && v != "" {
+			if err := st.value.Set(v); err != nil {
+				return fmt.Errorf("invalid %s=%q: %v", st.env, v, err)
+			}
+		}
+	}
+	if err := s.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ErrHelp
+		}
+		return err
+	}
+	for _, st := range s.settings {
+		if st.required && st.value.String() == "" {
+			return fmt.Errorf("missing setting %s: %s", st.name(), st.usage)
+		}
+		if st.validate != nil {
+			if err := st.validate(); err != nil {
+				return fmt.Errorf("invalid setting %s: %v", st.name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// Args returns the arguments left after the flags.
+func (s *Set) Args() []string { return s.fs.Args() }
+
+func (st *setting) name() string {
+	if st.env == "" {
+		return "--" + st.flag
+	}
+	return fmt.Sprintf("--%s (%s)", st.flag, st.env)
+}
+
+// Usage writes the help text: the header, then every setting with its flag, environment
+// variable, default and meaning.
+func (s *Set) Usage(w io.Writer) {
+	fmt.Fprint(w, strings.TrimRight(s.header, "\n")+"\n\nSettings (flag, environment variable, default):\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, st := range s.settings {
+		env := st.env
+		if env == "" {
+			env = "-"
+		}
+		def := st.def
+		switch {
+		case st.required:
+			def = "(required)"
+		case def == "":
+			def = `""`
+		}
+		fmt.Fprintf(tw, "  --%s\t%s\t%s\t%s\n", st.flag, env, def, st.usage)
+	}
+	tw.Flush()
+}
+
+// Describe returns the effective settings as name=value pairs, secrets redacted, sorted,
+// for a start-up log line.
+func (s *Set) Describe() map[string]string {
+	out := make(map[string]string, len(s.settings))
+	for _, st := range s.settings {
+		v := st.value.String()
+		if st.secret && v != "" {
+			v = "[redacted]"
+		}
+		out[st.flag] = v
+	}
+	return out
+}
+
+// Names lists the flags, for tests that check the README documents every setting.
+func (s *Set) Names() []string {
+	var names []string
+	for _, st := range s.settings {
+		names = append(names, st.flag)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Env lists the environment variables, for the same purpose.
+func (s *Set) Env() []string {
+	var names []string
+	for _, st := range s.settings {
+		if st.env != "" {
+			names = append(names, st.env)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SetLookup replaces the environment lookup, for tests.
+func (s *Set) SetLookup(fn func(string) (string, bool)) { s.lookup = fn }
+
+// Common validators.
+
+// Positive checks that *p > 0.
+func Positive(p *int) func() error {
+	return func() error {
+		if *p <= 0 {
+			return fmt.Errorf("must be positive, got %d", *p)
+		}
+		return nil
+	}
+}
+
+// Between checks lo <= *p <= hi.
+func Between(p *int, lo, hi int) func() error {
+	return func() error {
+		if *p < lo || *p > hi {
+			return fmt.Errorf("must be between %d and %d, got %d", lo, hi, *p)
+		}
+		return nil
+	}
+}
+
+// PositiveDuration checks that *p > 0.
+func PositiveDuration(p *time.Duration) func() error {
+	return func() error {
+		if *p <= 0 {
+			return fmt.Errorf("must be positive, got %s", *p)
+		}
+		return nil
+	}
+}
+
+// OneOf checks that *p is one of the allowed values.
+func OneOf(p *string, allowed ...string) func() error {
+	return func() error {
+		for _, a := range allowed {
+			if *p == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %s, got %q", strings.Join(allowed, ", "), *p)
+	}
+}
+
+// HTTPURL checks that a non-empty *p is an absolute http or https URL.
+func HTTPURL(p *string) func() error {
+	return func() error {
+		if *p == "" {
+			return nil
+		}
+		u, err := url.Parse(*p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("must be an http(s) URL, got %q", *p)
+		}
+		return nil
+	}
+}
+
+type stringValue string
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+
+type intValue int
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+type floatValue float64
+
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("not a number")
+	}
+	*v = floatValue(f)
+	return nil
+}
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+
+type boolValue bool
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean (true/false)")
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type durationValue time.Duration
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (like 500ms, 30s, 2m)")
+	}
+	*v = durationValue(d)
+	return nil
+}
+func (v *durationValue) String() string { return time.Duration(*v).String() }

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fixture struct {
+	queue   string
+	workers int
+	wait    time.Duration
+	dry     bool
+	key     string
+	rate    float64
+}
+
+func newFixture(env map[string]string) (*Set, *fixture) {
+	f := &fixture{}
+	s := NewSet("analyzer", "analyzer: analyses images.")
+	s.String(&f.queue, "queue-url", "IMGPIPE_QUEUE_URL", "", "SQS queue URL", Required(), Validate(HTTPURL(&f.queue)))
+	s.Int(&f.workers, "workers", "IMGPIPE_WORKERS", 8, "worker count", Validate(Between(&f.workers, 1, 512)))
+	s.Duration(&f.wait, "wait", "IMGPIPE_WAIT", 20*time.Second, "long-poll wait")
+	s.Bool(&f.dry, "dry-run", "", false, "do nothing")
+	s.String(&f.key, "vision-key", "AZURE_VISION_KEY", "", "Vision key", Secret())
+	s.Float(&f.rate, "rate", "IMGPIPE_RATE", 10, "calls per second")
+	s.SetLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return s, f
+}
+
+func TestPrecedenceAndTypes(t *testing.T) {
+	s, f := newFixture(map[string]string{"IMGPIPE_QUEUE_URL": "http://env/q", "IMGPIPE_WORKERS": "4", "AZURE_VISION_KEY": "sekrit", "IMGPIPE_RATE": "2.5"})
+	if err := s.Parse([]string{"--workers", "16", "--wait=5s", "--dry-run", "rest"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.queue != "http://env/q" || f.workers != 16 || f.wait != 5*time.Second || !f.dry || f.rate != 2.5 {
+		t.Fatalf("got %+v", f)
+	}
+	if got := s.Args(); len(got) != 1 || got[0] != "rest" {
+		t.Fatalf("args %v", got)
+	}
+	if d := s.Describe(); d["vision-key"] != "[redacted]" || d["workers"] != "16" {
+		t.Fatalf("describe %v", d)
+	}
+}
+
+func TestErrorsNameTheSetting(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"missing required", nil, nil, "missing setting --queue-url (IMGPIPE_QUEUE_URL)"},
+		{"bad env int", map[string]string{"IMGPIPE_QUEUE_URL": "http://q", "IMGPIPE_WORKERS": "many"}, nil, `invalid IMGPIPE_WORKERS="many": not an integer`},
+		{"bad flag duration", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--wait", "soon"}, "not a duration"},
+		{"validator", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--workers", "0"}, "invalid setting --workers (IMGPIPE_WORKERS): must be between 1 and 512, got 0"},
+		{"url validator", map[string]string{"IMGPIPE_QUEUE_URL": "not a url"}, nil, "invalid setting --queue-url (IMGPIPE_QUEUE_URL): must be an http(s) URL"},
+		{"unknown flag", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--nope"}, "flag provided but not defined: -nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newFixture(tt.env)
+			err := s.Parse(tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	s, _ := newFixture(nil)
+	if err := s.Parse([]string{"--help"}); !errors.Is(err, ErrHelp) {
+		t.Fatalf("got %v, want ErrHelp", err)
+	}
+	var b bytes.Buffer
+	s.Usage(&b)
+	for _, want := range []string{"analyzer: analyses images.", "--queue-url", "IMGPIPE_QUEUE_URL", "(required)", "--workers", "8", "--dry-run"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, b.String())
+		}
+	}
+	if len(s.Names()) != 6 || len(s.Env()) != 5 {
+		t.Fatalf("names %v env %v", s.Names(), s.Env())
+	}
+}

@@ -1,0 +1,226 @@
+// Package index keeps the Firestore index of analysed objects: one document per live object,
+// written so that duplicates and out-of-order events cannot regress it.
+//
+// Each live object has a document in the collection, with the ID analysis.DocumentID(bucket,
+// key). A removal deletes that document and leaves a tombstone in the sibling collection
+// "<collection>-tombstones" with the removal's S3 sequencer, so that a late, older "created"
+// event cannot resurrect the object. Every write runs in a transaction that reads both
+// documents first, so two indexers racing on one key end in the newest state.
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/s3event"
+)
+
+// Document is what the index stores for one live object.
+type Document struct {
+	analysis.Record
+	// TagNames repeats the tag names for array-contains queries.
+	TagNames  []string  `firestore:"tagNames,omitempty" json:"-"`
+	IndexedAt time.Time `firestore:"indexedAt" json:"indexedAt"`
+}
+
+// tombstone records a removal so that older events for the key are recognised as stale.
+type tombstone struct {
+	Bucket    string    `firestore:"bucket"`
+	Key       string    `firestore:"key"`
+	Sequencer string    `firestore:"sequencer,omitempty"`
+	EventTime time.Time `firestore:"eventTime"`
+	DeletedAt time.Time `firestore:"deletedAt"`
+	// ExpireAt is for a Firestore TTL policy that prunes old tombstones (see deploy/).
+	ExpireAt time.Time `firestore:"expireAt"`
+}
+
+// Outcome says what Apply did.
+type Outcome int
+
+const (
+	Written Outcome = iota // a created event was stored
+	Deleted                // a removed event deleted the document (and left a tombstone)
+	Stale                  // the event is not newer than what the index holds: nothing changed
+)
+
+func (o Outcome) String() string {
+	return [...]string{"written", "deleted", "stale"}[o]
+}
+
+// Store is the index over one Firestore collection.
+type Store struct {
+	client     *firestore.Client
+	docs       *firestore.CollectionRef
+	tombstones *firestore.CollectionRef
+	ttl        time.Duration
+	now        func() time.Time
+}
+
+// Options tunes the store. A nil *Options takes the defaults.
+type Options struct {
+	// TombstoneTTL is how long a tombstone must be kept at least (its expireAt). An event older
+	// than a pruned tombstone could resurrect an object, so keep it longer than the queues can
+	// hold a message (SQS 14 days, Pub/Sub 7 days). Default 30 days.
+	TombstoneTTL time.Duration
+	// Now replaces the clock, for tests.
+	Now func() time.Time
+}
+
+// New returns a store over collection.
+func New(client *firestore.Client, collection string, opts *Options) *Store {
+	s := &Store{
+		client:     client,
+		docs:       client.Collection(collection),
+		tombstones: client.Collection(collection + "-tombstones"),
+		ttl:        30 * 24 * time.Hour,
+		now:        time.Now,
+	}
+	if opts != nil {
+		if opts.TombstoneTTL > 0 {
+			s.ttl = opts.TombstoneTTL
+		}
+		if opts.Now != nil {
+			s.now = opts.Now
+		}
+	}
+	return s
+}
+
+// Apply writes rec if it is newer than what the index holds for its object, inside a
+// transaction. A stale event returns Stale and no error: the caller acknowledges it.
+func (s *Store) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error) {
+	if err := rec.Validate(); err != nil {
+		return 0, err
+	}
+	id := analysis.DocumentID(rec.Bucket, rec.Key)
+	docRef, tombRef := s.docs.Doc(id), s.tombstones.Doc(id)
+	incoming := s3event.Position{Sequencer: rec.Sequencer, EventTime: rec.EventTime}
+	var outcome Outcome
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snaps, err := tx.GetAll([]*firestore.DocumentRef{docRef, tombRef})
+		if err != nil {
+			return err
+		}
+		for _, snap := range snaps {
+			if !snap.Exists() {
+				continue
+			}
+			var held struct {
+				Sequencer string    `firestore:"sequencer"`
+				EventTime time.Time `firestore:"eventTime"`
+			}
+			if err := snap.DataTo(&held); err != nil {
+				return failure.New(failure.Permanent, "CorruptIndexDocument", fmt.Errorf("read %s: %w", snap.Ref.Path, err))
+			}
+			newer, err := s3event.IsNewer(incoming, s3event.Position{Sequencer: held.Sequencer, EventTime: held.EventTime})
+			if err != nil {
+				return err
+			}
+			if !newer {
+				outcome = Stale
+				return nil
+			}
+		}
+		now := s.now().UTC()
+		if rec.Event == analysis.Removed {
+			outcome = Deleted
+			if err := tx.Delete(docRef); err != nil {
+				return err
+			}
+			return tx.Set(tombRef, tombstone{
+				Bucket: rec.Bucket, Key: rec.Key, Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+				DeletedAt: now, ExpireAt: now.Add(s.ttl),
+			})
+		}
+		outcome = Written
+		doc := Document{Record: *rec, IndexedAt: now}
+		for _, t := range rec.Tags {
+			doc.TagNames = append(doc.TagNames, t.Name)
+		}
+		if err := tx.Set(docRef, doc); err != nil {
+			return err
+		}
+		// The document now carries the newest position; the tombstone has done its work.
+		return tx.Delete(tombRef)
+	})
+	if err != nil {
+		return 0, classify(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
+	}
+	return outcome, nil
+}
+
+// ErrNotFound is returned by Get for an object the index does not hold.
+var ErrNotFound = errors.New("not in the index")
+
+// Get returns the document of one object.
+func (s *Store) Get(ctx context.Context, bucket, key string) (*Document, error) {
+	snap, err := s.docs.Doc(analysis.DocumentID(bucket, key)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("%s/%s: %w", bucket, key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, classify(fmt.Errorf("get %s/%s: %w", bucket, key, err))
+	}
+	var d Document
+	if err := snap.DataTo(&d); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+	}
+	return &d, nil
+}
+
+// SearchTag returns up to limit documents carrying tag, newest analysis first. It needs the
+// composite index declared in deploy/firestore/firestore.indexes.json.
+func (s *Store) SearchTag(ctx context.Context, tag string, limit int) ([]Document, error) {
+	q := s.docs.Where("tagNames", "array-contains", tag).OrderBy("analyzedAt", firestore.Desc).Limit(limit)
+	return s.collect(ctx, q)
+}
+
+// List returns up to limit documents of a bucket, in key order.
+func (s *Store) List(ctx context.Context, bucket string, limit int) ([]Document, error) {
+	q := s.docs.Where("bucket", "==", bucket).Limit(limit)
+	return s.collect(ctx, q)
+}
+
+func (s *Store) collect(ctx context.Context, q firestore.Query) ([]Document, error) {
+	it := q.Documents(ctx)
+	defer it.Stop()
+	var out []Document
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, classify(fmt.Errorf("query: %w", err))
+		}
+		var d Document
+		if err := snap.DataTo(&d); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", snap.Ref.ID, err)
+		}
+		out = append(out, d)
+	}
+}
+
+// classify keeps errors already classified and sorts gRPC codes into the three classes.
+func classify(err error) error {
+	var fe *failure.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return failure.New(failure.Permanent, "FirestoreRejected", err)
+	case codes.ResourceExhausted:
+		return failure.New(failure.Throttled, "FirestoreThrottled", err)
+	}
+	return failure.New(failure.Transient, "FirestoreUnavailable", err)
+}
