@@ -25,7 +25,6 @@ import (
 // InvalidImageFormat, pass through unchanged).
 const (
 	ReasonImageTooLarge = "ImageTooLarge"
-	ReasonEmptyObject   = "EmptyObject"
 )
 
 // headBytes is how much of an object is read to identify it before Vision is called: enough
@@ -116,7 +115,7 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 	size := aws.ToInt64(head.ContentLength)
 	switch {
 	case size == 0:
-		return nil, "", failure.Permanentf(ReasonEmptyObject, "object is empty")
+		return nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
 	case size > a.opts.MaxImageBytes:
 		return nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", size, a.opts.MaxImageBytes)
 	}
@@ -177,6 +176,15 @@ func (a *Analyzer) inspect(ctx context.Context, rec *s3event.Record, size int64)
 		return nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
 	}
 	meta, err := imagemeta.Inspect(bytes.NewReader(buf), int64(len(buf)))
+	if failure.ReasonOf(err) == imagemeta.ReasonHeaderBeyondLimit {
+		if int64(len(buf)) >= size {
+			// The whole object was read and its header never ended: it is cut short.
+			return nil, failure.New(failure.Permanent, imagemeta.ReasonCorruptImage, err)
+		}
+		// A header longer than what was read (a huge EXIF block): the image may be fine.
+		// Go on with the format alone and let Vision judge the pixels.
+		return &imagemeta.Meta{Format: imagemeta.Sniff(buf), MIME: imagemeta.Sniff(buf).MIME()}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

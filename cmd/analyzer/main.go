@@ -1,0 +1,197 @@
+// Command analyzer consumes S3 event notifications from SQS, analyses each new image with Azure
+// AI Vision and publishes the result to Pub/Sub; permanent failures go to the dead-letter
+// queue with their reason.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"imgpipe/pkg/analyzer"
+	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/config"
+	"imgpipe/pkg/obs"
+	"imgpipe/pkg/publish"
+	"imgpipe/pkg/ratelimit"
+	"imgpipe/pkg/retry"
+	"imgpipe/pkg/vision"
+)
+
+const header = `analyzer: analyses images dropped into S3 with Azure AI Vision and publishes the results.
+
+Usage:
+  analyzer [settings]
+
+It long-polls the SQS queue that receives the bucket's event notifications, reads each new
+object, calls Azure AI Vision (Image Analysis 4.0 or 3.2), publishes an analysis record to the
+Pub/Sub topic (a removal record for a deleted object) and then deletes the SQS message.
+Permanent failures (not an image, too large, malformed event) go to the dead-letter queue at
+once with their reason; transient ones are retried with backoff through the queue's visibility
+timeout until its redrive policy moves them to the DLQ. SIGINT/SIGTERM drain gracefully.
+
+AWS settings come from the SDK's own chain: AWS_REGION, the default credential chain,
+AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS. Google settings: GOOGLE_CLOUD_PROJECT,
+Application Default Credentials (external_account files for workload identity federation),
+PUBSUB_EMULATOR_HOST. Give exactly one Vision credential: a key, a key file or a token file.`
+
+type settings struct {
+	queueURL, dlqURL, topic, project                   string
+	visionEndpoint, visionKey, visionKeyFile, tokenFile string
+	visionAPI, mode, logLevel                          string
+	visionRate                                         float64
+	visionBurst, visionRetries, workers                int
+	visionTimeout, attemptTimeout                      time.Duration
+	visibility, wait, drain                            time.Duration
+	maxImageBytes                                      int
+	pathStyle                                          bool
+}
+
+func newSet(s *settings) *config.Set {
+	set := config.NewSet("analyzer", header)
+	set.String(&s.queueURL, "queue-url", "IMGPIPE_QUEUE_URL", "", "SQS queue receiving the bucket's event notifications", config.Required(), config.Validate(config.HTTPURL(&s.queueURL)))
+	set.String(&s.dlqURL, "dlq-url", "IMGPIPE_DLQ_URL", "", "SQS dead-letter queue for permanent failures (the queue's redrive target)", config.Required(), config.Validate(config.HTTPURL(&s.dlqURL)))
+	set.String(&s.project, "project", "GOOGLE_CLOUD_PROJECT", "", "Google Cloud project of the Pub/Sub topic", config.Required())
+	set.String(&s.topic, "topic", "IMGPIPE_TOPIC", "", "Pub/Sub topic for analysis records (ID or full name)", config.Required())
+	set.String(&s.visionEndpoint, "vision-endpoint", "AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint, https://NAME.cognitiveservices.azure.com", config.Required(), config.Validate(config.HTTPURL(&s.visionEndpoint)))
+	set.String(&s.visionKey, "vision-key", "AZURE_VISION_KEY", "", "Azure AI Vision subscription key (prefer --vision-key-file)", config.Secret())
+	set.String(&s.visionKeyFile, "vision-key-file", "AZURE_VISION_KEY_FILE", "", "file holding the subscription key; re-read when it changes (a mounted secret)")
+	set.String(&s.tokenFile, "vision-token-file", "AZURE_VISION_TOKEN_FILE", "", "file holding an Entra ID access token for https://cognitiveservices.azure.com/.default; re-read when it changes")
+	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
+	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers (free tier: 0.33)")
+	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
+	set.Int(&s.visionRetries, "vision-retries", "IMGPIPE_VISION_RETRIES", retry.DefaultMaxRetries, "retries of one Vision call before the message is rescheduled", config.Validate(config.Between(&s.visionRetries, 0, 20)))
+	set.Duration(&s.visionTimeout, "vision-timeout", "IMGPIPE_VISION_TIMEOUT", vision.DefaultTimeout, "bound on one analysis, retries and waits included", config.Validate(config.PositiveDuration(&s.visionTimeout)))
+	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
+	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
+	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages processed concurrently", config.Validate(config.Between(&s.workers, 1, 1024)))
+	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages, renewed by a heartbeat while in work", config.Validate(config.PositiveDuration(&s.visibility)))
+	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", 20*time.Second, "SQS long-poll wait (0-20s)")
+	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
+	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
+	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
+	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	return set
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "analyzer: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	s := &settings{}
+	set := newSet(s)
+	if err := set.Parse(args); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			set.Usage(os.Stdout)
+		}
+		return err
+	}
+	if len(set.Args()) > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", set.Args())
+	}
+	if s.wait < 0 || s.wait > 20*time.Second {
+		return fmt.Errorf("invalid setting --wait-time (IMGPIPE_WAIT_TIME): must be 0 to 20s, got %s", s.wait)
+	}
+	if !(s.visionRate > 0) {
+		return fmt.Errorf("invalid setting --vision-rate (IMGPIPE_VISION_RATE): must be positive, got %g", s.visionRate)
+	}
+	cred, err := credential(s)
+	if err != nil {
+		return err
+	}
+	log, err := obs.NewLogger("analyzer", s.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle}
+	cfg, err := awsclient.Config(ctx, awsOpts)
+	if err != nil {
+		return err
+	}
+	api := vision.V40
+	if s.visionAPI == "3.2" {
+		api = vision.V32
+	}
+	vc, err := vision.New(s.visionEndpoint, cred, &vision.Options{
+		APIVersion:     api,
+		Timeout:        s.visionTimeout,
+		AttemptTimeout: s.attemptTimeout,
+		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
+		RateLimit:      ratelimit.NewBucket(s.visionRate, s.visionBurst, nil),
+		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: s.workers, Initial: min(8, s.workers)}),
+	})
+	if err != nil {
+		return fmt.Errorf("vision client: %w", err)
+	}
+	defer vc.Close()
+
+	ps, err := pubsub.NewClient(ctx, s.project)
+	if err != nil {
+		return fmt.Errorf("pubsub client: %w", err)
+	}
+	defer ps.Close()
+	pub := publish.New(ps, s.topic, nil)
+	defer pub.Close()
+
+	a, err := analyzer.New(analyzer.Deps{
+		SQS: awsclient.SQS(cfg), S3: awsclient.S3(cfg, awsOpts), Vision: vc, Publisher: pub,
+	}, &analyzer.Options{
+		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: s.wait,
+		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode),
+		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("analyzer starting", obs.Settings(set.Describe()))
+	return a.Run(ctx)
+}
+
+// retriesSetting maps the user's "0 retries" onto the policy's "negative means none".
+func retriesSetting(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func credential(s *settings) (vision.Credential, error) {
+	given := 0
+	for _, v := range []string{s.visionKey, s.visionKeyFile, s.tokenFile} {
+		if v != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, errors.New("setting Vision credential: give exactly one of --vision-key (AZURE_VISION_KEY), --vision-key-file (AZURE_VISION_KEY_FILE), --vision-token-file (AZURE_VISION_TOKEN_FILE)")
+	}
+	switch {
+	case s.visionKey != "":
+		return vision.NewKeyCredential(s.visionKey)
+	case s.visionKeyFile != "":
+		c, err := vision.NewKeyFileCredential(s.visionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("invalid setting --vision-key-file (AZURE_VISION_KEY_FILE): %w", err)
+		}
+		return c, nil
+	}
+	return vision.NewTokenCredential(vision.NewFileTokenSource(s.tokenFile)), nil
+}

@@ -1,0 +1,331 @@
+// Package e2e_test runs the whole pipeline on the local stack: uploads into the S3 stand-in,
+// notifications through SQS, the analyzer calling the Vision stand-in and publishing to the
+// Pub/Sub emulator, the indexer writing to the Firestore emulator.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"imgpipe/internal/localstack"
+	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/analyzer"
+	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/publish"
+	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/samples"
+	"imgpipe/pkg/vision"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+
+// pipeline is one analyzer and one indexer running in this process against a fresh set of
+// resources on the shared stack.
+type pipeline struct {
+	st    *localstack.Stack
+	res   *localstack.Bootstrapped
+	s3    *s3.Client
+	sqs   *sqs.Client
+	store *index.Store
+	stop  func()
+}
+
+func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
+	t.Helper()
+	st := stacktest.Get(t)
+	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient()}
+
+	key, err := vision.NewKeyCredential(st.VisionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, err := vision.New(st.VisionEndpoint, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := firestore.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publish.New(ps, res.TopicName, nil)
+	a, err := analyzer.New(analyzer.Deps{SQS: p.sqs, S3: p.s3, Vision: vc, Publisher: pub}, &analyzer.Options{
+		QueueURL: res.QueueURL, DLQURL: res.DLQURL, Workers: 8, WaitTime: time.Second,
+		VisibilityTimeout: 10 * time.Second, DrainTimeout: 10 * time.Second, Logger: log.Named("analyzer"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.store = index.New(fs, res.Collection, nil)
+	ix, err := indexer.New(ps, p.store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := a.Run(ctx); err != nil {
+			t.Errorf("analyzer: %v", err)
+		}
+	})
+	wg.Go(func() {
+		if err := ix.Run(ctx); err != nil {
+			t.Errorf("indexer: %v", err)
+		}
+	})
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			pub.Close()
+			ps.Close()
+			fs.Close()
+			vc.Close()
+		})
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *pipeline) put(t *testing.T, key string, body []byte) {
+	t.Helper()
+	_, err := p.s3.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String(p.res.Bucket), Key: aws.String(key), Body: bytes.NewReader(body),
+	})
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+// drainDLQ receives every message from the DLQ and returns key -> failure reason.
+func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
+	t.Helper()
+	out := map[string]dlq.Failure{}
+	for {
+		resp, err := p.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(p.res.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Messages) == 0 {
+			return out
+		}
+		for _, m := range resp.Messages {
+			msg, err := s3event.Parse([]byte(aws.ToString(m.Body)))
+			if err != nil {
+				t.Fatalf("DLQ body does not parse: %v", err)
+			}
+			attrs := map[string]string{}
+			for k, v := range m.MessageAttributes {
+				attrs[k] = aws.ToString(v.StringValue)
+			}
+			for _, r := range msg.Records {
+				out[r.Key] = dlq.Parse(attrs)
+			}
+			if _, err := p.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(p.res.DLQURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func (p *pipeline) docs(t *testing.T) map[string]index.Document {
+	t.Helper()
+	docs, err := p.store.List(context.Background(), p.res.Bucket, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]index.Document{}
+	for _, d := range docs {
+		out[d.Key] = d
+	}
+	return out
+}
+
+// TestEndToEnd uploads generated images and the bad samples and checks that every good image
+// ends as exactly one correct document, the bad ones in the DLQ with their reasons and no
+// document, and a deleted object's document disappears.
+func TestEndToEnd(t *testing.T) {
+	p := startPipeline(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	const n = 12
+	wants := map[string]size{}
+	formats := []string{"jpeg", "png", "gif"}
+	for i := range n {
+		w, h := 200+i*10, 150+i*7
+		format := formats[i%len(formats)]
+		body, err := samples.Image(int64(i), w, h, format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("%sbatch/img %02d+été.%s", p.res.Prefix, i, format)
+		p.put(t, key, body)
+		wants[key] = size{w, h}
+	}
+	// The bad samples, uploaded under the prefix too.
+	dir := t.TempDir()
+	all, err := samples.Generate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badReasons := map[string]string{}
+	for _, s := range all {
+		if s.Good {
+			continue
+		}
+		body, err := os.ReadFile(s.Path(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := p.res.Prefix + "bad/" + filepath.ToSlash(s.Name)
+		p.put(t, key, body)
+		badReasons[key] = s.WantReason
+	}
+	// An object outside the prefix raises no notification and is never indexed.
+	body, _ := samples.Image(99, 100, 100, "png")
+	p.put(t, "elsewhere/not-watched.png", body)
+
+	waitFor(t, fmt.Sprintf("%d documents", n), 3*time.Minute, func() (bool, string) {
+		d := p.docs(t)
+		return len(d) >= n, fmt.Sprintf("%d documents", len(d))
+	})
+	failed := map[string]dlq.Failure{}
+	waitFor(t, "every bad file in the DLQ", 2*time.Minute, func() (bool, string) {
+		for k, f := range p.drainDLQ(t) {
+			failed[k] = f
+		}
+		return len(failed) >= len(badReasons), fmt.Sprintf("%d of %d dead-lettered: %v", len(failed), len(badReasons), keys(failed))
+	})
+
+	docs := p.docs(t)
+	if len(docs) != n {
+		t.Errorf("want exactly %d documents, got %d: %v", n, len(docs), keysDocs(docs))
+	}
+	for key, w := range wants {
+		d, ok := docs[key]
+		if !ok {
+			t.Errorf("no document for %q", key)
+			continue
+		}
+		if d.Width != w.w || d.Height != w.h || d.Bucket != p.res.Bucket || d.SchemaVersion != analysis.SchemaVersion ||
+			d.Event != analysis.Created || d.Sequencer == "" || d.Caption == "" || len(d.Tags) == 0 || d.ModelVersion == "" ||
+			d.ContentType == "" || d.Size == 0 || d.AnalyzedAt.IsZero() || d.ETag == "" {
+			t.Errorf("document for %q is incomplete: %+v", key, d)
+		}
+		got, err := p.store.Get(context.Background(), p.res.Bucket, key)
+		if err != nil || got.Key != key {
+			t.Errorf("lookup by key %q: %v", key, err)
+		}
+	}
+	for key, reason := range badReasons {
+		f, ok := failed[key]
+		switch {
+		case !ok:
+			t.Errorf("bad file %q not in the DLQ", key)
+		case f.Reason != reason || f.Class.String() != "permanent" || f.SourceQueue != p.res.QueueURL || f.Attempts != 1:
+			t.Errorf("bad file %q dead-lettered as %+v, want permanent %q on first attempt", key, f, reason)
+		}
+		if _, isDoc := docs[key]; isDoc {
+			t.Errorf("bad file %q has a document", key)
+		}
+	}
+
+	// Delete one object: its document disappears; the others stay.
+	var victim string
+	for k := range wants {
+		victim = k
+		break
+	}
+	if _, err := p.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(victim)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted object's document to go", time.Minute, func() (bool, string) {
+		_, ok := p.docs(t)[victim]
+		return !ok, "still there"
+	})
+	if got := len(p.docs(t)); got != n-1 {
+		t.Errorf("after one delete: %d documents, want %d", got, n-1)
+	}
+	// Search by tag finds documents (newest first) once the composite index exists; the
+	// emulator needs none.
+	some := docs[victimOther(wants, victim)]
+	hits, err := p.store.SearchTag(context.Background(), some.Tags[0].Name, 50)
+	if err != nil || len(hits) == 0 {
+		t.Errorf("search by tag %q: %d hits, %v", some.Tags[0].Name, len(hits), err)
+	}
+	for i := 1; i < len(hits); i++ {
+		if hits[i].AnalyzedAt.After(hits[i-1].AnalyzedAt) {
+			t.Errorf("search results not newest first")
+		}
+	}
+}
+
+type size struct{ w, h int }
+
+func victimOther(wants map[string]size, victim string) string {
+	for k := range wants {
+		if k != victim {
+			return k
+		}
+	}
+	return ""
+}
+
+func keys(m map[string]dlq.Failure) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func keysDocs(m map[string]index.Document) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
