@@ -42,15 +42,15 @@ Application Default Credentials (external_account files for workload identity fe
 PUBSUB_EMULATOR_HOST. Give exactly one Vision credential: a key, a key file or a token file.`
 
 type settings struct {
-	queueURL, dlqURL, topic, project                   string
+	queueURL, dlqURL, topic, project                    string
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
-	visionAPI, mode, logLevel                          string
-	visionRate                                         float64
-	visionBurst, visionRetries, workers                int
-	visionTimeout, attemptTimeout                      time.Duration
-	visibility, wait, drain                            time.Duration
-	maxImageBytes                                      int
-	pathStyle                                          bool
+	visionAPI, mode, logLevel                           string
+	visionRate                                          float64
+	visionBurst, visionRetries, workers                 int
+	visionTimeout, attemptTimeout                       time.Duration
+	visibility, wait, drain                             time.Duration
+	maxImageBytes                                       int
+	pathStyle                                           bool
 }
 
 func newSet(s *settings) *config.Set {
