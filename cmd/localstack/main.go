@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"imgpipe/internal/localstack"
+	"imgpipe/internal/visionstandin"
 )
 
 const usage = `localstack: the pipeline's three clouds on one machine, on 127.0.0.1.
@@ -70,6 +71,45 @@ type settings struct {
 	parts    string
 	ports    localstack.Ports
 	timeout  time.Duration
+
+	// Vision stand-in faults, as text for the stand-in's own parsers.
+	latency, rateLimit, retryAfter, outage string
+	transientRate                          float64
+	badKey                                 bool
+}
+
+// faults turns the fault flags into the stand-in's Faults.
+func (s *settings) faults() (visionstandin.Faults, error) {
+	var f visionstandin.Faults
+	var err error
+	if s.latency != "" {
+		if f.Latency, err = visionstandin.ParseLatency(s.latency); err != nil {
+			return f, fmt.Errorf("invalid --vision-latency: %w", err)
+		}
+	}
+	if s.rateLimit != "" {
+		if f.RateLimit, err = visionstandin.ParseRateLimit(s.rateLimit); err != nil {
+			return f, fmt.Errorf("invalid --vision-rate-limit: %w", err)
+		}
+	}
+	if s.retryAfter != "" {
+		if f.RetryAfter, err = visionstandin.ParseRetryAfterMode(s.retryAfter); err != nil {
+			return f, fmt.Errorf("invalid --vision-retry-after: %w", err)
+		}
+	}
+	if s.outage != "" {
+		o, err := visionstandin.ParseOutage(s.outage)
+		if err != nil {
+			return f, fmt.Errorf("invalid --vision-outage: %w", err)
+		}
+		f.Outages = []visionstandin.Outage{o}
+	}
+	f.Transient.Rate = s.transientRate
+	f.BadKey = s.badKey
+	if err := f.Validate(); err != nil {
+		return f, fmt.Errorf("invalid Vision faults: %w", err)
+	}
+	return f, nil
 }
 
 func newFlags(name string, s *settings) *flag.FlagSet {
@@ -83,6 +123,12 @@ func newFlags(name string, s *settings) *flag.FlagSet {
 	fs.IntVar(&s.ports.Firestore, "firestore-port", 0, "Firestore emulator port (0 = free port)")
 	fs.IntVar(&s.ports.Vision, "vision-port", 0, "Vision stand-in port (0 = free port)")
 	fs.DurationVar(&s.timeout, "timeout", 2*time.Minute, "how long 'up' waits for every part to answer, and 'down' for the stack to stop")
+	fs.StringVar(&s.latency, "vision-latency", "", `Vision stand-in latency: "100ms", "uniform:50ms-200ms", "normal:100ms,20ms"`)
+	fs.Float64Var(&s.transientRate, "vision-transient-rate", 0, "fraction (0..1) of Vision calls failing with 500 or 503")
+	fs.StringVar(&s.rateLimit, "vision-rate-limit", "", `Vision token bucket answering 429 beyond it: "10/s", "20/m,burst=3"`)
+	fs.StringVar(&s.retryAfter, "vision-retry-after", "", "header on 429s: none, seconds, http-date, retry-after-ms, x-ms-retry-after-ms")
+	fs.StringVar(&s.outage, "vision-outage", "", `Vision outage window from start: "30s", "10s-40s", "drop:5s" (connections dropped)`)
+	fs.BoolVar(&s.badKey, "vision-bad-key", false, "Vision answers 401 to every call")
 	return fs
 }
 
@@ -133,7 +179,11 @@ func up(args []string) error {
 	defer cancel()
 	logDir := filepath.Join(s.stateDir, "logs")
 	fmt.Fprintf(os.Stderr, "localstack: starting %s (logs in %s)\n", parts, logDir)
-	st, err := localstack.Start(startCtx, &localstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir})
+	faults, err := s.faults()
+	if err != nil {
+		return err
+	}
+	st, err := localstack.Start(startCtx, &localstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir, VisionFaults: faults})
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,9 @@ type Options struct {
 	ProjectID string // Google Cloud project for the emulators; default "imgpipe-local"
 	Region    string // AWS region; default "us-east-1"
 	VisionKey string // key the Vision stand-in accepts; default "local-vision-key"
+	// VisionFaults are the Vision stand-in's faults from the start (changeable later at
+	// {VisionEndpoint}/admin/faults or through Stack.VisionServer).
+	VisionFaults visionstandin.Faults
 	// StartTimeout bounds the start of each part; default 60s (the Firestore emulator takes ~4s
 	// on an idle machine, far longer on a loaded one).
 	StartTimeout time.Duration
@@ -249,7 +252,8 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 	if o.Parts&Vision != 0 {
 		// The stand-in stops when its context ends: tie it to Close, not to the start context.
 		run, err := visionstandin.Start(context.Background(), fmt.Sprintf("127.0.0.1:%d", o.Ports.Vision), &visionstandin.Options{
-			Keys: []string{o.VisionKey},
+			Keys:   []string{o.VisionKey},
+			Faults: o.VisionFaults,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start Vision stand-in: %w", err)
