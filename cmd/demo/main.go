@@ -1,0 +1,310 @@
+// Command demo runs the whole pipeline on the local stack on the sample images, prints what
+// was indexed and what failed and why, and shuts everything down. It is the README's main
+// command (`make run`).
+//
+// It starts the stand-ins (internal/localstack), creates the resources, builds and starts the
+// real analyzer and indexer binaries with the environment the stack prints, uploads the
+// generated samples with the real uploader binary, waits until every good image is indexed and
+// every bad one is dead-lettered, and exits 0 only if the pipeline did exactly that.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"imgpipe/internal/localstack"
+	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/index"
+	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/samples"
+)
+
+func main() {
+	workDir := flag.String("dir", ".stack/demo", "folder for the built binaries, the samples and the logs")
+	timeout := flag.Duration("timeout", 4*time.Minute, "how long to wait for the pipeline to finish the samples")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "demo: the whole pipeline on the local stack, on generated sample images.\n\nUsage: demo [flags]\n\nFlags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *workDir, *timeout); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+func run(ctx context.Context, dir string, timeout time.Duration) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	binDir, sampleDir, logDir := filepath.Join(dir, "bin"), filepath.Join(dir, "samples"), filepath.Join(dir, "logs")
+	for _, d := range []string{binDir, sampleDir, logDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+
+	step("building analyzer, indexer and uploader")
+	build := exec.CommandContext(ctx, "go", "build", "-o", binDir, "./cmd/analyzer", "./cmd/indexer", "./cmd/uploader")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+
+	step("generating sample images in %s", sampleDir)
+	all, err := samples.Generate(sampleDir)
+	if err != nil {
+		return err
+	}
+
+	step("starting the local stack (SQS, S3, Pub/Sub, Firestore, Vision) on 127.0.0.1")
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	st, err := localstack.Start(startCtx, &localstack.Options{LogDir: logDir})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping the local stack")
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.Close(closeCtx)
+	}()
+	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	if err != nil {
+		return err
+	}
+	env := os.Environ()
+	for _, e := range st.Env(boot) {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	// Shorter waits than production so the demo shuts down quickly.
+	env = append(env, "IMGPIPE_WAIT_TIME=2s", "IMGPIPE_DRAIN_TIMEOUT=10s")
+
+	step("starting analyzer and indexer (logs in %s)", logDir)
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+		for _, p := range procs {
+			_ = p.Wait()
+		}
+	}()
+	for _, name := range []string{"analyzer", "indexer"} {
+		logFile, err := os.Create(filepath.Join(logDir, name+".log"))
+		if err != nil {
+			return err
+		}
+		defer logFile.Close()
+		cmd := exec.Command(filepath.Join(binDir, name))
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		procs = append(procs, cmd)
+	}
+
+	step("uploading %d sample files with the uploader", len(all))
+	up := exec.CommandContext(ctx, filepath.Join(binDir, "uploader"), "put", "--json", "--quiet", "--include-non-images", sampleDir)
+	up.Env = env
+	up.Stderr = os.Stderr
+	out, err := up.Output()
+	if err != nil && len(out) == 0 {
+		return fmt.Errorf("uploader: %w", err)
+	}
+	uploaded, err := parseUpload(out, sampleDir)
+	if err != nil {
+		return err
+	}
+
+	step("waiting for the pipeline (up to %s)", timeout)
+	fs, err := firestore.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		return err
+	}
+	defer fs.Close()
+	store := index.New(fs, boot.Collection, nil)
+	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout)
+	if err != nil {
+		return err
+	}
+	printReport(os.Stdout, res)
+	if res.problems > 0 {
+		return fmt.Errorf("%d samples did not end as expected (see above)", res.problems)
+	}
+	step("done: every good image indexed, every bad file dead-lettered with its reason")
+	return nil
+}
+
+// parseUpload maps each sample's relative path to the key the uploader gave it.
+func parseUpload(out []byte, root string) (map[string]string, error) {
+	var doc struct {
+		Files []struct {
+			Path, Key, Status, Reason string
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("read uploader output: %w", err)
+	}
+	keys := map[string]string{}
+	for _, f := range doc.Files {
+		rel, err := filepath.Rel(root, f.Path)
+		if err != nil {
+			rel = f.Path
+		}
+		rel = filepath.ToSlash(rel)
+		if f.Status != "uploaded" && f.Status != "skipped" {
+			return nil, fmt.Errorf("uploader could not upload %s: %s", rel, f.Reason)
+		}
+		keys[rel] = f.Key
+	}
+	return keys, nil
+}
+
+type row struct {
+	sample samples.Sample
+	key    string
+	doc    *index.Document
+	failed *dlq.Failure
+	ok     bool
+}
+
+type report struct {
+	rows     []row
+	problems int
+}
+
+// await polls the index and the DLQ until every sample has its expected end, or timeout.
+func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot *localstack.Bootstrapped,
+	all []samples.Sample, keys map[string]string, timeout time.Duration) (*report, error) {
+	deadline := time.Now().Add(timeout)
+	failures := map[string]dlq.Failure{}
+	for {
+		// Collect dead letters (each once: they are deleted after reading, the demo owns them).
+		got, err := sqsClient.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(boot.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read DLQ: %w", err)
+		}
+		for _, m := range got.Messages {
+			attrs := map[string]string{}
+			for k, v := range m.MessageAttributes {
+				attrs[k] = aws.ToString(v.StringValue)
+			}
+			if msg, err := s3event.Parse([]byte(aws.ToString(m.Body))); err == nil {
+				for _, r := range msg.Records {
+					failures[r.Key] = dlq.Parse(attrs)
+				}
+			}
+			_, _ = sqsClient.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(boot.DLQURL), ReceiptHandle: m.ReceiptHandle})
+		}
+
+		rep := &report{}
+		for _, s := range all {
+			r := row{sample: s, key: keys[filepath.ToSlash(s.Name)]}
+			if f, ok := failures[r.key]; ok {
+				r.failed = &f
+			}
+			if d, err := store.Get(ctx, boot.Bucket, r.key); err == nil {
+				r.doc = d
+			} else if !errors.Is(err, index.ErrNotFound) {
+				return nil, err
+			}
+			if s.Good {
+				r.ok = r.doc != nil && r.failed == nil
+			} else {
+				r.ok = r.doc == nil && r.failed != nil && r.failed.Reason == s.WantReason
+			}
+			if !r.ok {
+				rep.problems++
+			}
+			rep.rows = append(rep.rows, r)
+		}
+		if rep.problems == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return rep, nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func printReport(w io.Writer, rep *report) {
+	sort.SliceStable(rep.rows, func(i, j int) bool { return rep.rows[i].sample.Good && !rep.rows[j].sample.Good })
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nINDEXED\tKEY\tSIZE\tTAGS\tCAPTION")
+	for _, r := range rep.rows {
+		if !r.sample.Good {
+			continue
+		}
+		if r.doc == nil {
+			fmt.Fprintf(tw, "MISSING\t%s\t\t\t%s\n", r.key, failureText(r.failed))
+			continue
+		}
+		var tags []string
+		for i, t := range r.doc.Tags {
+			if i == 5 {
+				tags = append(tags, "...")
+				break
+			}
+			tags = append(tags, t.Name)
+		}
+		fmt.Fprintf(tw, "yes\t%s\t%dx%d\t%s\t%s\n", r.key, r.doc.Width, r.doc.Height, strings.Join(tags, ", "), r.doc.Caption)
+	}
+	fmt.Fprintln(tw, "\nFAILED\tKEY\tREASON\tEXPECTED\tERROR")
+	for _, r := range rep.rows {
+		if r.sample.Good {
+			continue
+		}
+		verdict := "as expected"
+		if !r.ok {
+			verdict = "UNEXPECTED"
+		}
+		reason, text := "(not dead-lettered)", ""
+		if r.failed != nil {
+			reason, text = r.failed.Reason, r.failed.Error
+			if i := strings.LastIndex(text, ": "); i >= 0 && len(text) > 90 {
+				text = text[i+2:]
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", verdict, r.key, reason, r.sample.WantReason, text)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func failureText(f *dlq.Failure) string {
+	if f == nil {
+		return "not indexed"
+	}
+	return "dead-lettered: " + f.Reason
+}
