@@ -109,29 +109,19 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 	env = append(env, "IMGPIPE_WAIT_TIME=2s", "IMGPIPE_DRAIN_TIMEOUT=10s")
 
 	step("starting analyzer and indexer (logs in %s)", logDir)
-	var procs []*exec.Cmd
+	var procs []*child
 	defer func() {
 		for _, p := range procs {
-			_ = p.Process.Signal(syscall.SIGTERM)
-		}
-		for _, p := range procs {
-			_ = p.Wait()
+			p.stop()
 		}
 	}()
 	for _, name := range []string{"analyzer", "indexer"} {
-		logFile, err := os.Create(filepath.Join(logDir, name+".log"))
+		// Each serves /metrics on a free loopback port, so they can share the machine.
+		p, err := startChild(filepath.Join(binDir, name), filepath.Join(logDir, name+".log"), append(env, "IMGPIPE_METRICS_ADDR=127.0.0.1:0"))
 		if err != nil {
 			return err
 		}
-		defer logFile.Close()
-		cmd := exec.Command(filepath.Join(binDir, name))
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
-		}
-		procs = append(procs, cmd)
+		procs = append(procs, p)
 	}
 
 	step("uploading %d sample files with the uploader", len(all))
@@ -154,7 +144,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 	}
 	defer fs.Close()
 	store := index.New(fs, boot.Collection, nil)
-	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout)
+	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout, procs)
 	if err != nil {
 		return err
 	}
@@ -206,10 +196,15 @@ type report struct {
 
 // await polls the index and the DLQ until every sample has its expected end, or timeout.
 func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot *localstack.Bootstrapped,
-	all []samples.Sample, keys map[string]string, timeout time.Duration) (*report, error) {
+	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
 	failures := map[string]dlq.Failure{}
 	for {
+		for _, p := range procs {
+			if err := p.exited(); err != nil {
+				return nil, err
+			}
+		}
 		// Collect dead letters (each once: they are deleted after reading, the demo owns them).
 		got, err := sqsClient.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(boot.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"},
@@ -256,6 +251,63 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// child is one pipeline binary running under the demo.
+type child struct {
+	name, logPath string
+	cmd           *exec.Cmd
+	log           *os.File
+	done          chan struct{}
+	err           error
+}
+
+func startChild(bin, logPath string, env []string) (*child, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
+	}
+	c := &child{name: filepath.Base(bin), logPath: logPath, cmd: cmd, log: logFile, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// exited returns an error with the end of the child's log if it has stopped.
+func (c *child) exited() error {
+	select {
+	case <-c.done:
+		b, _ := os.ReadFile(c.logPath)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 5 {
+			lines = lines[len(lines)-5:]
+		}
+		return fmt.Errorf("%s stopped early (%v); the end of %s:\n%s", c.name, c.err, c.logPath, strings.Join(lines, "\n"))
+	default:
+		return nil
+	}
+}
+
+// stop asks the child to drain and waits for it.
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.log.Close()
 }
 
 func printReport(w io.Writer, rep *report) {

@@ -49,7 +49,7 @@ type process struct {
 
 // startProcess starts argv with its output appended to logPath.
 func startProcess(name, logPath string, env []string, argv ...string) (*process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644) // a fresh log per run: readiness is read from it
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

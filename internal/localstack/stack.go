@@ -328,6 +328,10 @@ func (s *Stack) AWSConfig() aws.Config {
 	return aws.Config{
 		Region:      s.Region,
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		// What config.LoadDefaultConfig gives the binaries: checksums calculated and validated
+		// when the operation supports them (a bare aws.Config leaves them off).
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
 	}
 }
 
