@@ -1,0 +1,213 @@
+// Command uploader puts images into the pipeline's S3 drop prefix and shows what the pipeline
+// made of them. The work is done by imgpipe/pkg/uploader; this file reads settings, builds the
+// clients and prints.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"imgpipe/pkg/config"
+	"imgpipe/pkg/uploader"
+)
+
+const header = `uploader: puts images into the pipeline's S3 drop prefix and shows what became of them.
+
+Usage:
+  uploader put [settings] PATH...          upload files and directories (recursive)
+  uploader status [settings] KEY|FILE...   show the indexed analysis, the failure or "pending"
+  uploader wait [settings] KEY|FILE...     wait until each upload is indexed or failed
+  uploader watch [settings] DIR            upload what appears in a drop folder, once each
+  uploader load [settings] [IMAGE...]      upload generated (or given) images at a target rate
+  uploader COMMAND --help                  the settings of one command
+
+put sniffs the content type from the bytes, skips files that are not images (listed in the
+summary), uploads large files in concurrent parts, stores the original name and the SHA-256 as
+object metadata, and skips content the bucket already holds under the same key. With the
+default key scheme (hash) the key is PREFIX + 16 hex digits of the SHA-256 + "/" + file name,
+so status and wait accept the FILE itself.
+
+watch sends each file that appears in DIR (subfolders included) once its size stops changing,
+then moves it to DIR/done/, or to DIR/failed/ with a .reason file when it can never be sent
+(not an image, a permanent S3 error); transient failures stay and are retried. A state file
+in DIR makes a restarted watcher send nothing twice.
+
+load uploads images made by the project's sample generator (a new one per upload) or the
+IMAGE files given, at --rate per second for --count uploads or --duration, and reports the
+achieved rate, latencies and errors by reason.
+
+Examples:
+  uploader put ./photos
+  uploader put --include '*.jpg,*.png' --exclude '**/raw/**' --concurrency 16 ./photos
+  uploader put --keys path --json ./photos > result.json
+  uploader status ./photos/cat.jpg
+  uploader wait --timeout 5m ./photos/cat.jpg upload/3f2a9c0d1e2b4a5f/dog.png
+  uploader watch ./dropbox            (sent files move to dropbox/done/, bad ones to dropbox/failed/)
+  uploader load --rate 20 --duration 1m
+
+Flags may follow the paths. Lists (--include, --exclude) are comma-separated.
+
+Exit codes: 0 success; 1 a file failed or the run was interrupted (put), an upload failed
+(wait, load), or an error; 2 a bad command line or setting; 3 wait timed out.
+
+AWS settings come from the SDK's own chain: AWS_REGION, the default credentials, and
+AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SQS for other endpoints. Google settings: Application
+Default Credentials, FIRESTORE_EMULATOR_HOST for the emulator.`
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := onSignals(cancel)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	cancel()
+	os.Exit(code)
+}
+
+// onSignals cancels on the first SIGINT/SIGTERM, so that put finishes the files in flight and
+// prints its summary, and exits at once on the second. The returned func stops listening.
+func onSignals(cancel context.CancelFunc) (stop func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(os.Stderr, "\nuploader: interrupted; finishing the files in flight (interrupt again to quit now)")
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			os.Exit(130)
+		case <-done:
+		}
+	})
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		wg.Wait()
+	}
+}
+
+// usageError marks errors of the command line and settings (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	var code int
+	var err error
+	switch cmd {
+	case "put":
+		code, err = runPut(ctx, args, stdout, stderr)
+	case "status":
+		code, err = runStatus(ctx, args, stdout, stderr, false)
+	case "wait":
+		code, err = runStatus(ctx, args, stdout, stderr, true)
+	case "watch":
+		code, err = runWatch(ctx, args, stdout, stderr)
+	case "load":
+		code, err = runLoad(ctx, args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintln(stdout, header)
+		return 0
+	case "":
+		fmt.Fprintln(stderr, header)
+		return uploader.ExitUsage
+	default:
+		err = usageError{fmt.Errorf("unknown command %q (want put, status, wait, watch or load; see --help)", cmd)}
+	}
+	switch {
+	case errors.Is(err, config.ErrHelp):
+		return 0
+	case err == nil:
+		return code
+	}
+	fmt.Fprintf(stderr, "uploader: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return uploader.ExitUsage
+	}
+	return 1
+}
+
+// parse reads settings from the environment and args (flags may come after the positional
+// arguments) and prints the help for --help.
+func parse(set *config.Set, args []string, boolFlags map[string]bool, stdout io.Writer) error {
+	err := set.Parse(permute(args, boolFlags))
+	if errors.Is(err, config.ErrHelp) {
+		set.Usage(stdout)
+		return err
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// permute moves flags in front of positional arguments, so that "put ./dir --json" works like
+// "put --json ./dir". A flag without "=" that is not in boolFlags takes the next argument as
+// its value. Everything after "--" stays positional.
+func permute(args []string, boolFlags map[string]bool) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") || boolFlags[name] || name == "h" || name == "help" {
+			continue
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	if len(pos) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

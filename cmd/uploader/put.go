@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/config"
+	"imgpipe/pkg/obs"
+	"imgpipe/pkg/uploader"
+)
+
+// common are the settings every command shares.
+type common struct {
+	bucket, prefix, logLevel string
+	pathStyle, json          bool
+}
+
+func (c *common) declare(set *config.Set) {
+	set.String(&c.bucket, "bucket", "IMGPIPE_BUCKET", "", "S3 bucket of the drop folder", config.Required())
+	set.String(&c.prefix, "prefix", "IMGPIPE_PREFIX", uploader.DefaultPrefix, "key prefix the pipeline watches", config.Validate(func() error { return uploader.CheckPrefix(c.prefix) }))
+	set.Bool(&c.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins, some S3-compatible stores)")
+	set.String(&c.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "warn", "log level of the JSON logs on stderr: debug, info (a line per file), warn, error",
+		config.Validate(config.OneOf(&c.logLevel, "debug", "info", "warn", "error")))
+	set.Bool(&c.json, "json", "", false, "print a JSON document on stdout instead of text")
+}
+
+// sending are the settings of the commands that upload (put, watch, load).
+type sending struct {
+	keys, partSize, include, exclude string
+	concurrency, retries             int
+	nonImages                        bool
+}
+
+func (s *sending) declare(set *config.Set, defaultKeys uploader.KeyScheme, filters bool) {
+	set.String(&s.keys, "keys", "IMGPIPE_UPLOAD_KEYS", string(defaultKeys), "key scheme: hash (content hash + name), path (relative path), uuid (new ID + name)",
+		config.Validate(config.OneOf(&s.keys, "hash", "path", "uuid")))
+	set.Int(&s.concurrency, "concurrency", "IMGPIPE_UPLOAD_CONCURRENCY", uploader.DefaultConcurrency, "files and S3 requests in flight",
+		config.Validate(config.Between(&s.concurrency, 1, 512)))
+	set.String(&s.partSize, "part-size", "IMGPIPE_UPLOAD_PART_SIZE", "8MiB", "multipart part size (5MiB to 5GiB); larger files are sent in parts",
+		config.Validate(func() error {
+			n, err := uploader.ParseSize(s.partSize)
+			if err == nil && (n < uploader.MinPartSize || n > uploader.MaxPartSize) {
+				err = fmt.Errorf("must be between 5MiB and 5GiB, got %s", s.partSize)
+			}
+			return err
+		}))
+	set.Int(&s.retries, "retries", "IMGPIPE_UPLOAD_RETRIES", uploader.DefaultRetries, "retries of a failed file after the SDK's own (0: none)",
+		config.Validate(config.Between(&s.retries, 0, 100)))
+	if !filters {
+		return
+	}
+	set.String(&s.include, "include", "IMGPIPE_UPLOAD_INCLUDE", "", `comma-separated globs; only files in directories matching one are sent ("*.jpg", "2024/**")`,
+		config.Validate(func() error { _, err := uploader.NewFilter(splitList(s.include), nil); return err }))
+	set.String(&s.exclude, "exclude", "IMGPIPE_UPLOAD_EXCLUDE", "", `comma-separated globs of files in directories to leave out ("**/raw/**")`,
+		config.Validate(func() error { _, err := uploader.NewFilter(nil, splitList(s.exclude)); return err }))
+	set.Bool(&s.nonImages, "include-non-images", "IMGPIPE_UPLOAD_INCLUDE_NON_IMAGES", false, "also upload files that are not images")
+}
+
+// options returns the uploader options of s.
+func (s *sending) options() *uploader.Options {
+	partSize, _ := uploader.ParseSize(s.partSize)
+	retries := s.retries
+	if retries == 0 {
+		retries = -1 // Options: negative means none
+	}
+	return &uploader.Options{
+		Keys: uploader.KeyScheme(s.keys), Concurrency: s.concurrency, PartSize: partSize,
+		Include: splitList(s.include), Exclude: splitList(s.exclude),
+		IncludeNonImages: s.nonImages, Retries: retries,
+	}
+}
+
+// newUploader builds the S3 client from the SDK's chain and an Uploader over it.
+func newUploader(ctx context.Context, c *common, opts *uploader.Options) (*uploader.Uploader, error) {
+	cfg, err := awsclient.Config(ctx, &awsclient.Options{MaxAttempts: 3})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	up, err := uploader.New(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: c.pathStyle}), c.bucket, c.prefix, opts)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return up, nil
+}
+
+type putSettings struct {
+	common
+	sending
+	force, quiet bool
+	drain        time.Duration
+}
+
+var putBools = map[string]bool{"s3-path-style": true, "json": true, "include-non-images": true, "force": true, "quiet": true}
+
+func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	s := &putSettings{}
+	set := config.NewSet("uploader put", header)
+	s.common.declare(set)
+	s.sending.declare(set, uploader.KeysHash, true)
+	set.Bool(&s.force, "force", "", false, "upload even when the bucket holds the same content under the key")
+	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_UPLOAD_DRAIN_TIMEOUT", uploader.DefaultDrainTimeout, "on interrupt, how long files in flight may finish",
+		config.Validate(config.PositiveDuration(&s.drain)))
+	set.Bool(&s.quiet, "quiet", "", false, "no progress line")
+	if err := parse(set, args, putBools, stdout); err != nil {
+		return 0, err
+	}
+	if len(set.Args()) == 0 {
+		return 0, usageError{errors.New("put needs at least one PATH (see put --help)")}
+	}
+	log, err := obs.NewLogger("uploader", s.logLevel)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	defer log.Sync()
+
+	opts := s.sending.options()
+	opts.Force, opts.DrainTimeout, opts.Logger = s.force, s.drain, log
+	var line *progressLine
+	if !s.quiet && isTerminal(stderr) {
+		line = &progressLine{w: stderr}
+		opts.Progress = line.show
+	}
+	up, err := newUploader(ctx, &s.common, opts)
+	if err != nil {
+		return 0, err
+	}
+	log.Info("uploader put starting", obs.Settings(set.Describe()))
+	sum, err := up.Put(ctx, set.Args())
+	if err != nil {
+		return 0, err
+	}
+	if s.json {
+		err = sum.WriteJSON(stdout)
+	} else {
+		err = sum.WriteText(stdout)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write summary: %w", err)
+	}
+	return sum.ExitCode(), nil
+}
+
+// progressLine redraws one line on a terminal. Put calls show from one goroutine.
+type progressLine struct {
+	w     io.Writer
+	width int
+}
+
+func (p *progressLine) show(pr uploader.Progress) {
+	text := pr.String()
+	pad := ""
+	if n := p.width - len(text); n > 0 {
+		pad = strings.Repeat(" ", n)
+	}
+	p.width = len(text)
+	end := ""
+	if pr.Final {
+		end = "\n"
+	}
+	fmt.Fprintf(p.w, "\r%s%s%s", text, pad, end)
+}

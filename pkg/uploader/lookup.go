@@ -1,0 +1,318 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/index"
+	"imgpipe/pkg/s3event"
+)
+
+// State is what the pipeline made of one upload.
+type State string
+
+// The states of an upload.
+const (
+	// StateIndexed: the index holds the object's analysis.
+	StateIndexed State = "indexed"
+	// StateFailed: a message about the object is in the dead-letter queue.
+	StateFailed State = "failed"
+	// StatePending: neither yet; ObjectStatus.InS3 says whether the object exists at all.
+	StatePending State = "pending"
+)
+
+// ReasonRedriven is the failure reason shown for a dead-lettered message that carries no
+// reason attributes: SQS's redrive policy moved it after too many receives (a worker crashed
+// or timed out on it each time).
+const ReasonRedriven = "Redriven"
+
+// ObjectStatus is the state of one upload.
+type ObjectStatus struct {
+	// Input is the KEY or FILE as given to Lookup (empty when given as a key).
+	Input string `json:"input,omitempty"`
+	Key   string `json:"key"`
+	State State  `json:"state"`
+	// InS3 reports whether the object exists in the bucket now.
+	InS3 bool `json:"inS3"`
+	// Document is the index entry of an indexed object.
+	Document *index.Document `json:"document,omitempty"`
+	// Failure says why a failed object was dead-lettered.
+	Failure *FailureInfo `json:"failure,omitempty"`
+}
+
+// Final reports whether the state will not change without new action (indexed or failed).
+func (s ObjectStatus) Final() bool { return s.State == StateIndexed || s.State == StateFailed }
+
+// FailureInfo is what a dead-lettered message says about an upload.
+type FailureInfo struct {
+	Reason      string    `json:"reason"`
+	Class       string    `json:"class,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Attempts    int       `json:"attempts,omitempty"`
+	LastFailure time.Time `json:"lastFailure,omitzero"`
+	MessageID   string    `json:"messageId"`
+}
+
+// LookupOptions tunes a Lookup. A nil *LookupOptions, and every zero field, takes the default.
+type LookupOptions struct {
+	// Index is the Firestore index; nil skips it (nothing is ever indexed).
+	Index *index.Store
+	// SQS and DLQURL name the analyzer's dead-letter queue; without both, it is not looked at.
+	SQS    *sqs.Client
+	DLQURL string
+	// DLQScan bounds the messages one check looks at; default 100.
+	DLQScan int
+	// DLQHold is the visibility timeout of scanned messages, whole seconds, default 15s.
+	// Scanned messages are made visible again right after the scan; the hold only matters if
+	// that fails (or the process dies), then they reappear after it. Nothing is deleted.
+	DLQHold time.Duration
+	Logger  *zap.Logger
+}
+
+// Lookup finds out what the pipeline made of uploads to one bucket.
+type Lookup struct {
+	s3     *s3.Client
+	bucket string
+	o      LookupOptions
+	log    *zap.Logger
+}
+
+// NewLookup returns a Lookup for objects of bucket.
+func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) *Lookup {
+	o := LookupOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.DLQScan <= 0 {
+		o.DLQScan = 100
+	}
+	if o.DLQHold < time.Second {
+		o.DLQHold = 15 * time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Lookup{s3: client, bucket: bucket, o: o, log: log}
+}
+
+// ResolveKey turns a status argument into an object key: a path to a regular file becomes
+// the key the hash scheme gives it under prefix (its content is read), anything else is taken
+// as a key. fromFile reports which.
+func ResolveKey(ctx context.Context, arg, prefix string) (key string, fromFile bool, err error) {
+	st, err := os.Stat(arg)
+	if err != nil || st.IsDir() {
+		if err == nil {
+			return "", false, fmt.Errorf("%s is a directory: name files or keys", arg)
+		}
+		return arg, false, nil
+	}
+	f, err := os.Open(arg)
+	if err != nil {
+		return "", false, fmt.Errorf("open %s: %w", arg, err)
+	}
+	defer f.Close()
+	sum, err := hashFile(ctx, f, st.Size())
+	if err != nil {
+		return "", false, fmt.Errorf("hash %s: %w", arg, err)
+	}
+	return KeyFor(KeysHash, prefix, filepath.Base(arg), sum), true, nil
+}
+
+// Status returns the state of each key, in order: indexed when the index holds it, else failed
+// when the dead-letter queue holds a message about it, else pending. The dead-letter queue is
+// only peeked at: every message received is made visible again at once and none is deleted.
+func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, error) {
+	out := make([]ObjectStatus, len(keys))
+	open := map[string]bool{}
+	for i, k := range keys {
+		out[i] = ObjectStatus{Key: k, State: StatePending}
+		if l.o.Index != nil {
+			doc, err := l.o.Index.Get(ctx, l.bucket, k)
+			switch {
+			case err == nil:
+				out[i].State, out[i].Document = StateIndexed, doc
+				continue
+			case !errors.Is(err, index.ErrNotFound):
+				return nil, fmt.Errorf("index lookup of %s: %w", k, err)
+			}
+		}
+		open[k] = true
+	}
+	if len(open) > 0 && l.o.SQS != nil && l.o.DLQURL != "" {
+		failed, err := l.scanDLQ(ctx, open)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if f, ok := failed[out[i].Key]; ok && out[i].State == StatePending {
+				out[i].State, out[i].Failure = StateFailed, &f
+			}
+		}
+	}
+	for i := range out {
+		exists, err := l.exists(ctx, out[i].Key)
+		if err != nil {
+			return nil, err
+		}
+		out[i].InS3 = exists
+	}
+	return out, nil
+}
+
+// Wait polls Status every interval until every key is indexed or failed. When ctx ends first
+// it returns the last statuses with ctx's error. A check in progress when ctx ends is
+// completed (within pollTimeout), so Wait always returns statuses unless a check fails.
+func (l *Lookup) Wait(ctx context.Context, keys []string, interval time.Duration) ([]ObjectStatus, error) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	for {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollTimeout)
+		st, err := l.Status(pctx, keys)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		done := true
+		for _, s := range st {
+			done = done && s.Final()
+		}
+		if done {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return st, ctx.Err()
+		}
+	}
+}
+
+// pollTimeout bounds one check of Wait.
+const pollTimeout = 30 * time.Second
+
+func (l *Lookup) exists(ctx context.Context, key string) (bool, error) {
+	_, err := l.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &l.bucket, Key: &key})
+	if err == nil {
+		return true, nil
+	}
+	var nf *types.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	return false, classifyS3("head "+key, err)
+}
+
+// receiveTimeout bounds one ReceiveMessage of the DLQ scan (which long-polls for 1 s).
+const receiveTimeout = 10 * time.Second
+
+// scanDLQ receives up to DLQScan messages from the dead-letter queue, notes the failures of
+// the wanted keys of this bucket, and makes every received message visible again.
+func (l *Lookup) scanDLQ(ctx context.Context, want map[string]bool) (map[string]FailureInfo, error) {
+	found := map[string]FailureInfo{}
+	var handles []string
+	defer func() { l.release(handles) }()
+	hold := int32(l.o.DLQHold / time.Second)
+	for seen := 0; seen < l.o.DLQScan && len(found) < len(want); {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		// The receive is not cancelled with ctx: a long poll cut off on our side may still
+		// hand messages out on the server's, and we would never learn their receipt handles
+		// to make them visible again. It is bounded by its own short timeout instead.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
+		out, err := l.o.SQS.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    &l.o.DLQURL,
+			MaxNumberOfMessages:         int32(min(10, l.o.DLQScan-seen)),
+			VisibilityTimeout:           hold,
+			WaitTimeSeconds:             1,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("peek dead-letter queue: %w", err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			seen++
+			handles = append(handles, aws.ToString(m.ReceiptHandle))
+			msg, err := s3event.Parse([]byte(aws.ToString(m.Body)))
+			if err != nil {
+				continue // not an S3 event: not about an upload
+			}
+			for _, r := range msg.Records {
+				if r.Bucket != l.bucket || !want[r.Key] {
+					continue
+				}
+				found[r.Key] = failureInfo(m)
+			}
+		}
+	}
+	return found, nil
+}
+
+func failureInfo(m sqstypes.Message) FailureInfo {
+	attrs := map[string]string{}
+	for k, v := range m.MessageAttributes {
+		if v.StringValue != nil {
+			attrs[k] = *v.StringValue
+		}
+	}
+	f := dlq.Parse(attrs)
+	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: aws.ToString(m.MessageId)}
+	if f.Reason == "" {
+		info.Reason = ReasonRedriven
+		info.Attempts, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	} else {
+		info.Class = f.Class.String()
+	}
+	return info
+}
+
+// release makes received messages visible again. It runs on its own context: it matters most
+// when the caller's has ended.
+func (l *Lookup) release(handles []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(handles) > 0 {
+		n := min(10, len(handles))
+		var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+		for i, h := range handles[:n] {
+			entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h), VisibilityTimeout: 0,
+			})
+		}
+		out, err := l.o.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &l.o.DLQURL, Entries: entries})
+		switch {
+		case err != nil:
+			l.log.Warn("release dead-letter messages; they reappear after their visibility timeout",
+				zap.Int("messages", n), zap.Duration("hold", l.o.DLQHold), zap.Error(err))
+		case len(out.Failed) > 0:
+			l.log.Warn("release dead-letter messages; some reappear after their visibility timeout",
+				zap.Int("failed", len(out.Failed)), zap.Duration("hold", l.o.DLQHold))
+		}
+		handles = handles[n:]
+	}
+}
