@@ -49,6 +49,7 @@ bench: deps
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
 	rm -rf bin .stack bench.txt

@@ -1,0 +1,651 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+
+	"imgpipe/dlq-replay/pubsubdlq"
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/dlq-replay/sqsdlq"
+	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/obs"
+)
+
+// hooks are failure-injection points for tests.
+type hooks struct {
+	afterSend func([]*replay.Message) error
+}
+
+// conn holds the clients of one command and the DLQ they reach.
+type conn struct {
+	s       *settings
+	log     *zap.Logger
+	sqs     *sqs.Client
+	ps      *pubsub.Client
+	src     replay.Source
+	srcDesc string
+}
+
+// Close closes the clients; safe to call twice.
+func (c *conn) Close() {
+	if c.ps != nil {
+		c.ps.Close()
+		c.ps = nil
+	}
+	_ = c.log.Sync()
+}
+
+func connect(ctx context.Context, s *settings) (*conn, error) {
+	log, err := obs.NewLogger("dlq-replay", s.logLevel)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	c := &conn{s: s, log: log}
+	log.Info("dlq-replay starting", zap.String("command", s.command), obs.Settings(s.described))
+	switch s.source {
+	case "sqs":
+		cfg, err := awsclient.Config(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		c.sqs = awsclient.SQS(cfg)
+		if s.dlqURL != "" {
+			c.src = sqsdlq.New(c.sqs, s.dlqURL, &sqsdlq.Options{Wait: s.wait})
+			c.srcDesc = s.dlqURL
+		}
+	case "pubsub":
+		c.ps, err = pubsub.NewClient(ctx, s.project)
+		if err != nil {
+			return nil, fmt.Errorf("pubsub client: %w", err)
+		}
+		if s.deadLetterSub != "" {
+			name := pubsubdlq.FullName(s.project, "subscriptions", s.deadLetterSub)
+			c.src = pubsubdlq.NewSubscription(c.ps.SubscriptionAdminClient, name, &pubsubdlq.Options{Wait: max(s.wait, 2*time.Second)})
+			c.srcDesc = name
+		}
+	}
+	return c, nil
+}
+
+// sink returns where replays and imports go, and how to say it.
+func (c *conn) sink(ctx context.Context, discover bool) (replay.Sink, string, error) {
+	if c.s.source == "pubsub" {
+		if c.s.toTopic == "" {
+			return nil, "", usagef("missing setting --to-topic (IMGPIPE_TOPIC): the topic to send to")
+		}
+		name := pubsubdlq.FullName(c.s.project, "topics", c.s.toTopic)
+		return pubsubdlq.NewTopic(c.ps.TopicAdminClient, name), name, nil
+	}
+	opts := &sqsdlq.Options{Wait: c.s.wait}
+	if c.s.to != "" {
+		return sqsdlq.NewRouter(c.sqs, c.s.to, opts), c.s.to, nil
+	}
+	if !discover {
+		return nil, "", usagef("missing setting --to: the queue URL to send to")
+	}
+	urls, err := sqsdlq.SourceQueues(ctx, c.sqs, c.s.dlqURL)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(urls) == 1 {
+		return sqsdlq.NewRouter(c.sqs, urls[0], opts), urls[0] + " (its redrive policy names the DLQ)", nil
+	}
+	desc := "each message's " + "imgpipe.source-queue attribute"
+	if len(urls) > 1 {
+		desc += fmt.Sprintf(" (%d queues name this DLQ: %s; give --to to pick one)", len(urls), strings.Join(urls, ", "))
+	}
+	return sqsdlq.NewRouter(c.sqs, "", opts), desc, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0) }
+
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func excerpt(b []byte, n int) string {
+	s := string(b)
+	if !utf8.ValidString(s) {
+		return fmt.Sprintf("(%d bytes, not text)", len(b))
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		s = string(r[:n]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func runStats(ctx context.Context, e *env, s *settings, _ []string) error {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	b := &replay.StatsBuilder{PrefixDepth: s.prefixDepth}
+	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Hold: s.hold}, func(m *replay.Message) error { b.Add(m); return nil }); err != nil {
+		return err
+	}
+	st := b.Stats()
+	if s.json {
+		return printJSON(e.stdout, struct {
+			Source string `json:"source"`
+			replay.Stats
+		}{c.srcDesc, st})
+	}
+	now := time.Now()
+	w := table(e.stdout)
+	fmt.Fprintf(w, "DLQ\t%s\n", c.srcDesc)
+	fmt.Fprintf(w, "messages\t%d\n", st.Messages)
+	if st.Messages > 0 {
+		fmt.Fprintf(w, "oldest\t%s\t(%s ago)\n", st.Oldest.UTC().Format(time.RFC3339), age(now, st.Oldest))
+		fmt.Fprintf(w, "newest\t%s\t(%s ago)\n", st.Newest.UTC().Format(time.RFC3339), age(now, st.Newest))
+	}
+	for _, g := range []struct {
+		title string
+		rows  []replay.Count
+	}{{"by reason", st.ByReason}, {"by class", st.ByClass}, {"by key prefix", st.ByPrefix}, {"by receive count", st.ByReceiveCount}, {"by replay count", st.ByReplayCount}} {
+		if len(g.rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\tcount\n", strings.ToUpper(g.title))
+		for _, r := range g.rows {
+			fmt.Fprintf(w, "  %s\t%d\n", r.Value, r.Count)
+		}
+	}
+	return w.Flush()
+}
+
+// peekRow is one message as peek shows it.
+type peekRow struct {
+	ID           string            `json:"message_id"`
+	Key          string            `json:"key"`
+	Reason       string            `json:"reason"`
+	Class        string            `json:"class"`
+	Attempts     int               `json:"attempts"`
+	ReceiveCount int               `json:"receive_count"`
+	ReplayCount  int               `json:"replay_count"`
+	FailedAt     time.Time         `json:"failed_at,omitzero"`
+	Error        string            `json:"error,omitempty"`
+	Body         string            `json:"body_excerpt"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+}
+
+func rowOf(m *replay.Message) peekRow {
+	f := m.Failure()
+	a := m.StringAttributes()
+	class := ""
+	if _, ok := a["imgpipe.class"]; ok {
+		class = f.Class.String()
+	}
+	return peekRow{ID: m.ID, Key: m.Key(), Reason: f.Reason, Class: class, Attempts: f.Attempts, ReceiveCount: m.ReceiveCount,
+		ReplayCount: f.ReplayCount, FailedAt: m.FailedAt(), Error: f.Error, Body: excerpt(m.Body, 200), Attributes: a}
+}
+
+func runPeek(ctx context.Context, e *env, s *settings, args []string) error {
+	n := 10
+	if len(args) == 1 {
+		var err error
+		if n, err = atoiArg("N", args[0]); err != nil {
+			return err
+		}
+	}
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rows := []peekRow{}
+	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Max: n, Hold: s.hold}, func(m *replay.Message) error {
+		rows = append(rows, rowOf(m))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if s.json {
+		return printJSON(e.stdout, rows)
+	}
+	now := time.Now()
+	w := table(e.stdout)
+	fmt.Fprintln(w, "KEY\tREASON\tCLASS\tATTEMPTS\tRECEIVES\tREPLAYS\tAGE\tBODY")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", orDash(r.Key), orDash(r.Reason), orDash(r.Class), r.Attempts, r.ReceiveCount, r.ReplayCount, age(now, r.FailedAt), excerpt([]byte(r.Body), 60))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d message(s) shown and released\n", len(rows))
+	return nil
+}
+
+func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
+	f := replay.Filter{Reasons: splitList(s.reasons), Classes: splitList(s.classes), Prefix: s.prefix, Glob: s.glob, OlderThan: s.olderThan, NewerThan: s.newerThan}
+	if err := f.Validate(); err != nil {
+		return usagef("filter: %v", err)
+	}
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if s.native {
+		return runNative(ctx, e, c)
+	}
+	dst, destDesc, err := c.sink(ctx, true)
+	if err != nil {
+		return err
+	}
+	verb := "replaying"
+	if s.dryRun {
+		verb = "dry run: would replay"
+	}
+	fmt.Fprintf(e.stderr, "%s from %s to %s; filter: %s; max %s; rate %s; messages replayed %d times stay\n",
+		verb, c.srcDesc, destDesc, describeFilter(f), orAll(s.max), rateText(s.rate), s.maxReplays)
+	type item struct {
+		Key      string `json:"key"`
+		ID       string `json:"message_id"`
+		Reason   string `json:"reason,omitempty"`
+		Decision string `json:"decision"`
+	}
+	items := []item{}
+	opts := &replay.Options{
+		Filter: f, MaxReplays: s.maxReplays, Max: s.max, Batch: s.batch, Rate: s.rate, DryRun: s.dryRun, Hold: s.hold,
+		OnDecision: func(m *replay.Message, d replay.Decision) {
+			if d == replay.Move && s.dryRun || d == replay.SkipReplays {
+				items = append(items, item{Key: m.Key(), ID: m.ID, Reason: m.Failure().Reason, Decision: d.String()})
+			}
+		},
+	}
+	type failedItem struct {
+		Key   string `json:"key"`
+		ID    string `json:"message_id"`
+		Error string `json:"error"`
+	}
+	var failed []failedItem
+	opts.OnFailure = func(m *replay.Message, err error) {
+		failed = append(failed, failedItem{m.Key(), m.ID, err.Error()})
+	}
+	if e.terminal && !s.json {
+		total := c.approxDepth(ctx)
+		opts.OnProgress = func(p replay.Summary) {
+			fmt.Fprintf(e.stderr, "\r%s %s: %d moved, %d skipped, %d too many replays, %d failed ", progressBar(p.Seen, total), verb, p.Moved, p.SkippedFilter, p.TooManyReplays, p.Failed)
+		}
+	}
+	if e.hooks != nil {
+		opts.AfterSend = e.hooks.afterSend
+	}
+	sum, runErr := replay.Run(ctx, c.src, dst, opts)
+	if opts.OnProgress != nil {
+		fmt.Fprintln(e.stderr)
+	}
+	if s.json {
+		if err := printJSON(e.stdout, struct {
+			Source      string `json:"source"`
+			Destination string `json:"destination"`
+			replay.Summary
+			Messages []item       `json:"messages"`
+			Failures []failedItem `json:"failures,omitempty"`
+			Error    string       `json:"error,omitempty"`
+		}{c.srcDesc, destDesc, sum, items, failed, errText(runErr)}); err != nil {
+			return err
+		}
+	} else {
+		w := table(e.stdout)
+		if len(items) > 0 {
+			fmt.Fprintln(w, "KEY\tMESSAGE ID\tREASON\tACTION")
+			for _, it := range items {
+				action := "would move"
+				if it.Decision == replay.SkipReplays.String() {
+					action = fmt.Sprintf("left: replayed %d times already", s.maxReplays)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", orDash(it.Key), it.ID, orDash(it.Reason), action)
+			}
+			fmt.Fprintln(w)
+		}
+		if len(failed) > 0 {
+			fmt.Fprintln(w, "KEY\tMESSAGE ID\tFAILED")
+			for _, f := range failed {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", orDash(f.Key), f.ID, f.Error)
+			}
+			fmt.Fprintln(w)
+		}
+		moved := "moved"
+		if sum.DryRun {
+			moved = "would move"
+		}
+		fmt.Fprintf(w, "seen\t%d\n%s\t%d\nskipped by filter\t%d\nleft: too many replays\t%d\nfailed (left in DLQ)\t%d\n", sum.Seen, moved, sum.Moved, sum.SkippedFilter, sum.TooManyReplays, sum.Failed)
+		if sum.DeleteFailed > 0 {
+			fmt.Fprintf(w, "sent but not deleted (will be duplicates)\t%d\n", sum.DeleteFailed)
+		}
+		if sum.Trimmed > 0 {
+			fmt.Fprintf(w, "attributes trimmed to the 10-attribute limit\t%d\n", sum.Trimmed)
+		}
+		if sum.Interrupted {
+			fmt.Fprintln(w, "interrupted\tyes: stopped after the current batch")
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if sum.Partial() || sum.Interrupted {
+		return errPartial
+	}
+	return nil
+}
+
+// approxDepth is the DLQ's approximate size for the progress bar; 0 when unknown (Pub/Sub
+// has no cheap count).
+func (c *conn) approxDepth(ctx context.Context) int {
+	if c.sqs == nil {
+		return 0
+	}
+	v, f, err := sqsdlq.Depth(ctx, c.sqs, c.s.dlqURL)
+	if err != nil {
+		return 0
+	}
+	return v + f
+}
+
+// progressBar draws done of total as a 20-cell bar ("[#####---------------] 25/100"), or
+// just the count when the total is unknown.
+func progressBar(done, total int) string {
+	if total <= 0 {
+		return fmt.Sprintf("%d seen", done)
+	}
+	const width = 20
+	filled := min(width, done*width/total)
+	return fmt.Sprintf("[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat("-", width-filled), done, total)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func orAll(n int) string {
+	if n <= 0 {
+		return "all"
+	}
+	return fmt.Sprint(n)
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%g/s", r)
+}
+
+func describeFilter(f replay.Filter) string {
+	var p []string
+	if len(f.Reasons) > 0 {
+		p = append(p, "reason in "+strings.Join(f.Reasons, ","))
+	}
+	if len(f.Classes) > 0 {
+		p = append(p, "class in "+strings.Join(f.Classes, ","))
+	}
+	if f.Prefix != "" {
+		p = append(p, "key prefix "+f.Prefix)
+	}
+	if f.Glob != "" {
+		p = append(p, "key glob "+f.Glob)
+	}
+	if f.OlderThan > 0 {
+		p = append(p, "failed over "+f.OlderThan.String()+" ago")
+	}
+	if f.NewerThan > 0 {
+		p = append(p, "failed within "+f.NewerThan.String())
+	}
+	if len(p) == 0 {
+		return "none (every message)"
+	}
+	return strings.Join(p, ", ")
+}
+
+func runNative(ctx context.Context, e *env, c *conn) error {
+	dlqARN, err := sqsdlq.ARN(ctx, c.sqs, c.s.dlqURL)
+	if err != nil {
+		return err
+	}
+	destARN, destDesc := "", "each message's original source queue"
+	if c.s.to != "" {
+		if destARN, err = sqsdlq.ARN(ctx, c.sqs, c.s.to); err != nil {
+			return err
+		}
+		destDesc = c.s.to
+	}
+	fmt.Fprintf(e.stderr, "native redrive: SQS moves EVERY message of %s to %s (no filter, no replay count), rate %s\n", c.s.dlqURL, destDesc, rateText(c.s.rate))
+	handle, err := sqsdlq.StartMove(ctx, c.sqs, dlqARN, destARN, int(c.s.rate))
+	if err != nil {
+		return err
+	}
+	if c.s.json {
+		return printJSON(e.stdout, map[string]string{"task_handle": handle, "source_arn": dlqARN, "destination_arn": destARN})
+	}
+	fmt.Fprintf(e.stdout, "started task %s\nfollow it with: dlq-replay tasks; stop it with: dlq-replay cancel %s\n", handle, handle)
+	return nil
+}
+
+func runTasks(ctx context.Context, e *env, s *settings, _ []string) error {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	arn, err := sqsdlq.ARN(ctx, c.sqs, s.dlqURL)
+	if err != nil {
+		return err
+	}
+	tasks, err := sqsdlq.ListMoves(ctx, c.sqs, arn)
+	if err != nil {
+		return err
+	}
+	if s.json {
+		return printJSON(e.stdout, tasks)
+	}
+	w := table(e.stdout)
+	fmt.Fprintln(w, "STATUS\tMOVED\tTO MOVE\tSTARTED\tDESTINATION\tHANDLE\tFAILURE")
+	for _, t := range tasks {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", t.Status, t.Moved, t.ToMove, t.Started.Format(time.RFC3339), orDash(t.Destination), orDash(t.Handle), orDash(t.Failure))
+	}
+	return w.Flush()
+}
+
+func runCancel(ctx context.Context, e *env, s *settings, args []string) error {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(e.stderr, "cancelling native redrive task %s (messages already moved stay moved)\n", args[0])
+	moved, err := sqsdlq.CancelMove(ctx, c.sqs, args[0])
+	if err != nil {
+		return err
+	}
+	if s.json {
+		return printJSON(e.stdout, map[string]any{"task_handle": args[0], "moved": moved})
+	}
+	fmt.Fprintf(e.stdout, "cancelled; %d message(s) had been moved\n", moved)
+	return nil
+}
+
+func runExport(ctx context.Context, e *env, s *settings, args []string) (err error) {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	path := args[0]
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("export file: %w", err) // never overwrite an earlier export
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", path, cerr)
+		}
+	}()
+	if err := syncDir(filepath.Dir(path)); err != nil { // the new file's name is durable too
+		return err
+	}
+	if s.del {
+		fmt.Fprintf(e.stderr, "exporting every message of %s to %s and DELETING each batch once it is fsynced\n", c.srcDesc, path)
+	} else {
+		fmt.Fprintf(e.stderr, "exporting every message of %s to %s (the DLQ is left as it is)\n", c.srcDesc, path)
+	}
+	written := 0
+	deleted, derr := replay.Drain(ctx, c.src, !s.del, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			if err := replay.WriteRecord(f, m); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+		if err := f.Sync(); err != nil { // on disk before anything is deleted
+			return fmt.Errorf("fsync %s: %w", path, err)
+		}
+		written += len(ms)
+		return nil
+	})
+	if s.json {
+		if err := printJSON(e.stdout, map[string]any{"file": path, "written": written, "deleted": deleted, "error": errText(derr)}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "wrote %d message(s) to %s; deleted %d from the DLQ\n", written, path, deleted)
+	}
+	if errors.Is(derr, context.Canceled) {
+		return errPartial
+	}
+	return derr
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func runImport(ctx context.Context, e *env, s *settings, args []string) error {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	dst, destDesc, err := c.sink(ctx, false)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return fmt.Errorf("import file: %w", err)
+	}
+	defer f.Close()
+	var msgs []*replay.Message
+	if err := replay.ReadRecords(f, func(m *replay.Message) error { msgs = append(msgs, m); return nil }); err != nil {
+		return usagef("%s: %v", args[0], err)
+	}
+	fmt.Fprintf(e.stderr, "importing %d message(s) from %s to %s\n", len(msgs), args[0], destDesc)
+	sent, serr := replay.Send(ctx, dst, msgs, s.batch)
+	if s.json {
+		if err := printJSON(e.stdout, map[string]any{"file": args[0], "destination": destDesc, "read": len(msgs), "sent": sent, "error": errText(serr)}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "sent %d of %d message(s) to %s\n", sent, len(msgs), destDesc)
+	}
+	return serr
+}
+
+func runPurge(ctx context.Context, e *env, s *settings, _ []string) error {
+	c, err := connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	b := &replay.StatsBuilder{PrefixDepth: 2}
+	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Hold: s.hold}, func(m *replay.Message) error { b.Add(m); return nil }); err != nil {
+		return err
+	}
+	st := b.Stats()
+	fmt.Fprintf(e.stderr, "purge would delete every message of %s: %d now, by reason: %s\n", c.srcDesc, st.Messages, counts(st.ByReason))
+	if !s.yes {
+		return usagef("purge refused: add --yes to delete these messages (consider dlq-replay export FILE --delete instead)")
+	}
+	removed := replay.StatsBuilder{PrefixDepth: 2}
+	n, derr := replay.Drain(ctx, c.src, false, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			removed.Add(m)
+		}
+		return nil
+	})
+	rs := removed.Stats()
+	if s.json {
+		if err := printJSON(e.stdout, map[string]any{"deleted": n, "by_reason": rs.ByReason, "error": errText(derr)}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "deleted %d message(s) from %s; by reason: %s\n", n, c.srcDesc, counts(rs.ByReason))
+	}
+	if errors.Is(derr, context.Canceled) {
+		return errPartial
+	}
+	return derr
+}
+
+func counts(cs []replay.Count) string {
+	if len(cs) == 0 {
+		return "-"
+	}
+	p := make([]string, len(cs))
+	for i, c := range cs {
+		p[i] = fmt.Sprintf("%s %d", c.Value, c.Count)
+	}
+	return strings.Join(p, ", ")
+}

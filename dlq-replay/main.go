@@ -1,0 +1,230 @@
+// Command dlq-replay is the operator's tool for the pipeline's dead-letter queues: it counts,
+// shows, replays (filtered, rate-limited, batched, with a dry run), exports, imports and
+// purges the messages of the SQS DLQ or the Pub/Sub dead-letter subscription, and drives SQS's
+// native redrive. A message leaves the DLQ only after its send was confirmed.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const usageText = `dlq-replay: inspect and replay the pipeline's dead-letter queues, safely.
+
+Usage:
+  dlq-replay COMMAND [settings] [ARGS]
+
+Commands:
+  stats          count the DLQ's messages: oldest, newest, by reason, class, key prefix,
+                 receive count and replay count
+  peek [N]       show N messages (default 10): key, reason, attempts, age, body excerpt
+  replay         move messages back to their source; filters --reason --class --prefix
+                 --glob --older-than --newer-than --max; --dry-run; --rate; --native
+  export FILE    write the messages to a new JSONL file; --delete removes them from the DLQ
+                 once the file is written and fsynced
+  import FILE    send a JSONL export to a queue (--to URL) or a topic (--to-topic)
+  purge --yes    delete every message of the DLQ (refuses without --yes)
+  tasks          list SQS native redrive tasks (StartMessageMoveTask) of the DLQ
+  cancel HANDLE  cancel an SQS native redrive task
+
+"dlq-replay COMMAND --help" lists the command's settings. Every setting is a flag and most
+are also environment variables; the local stack's env file sets them all.
+
+Sources: --source sqs reads the SQS DLQ (--dlq-url); replays go to --to, else to the queue
+whose redrive policy names the DLQ, else to each message's imgpipe.source-queue attribute.
+--source pubsub reads the dead-letter subscription (--dead-letter-subscription) and replays
+to the pipeline's topic (--to-topic): every subscription of that topic receives the message
+again. Messages a command looks at without removing them are released at once (SQS
+visibility 0, Pub/Sub nack); on SQS this counts as a receive.
+
+Replays keep every attribute, set imgpipe.replay-count (incremented) and imgpipe.replayed-at,
+and leave a message already replayed --max-replays times in the DLQ, reported. Each batch is
+sent (SendMessageBatch / Publish), then only the messages whose send was confirmed are deleted:
+a crash leaves at worst a duplicate, which the pipeline tolerates. Ctrl-C stops after the
+current batch and prints the summary so far; a second Ctrl-C exits at once.
+
+Output: tables on stdout, --json for scripts; progress on stderr when it is a terminal.
+
+Exit status:
+  0  done
+  1  partial failure: some messages failed, the run was interrupted, or an error stopped it
+  2  usage: unknown command or setting, invalid value, purge without --yes`
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitPartial = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors that are the operator's to fix (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// errPartial is returned when a command finished but not everything succeeded; the command has
+// already printed what happened.
+var errPartial = errors.New("partial failure")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C stops after the current batch; stop() restores the default handling,
+	// so a second one ends the process at once. The goroutine ends with ctx.
+	go func() { <-ctx.Done(); stop() }()
+	code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv, terminal: isTerminal(os.Stderr)})
+	stop()
+	os.Exit(code)
+}
+
+// env is the process environment run works in, replaceable by tests.
+type env struct {
+	stdout, stderr io.Writer
+	lookup         func(string) (string, bool)
+	terminal       bool // stderr is a terminal: show progress
+	hooks          *hooks
+}
+
+func run(ctx context.Context, args []string, e *env) int {
+	err := dispatch(ctx, args, e)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(e.stderr, "dlq-replay: %v\n", err)
+		return exitUsage
+	case errors.Is(err, errPartial):
+		return exitPartial
+	default:
+		fmt.Fprintf(e.stderr, "dlq-replay: %v\n", err)
+		return exitPartial
+	}
+}
+
+var errHelp = errors.New("help")
+
+func dispatch(ctx context.Context, args []string, e *env) error {
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, usageText)
+		return usagef("missing command")
+	}
+	cmd, rest := splitCommand(args)
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(e.stdout, usageText)
+		return errHelp
+	}
+	c, ok := commands[cmd]
+	if cmd == "" {
+		return usagef("missing command (see dlq-replay --help)")
+	}
+	if !ok {
+		return usagef("unknown command %q (see dlq-replay --help)", cmd)
+	}
+	s := &settings{}
+	set := newSet(cmd, c, s)
+	set.SetLookup(e.lookup)
+	if err := set.Parse(flagsFirst(rest)); err != nil {
+		if errors.Is(err, errConfigHelp) {
+			set.Usage(e.stdout)
+			return errHelp
+		}
+		return usageError{err}
+	}
+	pos := set.Args()
+	if len(pos) < c.minArgs || len(pos) > c.maxArgs {
+		return usagef("%s takes %s (see dlq-replay %s --help)", cmd, c.argsText, cmd)
+	}
+	s.command, s.described = cmd, set.Describe()
+	if err := s.check(cmd); err != nil {
+		return err
+	}
+	return c.run(ctx, e, s, pos)
+}
+
+func atoiArg(name, v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, usagef("%s must be a positive number, got %q", name, v)
+	}
+	return n, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// boolFlags are the settings that take no value, for flagsFirst.
+var boolFlags = map[string]bool{"json": true, "dry-run": true, "native": true, "delete": true, "yes": true, "h": true, "help": true}
+
+// flagsFirst moves positional arguments after the flags, so that "export FILE --delete"
+// works like "export --delete FILE" (the flag package stops at the first positional
+// argument). Everything after "--" stays positional.
+func flagsFirst(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && !boolFlags[name] && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+// splitCommand finds the command among args, so that settings may come before it
+// ("dlq-replay --source pubsub stats"), and returns it with the other arguments.
+func splitCommand(args []string) (string, []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-h" || a == "-help" || a == "--help" || a == "help":
+			return a, nil
+		case a == "--":
+			return "", args
+		case len(a) > 1 && a[0] == '-':
+			if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && !boolFlags[name] {
+				i++ // its value
+			}
+		default:
+			rest := append(append([]string{}, args[:i]...), args[i+1:]...)
+			return a, rest
+		}
+	}
+	return "", args
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/dlq-replay/replaytest"
+	"imgpipe/dlq-replay/sqsdlq"
+	"imgpipe/internal/localstack"
+	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/failure"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("DLQ_REPLAY_TEST_AS_CLI") == "1" { // the test binary re-run as the command
+		main()
+		return
+	}
+	stacktest.Main(m, localstack.SQS|localstack.PubSub)
+}
+
+// TestCLIInterrupt runs the command as a process, interrupts a rate-limited replay with
+// SIGINT once its first batch arrived, and checks that it stops after the current batch,
+// prints the summary with exit status 1, and loses nothing.
+func TestCLIInterrupt(t *testing.T) {
+	vars, b, st := stack(t)
+	const n = 30
+	var msgs []*replay.Message
+	for i := range n {
+		msgs = append(msgs, replaytest.Msg(t, "upload/int/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0))
+	}
+	seedSQS(t, st, b.DLQURL, msgs...)
+	cmd := exec.Command(os.Args[0], "replay", "--rate", "5", "--batch", "5")
+	cmd.Env = append(os.Environ(), "DLQ_REPLAY_TEST_AS_CLI=1")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for depth(t, st, b.QueueURL) == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("replay ended before the interrupt: %v\n%s%s", err, out.String(), errb.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitPartial {
+		t.Fatalf("exit %v, want status %d\n%s%s", err, exitPartial, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("no summary after the interrupt:\n%s", out.String())
+	}
+	d, q := depth(t, st, b.DLQURL), depth(t, st, b.QueueURL)
+	if d+q != n || q == n {
+		t.Fatalf("after the interrupt: DLQ %d + queue %d, want %d in all and the replay stopped early", d, q, n)
+	}
+	var moved int
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "moved" {
+			moved, _ = strconv.Atoi(f[1])
+		}
+	}
+	if moved != q {
+		t.Fatalf("summary says %d moved, the queue holds %d:\n%s", moved, q, out.String())
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func cli(t *testing.T, vars map[string]string, h *hooks, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb, hooks: h,
+		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }})
+	return result{code, out.String(), errb.String()}
+}
+
+func TestUsage(t *testing.T) {
+	vars := map[string]string{"IMGPIPE_DLQ_URL": "http://127.0.0.1:1/000000000000/dlq"}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "missing command"},
+		{[]string{"frobnicate"}, exitUsage, "unknown command"},
+		{[]string{"--json"}, exitUsage, "missing command"},
+		{[]string{"--source", "pubsub", "stats"}, exitUsage, "--project"},
+		{[]string{"--help"}, exitOK, "Exit status"},
+		{[]string{"replay", "--help"}, exitOK, "--max-replays"},
+		{[]string{"replay", "--bogus"}, exitUsage, "bogus"},
+		{[]string{"replay", "--batch", "11"}, exitUsage, "--batch"},
+		{[]string{"replay", "--native", "--reason", "X"}, exitUsage, "no filter"},
+		{[]string{"replay", "--glob", "[a-"}, exitUsage, "glob"},
+		{[]string{"replay", "--class", "fatal"}, exitUsage, "class"},
+		{[]string{"replay", "--rate", "-1"}, exitUsage, "--rate"},
+		{[]string{"export"}, exitUsage, "FILE"},
+		{[]string{"peek", "zero"}, exitUsage, "positive"},
+		{[]string{"stats", "--source", "pubsub"}, exitUsage, "--project"},
+		{[]string{"tasks", "--source", "pubsub", "--project", "p", "--dead-letter-subscription", "s"}, exitUsage, "SQS only"},
+	} {
+		r := cli(t, vars, nil, c.args...)
+		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
+			t.Errorf("dlq-replay %q: exit %d, output %q; want exit %d mentioning %q", c.args, r.code, r.stdout+r.stderr, c.code, c.want)
+		}
+	}
+	if r := cli(t, map[string]string{}, nil, "stats"); r.code != exitUsage || !strings.Contains(r.stderr, "--dlq-url") {
+		t.Errorf("stats without a DLQ: %+v", r)
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	for _, c := range []struct {
+		done, total int
+		want        string
+	}{
+		{0, 0, "0 seen"},
+		{5, 0, "5 seen"},
+		{0, 40, "[--------------------] 0/40"},
+		{10, 40, "[#####---------------] 10/40"},
+		{50, 40, "[####################] 50/40"}, // more arrived meanwhile
+	} {
+		if got := progressBar(c.done, c.total); got != c.want {
+			t.Errorf("progressBar(%d, %d) = %q, want %q", c.done, c.total, got, c.want)
+		}
+	}
+}
+
+func TestFlagsFirst(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"out.jsonl", "--delete"}, []string{"--delete", "--", "out.jsonl"}},
+		{[]string{"--to", "http://q", "in.jsonl", "--json"}, []string{"--to", "http://q", "--json", "--", "in.jsonl"}},
+		{[]string{"--max=3", "--dry-run"}, []string{"--max=3", "--dry-run"}},
+		{[]string{"--", "-weird-file"}, []string{"--", "-weird-file"}},
+		{[]string{"5"}, []string{"--", "5"}},
+	} {
+		if got := flagsFirst(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// stack bootstraps fresh resources and returns the settings the CLI would read from the
+// local stack's env file.
+func stack(t *testing.T) (map[string]string, *localstack.Bootstrapped, *localstack.Stack) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	vars := map[string]string{}
+	for _, e := range st.Env(b) {
+		vars[e.Name] = e.Value
+		if strings.HasPrefix(e.Name, "AWS_") {
+			t.Setenv(e.Name, e.Value) // the AWS SDK reads its own settings
+		}
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	return vars, b, st
+}
+
+func seedSQS(t *testing.T, st *localstack.Stack, url string, msgs ...*replay.Message) {
+	t.Helper()
+	if n, err := replay.Send(context.Background(), sqsdlq.New(st.NewSQSClient(), url, nil), msgs, 10); err != nil || n != len(msgs) {
+		t.Fatalf("seed: %d %v", n, err)
+	}
+}
+
+func depth(t *testing.T, st *localstack.Stack, url string) int {
+	t.Helper()
+	v, f, err := sqsdlq.Depth(context.Background(), st.NewSQSClient(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v + f
+}
+
+func TestCLIPurgeRefusesWithoutYes(t *testing.T) {
+	vars, b, st := stack(t)
+	seedSQS(t, st, b.DLQURL, replaytest.Msg(t, "upload/p1.jpg", "InvalidImageFormat", failure.Permanent, 0), replaytest.Msg(t, "upload/p2.jpg", "InvalidImageFormat", failure.Permanent, 0))
+	r := cli(t, vars, nil, "purge")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "2 now") {
+		t.Fatalf("purge without --yes: %+v", r)
+	}
+	if d := depth(t, st, b.DLQURL); d != 2 {
+		t.Fatalf("DLQ depth %d after a refused purge, want 2", d)
+	}
+	r = cli(t, vars, nil, "purge", "--yes")
+	if r.code != exitOK || !strings.Contains(r.stdout, "deleted 2 message(s)") || !strings.Contains(r.stdout, "InvalidImageFormat 2") {
+		t.Fatalf("purge --yes: %+v", r)
+	}
+	if d := depth(t, st, b.DLQURL); d != 0 {
+		t.Fatalf("DLQ depth %d after purge", d)
+	}
+}
+
+func TestCLIExportDeleteThenImport(t *testing.T) {
+	vars, b, st := stack(t)
+	seedSQS(t, st, b.DLQURL, replaytest.Msg(t, "upload/e1.jpg", "VisionUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/e2.jpg", "VisionUnavailable", failure.Transient, 1))
+	file := filepath.Join(t.TempDir(), "dlq.jsonl")
+	r := cli(t, vars, nil, "export", file, "--delete", "--json")
+	if r.code != exitOK {
+		t.Fatalf("export: %+v", r)
+	}
+	var out struct{ Written, Deleted int }
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Written != 2 || out.Deleted != 2 {
+		t.Fatalf("export output %q (%v)", r.stdout, err)
+	}
+	if d := depth(t, st, b.DLQURL); d != 0 {
+		t.Fatalf("DLQ depth %d after export --delete", d)
+	}
+	if r := cli(t, vars, nil, "export", file); r.code == exitOK || !strings.Contains(r.stderr, "exists") {
+		t.Fatalf("export over an existing file: %+v", r)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		lines = append(lines, sc.Text())
+	}
+	f.Close()
+	if len(lines) != 2 || !strings.Contains(lines[0], `"data_type":"String"`) {
+		t.Fatalf("export file:\n%s", strings.Join(lines, "\n"))
+	}
+	if r := cli(t, vars, nil, "import", file); r.code != exitUsage || !strings.Contains(r.stderr, "--to") {
+		t.Fatalf("import without --to: %+v", r)
+	}
+	if r := cli(t, vars, nil, "import", file, "--to", b.QueueURL); r.code != exitOK || !strings.Contains(r.stdout, "sent 2 of 2") {
+		t.Fatalf("import: %+v", r)
+	}
+	if d := depth(t, st, b.QueueURL); d != 2 {
+		t.Fatalf("queue depth %d after import, want 2", d)
+	}
+}
+
+func TestCLIReplayDryRunThenReplay(t *testing.T) {
+	vars, b, st := stack(t)
+	seedSQS(t, st, b.DLQURL,
+		replaytest.Msg(t, "upload/r1.jpg", "VisionUnavailable", failure.Transient, 0),
+		replaytest.Msg(t, "upload/r2.jpg", "InvalidImageFormat", failure.Permanent, 0),
+		replaytest.Msg(t, "upload/r3.jpg", "VisionUnavailable", failure.Transient, 5))
+	r := cli(t, vars, nil, "peek", "2")
+	if r.code != exitOK || strings.Count(r.stdout, "upload/r") != 2 || !strings.Contains(r.stdout, "2 message(s) shown and released") {
+		t.Fatalf("peek 2: %+v", r)
+	}
+	r = cli(t, vars, nil, "stats", "--json")
+	var s replay.Stats
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 3 || len(s.ByReason) != 2 || s.ByReason[0] != (replay.Count{Value: "VisionUnavailable", Count: 2}) {
+		t.Fatalf("stats: %+v (%v)", r, err)
+	}
+	if d := depth(t, st, b.DLQURL); d != 3 {
+		t.Fatalf("DLQ depth %d after peek and stats, want 3", d)
+	}
+	r = cli(t, vars, nil, "replay", "--dry-run", "--json", "--reason", "VisionUnavailable")
+	if r.code != exitOK {
+		t.Fatalf("dry run: %+v", r)
+	}
+	var out struct {
+		Destination    string
+		Moved          int
+		TooManyReplays int `json:"too_many_replays"`
+		Messages       []struct{ Key, Decision string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Moved != 1 || out.TooManyReplays != 1 || len(out.Messages) != 2 || !strings.HasPrefix(out.Destination, b.QueueURL) {
+		t.Fatalf("dry run output %s", r.stdout)
+	}
+	if d, q := depth(t, st, b.DLQURL), depth(t, st, b.QueueURL); d != 3 || q != 0 {
+		t.Fatalf("after dry run DLQ %d queue %d, want 3 and 0", d, q)
+	}
+	// The real run: the redrive policy names the queue, which gets the message.
+	r = cli(t, vars, nil, "replay", "--reason", "VisionUnavailable")
+	if r.code != exitOK || !strings.Contains(r.stdout, "left: replayed 5 times already") {
+		t.Fatalf("replay: %+v", r)
+	}
+	if d, q := depth(t, st, b.DLQURL), depth(t, st, b.QueueURL); d != 2 || q != 1 {
+		t.Fatalf("after replay DLQ %d queue %d, want 2 and 1", d, q)
+	}
+	// A crash between send and delete: exit 1, nothing deleted.
+	r = cli(t, vars, &hooks{afterSend: func([]*replay.Message) error { return errors.New("killed") }}, "replay", "--hold", "1s")
+	if r.code != exitPartial || !strings.Contains(r.stderr, "killed") {
+		t.Fatalf("crashed replay: %+v", r)
+	}
+	if d := depth(t, st, b.DLQURL); d != 2 {
+		t.Fatalf("DLQ depth %d after a crash, want 2 (nothing deleted)", d)
+	}
+}
+
+func TestCLIPubSubStatsAndReplay(t *testing.T) {
+	vars, b, st := stack(t)
+	_ = st
+	ps := cli(t, vars, nil, "stats", "--source", "pubsub")
+	if ps.code != exitOK || !strings.Contains(ps.stdout, "messages  0") {
+		t.Fatalf("stats of an empty dead-letter subscription: %+v", ps)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "in.jsonl")
+	var buf bytes.Buffer
+	for _, m := range []*replay.Message{replaytest.Msg(t, "upload/ps1.jpg", "IndexUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/ps2.jpg", "IndexUnavailable", failure.Transient, 0)} {
+		if err := replay.WriteRecord(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Import into the dead-letter topic stands in for Pub/Sub dead-lettering them.
+	if r := cli(t, vars, nil, "import", file, "--source", "pubsub", "--to-topic", b.DeadLetterTopic); r.code != exitOK {
+		t.Fatalf("import: %+v", r)
+	}
+	r := cli(t, vars, nil, "--source", "pubsub", "stats", "--json")
+	var s replay.Stats
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != exitOK || s.Messages != 2 || s.ByReason[0].Value != "IndexUnavailable" {
+		t.Fatalf("stats: %+v (%v)", r, err)
+	}
+	if r := cli(t, vars, nil, "replay", "--source", "pubsub", "--json"); r.code != exitOK || !strings.Contains(r.stdout, `"moved": 2`) {
+		t.Fatalf("replay: %+v", r)
+	}
+	r = cli(t, vars, nil, "stats", "--source", "pubsub", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 0 {
+		t.Fatalf("stats after replay: %+v (%v)", r, err)
+	}
+}

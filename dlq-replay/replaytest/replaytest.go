@@ -1,0 +1,349 @@
+// Package replaytest is the behaviour suite every dlq-replay source runs (as go-cloud's
+// drivertest is for its drivers): the same replays, dry runs, exports, imports, crashes and
+// purges against the SQS DLQ and the Pub/Sub dead-letter subscription.
+package replaytest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/s3event"
+)
+
+// Env is one fresh set of resources for one test.
+type Env struct {
+	DLQ     replay.Source // the dead-letter queue or subscription under test
+	Seed    replay.Sink   // sends into DLQ (the DLQ itself, or the dead-letter topic)
+	Dest    replay.Sink   // where replays go: the pipeline's queue or topic
+	DestSrc replay.Source // reads what arrived at Dest
+	// Depth, when set, reports the DLQ's and the destination's message counts from the
+	// service's own attributes (visible plus in flight), independently of Receive.
+	Depth func(t *testing.T) (dlq, dest int)
+	// Typed reports whether attributes keep their data types, Binary ones included (SQS
+	// does; Pub/Sub attributes are all text).
+	Typed bool
+	// Hold is the shortest lease the suite uses to simulate a crash; its expiry must make
+	// messages receivable again.
+	Hold time.Duration
+}
+
+// Harness makes an Env per test.
+type Harness interface {
+	NewEnv(t *testing.T) *Env
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("FilteredReplayLeavesTheRest", func(t *testing.T) { testFiltered(t, h.NewEnv(t)) })
+	t.Run("DryRunChangesNothing", func(t *testing.T) { testDryRun(t, h.NewEnv(t)) })
+	t.Run("ExportImportRoundTrip", func(t *testing.T) { testRoundTrip(t, h.NewEnv(t)) })
+	t.Run("CrashBetweenSendAndDeleteLosesNothing", func(t *testing.T) { testCrash(t, h.NewEnv(t)) })
+	t.Run("TooManyReplaysStays", func(t *testing.T) { testMaxReplays(t, h.NewEnv(t)) })
+	t.Run("MaxCount", func(t *testing.T) { testMax(t, h.NewEnv(t)) })
+	t.Run("Purge", func(t *testing.T) { testPurge(t, h.NewEnv(t)) })
+}
+
+// Msg builds a dead-lettered S3 event message for key, failed for reason.
+func Msg(t testing.TB, key, reason string, class failure.Class, replays int) *replay.Message {
+	t.Helper()
+	body, err := s3event.MarshalEvent([]s3event.Record{s3event.NewRecord("ObjectCreated:Put", "images", key, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	f := dlq.Failure{Reason: reason, Class: class, Error: "analyze " + key + ": " + reason, Attempts: 3,
+		FirstFailure: now.Add(-time.Hour), LastFailure: now.Add(-time.Minute), ReplayCount: replays}
+	m := &replay.Message{ID: key, Body: body, Attributes: map[string]replay.Attr{}}
+	for k, v := range f.Attributes() {
+		m.Attributes[k] = replay.Attr{DataType: replay.DataString, String: v}
+	}
+	return m
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// seed sends msgs into the DLQ and waits until a scan sees them all.
+func seed(t *testing.T, e *Env, msgs ...*replay.Message) {
+	t.Helper()
+	if n, err := replay.Send(ctx(t), e.Seed, msgs, 10); err != nil || n != len(msgs) {
+		t.Fatalf("seed: sent %d of %d: %v", n, len(msgs), err)
+	}
+	waitFor(t, "seeded messages", func() bool { return len(contents(t, e.DLQ)) >= len(msgs) })
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if ok() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// contents lists the keys of what src holds, releasing everything.
+func contents(t *testing.T, src replay.Source) []string {
+	t.Helper()
+	var keys []string
+	if err := replay.Scan(ctx(t), src, &replay.ScanOptions{Hold: 30 * time.Second}, func(m *replay.Message) error {
+		keys = append(keys, m.Key())
+		return nil
+	}); err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// take removes and returns everything at the destination, keyed by object key.
+func take(t *testing.T, src replay.Source) map[string]*replay.Message {
+	t.Helper()
+	out := map[string]*replay.Message{}
+	if _, err := replay.Drain(ctx(t), src, false, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			out[m.Key()] = m
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("drain destination: %v", err)
+	}
+	return out
+}
+
+func keysOf(m map[string]*replay.Message) []string { return slices.Sorted(maps.Keys(m)) }
+
+func testFiltered(t *testing.T, e *Env) {
+	seed(t, e,
+		Msg(t, "upload/cats/1.jpg", "VisionUnavailable", failure.Transient, 0),
+		Msg(t, "upload/cats/2.jpg", "VisionUnavailable", failure.Transient, 0),
+		Msg(t, "upload/dogs/3.jpg", "VisionUnavailable", failure.Transient, 0),
+		Msg(t, "upload/cats/4.jpg", "InvalidImageFormat", failure.Permanent, 0),
+		Msg(t, "upload/dogs/5.jpg", "InvalidImageFormat", failure.Permanent, 0),
+	)
+	var decided []string
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
+		Filter:     replay.Filter{Classes: []string{"transient"}, Prefix: "upload/cats/"},
+		OnDecision: func(m *replay.Message, d replay.Decision) { decided = append(decided, m.Key()+"="+d.String()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Moved != 2 || sum.SkippedFilter != 3 || sum.Failed != 0 || sum.Seen != 5 {
+		t.Fatalf("summary %+v (decisions %v)", sum, decided)
+	}
+	got := take(t, e.DestSrc)
+	if want := []string{"upload/cats/1.jpg", "upload/cats/2.jpg"}; !slices.Equal(keysOf(got), want) {
+		t.Fatalf("destination has %v, want %v", keysOf(got), want)
+	}
+	for k, m := range got {
+		a := m.StringAttributes()
+		if a[dlq.AttrReplayCount] != "1" || a[replay.AttrReplayedAt] == "" || a[dlq.AttrReason] != "VisionUnavailable" || a[dlq.AttrAttempts] != "3" {
+			t.Fatalf("%s arrived with attributes %v", k, a)
+		}
+	}
+	if got, want := contents(t, e.DLQ), []string{"upload/cats/4.jpg", "upload/dogs/3.jpg", "upload/dogs/5.jpg"}; !slices.Equal(got, want) {
+		t.Fatalf("DLQ holds %v, want %v", got, want)
+	}
+}
+
+func testDryRun(t *testing.T, e *Env) {
+	seed(t, e,
+		Msg(t, "upload/a.jpg", "VisionUnavailable", failure.Transient, 0),
+		Msg(t, "upload/b.jpg", "VisionUnavailable", failure.Transient, 0),
+		Msg(t, "upload/c.jpg", "InvalidImageFormat", failure.Permanent, 0),
+	)
+	var would []string
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
+		DryRun: true, Filter: replay.Filter{Reasons: []string{"VisionUnavailable"}},
+		OnDecision: func(m *replay.Message, d replay.Decision) {
+			if d == replay.Move {
+				would = append(would, m.Key())
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(would)
+	if !sum.DryRun || sum.Moved != 2 || sum.SkippedFilter != 1 || !slices.Equal(would, []string{"upload/a.jpg", "upload/b.jpg"}) {
+		t.Fatalf("dry run summary %+v, would move %v", sum, would)
+	}
+	if e.Depth != nil {
+		if d, dest := e.Depth(t); d != 3 || dest != 0 {
+			t.Fatalf("after dry run: DLQ depth %d (want 3), destination depth %d (want 0)", d, dest)
+		}
+	}
+	if got := contents(t, e.DLQ); len(got) != 3 {
+		t.Fatalf("DLQ holds %v after a dry run", got)
+	}
+	if got := take(t, e.DestSrc); len(got) != 0 {
+		t.Fatalf("dry run sent %v", keysOf(got))
+	}
+}
+
+func testRoundTrip(t *testing.T, e *Env) {
+	a := Msg(t, "upload/x y+z/ü.jpg", "InvalidImageFormat", failure.Permanent, 2)
+	a.Attributes["custom.text"] = replay.Attr{DataType: replay.DataString, String: "  spaces, ünïcode, \"quotes\"\n"}
+	if e.Typed {
+		a.Attributes["custom.number"] = replay.Attr{DataType: replay.DataNumber, String: "42.5"}
+		a.Attributes["custom.typed"] = replay.Attr{DataType: "String.json", String: `{"a":1}`}
+		a.Attributes["custom.bin"] = replay.Attr{DataType: replay.DataBinary, Binary: []byte{0, 1, 2, 255}}
+	}
+	b := &replay.Message{ID: "plain", Body: []byte(`{"key":"upload/plain.jpg","note":"no attributes"}`)}
+	seed(t, e, a, b)
+	var file bytes.Buffer
+	n, err := replay.Drain(ctx(t), e.DLQ, false, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			if err := replay.WriteRecord(&file, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("export removed %d: %v", n, err)
+	}
+	if got := contents(t, e.DLQ); len(got) != 0 {
+		t.Fatalf("DLQ holds %v after export --delete", got)
+	}
+	var back []*replay.Message
+	if err := replay.ReadRecords(&file, func(m *replay.Message) error { back = append(back, m); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if sent, err := replay.Send(ctx(t), e.Dest, back, 10); err != nil || sent != 2 {
+		t.Fatalf("import sent %d: %v", sent, err)
+	}
+	got := take(t, e.DestSrc)
+	for _, want := range []*replay.Message{a, b} {
+		m := got[want.Key()]
+		if m == nil {
+			t.Fatalf("%s missing after import; have %v", want.Key(), keysOf(got))
+		}
+		if !bytes.Equal(m.Body, want.Body) {
+			t.Errorf("%s body changed:\n got %q\nwant %q", want.Key(), m.Body, want.Body)
+		}
+		if !attrsEqual(m.Attributes, want.Attributes) {
+			t.Errorf("%s attributes changed:\n got %v\nwant %v", want.Key(), m.Attributes, want.Attributes)
+		}
+	}
+}
+
+func attrsEqual(a, b map[string]replay.Attr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || x.DataType != y.DataType || x.String != y.String || !bytes.Equal(x.Binary, y.Binary) {
+			return false
+		}
+	}
+	return true
+}
+
+var errCrash = errors.New("injected crash between send and delete")
+
+func testCrash(t *testing.T, e *Env) {
+	var msgs []*replay.Message
+	for i := range 4 {
+		msgs = append(msgs, Msg(t, "upload/crash/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0))
+	}
+	seed(t, e, msgs...)
+	sent := 0
+	_, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
+		Batch: 10, Hold: e.Hold,
+		AfterSend: func(s []*replay.Message) error { sent += len(s); return errCrash },
+	})
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("run error %v, want the injected crash", err)
+	}
+	if sent == 0 {
+		t.Fatal("crash hook saw no sent message")
+	}
+	// Nothing was deleted: once the crashed run's leases lapse, every message is back in the
+	// DLQ, and the sent ones are also at the destination (duplicates, which the pipeline
+	// tolerates).
+	want := make([]string, len(msgs))
+	for i, m := range msgs {
+		want[i] = m.Key()
+	}
+	slices.Sort(want)
+	waitFor(t, "the crashed run's messages back in the DLQ", func() bool { return slices.Equal(contents(t, e.DLQ), want) })
+	if got := take(t, e.DestSrc); len(got) != sent {
+		t.Fatalf("destination has %v, want the %d sent before the crash", keysOf(got), sent)
+	}
+	// A second run completes the move.
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, nil)
+	if err != nil || sum.Moved != len(msgs) {
+		t.Fatalf("second run %+v: %v", sum, err)
+	}
+	if got := contents(t, e.DLQ); len(got) != 0 {
+		t.Fatalf("DLQ holds %v after the second run", got)
+	}
+}
+
+func testMaxReplays(t *testing.T, e *Env) {
+	seed(t, e,
+		Msg(t, "upload/loop.jpg", "VisionUnavailable", failure.Transient, replay.DefaultMaxReplays),
+		Msg(t, "upload/fresh.jpg", "VisionUnavailable", failure.Transient, replay.DefaultMaxReplays-1),
+	)
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Moved != 1 || sum.TooManyReplays != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	got := take(t, e.DestSrc)
+	if m := got["upload/fresh.jpg"]; m == nil || m.StringAttributes()[dlq.AttrReplayCount] != fmt.Sprint(replay.DefaultMaxReplays) {
+		t.Fatalf("destination %v", keysOf(got))
+	}
+	if got := contents(t, e.DLQ); !slices.Equal(got, []string{"upload/loop.jpg"}) {
+		t.Fatalf("DLQ holds %v, want the over-replayed message", got)
+	}
+}
+
+func testMax(t *testing.T, e *Env) {
+	var msgs []*replay.Message
+	for i := range 5 {
+		msgs = append(msgs, Msg(t, "upload/max/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0))
+	}
+	seed(t, e, msgs...)
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{Max: 2, Batch: 3})
+	if err != nil || sum.Moved != 2 {
+		t.Fatalf("summary %+v: %v", sum, err)
+	}
+	if got := take(t, e.DestSrc); len(got) != 2 {
+		t.Fatalf("destination has %v", keysOf(got))
+	}
+	if got := contents(t, e.DLQ); len(got) != 3 {
+		t.Fatalf("DLQ holds %v", got)
+	}
+}
+
+func testPurge(t *testing.T, e *Env) {
+	seed(t, e, Msg(t, "upload/p1.jpg", "InvalidImageFormat", failure.Permanent, 0), Msg(t, "upload/p2.jpg", "InvalidImageFormat", failure.Permanent, 0))
+	n, err := replay.Drain(ctx(t), e.DLQ, false, func([]*replay.Message) error { return nil })
+	if err != nil || n != 2 {
+		t.Fatalf("purge removed %d: %v", n, err)
+	}
+	if got := contents(t, e.DLQ); len(got) != 0 {
+		t.Fatalf("DLQ holds %v after purge", got)
+	}
+}
