@@ -33,6 +33,7 @@ import (
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
+	"imgpipe/pkg/uploader"
 	"imgpipe/pkg/vision"
 )
 
@@ -109,6 +110,16 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 	}
 	t.Cleanup(p.stop)
 	return p
+}
+
+func writeFile(t *testing.T, path string, body []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (p *pipeline) put(t *testing.T, key string, body []byte) {
@@ -190,7 +201,14 @@ func (p *pipeline) docs(t *testing.T) map[string]index.Document {
 func TestEndToEnd(t *testing.T) {
 	p := startPipeline(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	const n = 12
-	wants := map[string]size{}
+	// Generated images and the bad samples go into one folder and through the uploader's
+	// code path, as a user's drop would.
+	dir := t.TempDir()
+	type want struct {
+		w, h   int
+		reason string // empty for a good image
+	}
+	byRel := map[string]want{}
 	formats := []string{"jpeg", "png", "gif"}
 	for i := range n {
 		w, h := 200+i*10, 150+i*7
@@ -199,28 +217,54 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := fmt.Sprintf("%sbatch/img %02d+été.%s", p.res.Prefix, i, format)
-		p.put(t, key, body)
-		wants[key] = size{w, h}
+		rel := fmt.Sprintf("batch/img %02d+été.%s", i, format)
+		writeFile(t, filepath.Join(dir, rel), body)
+		byRel[rel] = want{w: w, h: h}
 	}
-	// The bad samples, uploaded under the prefix too.
-	dir := t.TempDir()
-	all, err := samples.Generate(dir)
+	sampleDir := t.TempDir()
+	all, err := samples.Generate(sampleDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	badReasons := map[string]string{}
 	for _, s := range all {
 		if s.Good {
 			continue
 		}
-		body, err := os.ReadFile(s.Path(dir))
+		body, err := os.ReadFile(s.Path(sampleDir))
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := p.res.Prefix + "bad/" + filepath.ToSlash(s.Name)
-		p.put(t, key, body)
-		badReasons[key] = s.WantReason
+		rel := "bad/" + filepath.ToSlash(s.Name)
+		writeFile(t, filepath.Join(dir, filepath.FromSlash(rel)), body)
+		byRel[rel] = want{reason: s.WantReason}
+	}
+	up, err := uploader.New(p.s3, p.res.Bucket, p.res.Prefix, &uploader.Options{IncludeNonImages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := up.Put(context.Background(), []string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Uploaded != len(byRel) || sum.Failed != 0 {
+		t.Fatalf("uploader: %d uploaded, %d failed, want %d uploaded", sum.Uploaded, sum.Failed, len(byRel))
+	}
+	wants := map[string]size{}
+	badReasons := map[string]string{}
+	for _, f := range sum.Files {
+		rel, err := filepath.Rel(dir, f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := byRel[filepath.ToSlash(rel)]
+		if !ok {
+			t.Fatalf("uploader reported a file it was not given: %s", f.Path)
+		}
+		if w.reason != "" {
+			badReasons[f.Key] = w.reason
+		} else {
+			wants[f.Key] = size{w.w, w.h}
+		}
 	}
 	// An object outside the prefix raises no notification and is never indexed.
 	body, _ := samples.Image(99, 100, 100, "png")

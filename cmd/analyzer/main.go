@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/analyzer"
+	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
@@ -51,6 +54,12 @@ type settings struct {
 	visibility, wait, drain                             time.Duration
 	maxImageBytes                                       int
 	pathStyle                                           bool
+
+	metricsAddr                                   string
+	minWorkers, maxWorkers, breakerFailures       int
+	receiveAhead                                  int
+	targetPerWorker                               float64
+	scaleCooldown, depthInterval, breakerCooldown time.Duration
 }
 
 func newSet(s *settings) *config.Set {
@@ -76,6 +85,15 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
+	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 0, "messages received beyond the free workers, waiting with their visibility extended (0: receiving pauses while every worker is busy)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
+	set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address of /metrics, /healthz and /readyz; empty disables them")
+	set.Int(&s.maxWorkers, "max-workers", "IMGPIPE_MAX_WORKERS", 0, "autoscale the worker pool up to this size from the queue depth (0: a fixed pool of --workers)", config.Validate(config.Between(&s.maxWorkers, 0, 1024)))
+	set.Int(&s.minWorkers, "min-workers", "IMGPIPE_MIN_WORKERS", 1, "smallest autoscaled worker pool", config.Validate(config.Between(&s.minWorkers, 1, 1024)))
+	set.Float(&s.targetPerWorker, "target-backlog-per-worker", "IMGPIPE_TARGET_BACKLOG_PER_WORKER", 10, "autoscaler target: messages waiting or in work per worker")
+	set.Duration(&s.scaleCooldown, "scale-cooldown", "IMGPIPE_SCALE_COOLDOWN", 30*time.Second, "least time between two resizes of the worker pool", config.Validate(config.PositiveDuration(&s.scaleCooldown)))
+	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue depth is read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
+	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive Vision failures that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
+	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe", config.Validate(config.PositiveDuration(&s.breakerCooldown)))
 	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	return set
 }
@@ -105,6 +123,12 @@ func run(args []string) error {
 	if s.wait < 0 || s.wait > 20*time.Second {
 		return fmt.Errorf("invalid setting --wait-time (IMGPIPE_WAIT_TIME): must be 0 to 20s, got %s", s.wait)
 	}
+	if s.maxWorkers > 0 && s.minWorkers > s.maxWorkers {
+		return fmt.Errorf("invalid setting --min-workers (IMGPIPE_MIN_WORKERS): %d is above --max-workers %d", s.minWorkers, s.maxWorkers)
+	}
+	if !(s.targetPerWorker > 0) {
+		return fmt.Errorf("invalid setting --target-backlog-per-worker (IMGPIPE_TARGET_BACKLOG_PER_WORKER): must be positive, got %g", s.targetPerWorker)
+	}
 	if !(s.visionRate > 0) {
 		return fmt.Errorf("invalid setting --vision-rate (IMGPIPE_VISION_RATE): must be positive, got %g", s.visionRate)
 	}
@@ -126,6 +150,8 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := obs.NewRegistry()
+	vobs := analyzer.NewVisionObserver()
 	api := vision.V40
 	if s.visionAPI == "3.2" {
 		api = vision.V32
@@ -136,7 +162,8 @@ func run(args []string) error {
 		AttemptTimeout: s.attemptTimeout,
 		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
 		RateLimit:      ratelimit.NewBucket(s.visionRate, s.visionBurst, nil),
-		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: s.workers, Initial: min(8, s.workers)}),
+		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers)}),
+		Observer:       vobs,
 	})
 	if err != nil {
 		return fmt.Errorf("vision client: %w", err)
@@ -157,12 +184,38 @@ func run(args []string) error {
 		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: s.wait,
 		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode),
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
+		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
+		Autoscale:     autoscaleOptions(s),
+		DepthInterval: s.depthInterval, Registerer: reg, VisionObserver: vobs, ReceiveAhead: s.receiveAhead,
 	})
 	if err != nil {
 		return err
 	}
+	if s.metricsAddr != "" {
+		srv, err := obs.Serve(s.metricsAddr, reg, a.Ready)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("metrics listening", zap.String("addr", srv.Addr()))
+	}
 	log.Info("analyzer starting", obs.Settings(set.Describe()))
 	return a.Run(ctx)
+}
+
+// autoscaleOptions is nil (a fixed pool) unless --max-workers is set.
+func autoscaleOptions(s *settings) *autoscale.Options {
+	if s.maxWorkers <= 0 {
+		return nil
+	}
+	return &autoscale.Options{
+		Min: s.minWorkers, Max: s.maxWorkers, TargetPerWorker: s.targetPerWorker,
+		Cooldown: s.scaleCooldown, RatePerSecond: s.visionRate,
+	}
 }
 
 // retriesSetting maps the user's "0 retries" onto the policy's "negative means none".

@@ -8,6 +8,11 @@
 // without hammering Vision. While a message is in work its visibility is extended by a
 // heartbeat. On shutdown receiving stops at once, in-flight work gets a deadline, and what did
 // not finish is released for another worker.
+//
+// A circuit breaker on Vision's health stops receiving while Vision is down, so an outage
+// leaves messages on the queue instead of pushing them toward the DLQ. The worker pool can be
+// sized from the queue's depth by an autoscaler. Counters, the queue depth and the Vision
+// latency are exported to Prometheus (Options.Registerer) and Ready is the /readyz check.
 package analyzer
 
 import (
@@ -24,9 +29,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/autoscale"
+	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/retry"
@@ -71,6 +79,14 @@ type Options struct {
 	Workers     int           // concurrent messages in work; default 16
 	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum)
 	MaxMessages int           // per receive, 1..10; default 10
+	// ReceiveLinger is how long the receive loop, holding a free worker slot, waits for
+	// more slots to free so that it receives a fuller batch; default 25ms, negative none.
+	ReceiveLinger time.Duration
+	// ReceiveAhead is how many messages may be received beyond the free workers, to wait
+	// for one with their visibility heartbeat running, so that a worker that frees up does
+	// not wait for a receive; default 0 (receiving pauses while every worker is busy).
+	// Messages still waiting at shutdown are released at once.
+	ReceiveAhead int
 
 	// VisibilityTimeout is set on each received message and renewed by the heartbeat while
 	// it is in work; default 30s. A crash costs at most this much delay.
@@ -85,6 +101,22 @@ type Options struct {
 	Mode          Mode          // default ModeStream
 	PresignTTL    time.Duration // lifetime of presigned URLs in ModeURL; default 15 min
 	MaxImageBytes int64         // larger objects fail permanently; default 20 MB (Vision 4.0's limit)
+
+	// Breaker configures the Vision circuit breaker: while it is open the analyzer receives
+	// nothing, and messages that failed because Vision is down go back to the queue after a
+	// cooldown instead of a backoff. Nil means the breaker's defaults.
+	Breaker *breaker.Options
+	// Autoscale sizes the worker pool from the queue's depth between its Min and Max; the pool
+	// starts at Workers clamped to them. Nil keeps the pool at Workers.
+	Autoscale *autoscale.Options
+	// DepthInterval is how often the queue's depth is read for the metrics and the
+	// autoscaler; default 10s.
+	DepthInterval time.Duration
+	// Registerer receives the analyzer's Prometheus collectors; nil registers none.
+	Registerer prometheus.Registerer
+	// VisionObserver, when set, is registered with Registerer too (give the same observer to
+	// vision.Options.Observer).
+	VisionObserver *VisionObserver
 
 	Logger *zap.Logger
 }
@@ -112,6 +144,12 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&out.VisibilityTimeout, 30*time.Second)
 	def(&out.DrainTimeout, 25*time.Second)
 	def(&out.PresignTTL, 15*time.Minute)
+	def(&out.DepthInterval, 10*time.Second)
+	if out.ReceiveLinger == 0 {
+		out.ReceiveLinger = 25 * time.Millisecond
+	}
+	out.ReceiveLinger = max(out.ReceiveLinger, 0)
+	out.ReceiveAhead = max(out.ReceiveAhead, 0)
 	if out.Backoff == (retry.Policy{}) {
 		out.Backoff = retry.Policy{BaseDelay: 5 * time.Second, MaxDelay: 15 * time.Minute}
 	}
@@ -138,8 +176,18 @@ type Analyzer struct {
 	presigner *s3.PresignClient
 	deleter   *deleter
 	metrics   *Metrics
+	breaker   *breaker.Breaker
+	scaler    *autoscale.Scaler
+	pool      *pool // workers: messages in work
+	tickets   *pool // messages received and not settled: workers plus ReceiveAhead
 	now       func() time.Time
 	ran       atomic.Bool
+
+	sqsErr atomic.Pointer[error] // last SQS receive or depth error; nil when the last call worked
+
+	// abandon, for tests, makes work cut off by the drain deadline end without settling its
+	// message, as if the process had been killed.
+	abandon bool
 }
 
 // New checks the options and returns an analyzer ready to Run.
@@ -160,9 +208,65 @@ func New(deps Deps, opts *Options) (*Analyzer, error) {
 		metrics:   newMetrics(),
 		now:       time.Now,
 	}
-	a.deleter = newDeleter(deps.SQS, o.QueueURL, o.Logger)
+	a.deleter = newDeleter(deps.SQS, o.QueueURL, o.Logger, a.metrics)
+	bo := breaker.Options{}
+	if o.Breaker != nil {
+		bo = *o.Breaker
+	}
+	userHook := bo.OnStateChange
+	bo.OnStateChange = func(from, to breaker.State) {
+		log := a.log.Info
+		if to == breaker.Open {
+			log = a.log.Warn
+		}
+		log("vision circuit "+to.String(), zap.String("from", from.String()), zap.String("to", to.String()))
+		if userHook != nil {
+			userHook(from, to)
+		}
+	}
+	a.breaker = breaker.New(&bo)
+	workers := o.Workers
+	if o.Autoscale != nil {
+		s, err := autoscale.New(*o.Autoscale)
+		if err != nil {
+			return nil, err
+		}
+		a.scaler = s
+		workers = min(max(workers, o.Autoscale.Min), o.Autoscale.Max)
+	}
+	a.pool = newPool(workers)
+	a.tickets = newPool(workers + o.ReceiveAhead)
+	if o.Registerer != nil {
+		cs := a.collectors()
+		if o.VisionObserver != nil {
+			cs = append(cs, o.VisionObserver.collectors()...)
+		}
+		for _, c := range cs {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
 	return a, nil
 }
+
+// Ready reports whether the analyzer can do its work: the Vision circuit is not open and SQS
+// answered its last call. It is the /readyz check.
+func (a *Analyzer) Ready(context.Context) error {
+	if a.breaker.State() == breaker.Open {
+		return errors.New("vision circuit open")
+	}
+	if p := a.sqsErr.Load(); p != nil {
+		return fmt.Errorf("sqs: %w", *p)
+	}
+	return nil
+}
+
+// CircuitState is the state of the Vision circuit breaker now.
+func (a *Analyzer) CircuitState() breaker.State { return a.breaker.State() }
+
+// Workers is the size of the worker pool now.
+func (a *Analyzer) Workers() int { return a.pool.size() }
 
 // Metrics returns the analyzer's counters.
 func (a *Analyzer) Metrics() *Metrics { return a.metrics }
@@ -183,55 +287,72 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		a.deleter.run(workCtx)
 	}()
 
-	slots := make(chan struct{}, a.opts.Workers)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		a.watchQueue(ctx)
+	}()
+
 	var inflight sync.WaitGroup
 	backoff := retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: 20 * time.Second, MaxRetries: -1}
 	failures := 0
 	for ctx.Err() == nil {
-		// Take one slot (blocking), then as many more as are free, up to a batch.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		// While Vision is down, receive nothing: messages wait on the queue, not in memory,
+		// and do not burn receive counts. Half-open, one message goes out as the probe.
+		n := a.opts.MaxMessages
+		switch a.breaker.State() {
+		case breaker.Open:
+			sleepCtx(ctx, min(a.breaker.Remaining(), time.Second))
+			continue
+		case breaker.HalfOpen:
+			if !a.breaker.Allow() {
+				sleepCtx(ctx, 100*time.Millisecond)
+				continue
+			}
+			n = 1
+		}
+		// Take one slot (blocking), then up to a batch more, waiting a moment for slots that
+		// are about to free: full batches halve the receives per message of a busy pool.
+		if !a.tickets.acquire(ctx) {
 			continue
 		}
-		n := 1
-		for n < a.opts.MaxMessages {
-			select {
-			case slots <- struct{}{}:
-				n++
-				continue
-			default:
-			}
-			break
+		n = min(n, a.tickets.size())
+		got := 1
+		lctx, cancelLinger := context.WithTimeout(ctx, a.opts.ReceiveLinger)
+		for got < n && (a.tickets.tryAcquire() || a.tickets.acquire(lctx)) {
+			got++
 		}
-		msgs, err := a.receive(ctx, n)
-		for i := len(msgs); i < n; i++ {
-			<-slots
+		cancelLinger()
+		msgs, err := a.receive(ctx, got)
+		for i := len(msgs); i < got; i++ {
+			a.tickets.release()
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			failures++
+			if failures >= 2 {
+				a.sqsErr.Store(&err)
+			}
 			wait := backoff.Ceiling(failures)
 			a.log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", wait))
 			a.metrics.receiveErrors.Add(1)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-			}
+			sleepCtx(ctx, wait)
 			continue
 		}
 		failures = 0
+		a.sqsErr.Store(nil)
 		for _, m := range msgs {
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
-				defer func() { <-slots }()
-				a.handle(workCtx, m)
+				defer a.tickets.release()
+				a.handle(ctx, workCtx, m)
 			}()
 		}
 	}
+	<-watchDone
 
 	a.log.Info("draining", zap.Duration("deadline", a.opts.DrainTimeout))
 	drained := make(chan struct{})
@@ -260,7 +381,13 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 		VisibilityTimeout:           int32(a.opts.VisibilityTimeout / time.Second),
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 		MessageAttributeNames:       []string{"All"},
+	}, func(o *sqs.Options) {
+		// No silent SDK retry: a receive whose answer was lost (the connection closed under
+		// it) leaves its messages invisible until their visibility timeout ends, and that
+		// must show in the receive errors, not vanish in a retry. The loop retries itself.
+		o.RetryMaxAttempts = 1
 	})
+	a.metrics.sqsCall("ReceiveMessage")
 	if err != nil {
 		return nil, err
 	}
@@ -268,13 +395,13 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 	return out.Messages, nil
 }
 
-// handle processes one message and settles it: delete, DLQ then delete, backoff, or release.
-func (a *Analyzer) handle(ctx context.Context, m sqstypes.Message) {
+// handle waits for a worker, processes one message and settles it: delete, DLQ then delete,
+// backoff, or release. runCtx is Run's: once it ends, a message that has no worker yet is
+// released instead of started; ctx is the work's, cancelled at the drain deadline.
+func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message) {
 	id := aws.ToString(m.MessageId)
 	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	log := a.log.With(zap.String("sqs_message_id", id), zap.Int("receive_count", receives))
-	a.metrics.inflight.Add(1)
-	defer a.metrics.inflight.Add(-1)
 
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
@@ -282,14 +409,32 @@ func (a *Analyzer) handle(ctx context.Context, m sqstypes.Message) {
 		defer close(hbDone)
 		a.heartbeat(hbCtx, log, m.ReceiptHandle)
 	}()
+	if !a.pool.acquire(runCtx) {
+		stopHeartbeat()
+		<-hbDone
+		if !a.abandon {
+			a.metrics.released.Add(1)
+			a.setVisibility(log, m.ReceiptHandle, 0)
+			log.Info("released message not started before shutdown")
+		}
+		return
+	}
+	defer a.pool.release()
+	a.metrics.inflight.Add(1)
+	defer a.metrics.inflight.Add(-1)
+	start := time.Now()
 	err := a.safeProcess(ctx, log, aws.ToString(m.Body))
 	stopHeartbeat()
 	<-hbDone
+	a.metrics.observeHandle(time.Since(start))
 
+	var down *visionDown
 	switch {
 	case err == nil:
 		a.metrics.succeeded.Add(1)
 		a.deleter.delete(m.ReceiptHandle, id)
+	case ctx.Err() != nil && a.abandon:
+		log.Info("abandoned unfinished message", zap.Error(err))
 	case ctx.Err() != nil:
 		// Shutdown passed its deadline mid-work: give the message back at once.
 		a.metrics.released.Add(1)
@@ -298,6 +443,14 @@ func (a *Analyzer) handle(ctx context.Context, m sqstypes.Message) {
 	case failure.IsPermanent(err):
 		a.metrics.failed(failure.Permanent)
 		a.deadLetter(ctx, log, m, receives, err)
+	case errors.As(err, &down) && a.breaker.State() != breaker.Closed:
+		// Vision is down, not this image: give the message back for when the circuit
+		// half-opens, without the backoff meant for messages that fail on their own.
+		a.metrics.failed(failure.ClassOf(err))
+		a.metrics.deferred.Add(1)
+		wait := max(a.breaker.Cooldown(), time.Second)
+		log.Info("vision unavailable; message deferred", zap.Error(err), zap.Duration("retry_in", wait))
+		a.setVisibility(log, m.ReceiptHandle, wait)
 	default:
 		class := failure.ClassOf(err)
 		a.metrics.failed(class)
@@ -346,6 +499,7 @@ func (a *Analyzer) heartbeat(ctx context.Context, log *zap.Logger, handle *strin
 			QueueUrl: aws.String(a.opts.QueueURL), ReceiptHandle: handle,
 			VisibilityTimeout: int32(a.opts.VisibilityTimeout / time.Second),
 		})
+		a.metrics.sqsCall("ChangeMessageVisibility")
 		if err != nil && ctx.Err() == nil {
 			log.Warn("heartbeat failed", zap.Error(err))
 			continue
@@ -361,6 +515,7 @@ func (a *Analyzer) setVisibility(log *zap.Logger, handle *string, d time.Duratio
 		QueueUrl: aws.String(a.opts.QueueURL), ReceiptHandle: handle,
 		VisibilityTimeout: int32(d / time.Second),
 	})
+	a.metrics.sqsCall("ChangeMessageVisibility")
 	if err != nil {
 		// The message comes back when its current visibility ends anyway.
 		log.Warn("change visibility failed", zap.Error(err))
@@ -391,6 +546,7 @@ func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m sqstypes.M
 	_, err := a.deps.SQS.SendMessage(sctx, &sqs.SendMessageInput{
 		QueueUrl: aws.String(a.opts.DLQURL), MessageBody: m.Body, MessageAttributes: attrs,
 	})
+	a.metrics.sqsCall("SendMessage")
 	if err != nil {
 		log.Error("dead-letter send failed; message stays on the queue", zap.Error(err), zap.NamedError("cause", cause))
 		a.setVisibility(log, m.ReceiptHandle, a.retryDelay(receives, 0))
@@ -410,4 +566,21 @@ func stringAttrs(in map[string]sqstypes.MessageAttributeValue) map[string]string
 		}
 	}
 	return out
+}
+
+// visionDown marks a failure of Vision itself (unavailable, timed out, throttled beyond the
+// client's retries), as opposed to a verdict on the image.
+type visionDown struct{ err error }
+
+func (e *visionDown) Error() string { return e.err.Error() }
+func (e *visionDown) Unwrap() error { return e.err }
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

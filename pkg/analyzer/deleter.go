@@ -20,6 +20,7 @@ type deleter struct {
 	client   *sqs.Client
 	queueURL string
 	log      *zap.Logger
+	metrics  *Metrics
 
 	mu      sync.Mutex
 	pending []deleteEntry
@@ -41,8 +42,8 @@ const (
 	sqsBatchMax       = 10
 )
 
-func newDeleter(client *sqs.Client, queueURL string, log *zap.Logger) *deleter {
-	return &deleter{client: client, queueURL: queueURL, log: log, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+func newDeleter(client *sqs.Client, queueURL string, log *zap.Logger, m *Metrics) *deleter {
+	return &deleter{client: client, queueURL: queueURL, log: log, metrics: m, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 // delete queues a message for deletion.
@@ -98,6 +99,7 @@ func (d *deleter) flush(ctx context.Context, all bool) bool {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	out, err := d.client.DeleteMessageBatch(cctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.queueURL), Entries: entries})
 	cancel()
+	d.metrics.sqsCall("DeleteMessageBatch")
 	var retry []deleteEntry
 	if err != nil {
 		d.log.Warn("delete batch failed", zap.Error(err), zap.Int("messages", n))

@@ -119,7 +119,7 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 	case size > a.opts.MaxImageBytes:
 		return nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", size, a.opts.MaxImageBytes)
 	}
-	meta, err := a.inspect(ctx, rec, size)
+	meta, headBuf, err := a.inspect(ctx, rec, size)
 	if err != nil {
 		return nil, "", err
 	}
@@ -134,10 +134,23 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 		res, err = a.deps.Vision.AnalyzeURL(ctx, url)
 	} else {
 		res, err = a.deps.Vision.AnalyzeStream(ctx, func() (io.ReadCloser, int64, error) {
+			if int64(len(headBuf)) == size {
+				// The head read was the whole object: no second read from S3.
+				return io.NopCloser(bytes.NewReader(headBuf)), size, nil
+			}
 			return a.open(ctx, rec)
 		})
 	}
 	a.metrics.observeVision(time.Since(start), err)
+	switch {
+	case err == nil || failure.IsPermanent(err):
+		a.breaker.Success() // Vision answered, even if it refused this image
+	case ctx.Err() != nil || failure.ReasonOf(err) == "ClientRateLimit":
+		// Our own cancellation or our own rate limit says nothing about Vision.
+	default:
+		a.breaker.Failure()
+		err = &visionDown{err}
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -161,34 +174,34 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 	return out, "", nil
 }
 
-// inspect reads the first bytes of the object and identifies the image. A non-image fails
-// here, permanently, without spending a Vision call.
-func (a *Analyzer) inspect(ctx context.Context, rec *s3event.Record, size int64) (*imagemeta.Meta, error) {
+// inspect reads the first bytes of the object and identifies the image; it returns what it
+// read too. A non-image fails here, permanently, without spending a Vision call.
+func (a *Analyzer) inspect(ctx context.Context, rec *s3event.Record, size int64) (*imagemeta.Meta, []byte, error) {
 	in := a.objectInput(rec).get()
 	in.Range = aws.String(fmt.Sprintf("bytes=0-%d", min(size, headBytes)-1))
 	obj, err := a.deps.S3.GetObject(ctx, in)
 	if err != nil {
-		return nil, classifyS3(fmt.Errorf("read object head: %w", err))
+		return nil, nil, classifyS3(fmt.Errorf("read object head: %w", err))
 	}
 	defer obj.Body.Close()
 	buf, err := io.ReadAll(io.LimitReader(obj.Body, headBytes))
 	if err != nil {
-		return nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
+		return nil, nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
 	}
 	meta, err := imagemeta.Inspect(bytes.NewReader(buf), int64(len(buf)))
 	if failure.ReasonOf(err) == imagemeta.ReasonHeaderBeyondLimit {
 		if int64(len(buf)) >= size {
 			// The whole object was read and its header never ended: it is cut short.
-			return nil, failure.New(failure.Permanent, imagemeta.ReasonCorruptImage, err)
+			return nil, nil, failure.New(failure.Permanent, imagemeta.ReasonCorruptImage, err)
 		}
 		// A header longer than what was read (a huge EXIF block): the image may be fine.
 		// Go on with the format alone and let Vision judge the pixels.
-		return &imagemeta.Meta{Format: imagemeta.Sniff(buf), MIME: imagemeta.Sniff(buf).MIME()}, nil
+		return &imagemeta.Meta{Format: imagemeta.Sniff(buf), MIME: imagemeta.Sniff(buf).MIME()}, buf, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return meta, nil
+	return meta, buf, nil
 }
 
 // open streams the object for one Vision attempt.

@@ -314,3 +314,18 @@ func (v *durationValue) Set(s string) error {
 	return nil
 }
 func (v *durationValue) String() string { return time.Duration(*v).String() }
+
+// Undocumented returns the flags ("--name") and environment variables of s that doc does not
+// mention, so a test can keep a README true to the code.
+func (s *Set) Undocumented(doc string) []string {
+	var missing []string
+	for _, st := range s.settings {
+		if !strings.Contains(doc, "--"+st.flag) {
+			missing = append(missing, "--"+st.flag)
+		}
+		if st.env != "" && !strings.Contains(doc, st.env) {
+			missing = append(missing, st.env)
+		}
+	}
+	return missing
+}

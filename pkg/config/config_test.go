@@ -90,3 +90,12 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("names %v env %v", s.Names(), s.Env())
 	}
 }
+
+func TestUndocumented(t *testing.T) {
+	s, _ := newFixture(nil)
+	doc := "--queue-url IMGPIPE_QUEUE_URL --workers IMGPIPE_WORKERS --wait --dry-run --vision-key AZURE_VISION_KEY --rate"
+	got := s.Undocumented(doc)
+	if len(got) != 2 || got[0] != "IMGPIPE_WAIT" || got[1] != "IMGPIPE_RATE" {
+		t.Fatalf("Undocumented = %v, want [IMGPIPE_WAIT IMGPIPE_RATE]", got)
+	}
+}

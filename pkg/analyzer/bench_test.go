@@ -1,0 +1,235 @@
+package analyzer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"imgpipe/internal/localstack"
+	"imgpipe/internal/visionstandin"
+	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/publish"
+	"imgpipe/pkg/ratelimit"
+	"imgpipe/pkg/samples"
+	"imgpipe/pkg/vision"
+)
+
+// BenchmarkThroughput measures, in one run on the local stack, messages per second of:
+//   - ReceiveDelete: a consumer that only receives and batch-deletes (the queue's ceiling);
+//   - Analyzer/latency=0ms and latency=100ms: the analyzer with 64 workers against the Vision
+//     stand-in (S3 head and reads, Vision, Pub/Sub publish, delete: the whole path).
+//
+// Each iteration is one message: run it with -benchtime=Nx. The queue is loaded through the
+// S3 stand-in's notifications before the clock starts. Reported: msgs/s, SQS API calls per
+// message, and for latency > 0 the bound 64 workers / latency.
+//
+//	go test ./pkg/analyzer -run '^$' -bench Throughput -benchtime 2000x
+func BenchmarkThroughput(b *testing.B) {
+	b.Run("ReceiveDelete", func(b *testing.B) {
+		r := benchRig(b)
+		r.load(b, b.N)
+		b.ResetTimer()
+		start := time.Now()
+		calls := receiveDelete(b, r, b.N)
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		b.ReportMetric(float64(calls)/float64(b.N), "sqs-calls/msg")
+	})
+	for _, tc := range []struct {
+		latency time.Duration
+		publish string // ordered (as deployed), unordered, discard
+		ahead   int    // Options.ReceiveAhead
+	}{
+		{0, "ordered", 0}, {100 * time.Millisecond, "ordered", 0}, {100 * time.Millisecond, "ordered", 10},
+		{0, "unordered", 0},
+		{0, "discard", 0}, {100 * time.Millisecond, "discard", 0}, {100 * time.Millisecond, "discard", 10},
+	} {
+		latency := tc.latency
+		b.Run(fmt.Sprintf("Analyzer/latency=%v/publish=%s/ahead=%d", latency, tc.publish, tc.ahead), func(b *testing.B) {
+			r := benchRig(b)
+			switch tc.publish {
+			case "unordered":
+				p := publish.New(r.ps, r.res.TopicName, &publish.Options{DisableOrdering: true})
+				b.Cleanup(p.Close)
+				r.pub.next = p
+			case "discard":
+				r.pub.next = discard{}
+			}
+			if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(latency)}}); err != nil {
+				b.Fatal(err)
+			}
+			const workers = 64
+			vc := r.visionClient(b, &vision.Options{
+				RateLimit:   ratelimit.NewBucket(100_000, 1000, nil),
+				Concurrency: ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: workers, Initial: workers}),
+			})
+			r.load(b, b.N)
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			start := time.Now()
+			x := r.start(b, vc, Options{Workers: workers, VisibilityTimeout: 5 * time.Second, DepthInterval: 10 * time.Second, ReceiveAhead: tc.ahead}, nil)
+			for len(r.pub.counts()) < b.N {
+				time.Sleep(5 * time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			x.stop()
+			s := x.a.Metrics().Snapshot()
+			var calls int64
+			for _, n := range s.SQSCalls {
+				calls += n
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(calls)/float64(b.N), "sqs-calls/msg")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "proc-cpu-ms/msg")
+			if latency > 0 {
+				b.ReportMetric(workers/latency.Seconds(), "bound-msgs/s")
+			}
+			b.Logf("N=%d elapsed=%v sqs calls=%v receive errors=%d", b.N, elapsed, s.SQSCalls, s.ReceiveErrors)
+		})
+	}
+}
+
+func benchRig(b *testing.B) *rig {
+	b.Helper()
+	return newRig(b, localstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 10})
+}
+
+// load puts n objects (one small PNG under n keys) and waits until the queue holds n
+// messages.
+func (r *rig) load(b *testing.B, n int) {
+	b.Helper()
+	body, err := samples.Image(1, 64, 64, "png")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	keys := make(chan string)
+	for range 16 {
+		wg.Go(func() {
+			for k := range keys {
+				r.put(b, k, body)
+			}
+		})
+	}
+	for i := range n {
+		keys <- fmt.Sprintf("%sbench/%06d.png", r.res.Prefix, i)
+	}
+	close(keys)
+	wg.Wait()
+	waitFor(b, "the queue loaded", time.Minute, func() (bool, string) {
+		out, err := r.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(r.res.QueueURL), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		v := out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]
+		return v == fmt.Sprint(n), v
+	})
+}
+
+// receiveDelete consumes n messages the cheapest way: one receive loop of 10-message long
+// polls, each batch deleted with one DeleteMessageBatch in the background. It returns the
+// SQS calls made.
+func receiveDelete(b *testing.B, r *rig, n int) int64 {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	calls := int64(0)
+	got := 0
+	for got < n {
+		out, err := r.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(r.res.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30,
+		})
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		if err != nil {
+			b.Logf("receive: %v", err)
+			continue
+		}
+		got += len(out.Messages)
+		if len(out.Messages) == 0 {
+			continue
+		}
+		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
+		for i, m := range out.Messages {
+			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		wg.Go(func() {
+			_, err := r.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(r.res.QueueURL), Entries: entries})
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			if err != nil {
+				b.Errorf("delete: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	return calls
+}
+
+// discard is a publisher that publishes nothing, to measure the analyzer without Pub/Sub.
+type discard struct{}
+
+func (discard) Publish(context.Context, *analysis.Record) (string, error) { return "discarded", nil }
+
+// cpuTime is the CPU time (user + system) this process has used: the analyzer and the
+// in-process S3 and Vision stand-ins (SQS and Pub/Sub run in their own processes).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkQuota runs 64 workers against a Vision quota of 20 calls/s (the stand-in's rate
+// limit) with the client's token bucket set to the same 20/s and the adaptive concurrency
+// limiter on, and reports the analyses per second achieved and the share of calls answered
+// 429. It processes min(b.N, 300) messages.
+//
+//	go test ./pkg/analyzer -run '^$' -bench Quota -benchtime 300x
+func BenchmarkQuota(b *testing.B) {
+	n := min(b.N, 300)
+	r := benchRig(b)
+	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{
+		RateLimit: visionstandin.RateLimit{PerSecond: 20, Burst: 20},
+		Latency:   visionstandin.Latency{Fixed: visionstandin.Duration(50 * time.Millisecond)},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	vobs := NewVisionObserver()
+	vc := r.visionClient(b, &vision.Options{
+		RateLimit:   ratelimit.NewBucket(20, 20, nil),
+		Concurrency: ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: 64, Initial: 8}),
+		Observer:    vobs,
+	})
+	r.load(b, n)
+	s0 := r.st.VisionServer.Stats()
+	b.ResetTimer()
+	start := time.Now()
+	x := r.start(b, vc, Options{Workers: 64, VisibilityTimeout: 30 * time.Second}, nil)
+	for len(r.pub.counts()) < n {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	x.stop()
+	s1 := r.st.VisionServer.Stats()
+	calls, throttled := s1.Calls-s0.Calls, s1.Throttled-s0.Throttled
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "analyses/s")
+	b.ReportMetric(float64(n)/elapsed.Seconds()/20*100, "%-of-quota")
+	b.ReportMetric(float64(throttled)/float64(max(calls, 1))*100, "%-429")
+	b.Logf("n=%d elapsed=%v calls=%d 429s=%d (observer saw %d)", n, elapsed, calls, throttled, vobs.Throttled())
+}

@@ -1,0 +1,72 @@
+package analyzer
+
+import (
+	"context"
+	"sync"
+)
+
+// pool is a semaphore whose size can change while it is in use: the worker slots. Shrinking
+// never interrupts work; slots in use above the new size are simply not handed out again.
+type pool struct {
+	mu      sync.Mutex
+	limit   int
+	used    int
+	changed chan struct{} // closed and replaced whenever a slot frees or the size changes
+}
+
+func newPool(n int) *pool { return &pool{limit: n, changed: make(chan struct{})} }
+
+// acquire takes a slot, waiting until one is free or ctx ends.
+func (p *pool) acquire(ctx context.Context) bool {
+	for {
+		p.mu.Lock()
+		if p.used < p.limit {
+			p.used++
+			p.mu.Unlock()
+			return true
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// tryAcquire takes a slot if one is free now.
+func (p *pool) tryAcquire() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used < p.limit {
+		p.used++
+		return true
+	}
+	return false
+}
+
+func (p *pool) release() {
+	p.mu.Lock()
+	p.used--
+	p.signal()
+	p.mu.Unlock()
+}
+
+func (p *pool) resize(n int) {
+	p.mu.Lock()
+	p.limit = n
+	p.signal()
+	p.mu.Unlock()
+}
+
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit
+}
+
+func (p *pool) signal() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
