@@ -1,0 +1,51 @@
+package awsclient_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"imgpipe/internal/localstack"
+	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/awsclient"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS|localstack.S3) }
+
+// The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
+func TestEndpointsFromSDKEnvironment(t *testing.T) {
+	st := stacktest.Get(t)
+	t.Setenv("AWS_REGION", st.Region)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
+	t.Setenv("AWS_ENDPOINT_URL_SQS", st.SQSEndpoint)
+	ctx := context.Background()
+	opts := &awsclient.Options{S3PathStyle: true}
+	cfg, err := awsclient.Config(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := stacktest.Unique("envbucket")
+	if _, err := awsclient.S3(cfg, opts).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("S3 through AWS_ENDPOINT_URL_S3: %v", err)
+	}
+	if _, err := awsclient.SQS(cfg).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(stacktest.Unique("envq"))}); err != nil {
+		t.Fatalf("SQS through AWS_ENDPOINT_URL_SQS: %v", err)
+	}
+}
+
+func TestMissingRegionIsOneClearLine(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_PROFILE", "")
+	_, err := awsclient.Config(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "AWS_REGION") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error %v: want one line naming AWS_REGION", err)
+	}
+}

@@ -1,0 +1,99 @@
+package publish_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"imgpipe/internal/localstack"
+	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/publish"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
+
+func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	pub := publish.New(client, b.TopicName, nil)
+	defer pub.Close()
+	rec := &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "images",
+		Key: "upload/ünï code+x.jpg", Sequencer: "00AB", EventTime: time.Now().UTC().Truncate(time.Millisecond), Width: 10, Height: 20}
+	id, err := pub.Publish(ctx, rec)
+	if err != nil || id == "" {
+		t.Fatalf("publish: %q, %v", id, err)
+	}
+	got := make(chan *pubsub.Message, 1)
+	rctx, stop := context.WithCancel(ctx)
+	go func() {
+		_ = client.Subscriber(b.SubscriptionName).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			select {
+			case got <- m:
+			default:
+			}
+		})
+	}()
+	defer stop()
+	select {
+	case m := <-got:
+		if m.ID != id || m.OrderingKey != rec.OrderingKey() {
+			t.Errorf("message %s ordering key %q, want %s %q", m.ID, m.OrderingKey, id, rec.OrderingKey())
+		}
+		for k, v := range rec.Attributes() {
+			if m.Attributes[k] != v {
+				t.Errorf("attribute %s = %q, want %q", k, m.Attributes[k], v)
+			}
+		}
+		back, err := analysis.Unmarshal(m.Data)
+		if err != nil || back.Key != rec.Key || back.Width != 10 || !back.EventTime.Equal(rec.EventTime) {
+			t.Errorf("body round trip: %+v, %v", back, err)
+		}
+	case <-ctx.Done():
+		t.Fatal("published record never arrived")
+	}
+}
+
+func TestInvalidRecordIsRefusedPermanently(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx := context.Background()
+	client, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/unused", nil)
+	defer pub.Close()
+	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "b"})
+	if !failure.IsPermanent(err) {
+		t.Fatalf("record without a key: %v, want a permanent error", err)
+	}
+}
+
+func TestMissingTopicIsTransient(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/"+stacktest.Unique("missing"), nil)
+	defer pub.Close()
+	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed, Bucket: "b", Key: "k"})
+	if err == nil || failure.IsPermanent(err) || failure.ReasonOf(err) != "PublishConfig" {
+		t.Fatalf("publish to a missing topic: %v (reason %q), want transient PublishConfig", err, failure.ReasonOf(err))
+	}
+}
