@@ -132,54 +132,20 @@ func (p *pipeline) put(t *testing.T, key string, body []byte) {
 	}
 }
 
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
-}
-
-// drainDLQ receives every message from the DLQ and returns key -> failure reason.
+// drainDLQ receives every message from the DLQ and returns key -> failure.
 func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
 	t.Helper()
 	out := map[string]dlq.Failure{}
-	for {
-		resp, err := p.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(p.res.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
-			MessageAttributeNames: []string{"All"},
-		})
+	for _, d := range stacktest.DrainDLQ(t, p.sqs, p.res.DLQURL) {
+		msg, err := s3event.Parse([]byte(d.Body))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("DLQ body does not parse: %v", err)
 		}
-		if len(resp.Messages) == 0 {
-			return out
-		}
-		for _, m := range resp.Messages {
-			msg, err := s3event.Parse([]byte(aws.ToString(m.Body)))
-			if err != nil {
-				t.Fatalf("DLQ body does not parse: %v", err)
-			}
-			attrs := map[string]string{}
-			for k, v := range m.MessageAttributes {
-				attrs[k] = aws.ToString(v.StringValue)
-			}
-			for _, r := range msg.Records {
-				out[r.Key] = dlq.Parse(attrs)
-			}
-			if _, err := p.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(p.res.DLQURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
+		for _, r := range msg.Records {
+			out[r.Key] = d.Failure
 		}
 	}
+	return out
 }
 
 func (p *pipeline) docs(t *testing.T) map[string]index.Document {
@@ -270,12 +236,12 @@ func TestEndToEnd(t *testing.T) {
 	body, _ := samples.Image(99, 100, 100, "png")
 	p.put(t, "elsewhere/not-watched.png", body)
 
-	waitFor(t, fmt.Sprintf("%d documents", n), 3*time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, fmt.Sprintf("%d documents", n), 3*time.Minute, func() (bool, string) {
 		d := p.docs(t)
 		return len(d) >= n, fmt.Sprintf("%d documents", len(d))
 	})
 	failed := map[string]dlq.Failure{}
-	waitFor(t, "every bad file in the DLQ", 2*time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "every bad file in the DLQ", 2*time.Minute, func() (bool, string) {
 		for k, f := range p.drainDLQ(t) {
 			failed[k] = f
 		}
@@ -324,7 +290,7 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := p.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(victim)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the deleted object's document to go", time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "the deleted object's document to go", time.Minute, func() (bool, string) {
 		_, ok := p.docs(t)[victim]
 		return !ok, "still there"
 	})

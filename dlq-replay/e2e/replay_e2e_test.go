@@ -34,21 +34,6 @@ import (
 
 func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
-}
-
 // TestReplayAfterVisionOutage breaks Vision, lets uploads reach the DLQ through the queue's
 // redrive policy, fixes Vision, replays the DLQ and checks Firestore.
 func TestReplayAfterVisionOutage(t *testing.T) {
@@ -143,7 +128,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, "every upload dead-lettered", 2*time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "every upload dead-lettered", 2*time.Minute, func() (bool, string) {
 		v, f, err := sqsdlq.Depth(ctx, sqsc, res.DLQURL)
 		if err != nil {
 			t.Fatal(err)
@@ -167,12 +152,12 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if err != nil || sum.Moved != n || sum.Partial() {
 		t.Fatalf("replay %+v: %v", sum, err)
 	}
-	waitFor(t, "every replayed image indexed", 2*time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "every replayed image indexed", 2*time.Minute, func() (bool, string) {
 		d := docs()
 		return len(d) >= n, fmt.Sprintf("%d documents", len(d))
 	})
 	// Let any duplicate delivery land before counting.
-	waitFor(t, "the queue drained", time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "the queue drained", time.Minute, func() (bool, string) {
 		v, f, err := sqsdlq.Depth(ctx, sqsc, res.QueueURL)
 		if err != nil {
 			t.Fatal(err)

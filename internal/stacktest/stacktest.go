@@ -26,7 +26,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"imgpipe/internal/localstack"
+	"imgpipe/pkg/dlq"
 )
 
 var (
@@ -132,4 +136,60 @@ func Bootstrap(t testing.TB, st *localstack.Stack, res localstack.Resources) *lo
 		t.Fatalf("bootstrap: %v", err)
 	}
 	return b
+}
+
+// WaitFor polls cond every 100 ms until it reports true, or fails the test when timeout
+// passes, quoting the last state cond described. The timeout bounds a test, it asserts no
+// speed: pick it generously.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// DeadLetter is one message taken off a dead-letter queue: its body and the failure its
+// attributes describe.
+type DeadLetter struct {
+	Body    string
+	Failure dlq.Failure
+}
+
+// DrainDLQ receives every message on the queue at url, deletes it, and returns them all. It
+// stops at the first empty one-second receive.
+func DrainDLQ(t testing.TB, client *sqs.Client, url string) []DeadLetter {
+	t.Helper()
+	ctx := context.Background()
+	var out []DeadLetter
+	for {
+		resp, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			t.Fatalf("receive from %s: %v", url, err)
+		}
+		if len(resp.Messages) == 0 {
+			return out
+		}
+		for _, m := range resp.Messages {
+			attrs := map[string]string{}
+			for k, v := range m.MessageAttributes {
+				attrs[k] = aws.ToString(v.StringValue)
+			}
+			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: dlq.Parse(attrs)})
+			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatalf("delete from %s: %v", url, err)
+			}
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"imgpipe/internal/localstack"
+	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/publish"
@@ -125,7 +126,7 @@ func (r *rig) load(b *testing.B, n int) {
 	}
 	close(keys)
 	wg.Wait()
-	waitFor(b, "the queue loaded", time.Minute, func() (bool, string) {
+	stacktest.WaitFor(b, "the queue loaded", time.Minute, func() (bool, string) {
 		out, err := r.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 			QueueUrl: aws.String(r.res.QueueURL), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
 		})

@@ -232,26 +232,10 @@ func (r *rig) put(t testing.TB, key string, body []byte) {
 	}
 }
 
-// waitFor polls cond until it is true or the (generous) deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
-}
-
 // waitPublished waits until every key was published at least once.
 func (r *rig) waitPublished(t *testing.T, images map[string][]byte, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d images published", len(images)), timeout, func() (bool, string) {
+	stacktest.WaitFor(t, fmt.Sprintf("%d images published", len(images)), timeout, func() (bool, string) {
 		c := r.pub.counts()
 		missing := 0
 		for k := range images {
@@ -331,28 +315,10 @@ type dead struct {
 func (r *rig) dlqContents(t *testing.T) []dead {
 	t.Helper()
 	var out []dead
-	for {
-		resp, err := r.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(r.res.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
-			MessageAttributeNames: []string{"All"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Messages) == 0 {
-			return out
-		}
-		for _, m := range resp.Messages {
-			attrs := map[string]string{}
-			for k, v := range m.MessageAttributes {
-				attrs[k] = aws.ToString(v.StringValue)
-			}
-			out = append(out, dead{body: aws.ToString(m.Body), failure: dlq.Parse(attrs)})
-			if _, err := r.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(r.res.DLQURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, d := range stacktest.DrainDLQ(t, r.sqs, r.res.DLQURL) {
+		out = append(out, dead{body: d.Body, failure: d.Failure})
 	}
+	return out
 }
 
 func (r *rig) checkDLQEmpty(t *testing.T) {
@@ -436,7 +402,7 @@ func TestOutage(t *testing.T) {
 	images := r.putImages(t, 3000, 12)
 	x := r.start(t, vc, Options{Workers: 4, VisibilityTimeout: 5 * time.Second, Breaker: &bo}, nil)
 	sawNotReady := false
-	waitFor(t, "the circuit to open with the analyzer not ready", 30*time.Second, func() (bool, string) {
+	stacktest.WaitFor(t, "the circuit to open with the analyzer not ready", 30*time.Second, func() (bool, string) {
 		if x.a.CircuitState() == breaker.Open && x.a.Ready(context.Background()) != nil {
 			sawNotReady = true
 		}
@@ -490,7 +456,7 @@ func TestPoison(t *testing.T) {
 	x := r.start(t, vc, Options{Workers: 8, VisibilityTimeout: 5 * time.Second}, nil)
 	r.waitPublished(t, images, time.Minute)
 	want := len(garbage) + len(badReasons)
-	waitFor(t, "poison dead-lettered", time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "poison dead-lettered", time.Minute, func() (bool, string) {
 		n := x.a.Metrics().Snapshot().DeadLettered
 		return n >= int64(want), fmt.Sprintf("%d of %d", n, want)
 	})
@@ -576,7 +542,7 @@ func TestDrain(t *testing.T) {
 			images := r.putImages(t, tc.seed, 12)
 			opts := Options{Workers: 4, VisibilityTimeout: 30 * time.Second, DrainTimeout: tc.drain, MaxMessages: 4, ReceiveAhead: tc.ahead}
 			first := r.start(t, vc, opts, nil)
-			waitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
+			stacktest.WaitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
 				s := first.a.Metrics().Snapshot()
 				return s.InFlight == 4 && s.Received == int64(4+tc.ahead), fmt.Sprintf("%d in flight, %d received", s.InFlight, s.Received)
 			})
@@ -615,7 +581,7 @@ func TestKilled(t *testing.T) {
 	images := r.putImages(t, 7000, 4)
 	opts := Options{Workers: 4, VisibilityTimeout: 3 * time.Second, DrainTimeout: time.Nanosecond}
 	first := r.start(t, vc, opts, func(a *Analyzer) { a.abandon = true })
-	waitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
+	stacktest.WaitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
 		n := first.a.Metrics().Snapshot().InFlight
 		return n == 4, fmt.Sprintf("%d in flight", n)
 	})
@@ -659,7 +625,7 @@ func TestMetricsAndAutoscale(t *testing.T) {
 	}
 	defer srv.Shutdown(context.Background())
 	maxWorkers := 0
-	waitFor(t, "every image published", time.Minute, func() (bool, string) {
+	stacktest.WaitFor(t, "every image published", time.Minute, func() (bool, string) {
 		maxWorkers = max(maxWorkers, x.a.Workers())
 		c := r.pub.counts()
 		return len(c) == len(images), fmt.Sprintf("%d published, %d workers", len(c), x.a.Workers())
