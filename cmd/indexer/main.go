@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
@@ -36,8 +37,10 @@ the clients at the emulators.`
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
-	maxMessages, maxBytes, streams, limit                 int
-	json                                                  bool
+	metricsAddr, deadLetterTopic                          string
+	maxMessages, maxBytes, streams, limit, batchSize      int
+	batchWait                                             time.Duration
+	noDeadLetterCopy, json                                bool
 }
 
 func newSet(cmd string, s *settings) *config.Set {
@@ -52,6 +55,11 @@ func newSet(cmd string, s *settings) *config.Set {
 		set.Int(&s.maxMessages, "max-outstanding-messages", "IMGPIPE_MAX_OUTSTANDING_MESSAGES", 256, "flow control: messages held unacknowledged at most", config.Validate(config.Positive(&s.maxMessages)))
 		set.Int(&s.maxBytes, "max-outstanding-bytes", "IMGPIPE_MAX_OUTSTANDING_BYTES", 64<<20, "flow control: bytes held unacknowledged at most", config.Validate(config.Positive(&s.maxBytes)))
 		set.Int(&s.streams, "streams", "IMGPIPE_STREAMS", 2, "StreamingPull streams", config.Validate(config.Between(&s.streams, 1, 64)))
+		set.Int(&s.batchSize, "batch-size", "IMGPIPE_BATCH_SIZE", 100, "most records written in one Firestore transaction (1: one transaction per record)", config.Validate(config.Between(&s.batchSize, 1, 250)))
+		set.Duration(&s.batchWait, "batch-wait", "IMGPIPE_BATCH_WAIT", 10*time.Millisecond, "how long a record waits for others to share its transaction", config.Validate(config.PositiveDuration(&s.batchWait)))
+		set.String(&s.deadLetterTopic, "dead-letter-topic", "IMGPIPE_DEAD_LETTER_TOPIC", "", "topic for copies of messages that can never be indexed (default: the subscription's dead-letter policy)")
+		set.Bool(&s.noDeadLetterCopy, "no-dead-letter-copy", "IMGPIPE_NO_DEAD_LETTER_COPY", false, "nack messages that can never be indexed and leave them to the subscription's dead-letter policy")
+		set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address serving /metrics, /healthz and /readyz (empty: none)")
 	case "search":
 		set.Int(&s.limit, "limit", "", 20, "most results to print", config.Validate(config.Between(&s.limit, 1, 1000)))
 		fallthrough
@@ -132,12 +140,26 @@ func run(cmd string, args []string) error {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
 	defer ps.Close()
+	reg := obs.NewRegistry()
 	ix, err := indexer.New(ps, store, &indexer.Options{
 		Subscription: s.subscription, MaxOutstandingMessages: s.maxMessages,
-		MaxOutstandingBytes: s.maxBytes, Streams: s.streams, Logger: log,
+		MaxOutstandingBytes: s.maxBytes, Streams: s.streams, BatchSize: s.batchSize, BatchWait: s.batchWait,
+		DeadLetterTopic: s.deadLetterTopic, NoDeadLetterCopy: s.noDeadLetterCopy,
+		Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return err
+	}
+	if s.metricsAddr != "" {
+		srv, err := obs.Serve(s.metricsAddr, reg, store.Ping)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
 	}
 	log.Info("indexer starting", obs.Settings(set.Describe()))
 	if err := ix.Run(ctx); err != nil {
@@ -154,13 +176,17 @@ func printDocs(w io.Writer, docs []index.Document, asJSON bool) error {
 		return enc.Encode(docs)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUCKET\tKEY\tSIZE\tDIMENSIONS\tTAGS\tCAPTION")
+	fmt.Fprintln(tw, "BUCKET\tKEY\tSIZE\tDIMENSIONS\tANALYZED\tTAGS\tCAPTION")
 	for _, d := range docs {
 		var tags []string
 		for _, t := range d.Tags {
 			tags = append(tags, fmt.Sprintf("%s(%.2f)", t.Name, t.Confidence))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%dx%d\t%s\t%s\n", d.Bucket, d.Key, d.Size, d.Width, d.Height, strings.Join(tags, ","), d.Caption)
+		analyzed := "-"
+		if !d.AnalyzedAt.IsZero() {
+			analyzed = d.AnalyzedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%dx%d\t%s\t%s\t%s\n", d.Bucket, d.Key, d.Size, d.Width, d.Height, analyzed, strings.Join(tags, ","), d.Caption)
 	}
 	return tw.Flush()
 }

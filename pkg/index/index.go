@@ -5,7 +5,8 @@
 // key). A removal deletes that document and leaves a tombstone in the sibling collection
 // "<collection>-tombstones" with the removal's S3 sequencer, so that a late, older "created"
 // event cannot resurrect the object. Every write runs in a transaction that reads both
-// documents first, so two indexers racing on one key end in the newest state.
+// documents first, so two indexers racing on one key end in the newest state. ApplyBatch and
+// Batcher apply many records in one transaction under the same guard.
 package index
 
 import (
@@ -63,6 +64,7 @@ type Store struct {
 	tombstones *firestore.CollectionRef
 	ttl        time.Duration
 	now        func() time.Time
+	locks      keyLocks
 }
 
 // Options tunes the store. A nil *Options takes the defaults.
@@ -98,64 +100,93 @@ func New(client *firestore.Client, collection string, opts *Options) *Store {
 // Apply writes rec if it is newer than what the index holds for its object, inside a
 // transaction. A stale event returns Stale and no error: the caller acknowledges it.
 func (s *Store) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error) {
-	if err := rec.Validate(); err != nil {
+	if err := check(rec); err != nil {
 		return 0, err
 	}
 	id := analysis.DocumentID(rec.Bucket, rec.Key)
 	docRef, tombRef := s.docs.Doc(id), s.tombstones.Doc(id)
-	incoming := s3event.Position{Sequencer: rec.Sequencer, EventTime: rec.EventTime}
+	defer s.locks.lock(id)()
 	var outcome Outcome
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snaps, err := tx.GetAll([]*firestore.DocumentRef{docRef, tombRef})
 		if err != nil {
 			return err
 		}
-		for _, snap := range snaps {
-			if !snap.Exists() {
-				continue
-			}
-			var held struct {
-				Sequencer string    `firestore:"sequencer"`
-				EventTime time.Time `firestore:"eventTime"`
-			}
-			if err := snap.DataTo(&held); err != nil {
-				return failure.New(failure.Permanent, "CorruptIndexDocument", fmt.Errorf("read %s: %w", snap.Ref.Path, err))
-			}
-			newer, err := s3event.IsNewer(incoming, s3event.Position{Sequencer: held.Sequencer, EventTime: held.EventTime})
-			if err != nil {
-				return err
-			}
-			if !newer {
-				outcome = Stale
-				return nil
-			}
-		}
-		now := s.now().UTC()
-		if rec.Event == analysis.Removed {
-			outcome = Deleted
-			if err := tx.Delete(docRef); err != nil {
-				return err
-			}
-			return tx.Set(tombRef, tombstone{
-				Bucket: rec.Bucket, Key: rec.Key, Sequencer: rec.Sequencer, EventTime: rec.EventTime,
-				DeletedAt: now, ExpireAt: now.Add(s.ttl),
-			})
-		}
-		outcome = Written
-		doc := Document{Record: *rec, IndexedAt: now}
-		for _, t := range rec.Tags {
-			doc.TagNames = append(doc.TagNames, t.Name)
-		}
-		if err := tx.Set(docRef, doc); err != nil {
-			return err
-		}
-		// The document now carries the newest position; the tombstone has done its work.
-		return tx.Delete(tombRef)
+		outcome, err = s.decide(tx, rec, snaps[0], snaps[1], s.now().UTC())
+		return err
 	})
 	if err != nil {
 		return 0, classify(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
 	}
 	return outcome, nil
+}
+
+// check validates rec, including its sequencer, so that comparisons on it cannot fail later.
+func check(rec *analysis.Record) error {
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	if rec.Sequencer != "" {
+		if _, err := s3event.CompareSequencer(rec.Sequencer, rec.Sequencer); err != nil {
+			return fmt.Errorf("%s/%s: %w", rec.Bucket, rec.Key, err)
+		}
+	}
+	return nil
+}
+
+func position(rec *analysis.Record) s3event.Position {
+	return s3event.Position{Sequencer: rec.Sequencer, EventTime: rec.EventTime}
+}
+
+// decide compares rec with the object's document and tombstone as the transaction read them,
+// and stages the writes that make the index hold rec when it is newer than both.
+func (s *Store) decide(tx *firestore.Transaction, rec *analysis.Record, doc, tomb *firestore.DocumentSnapshot, now time.Time) (Outcome, error) {
+	for _, snap := range []*firestore.DocumentSnapshot{doc, tomb} {
+		if !snap.Exists() {
+			continue
+		}
+		var held struct {
+			Sequencer string    `firestore:"sequencer"`
+			EventTime time.Time `firestore:"eventTime"`
+		}
+		if err := snap.DataTo(&held); err != nil {
+			return 0, failure.New(failure.Permanent, "CorruptIndexDocument", fmt.Errorf("read %s: %w", snap.Ref.Path, err))
+		}
+		newer, err := s3event.IsNewer(position(rec), s3event.Position{Sequencer: held.Sequencer, EventTime: held.EventTime})
+		if err != nil {
+			return 0, failure.New(failure.Permanent, "CorruptIndexDocument", fmt.Errorf("read %s: %w", snap.Ref.Path, err))
+		}
+		if !newer {
+			return Stale, nil
+		}
+	}
+	if rec.Event == analysis.Removed {
+		if err := tx.Delete(doc.Ref); err != nil {
+			return 0, err
+		}
+		return Deleted, tx.Set(tomb.Ref, tombstone{
+			Bucket: rec.Bucket, Key: rec.Key, Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+			DeletedAt: now, ExpireAt: now.Add(s.ttl),
+		})
+	}
+	d := Document{Record: *rec, IndexedAt: now}
+	for _, t := range rec.Tags {
+		d.TagNames = append(d.TagNames, t.Name)
+	}
+	if err := tx.Set(doc.Ref, d); err != nil {
+		return 0, err
+	}
+	// The document now carries the newest position; the tombstone has done its work.
+	return Written, tx.Delete(tomb.Ref)
+}
+
+// Ping checks cheaply that Firestore answers: one read of a document that does not exist.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.tombstones.Doc("readyz-probe").Get(ctx)
+	if err == nil || status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return classify(fmt.Errorf("ping firestore: %w", err))
 }
 
 // ErrNotFound is returned by Get for an object the index does not hold.
@@ -184,9 +215,10 @@ func (s *Store) SearchTag(ctx context.Context, tag string, limit int) ([]Documen
 	return s.collect(ctx, q)
 }
 
-// List returns up to limit documents of a bucket, in key order.
+// List returns up to limit documents of a bucket, in key order. It needs the composite index
+// (bucket, key) declared in deploy/firestore/firestore.indexes.json.
 func (s *Store) List(ctx context.Context, bucket string, limit int) ([]Document, error) {
-	q := s.docs.Where("bucket", "==", bucket).Limit(limit)
+	q := s.docs.Where("bucket", "==", bucket).OrderBy("key", firestore.Asc).Limit(limit)
 	return s.collect(ctx, q)
 }
 

@@ -1,0 +1,37 @@
+package indexer_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/publish"
+)
+
+// BenchmarkIndexer measures the indexer end to end on the emulators: b.N records wait in the
+// subscription, then one indexer applies them all, with one transaction per record or batched.
+//
+//	go test -run '^$' -bench Indexer -benchtime 3000x ./pkg/indexer/
+func BenchmarkIndexer(b *testing.B) {
+	for _, size := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			st, res := bootstrap(b, 5)
+			recs := make([]*analysis.Record, b.N)
+			for i := range recs {
+				recs[i] = rec(analysis.Created, res.Bucket, fmt.Sprintf("bench/%d.jpg", i), 1)
+			}
+			pub := publish.New(pubsubClient(b, st.ProjectID), res.TopicName, nil)
+			publishAll(b, pub, recs)
+			pub.Close()
+			b.ResetTimer()
+			start := time.Now()
+			r := startIndexer(b, st.ProjectID, res, &indexer.Options{BatchSize: size})
+			eventually(b, "every record applied", func() bool { return settled(r) >= int64(b.N) })
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "docs/s")
+			b.StopTimer()
+			r.stop()
+		})
+	}
+}
