@@ -347,3 +347,40 @@ func testPurge(t *testing.T, e *Env) {
 		t.Fatalf("DLQ holds %v after purge", got)
 	}
 }
+
+// Bench measures replay throughput, batched (10) against one message at a time, for one
+// source: each round seeds n messages into the DLQ through seed, replays them from src to dst
+// and then calls reset (outside the timer) to empty the destination. It reports msgs/s.
+func Bench(b *testing.B, n int, seed replay.Sink, src replay.Source, dst replay.Sink, reset func()) {
+	ctx := context.Background()
+	msgs := make([]*replay.Message, n)
+	for i := range msgs {
+		msgs[i] = Msg(b, "upload/bench/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)
+	}
+	for _, mode := range []struct {
+		name  string
+		batch int
+	}{{"batched", 10}, {"one-at-a-time", 1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			moved := 0
+			for b.Loop() {
+				b.StopTimer()
+				if sent, err := replay.Send(ctx, seed, msgs, 10); err != nil || sent != n {
+					b.Fatalf("seed: %d %v", sent, err)
+				}
+				b.StartTimer()
+				sum, err := replay.Run(ctx, src, dst, &replay.Options{Batch: mode.batch, Max: n})
+				if err != nil || sum.Moved != n {
+					b.Fatalf("replay %+v: %v", sum, err)
+				}
+				moved += sum.Moved
+				b.StopTimer()
+				if reset != nil {
+					reset()
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(moved)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
