@@ -3,7 +3,7 @@
 
 GO        ?= go
 FAUXQS    := localstack/fauxqs
-GOTESTFLAGS ?= -timeout 15m
+GOTESTFLAGS ?= -count=1 -timeout 15m
 
 .PHONY: run test deps up down env vet fmt-check bench build clean
 
@@ -12,7 +12,8 @@ GOTESTFLAGS ?= -timeout 15m
 run: deps
 	$(GO) run ./cmd/demo
 
-## test: vet, format check and every test (unit and integration on the local stack).
+## test: vet, format check and every test (unit and integration on the local stack), never
+## from the test cache: the integration tests depend on processes the cache cannot see.
 test: deps vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
 
