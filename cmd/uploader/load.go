@@ -51,14 +51,12 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	if s.count == 0 && s.duration <= 0 {
 		return 0, usageError{errors.New("load needs --count or --duration (see load --help)")}
 	}
-	log, err := obs.NewLogger("uploader", s.logLevel)
+	log, err := s.logger()
 	if err != nil {
-		return 0, usageError{err}
+		return 0, err
 	}
 	defer log.Sync()
-	opts := s.sending.options()
-	opts.Logger = log
-	up, err := newUploader(ctx, &s.common, opts)
+	up, err := s.newUploader(ctx, &s.common, log)
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/obs"
@@ -76,6 +78,22 @@ func (s *sending) options() *uploader.Options {
 }
 
 // newUploader builds the S3 client from the SDK's chain and an Uploader over it.
+// logger opens the command's JSON logger on stderr.
+func (c *common) logger() (*zap.Logger, error) {
+	log, err := obs.NewLogger("uploader", c.logLevel)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return log, nil
+}
+
+// newUploader is newUploader with the sending settings and log.
+func (s *sending) newUploader(ctx context.Context, c *common, log *zap.Logger) (*uploader.Uploader, error) {
+	opts := s.options()
+	opts.Logger = log
+	return newUploader(ctx, c, opts)
+}
+
 func newUploader(ctx context.Context, c *common, opts *uploader.Options) (*uploader.Uploader, error) {
 	cfg, err := awsclient.Config(ctx, &awsclient.Options{MaxAttempts: 3})
 	if err != nil {
@@ -112,9 +130,9 @@ func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if len(set.Args()) == 0 {
 		return 0, usageError{errors.New("put needs at least one PATH (see put --help)")}
 	}
-	log, err := obs.NewLogger("uploader", s.logLevel)
+	log, err := s.logger()
 	if err != nil {
-		return 0, usageError{err}
+		return 0, err
 	}
 	defer log.Sync()
 

@@ -14,7 +14,6 @@ import (
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/index"
-	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
 )
 
@@ -53,9 +52,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	if len(set.Args()) == 0 {
 		return 0, usageError{fmt.Errorf("%s needs at least one KEY or FILE (see %s --help)", name, name)}
 	}
-	log, err := obs.NewLogger("uploader", s.logLevel)
+	log, err := s.logger()
 	if err != nil {
-		return 0, usageError{err}
+		return 0, err
 	}
 	defer log.Sync()
 

@@ -39,14 +39,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if len(set.Args()) != 1 {
 		return 0, usageError{errors.New("watch takes one DIR (see watch --help)")}
 	}
-	log, err := obs.NewLogger("uploader", s.logLevel)
+	log, err := s.logger()
 	if err != nil {
-		return 0, usageError{err}
+		return 0, err
 	}
 	defer log.Sync()
-	opts := s.sending.options()
-	opts.Logger = log
-	up, err := newUploader(ctx, &s.common, opts)
+	up, err := s.newUploader(ctx, &s.common, log)
 	if err != nil {
 		return 0, err
 	}

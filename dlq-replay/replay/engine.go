@@ -124,11 +124,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		if crashed || len(held.order) == 0 {
 			return
 		}
-		rctx, cancel := context.WithTimeout(io, releaseTimeout)
-		defer cancel()
-		if rerr := releaseAll(rctx, src, held.list()); rerr != nil && err == nil {
-			err = rerr
-		}
+		held.release(io, src, &err)
 	}()
 	seen := map[string]bool{}
 	selected := 0
@@ -266,6 +262,16 @@ func (l *leases) add(ms ...*Message) {
 	}
 }
 
+// release gives every held message back to src (within releaseTimeout, even when ctx is
+// done) and stores a release error in *err unless *err already holds one.
+func (l *leases) release(ctx context.Context, src Source, err *error) {
+	rctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	if rerr := releaseAll(rctx, src, l.list()); rerr != nil && *err == nil {
+		*err = rerr
+	}
+}
+
 func (l *leases) list() []*Message {
 	out := make([]*Message, 0, len(l.order))
 	for _, id := range l.order {
@@ -308,13 +314,7 @@ func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) 
 	}
 	io := context.WithoutCancel(ctx)
 	var held leases
-	defer func() {
-		rctx, cancel := context.WithTimeout(io, releaseTimeout)
-		defer cancel()
-		if rerr := releaseAll(rctx, src, held.list()); rerr != nil && err == nil {
-			err = rerr
-		}
-	}()
+	defer func() { held.release(io, src, &err) }()
 	seen := map[string]bool{}
 	n := 0
 	for ctx.Err() == nil && (o.Max <= 0 || n < o.Max) {
@@ -351,13 +351,7 @@ func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) 
 func Drain(ctx context.Context, src Source, keep bool, fn func([]*Message) error) (deleted int, err error) {
 	io := context.WithoutCancel(ctx)
 	var held leases
-	defer func() {
-		rctx, cancel := context.WithTimeout(io, releaseTimeout)
-		defer cancel()
-		if rerr := releaseAll(rctx, src, held.list()); rerr != nil && err == nil {
-			err = rerr
-		}
-	}()
+	defer func() { held.release(io, src, &err) }()
 	seen := map[string]bool{}
 	var errs []error
 	for ctx.Err() == nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Where the stand-ins live. Each can be overridden by an environment variable, for machines
@@ -64,26 +65,27 @@ func startSQS(ctx context.Context, logDir string, port int) (*process, string, e
 	return p, url, nil
 }
 
-func pubsubEmulatorPath() (string, error) {
-	path, ok := findFile(os.Getenv(envPubSubBin),
-		dpkgFile("google-cloud-cli-pubsub-emulator", "/pubsub-emulator/bin/cloud-pubsub-emulator"),
-		"/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+// locate finds an installed file: the override in envVar, else where the Debian package pkg
+// put a file ending in suffix, else the usual path. what and pkg name it in the error.
+func locate(what, envVar, pkg, suffix, usual string) (string, error) {
+	path, ok := findFile(os.Getenv(envVar), dpkgFile(pkg, suffix), usual)
 	if !ok {
-		return "", &MissingError{What: "Pub/Sub emulator",
-			Hint: "install the Debian package google-cloud-cli-pubsub-emulator, or set " + envPubSubBin + " to its cloud-pubsub-emulator script"}
+		return "", &MissingError{What: what,
+			Hint: "install the Debian package " + pkg + ", or set " + envVar + " to its " + suffix[strings.LastIndex(suffix, "/")+1:]}
 	}
 	return path, nil
 }
 
+func pubsubEmulatorPath() (string, error) {
+	return locate("Pub/Sub emulator", envPubSubBin, "google-cloud-cli-pubsub-emulator",
+		"/pubsub-emulator/bin/cloud-pubsub-emulator",
+		"/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+}
+
 func firestoreJarPath() (string, error) {
-	path, ok := findFile(os.Getenv(envFirestoreJa),
-		dpkgFile("google-cloud-cli-firestore-emulator", "/cloud-firestore-emulator.jar"),
+	return locate("Firestore emulator", envFirestoreJa, "google-cloud-cli-firestore-emulator",
+		"/cloud-firestore-emulator.jar",
 		"/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
-	if !ok {
-		return "", &MissingError{What: "Firestore emulator",
-			Hint: "install the Debian package google-cloud-cli-firestore-emulator, or set " + envFirestoreJa + " to its cloud-firestore-emulator.jar"}
-	}
-	return path, nil
 }
 
 const javaHint = "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)"

@@ -188,12 +188,14 @@ func (a *Analyzer) inspect(ctx context.Context, rec *s3event.Record, size int64)
 	if err != nil {
 		return nil, nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
 	}
-	meta, err := imagemeta.Inspect(bytes.NewReader(buf), int64(len(buf)))
+	// When buf is the whole object, let Inspect read one byte past it: a header cut short
+	// then ends in EOF, which Inspect itself reports as CorruptImage.
+	limit := int64(len(buf))
+	if limit >= size {
+		limit++
+	}
+	meta, err := imagemeta.Inspect(bytes.NewReader(buf), limit)
 	if failure.ReasonOf(err) == imagemeta.ReasonHeaderBeyondLimit {
-		if int64(len(buf)) >= size {
-			// The whole object was read and its header never ended: it is cut short.
-			return nil, nil, failure.New(failure.Permanent, imagemeta.ReasonCorruptImage, err)
-		}
 		// A header longer than what was read (a huge EXIF block): the image may be fine.
 		// Go on with the format alone and let Vision judge the pixels.
 		return &imagemeta.Meta{Format: imagemeta.Sniff(buf), MIME: imagemeta.Sniff(buf).MIME()}, buf, nil
