@@ -17,14 +17,15 @@ import (
 	"sync"
 	"time"
 
-	"imgpipe/internal/s3standin"
-	"imgpipe/internal/visionstandin"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
+
+	"imgpipe/internal/s3standin"
+	"imgpipe/internal/visionstandin"
+	"imgpipe/pkg/awsclient"
 )
 
 // Part is one stand-in of the stack; parts combine with |.
@@ -332,6 +333,8 @@ func (s *Stack) AWSConfig() aws.Config {
 		// when the operation supports them (a bare aws.Config leaves them off).
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
+		// And the binaries' connection pool.
+		HTTPClient: awsclient.HTTPClient(),
 	}
 }
 

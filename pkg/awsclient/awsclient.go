@@ -7,10 +7,12 @@ package awsclient
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -38,7 +40,7 @@ func Config(ctx context.Context, opts *Options) (aws.Config, error) {
 			o.MaxAttempts = attempts
 			o.RateLimiter = ratelimit.None
 		})
-	}))
+	}), config.WithHTTPClient(HTTPClient()))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -46,6 +48,20 @@ func Config(ctx context.Context, opts *Options) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("missing setting AWS_REGION: the AWS region of the bucket and queues")
 	}
 	return cfg, nil
+}
+
+// MaxIdleConnsPerHost is how many idle connections the clients keep per endpoint. The SDK's
+// default of 10 is far below the analyzer's concurrency: with 64 workers reading from S3,
+// most requests would open a new connection (a TLS handshake on AWS) and close it after.
+const MaxIdleConnsPerHost = 1024
+
+// HTTPClient is the SDK's HTTP client with a connection pool sized for the pipeline's
+// concurrency (see MaxIdleConnsPerHost).
+func HTTPClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = MaxIdleConnsPerHost
+		t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	})
 }
 
 // S3 returns an S3 client for cfg.

@@ -210,12 +210,20 @@ func New(endpoint string, cred Credential, opts *Options) (*Client, error) {
 		hc := *opts.HTTPClient
 		c.http = &hc
 	} else {
-		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per concurrent call: Go's default of 2 idle connections per host
+		// would make most calls of a busy pool dial (and TLS-handshake) anew.
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = maxIdleConns, maxIdleConns
+		c.http = &http.Client{Transport: t}
 		c.ownHTTP = true
 	}
 	c.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c, nil
 }
+
+// maxIdleConns bounds the idle connections the client's own transport keeps to Vision; the
+// pool's concurrency limit is what really bounds them.
+const maxIdleConns = 1024
 
 // analyzeURL builds the operation's URL for the chosen version and features.
 func (c *Client) analyzeURL(feats []Feature, language, model string) (string, error) {
