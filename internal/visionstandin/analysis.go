@@ -52,11 +52,11 @@ func analysePixels(img image.Image) *facts {
 		return nil
 	}
 	nx, ny := min(w, maxSamplesPerAxis), min(h, maxSamplesPerAxis)
-	counts := map[string]int{}
-	centre, border := map[string]int{}, map[string]int{}
-	vivid, vividCounts := map[string]*colourSum{}, map[string]int{}
+	// Per-colour tallies are indexed by the colour's position in colourNames.
+	var counts, centre, border, vividCounts [len(colourNames)]int
+	var vivid [len(colourNames)]colourSum
 	var all colourSum
-	distinct := map[uint32]struct{}{}
+	distinct := make(map[uint32]struct{}, min(nx*ny, 4097))
 	chromatic, blackOrWhite := 0, 0
 	var lumSum float64
 	total := nx * ny
@@ -65,22 +65,18 @@ func analysePixels(img image.Image) *facts {
 		for i := 0; i < nx; i++ {
 			x := (2*i + 1) * w / (2 * nx)
 			r, g, bl := overWhite(img, b.Min.X+x, b.Min.Y+y)
-			name := colourName(r, g, bl)
-			counts[name]++
+			c := colourIndex(r, g, bl)
+			counts[c]++
 			if x >= w/4 && x < w-w/4 && y >= h/4 && y < h-h/4 {
-				centre[name]++
+				centre[c]++
 			} else {
-				border[name]++
+				border[c]++
 			}
 			all.r, all.g, all.b, all.n = all.r+float64(r), all.g+float64(g), all.b+float64(bl), all.n+1
-			if name != colBlack && name != colWhite && name != colGrey {
-				s := vivid[name]
-				if s == nil {
-					s = &colourSum{}
-					vivid[name] = s
-				}
+			if name := colourNames[c]; name != colBlack && name != colWhite && name != colGrey {
+				s := &vivid[c]
 				s.r, s.g, s.b, s.n = s.r+float64(r), s.g+float64(g), s.b+float64(bl), s.n+1
-				vividCounts[name]++
+				vividCounts[c]++
 			}
 			lum := luma(r, g, bl)
 			lumSum += lum
@@ -96,26 +92,28 @@ func analysePixels(img image.Image) *facts {
 		}
 	}
 	f := &facts{shares: map[string]float64{}, luminance: lumSum / float64(total), distinct: len(distinct)}
-	for name, n := range counts {
-		f.shares[name] = float64(n) / float64(total)
+	for c, n := range counts {
+		if n > 0 {
+			f.shares[colourNames[c]] = float64(n) / float64(total)
+		}
 	}
-	ranked := rankNames(counts)
+	ranked := rankNames(counts[:])
 	for i, name := range ranked {
 		if i > 0 && (i >= 3 || f.shares[name] < 0.15) {
 			break
 		}
 		f.dominant = append(f.dominant, name)
 	}
-	f.foreground = firstOr(rankNames(centre), ranked[0])
-	f.background = firstOr(rankNames(border), ranked[0])
+	f.foreground = firstOr(rankNames(centre[:]), ranked[0])
+	f.background = firstOr(rankNames(border[:]), ranked[0])
 	// A sample counts as chromatic when its channels differ by more than 16 of 255: JPEG
 	// noise on a grey image stays below that; 1% of chromatic samples is tolerated.
 	f.grayscale = float64(chromatic) <= 0.01*float64(total)
 	f.bilevel = f.grayscale && float64(blackOrWhite) >= 0.98*float64(total) &&
 		f.shares[colBlack] >= 0.02 && f.shares[colWhite] >= 0.02
 	acc := all
-	if ranked := rankNames(vividCounts); len(ranked) > 0 {
-		acc = *vivid[ranked[0]]
+	if ranked := rankNames(vividCounts[:]); len(ranked) > 0 {
+		acc = vivid[colourIndexOf(ranked[0])]
 	}
 	f.accent = fmt.Sprintf("%02X%02X%02X",
 		uint8(math.Round(acc.r/acc.n)), uint8(math.Round(acc.g/acc.n)), uint8(math.Round(acc.b/acc.n)))
@@ -132,24 +130,45 @@ func firstOr(names []string, def string) string {
 	return def
 }
 
-// rankNames orders names by count, most first, ties by name.
-func rankNames(counts map[string]int) []string {
-	names := make([]string, 0, len(counts))
-	for n := range counts {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if counts[names[i]] != counts[names[j]] {
-			return counts[names[i]] > counts[names[j]]
+// rankNames orders the colours seen (counts indexed as colourNames) by count, most first,
+// ties by name.
+func rankNames(counts []int) []string {
+	idx := make([]int, 0, len(counts))
+	for c, n := range counts {
+		if n > 0 {
+			idx = append(idx, c)
 		}
-		return names[i] < names[j]
+	}
+	sort.Slice(idx, func(i, j int) bool {
+		if counts[idx[i]] != counts[idx[j]] {
+			return counts[idx[i]] > counts[idx[j]]
+		}
+		return colourNames[idx[i]] < colourNames[idx[j]]
 	})
+	names := make([]string, len(idx))
+	for i, c := range idx {
+		names[i] = colourNames[c]
+	}
 	return names
 }
 
-// overWhite returns the 8-bit colour at (x, y) composited over a white background.
+// overWhite returns the 8-bit colour at (x, y) composited over a white background. The
+// decoders' usual image types are read through their concrete colour types, which spares
+// an allocation per pixel; the result is the same as through img.At.
 func overWhite(img image.Image, x, y int) (r, g, b uint8) {
-	cr, cg, cb, ca := img.At(x, y).RGBA() // alpha-premultiplied, 16 bits
+	var cr, cg, cb, ca uint32 // alpha-premultiplied, 16 bits
+	switch m := img.(type) {
+	case *image.RGBA:
+		cr, cg, cb, ca = m.RGBAAt(x, y).RGBA()
+	case *image.NRGBA:
+		cr, cg, cb, ca = m.NRGBAAt(x, y).RGBA()
+	case *image.YCbCr:
+		cr, cg, cb, ca = m.YCbCrAt(x, y).RGBA()
+	case *image.Gray:
+		cr, cg, cb, ca = m.GrayAt(x, y).RGBA()
+	default:
+		cr, cg, cb, ca = img.At(x, y).RGBA()
+	}
 	t := 0xffff - ca
 	return uint8((cr + t) >> 8), uint8((cg + t) >> 8), uint8((cb + t) >> 8)
 }
@@ -157,6 +176,22 @@ func overWhite(img image.Image, x, y int) (r, g, b uint8) {
 func luma(r, g, b uint8) float64 {
 	return (0.299*float64(r) + 0.587*float64(g) + 0.114*float64(b)) / 255
 }
+
+// colourNames lists Azure's colour names; tallies are indexed by position here.
+var colourNames = [...]string{colBlack, colBlue, colBrown, colGrey, colGreen, colOrange, colPink, colPurple, colRed, colTeal, colWhite, colYellow}
+
+// colourIndexOf is the position of name in colourNames.
+func colourIndexOf(name string) int {
+	for i, n := range colourNames {
+		if n == name {
+			return i
+		}
+	}
+	panic("visionstandin: unknown colour " + name)
+}
+
+// colourIndex is colourName's answer as a position in colourNames.
+func colourIndex(r, g, b uint8) int { return colourIndexOf(colourName(r, g, b)) }
 
 // colourName maps a colour to Azure's twelve colour names by hue, saturation and value.
 func colourName(r, g, b uint8) string {
