@@ -53,7 +53,7 @@ type settings struct {
 	visionTimeout, attemptTimeout                       time.Duration
 	visibility, wait, drain                             time.Duration
 	maxImageBytes                                       int
-	pathStyle                                           bool
+	pathStyle, orderingKeys                             bool
 
 	metricsAddr                                   string
 	minWorkers, maxWorkers, breakerFailures       int
@@ -68,6 +68,7 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.dlqURL, "dlq-url", "IMGPIPE_DLQ_URL", "", "SQS dead-letter queue for permanent failures (the queue's redrive target)", config.Required(), config.Validate(config.HTTPURL(&s.dlqURL)))
 	set.String(&s.project, "project", "GOOGLE_CLOUD_PROJECT", "", "Google Cloud project of the Pub/Sub topic", config.Required())
 	set.String(&s.topic, "topic", "IMGPIPE_TOPIC", "", "Pub/Sub topic for analysis records (ID or full name)", config.Required())
+	set.Bool(&s.orderingKeys, "ordering-keys", "IMGPIPE_ORDERING_KEYS", false, "publish each record with its object's ordering key, for subscriptions with message ordering enabled (one publish request per record: slower)")
 	set.String(&s.visionEndpoint, "vision-endpoint", "AZURE_VISION_ENDPOINT", "", "Azure AI Vision endpoint, https://NAME.cognitiveservices.azure.com", config.Required(), config.Validate(config.HTTPURL(&s.visionEndpoint)))
 	set.String(&s.visionKey, "vision-key", "AZURE_VISION_KEY", "", "Azure AI Vision subscription key (prefer --vision-key-file)", config.Secret())
 	set.String(&s.visionKeyFile, "vision-key-file", "AZURE_VISION_KEY_FILE", "", "file holding the subscription key; re-read when it changes (a mounted secret)")
@@ -79,7 +80,7 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.visionTimeout, "vision-timeout", "IMGPIPE_VISION_TIMEOUT", vision.DefaultTimeout, "bound on one analysis, retries and waits included", config.Validate(config.PositiveDuration(&s.visionTimeout)))
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
 	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
-	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages processed concurrently", config.Validate(config.Between(&s.workers, 1, 1024)))
+	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages analysed concurrently (S3 reads and the Vision call; publishing and deleting follow outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
 	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages, renewed by a heartbeat while in work", config.Validate(config.PositiveDuration(&s.visibility)))
 	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", 20*time.Second, "SQS long-poll wait (0-20s)")
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
@@ -175,7 +176,7 @@ func run(args []string) error {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
 	defer ps.Close()
-	pub := publish.New(ps, s.topic, nil)
+	pub := publish.New(ps, s.topic, &publish.Options{OrderingKeys: s.orderingKeys})
 	defer pub.Close()
 
 	a, err := analyzer.New(analyzer.Deps{

@@ -76,7 +76,10 @@ type Options struct {
 	QueueURL string
 	DLQURL   string
 
-	Workers     int           // concurrent messages in work; default 16
+	// Workers bounds the messages being analysed at once (S3 reads and the Vision call);
+	// default 16. Publishing and deleting happen after a message leaves its worker, for up
+	// to as many messages again.
+	Workers     int
 	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum)
 	MaxMessages int           // per receive, 1..10; default 10
 	// ReceiveLinger is how long the receive loop, holding a free worker slot, waits for
@@ -178,8 +181,9 @@ type Analyzer struct {
 	metrics   *Metrics
 	breaker   *breaker.Breaker
 	scaler    *autoscale.Scaler
-	pool      *pool // workers: messages in work
-	tickets   *pool // messages received and not settled: workers plus ReceiveAhead
+	pool      *pool // workers: messages being analysed (S3 reads and the Vision call)
+	tickets   *pool // messages received and not yet out of the workers: workers plus ReceiveAhead
+	finishing *pool // messages analysed and being published and deleted
 	now       func() time.Time
 	ran       atomic.Bool
 
@@ -236,6 +240,11 @@ func New(deps Deps, opts *Options) (*Analyzer, error) {
 	}
 	a.pool = newPool(workers)
 	a.tickets = newPool(workers + o.ReceiveAhead)
+	maxWorkers := workers
+	if o.Autoscale != nil {
+		maxWorkers = o.Autoscale.Max
+	}
+	a.finishing = newPool(maxWorkers)
 	if o.Registerer != nil {
 		cs := a.collectors()
 		if o.VisionObserver != nil {
@@ -347,8 +356,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
-				defer a.tickets.release()
-				a.handle(ctx, workCtx, m)
+				a.handle(ctx, workCtx, m, a.tickets.release)
 			}()
 		}
 	}
@@ -397,8 +405,16 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 
 // handle waits for a worker, processes one message and settles it: delete, DLQ then delete,
 // backoff, or release. runCtx is Run's: once it ends, a message that has no worker yet is
-// released instead of started; ctx is the work's, cancelled at the drain deadline.
-func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message) {
+// released instead of started; ctx is the work's, cancelled at the drain deadline. ticket is
+// the message's receive ticket, given back once the message leaves the worker (its publish
+// and delete do not hold up the next receive); handle calls it exactly once.
+//
+// A worker does the part whose concurrency the pool bounds: the S3 reads and the Vision
+// call. The records are then published outside the pool, in a finishing stage bounded to
+// as many messages as there are workers, so a worker is free as soon as Vision answers.
+func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticket func()) {
+	ticket = sync.OnceFunc(ticket)
+	defer ticket()
 	id := aws.ToString(m.MessageId)
 	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	log := a.log.With(zap.String("sqs_message_id", id), zap.Int("receive_count", receives))
@@ -419,14 +435,27 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message) {
 		}
 		return
 	}
-	defer a.pool.release()
 	a.metrics.inflight.Add(1)
 	defer a.metrics.inflight.Add(-1)
 	start := time.Now()
-	err := a.safeProcess(ctx, log, aws.ToString(m.Body))
+	recs, err := safely(a, func() ([]pending, error) { return a.analyzeMessage(ctx, log, aws.ToString(m.Body)) })
+	a.metrics.observeHandle(time.Since(start))
+	if err == nil && len(recs) > 0 {
+		// Hand the message from its worker to the finishing stage; while that stage is
+		// full the worker waits, which holds back receiving.
+		if a.finishing.acquire(ctx) {
+			defer a.finishing.release()
+		} else {
+			err = ctx.Err()
+		}
+	}
+	a.pool.release()
+	ticket()
+	if err == nil {
+		_, err = safely(a, func() (struct{}, error) { return struct{}{}, a.publishRecords(ctx, recs) })
+	}
 	stopHeartbeat()
 	<-hbDone
-	a.metrics.observeHandle(time.Since(start))
 
 	var down *visionDown
 	switch {
@@ -462,15 +491,15 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message) {
 	}
 }
 
-// safeProcess turns a panic into a failure of this message only.
-func (a *Analyzer) safeProcess(ctx context.Context, log *zap.Logger, body string) (err error) {
+// safely runs f, turning a panic into a transient failure of this message only.
+func safely[T any](a *Analyzer, f func() (T, error)) (v T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.metrics.panics.Add(1)
 			err = failure.Transientf("Panic", "panic while processing: %v", r)
 		}
 	}()
-	return a.processMessage(ctx, log, body)
+	return f()
 }
 
 // retryDelay is the visibility timeout of a transiently failed message: equal-jitter backoff

@@ -25,6 +25,7 @@ type Metrics struct {
 	failedByClass map[failure.Class]int64
 	visionCalls   int64
 	visionTime    time.Duration
+	workerTime    time.Duration
 	sqsCalls      map[string]int64
 	handleEWMA    time.Duration // recent mean time per message, for the autoscaler
 
@@ -91,6 +92,7 @@ func (m *Metrics) observeVision(d time.Duration, err error) {
 // observeHandle feeds the moving average of the time per message.
 func (m *Metrics) observeHandle(d time.Duration) {
 	m.mu.Lock()
+	m.workerTime += d
 	if m.handleEWMA == 0 {
 		m.handleEWMA = d
 	} else {
@@ -139,6 +141,9 @@ type Snapshot struct {
 	ReceiveErrors, Heartbeats, InFlight, Deferred                         int64
 	Failed                                                                map[string]int64
 	VisionCalls                                                           int64
+	// VisionTime is the time spent in Vision calls (retries included), WorkerTime the time
+	// messages held a worker (S3 reads and Vision): both summed over messages.
+	VisionTime, WorkerTime time.Duration
 	// SQSCalls counts SQS API calls by operation (ReceiveMessage, DeleteMessageBatch...).
 	SQSCalls map[string]int64
 }
@@ -152,7 +157,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		Retried: m.retried.Load(), DeadLettered: m.deadLettered.Load(), Released: m.released.Load(),
 		Panics: m.panics.Load(), ReceiveErrors: m.receiveErrors.Load(), Heartbeats: m.heartbeats.Load(),
 		InFlight: m.inflight.Load(), Deferred: m.deferred.Load(), Failed: map[string]int64{},
-		VisionCalls: m.visionCalls, SQSCalls: map[string]int64{},
+		VisionCalls: m.visionCalls, VisionTime: m.visionTime, WorkerTime: m.workerTime, SQSCalls: map[string]int64{},
 	}
 	for c, n := range m.failedByClass {
 		s.Failed[c.String()] = n

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,95 +33,110 @@ const (
 // for the dimensions of every supported format and for EXIF in almost every JPEG.
 const headBytes = 128 << 10
 
-// outcome of one S3 event record.
-type recordOutcome int
+// pending is a record ready to publish, with its logger.
+type pending struct {
+	rec *analysis.Record
+	log *zap.Logger
+}
 
-const (
-	published recordOutcome = iota
-	skipped                 // nothing to do: object gone or superseded, or not an event we handle
-)
-
-// processMessage handles every record of one SQS message body. It returns nil when every
-// record is published or deliberately skipped; otherwise the first error, classified.
-func (a *Analyzer) processMessage(ctx context.Context, log *zap.Logger, body string) error {
+// analyzeMessage does the work of one SQS message body that needs a worker: it parses the
+// event and analyses every created object. It returns the records to publish (removals
+// included; stale and unhandled events are skipped and counted), or the first error,
+// classified.
+func (a *Analyzer) analyzeMessage(ctx context.Context, log *zap.Logger, body string) ([]pending, error) {
 	msg, err := s3event.Parse([]byte(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if msg.TestEvent {
 		log.Info("s3 test event ignored")
-		return nil
+		return nil, nil
 	}
+	var out []pending
 	for i := range msg.Records {
 		rec := &msg.Records[i]
 		rlog := log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
-		out, err := a.processRecord(ctx, rlog, rec)
+		r, err := a.analyzeRecord(ctx, rlog, rec)
 		if err != nil {
-			return fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
+			return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
 		}
-		if out == skipped {
+		if r == nil {
 			a.metrics.skipped.Add(1)
+			continue
 		}
+		out = append(out, pending{r, rlog})
+	}
+	return out, nil
+}
+
+// publishRecords publishes what analyzeMessage produced, in order, and returns the first
+// error, classified.
+func (a *Analyzer) publishRecords(ctx context.Context, recs []pending) error {
+	for _, p := range recs {
+		id, err := a.deps.Publisher.Publish(ctx, p.rec)
+		if err != nil {
+			return fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)
+		}
+		p.log.Info("published", zap.String("pubsub_message_id", id), zap.String("analysis_event", string(p.rec.Event)))
 	}
 	return nil
 }
 
-func (a *Analyzer) processRecord(ctx context.Context, log *zap.Logger, rec *s3event.Record) (recordOutcome, error) {
-	var out *analysis.Record
+// analyzeRecord returns the record to publish for one S3 event record, or nil when there is
+// nothing to publish.
+func (a *Analyzer) analyzeRecord(ctx context.Context, log *zap.Logger, rec *s3event.Record) (*analysis.Record, error) {
 	switch rec.Kind {
 	case s3event.Created:
 		r, why, err := a.analyzeObject(ctx, rec)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if r == nil {
 			log.Info("record skipped", zap.String("why", why))
-			return skipped, nil
 		}
-		out = r
+		return r, nil
 	case s3event.Removed:
-		out = &analysis.Record{
+		return &analysis.Record{
 			SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
 			Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
 			Sequencer: rec.Sequencer, EventTime: rec.EventTime,
-		}
+		}, nil
 	default:
 		log.Info("event type not handled; skipped")
-		return skipped, nil
+		return nil, nil
 	}
-	id, err := a.deps.Publisher.Publish(ctx, out)
-	if err != nil {
-		return 0, err
-	}
-	log.Info("published", zap.String("pubsub_message_id", id), zap.String("analysis_event", string(out.Event)))
-	return published, nil
 }
 
 // analyzeObject reads the object's head to identify it, calls Vision, and builds the record.
 // A nil record with a reason means the event is stale and there is nothing to analyse.
 func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*analysis.Record, string, error) {
-	head, err := a.deps.S3.HeadObject(ctx, a.objectInput(rec).head())
-	if err != nil {
-		if isNotFound(err) {
-			// Deleted (or overwritten, for a versioned get) since the event: its ObjectRemoved
-			// event follows and removes it from the index.
-			return nil, "object no longer exists", nil
+	head, err := a.readHead(ctx, rec)
+	switch {
+	case isNotFound(err):
+		// Deleted (or overwritten, for a versioned get) since the event: its ObjectRemoved
+		// event follows and removes it from the index.
+		return nil, "object no longer exists", nil
+	case isInvalidRange(err):
+		// The range bytes=0-N is unsatisfiable only when the object is empty.
+		if rec.VersionID == "" && rec.ETag != "" && rec.ETag != emptyETag {
+			return nil, "object overwritten since the event", nil
 		}
-		return nil, "", classifyS3(fmt.Errorf("head object: %w", err))
+		return nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
+	case err != nil:
+		return nil, "", err
 	}
-	if rec.VersionID == "" && rec.ETag != "" && trimETag(aws.ToString(head.ETag)) != rec.ETag {
+	if rec.VersionID == "" && rec.ETag != "" && head.etag != rec.ETag {
 		// Overwritten since this event, in an unversioned bucket: the newer content has its
 		// own event, and analysing it here would attach it to the older sequencer.
 		return nil, "object overwritten since the event", nil
 	}
-	size := aws.ToInt64(head.ContentLength)
 	switch {
-	case size == 0:
+	case head.size == 0:
 		return nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
-	case size > a.opts.MaxImageBytes:
-		return nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", size, a.opts.MaxImageBytes)
+	case head.size > a.opts.MaxImageBytes:
+		return nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", head.size, a.opts.MaxImageBytes)
 	}
-	meta, headBuf, err := a.inspect(ctx, rec, size)
+	meta, err := identify(head)
 	if err != nil {
 		return nil, "", err
 	}
@@ -134,15 +151,17 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 		res, err = a.deps.Vision.AnalyzeURL(ctx, url)
 	} else {
 		res, err = a.deps.Vision.AnalyzeStream(ctx, func() (io.ReadCloser, int64, error) {
-			if int64(len(headBuf)) == size {
-				// The head read was the whole object: no second read from S3.
-				return io.NopCloser(bytes.NewReader(headBuf)), size, nil
-			}
-			return a.open(ctx, rec)
+			return a.open(ctx, rec, head)
 		})
 	}
 	a.metrics.observeVision(time.Since(start), err)
+	var rerr *readError
 	switch {
+	case errors.Is(err, errObjectGone):
+		return nil, "object changed or deleted while it was read", nil
+	case errors.As(err, &rerr):
+		// Reading from S3 failed, not Vision: the breaker is not told.
+		return nil, "", rerr.err
 	case err == nil || failure.IsPermanent(err):
 		a.breaker.Success() // Vision answered, even if it refused this image
 	case ctx.Err() != nil || failure.ReasonOf(err) == "ClientRateLimit":
@@ -159,7 +178,7 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created,
 		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag,
 		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
-		Size: size, ContentType: meta.MIME, Format: meta.Format.String(),
+		Size: head.size, ContentType: meta.MIME, Format: meta.Format.String(),
 		Width: meta.Width, Height: meta.Height,
 		Caption: res.Caption, CaptionConfidence: res.CaptionConfidence,
 		ModelVersion: res.ModelVersion, APIVersion: res.APIVersion,
@@ -174,45 +193,109 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*ana
 	return out, "", nil
 }
 
-// inspect reads the first bytes of the object and identifies the image; it returns what it
-// read too. A non-image fails here, permanently, without spending a Vision call.
-func (a *Analyzer) inspect(ctx context.Context, rec *s3event.Record, size int64) (*imagemeta.Meta, []byte, error) {
+// emptyETag is the ETag of an empty object: the MD5 of nothing.
+const emptyETag = "d41d8cd98f00b204e9800998ecf8427e"
+
+// objectHead is what the first read of an object tells: its whole size, its ETag and its
+// first bytes (all of it when size <= headBytes).
+type objectHead struct {
+	size int64
+	etag string
+	buf  []byte
+}
+
+// readHead reads the first headBytes of the object with one ranged GET, which also carries
+// the object's size (Content-Range) and ETag: no HEAD request is needed.
+func (a *Analyzer) readHead(ctx context.Context, rec *s3event.Record) (*objectHead, error) {
 	in := a.objectInput(rec).get()
-	in.Range = aws.String(fmt.Sprintf("bytes=0-%d", min(size, headBytes)-1))
+	in.Range = aws.String(fmt.Sprintf("bytes=0-%d", headBytes-1))
 	obj, err := a.deps.S3.GetObject(ctx, in)
 	if err != nil {
-		return nil, nil, classifyS3(fmt.Errorf("read object head: %w", err))
+		if isNotFound(err) || isInvalidRange(err) {
+			return nil, err
+		}
+		return nil, classifyS3(fmt.Errorf("read object head: %w", err))
 	}
 	defer obj.Body.Close()
+	size, ok := rangeTotal(aws.ToString(obj.ContentRange))
+	if !ok {
+		// A 200 with the whole object (a server that ignores Range): its length is the size.
+		size = aws.ToInt64(obj.ContentLength)
+	}
 	buf, err := io.ReadAll(io.LimitReader(obj.Body, headBytes))
 	if err != nil {
-		return nil, nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
+		return nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
 	}
+	return &objectHead{size: size, etag: trimETag(aws.ToString(obj.ETag)), buf: buf}, nil
+}
+
+// rangeTotal is the complete length in a Content-Range header ("bytes 0-99/1234").
+func rangeTotal(cr string) (int64, bool) {
+	i := strings.LastIndexByte(cr, '/')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(cr[i+1:], 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// identify recognises the image from the bytes readHead got. A non-image fails here,
+// permanently, without spending a Vision call.
+func identify(h *objectHead) (*imagemeta.Meta, error) {
 	// When buf is the whole object, let Inspect read one byte past it: a header cut short
 	// then ends in EOF, which Inspect itself reports as CorruptImage.
-	limit := int64(len(buf))
-	if limit >= size {
+	limit := int64(len(h.buf))
+	if limit >= h.size {
 		limit++
 	}
-	meta, err := imagemeta.Inspect(bytes.NewReader(buf), limit)
+	meta, err := imagemeta.Inspect(bytes.NewReader(h.buf), limit)
 	if failure.ReasonOf(err) == imagemeta.ReasonHeaderBeyondLimit {
 		// A header longer than what was read (a huge EXIF block): the image may be fine.
 		// Go on with the format alone and let Vision judge the pixels.
-		return &imagemeta.Meta{Format: imagemeta.Sniff(buf), MIME: imagemeta.Sniff(buf).MIME()}, buf, nil
+		f := imagemeta.Sniff(h.buf)
+		return &imagemeta.Meta{Format: f, MIME: f.MIME()}, nil
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return meta, buf, nil
+	return meta, err
 }
 
-// open streams the object for one Vision attempt.
-func (a *Analyzer) open(ctx context.Context, rec *s3event.Record) (io.ReadCloser, int64, error) {
-	obj, err := a.deps.S3.GetObject(ctx, a.objectInput(rec).get())
-	if err != nil {
-		return nil, 0, classifyS3(fmt.Errorf("get object: %w", err))
+// errObjectGone says the object changed or disappeared between the head read and the rest.
+var errObjectGone = errors.New("object changed or deleted since it was first read")
+
+// readError marks a failure to read the object from S3 while Vision was being called, so it
+// is not counted against Vision's health.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// open gives one Vision attempt the whole object: the bytes already read, then the rest
+// streamed from S3 with a ranged GET pinned to the same content (If-Match, and the ETag
+// checked again for servers that ignore it).
+func (a *Analyzer) open(ctx context.Context, rec *s3event.Record, h *objectHead) (io.ReadCloser, int64, error) {
+	if int64(len(h.buf)) >= h.size {
+		return io.NopCloser(bytes.NewReader(h.buf)), h.size, nil
 	}
-	return obj.Body, aws.ToInt64(obj.ContentLength), nil
+	in := a.objectInput(rec).get()
+	in.Range = aws.String(fmt.Sprintf("bytes=%d-", len(h.buf)))
+	if h.etag != "" {
+		in.IfMatch = aws.String(`"` + h.etag + `"`)
+	}
+	obj, err := a.deps.S3.GetObject(ctx, in)
+	if err != nil {
+		if isNotFound(err) || isPreconditionFailed(err) {
+			return nil, 0, errObjectGone
+		}
+		return nil, 0, &readError{classifyS3(fmt.Errorf("get object: %w", err))}
+	}
+	if h.etag != "" && trimETag(aws.ToString(obj.ETag)) != h.etag {
+		obj.Body.Close()
+		return nil, 0, errObjectGone
+	}
+	rest := obj.Body
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(h.buf), rest), rest}, h.size, nil
 }
 
 func (a *Analyzer) presign(ctx context.Context, rec *s3event.Record) (string, error) {
@@ -233,14 +316,6 @@ func (a *Analyzer) objectInput(rec *s3event.Record) objectRef {
 	return objectRef{rec.Bucket, rec.Key, rec.VersionID, rec.ETag}
 }
 
-func (o objectRef) head() *s3.HeadObjectInput {
-	in := &s3.HeadObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(o.key)}
-	if o.version != "" {
-		in.VersionId = aws.String(o.version)
-	}
-	return in
-}
-
 func (o objectRef) get() *s3.GetObjectInput {
 	in := &s3.GetObjectInput{Bucket: aws.String(o.bucket), Key: aws.String(o.key)}
 	if o.version != "" {
@@ -254,6 +329,16 @@ func trimETag(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
+}
+
+func isInvalidRange(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange"
+}
+
+func isPreconditionFailed(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
 }
 
 func isNotFound(err error) bool {

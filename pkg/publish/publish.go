@@ -1,5 +1,5 @@
-// Package publish sends analysis records to a Google Cloud Pub/Sub topic, with attributes and
-// one ordering key per object.
+// Package publish sends analysis records to a Google Cloud Pub/Sub topic, with attributes and,
+// when asked, one ordering key per object.
 package publish
 
 import (
@@ -21,15 +21,18 @@ type Publisher struct {
 
 // Options tunes the publisher. A nil *Options keeps the client's defaults.
 type Options struct {
-	// DisableOrdering publishes without ordering keys (for topics whose subscriptions do not
-	// enable ordering, where ordering only costs throughput).
-	DisableOrdering bool
+	// OrderingKeys publishes each record with its object's ordering key
+	// (analysis.Record.OrderingKey), so that a subscription with message ordering enabled
+	// receives the events of one object in order. It only matters to such subscriptions, and
+	// it costs throughput: messages with different keys are never batched together, so with
+	// one key per object every record is its own publish request.
+	OrderingKeys bool
 }
 
 // New returns a publisher for topic (an ID or a full projects/P/topics/T name) on client.
 func New(client *pubsub.Client, topic string, opts *Options) *Publisher {
 	p := client.Publisher(topic)
-	p.EnableMessageOrdering = opts == nil || !opts.DisableOrdering
+	p.EnableMessageOrdering = opts != nil && opts.OrderingKeys
 	return &Publisher{p: p}
 }
 

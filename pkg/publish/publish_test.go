@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,6 +18,16 @@ import (
 func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
 
 func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ordering-keys=%v", ordered), func(t *testing.T) {
+			testPublish(t, ordered)
+		})
+	}
+}
+
+// testPublish publishes one record and checks what the subscription receives: attributes,
+// body, and the object's ordering key only when ordering keys are on.
+func testPublish(t *testing.T, ordered bool) {
 	st := stacktest.Get(t)
 	b := stacktest.Bootstrap(t, st, localstack.Resources{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -26,7 +37,7 @@ func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	pub := publish.New(client, b.TopicName, nil)
+	pub := publish.New(client, b.TopicName, &publish.Options{OrderingKeys: ordered})
 	defer pub.Close()
 	rec := &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "images",
 		Key: "upload/ünï code+x.jpg", Sequencer: "00AB", EventTime: time.Now().UTC().Truncate(time.Millisecond), Width: 10, Height: 20}
@@ -48,8 +59,12 @@ func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 	defer stop()
 	select {
 	case m := <-got:
-		if m.ID != id || m.OrderingKey != rec.OrderingKey() {
-			t.Errorf("message %s ordering key %q, want %s %q", m.ID, m.OrderingKey, id, rec.OrderingKey())
+		wantKey := ""
+		if ordered {
+			wantKey = rec.OrderingKey()
+		}
+		if m.ID != id || m.OrderingKey != wantKey {
+			t.Errorf("message %s ordering key %q, want %s %q", m.ID, m.OrderingKey, id, wantKey)
 		}
 		for k, v := range rec.Attributes() {
 			if m.Attributes[k] != v {
