@@ -65,7 +65,7 @@ func analysePixels(img image.Image) *facts {
 		for i := 0; i < nx; i++ {
 			x := (2*i + 1) * w / (2 * nx)
 			r, g, bl := overWhite(img, b.Min.X+x, b.Min.Y+y)
-			c := colourIndex(r, g, bl)
+			c := colourOf(r, g, bl)
 			counts[c]++
 			if x >= w/4 && x < w-w/4 && y >= h/4 && y < h-h/4 {
 				centre[c]++
@@ -73,7 +73,7 @@ func analysePixels(img image.Image) *facts {
 				border[c]++
 			}
 			all.r, all.g, all.b, all.n = all.r+float64(r), all.g+float64(g), all.b+float64(bl), all.n+1
-			if name := colourNames[c]; name != colBlack && name != colWhite && name != colGrey {
+			if c != iBlack && c != iWhite && c != iGrey {
 				s := &vivid[c]
 				s.r, s.g, s.b, s.n = s.r+float64(r), s.g+float64(g), s.b+float64(bl), s.n+1
 				vividCounts[c]++
@@ -112,8 +112,8 @@ func analysePixels(img image.Image) *facts {
 	f.bilevel = f.grayscale && float64(blackOrWhite) >= 0.98*float64(total) &&
 		f.shares[colBlack] >= 0.02 && f.shares[colWhite] >= 0.02
 	acc := all
-	if ranked := rankNames(vividCounts[:]); len(ranked) > 0 {
-		acc = vivid[colourIndexOf(ranked[0])]
+	if ranked := rankColours(vividCounts[:]); len(ranked) > 0 {
+		acc = vivid[ranked[0]]
 	}
 	f.accent = fmt.Sprintf("%02X%02X%02X",
 		uint8(math.Round(acc.r/acc.n)), uint8(math.Round(acc.g/acc.n)), uint8(math.Round(acc.b/acc.n)))
@@ -133,6 +133,16 @@ func firstOr(names []string, def string) string {
 // rankNames orders the colours seen (counts indexed as colourNames) by count, most first,
 // ties by name.
 func rankNames(counts []int) []string {
+	idx := rankColours(counts)
+	names := make([]string, len(idx))
+	for i, c := range idx {
+		names[i] = colourNames[c]
+	}
+	return names
+}
+
+// rankColours is rankNames as indexes in colourNames.
+func rankColours(counts []int) []int {
 	idx := make([]int, 0, len(counts))
 	for c, n := range counts {
 		if n > 0 {
@@ -145,11 +155,7 @@ func rankNames(counts []int) []string {
 		}
 		return colourNames[idx[i]] < colourNames[idx[j]]
 	})
-	names := make([]string, len(idx))
-	for i, c := range idx {
-		names[i] = colourNames[c]
-	}
-	return names
+	return idx
 }
 
 // overWhite returns the 8-bit colour at (x, y) composited over a white background. The
@@ -180,36 +186,40 @@ func luma(r, g, b uint8) float64 {
 // colourNames lists Azure's colour names; tallies are indexed by position here.
 var colourNames = [...]string{colBlack, colBlue, colBrown, colGrey, colGreen, colOrange, colPink, colPurple, colRed, colTeal, colWhite, colYellow}
 
-// colourIndexOf is the position of name in colourNames.
-func colourIndexOf(name string) int {
-	for i, n := range colourNames {
-		if n == name {
-			return i
-		}
-	}
-	panic("visionstandin: unknown colour " + name)
-}
+// Positions in colourNames.
+const (
+	iBlack = iota
+	iBlue
+	iBrown
+	iGrey
+	iGreen
+	iOrange
+	iPink
+	iPurple
+	iRed
+	iTeal
+	iWhite
+	iYellow
+)
 
-// colourIndex is colourName's answer as a position in colourNames.
-func colourIndex(r, g, b uint8) int { return colourIndexOf(colourName(r, g, b)) }
-
-// colourName maps a colour to Azure's twelve colour names by hue, saturation and value.
-func colourName(r, g, b uint8) string {
+// colourOf maps a colour to one of Azure's twelve colour names, as its index in colourNames,
+// by hue, saturation and value.
+func colourOf(r, g, b uint8) int {
 	rf, gf, bf := float64(r)/255, float64(g)/255, float64(b)/255
 	hi, lo := math.Max(rf, math.Max(gf, bf)), math.Min(rf, math.Min(gf, bf))
 	v, delta := hi, hi-lo
 	if v < 0.18 {
-		return colBlack
+		return iBlack
 	}
 	s := delta / hi
 	if s < 0.18 || delta < 0.08 {
 		switch l := luma(r, g, b); {
 		case l > 0.85:
-			return colWhite
+			return iWhite
 		case l < 0.2:
-			return colBlack
+			return iBlack
 		default:
-			return colGrey
+			return iGrey
 		}
 	}
 	var hue float64
@@ -228,37 +238,40 @@ func colourName(r, g, b uint8) string {
 	switch {
 	case hue < 15 || hue >= 340:
 		if s < 0.5 && v > 0.7 {
-			return colPink
+			return iPink
 		}
 		if v < 0.45 {
-			return colBrown
+			return iBrown
 		}
-		return colRed
+		return iRed
 	case hue < 45:
 		if v < 0.65 {
-			return colBrown
+			return iBrown
 		}
-		return colOrange
+		return iOrange
 	case hue < 70:
 		if v < 0.45 {
-			return colBrown
+			return iBrown
 		}
-		return colYellow
+		return iYellow
 	case hue < 165:
-		return colGreen
+		return iGreen
 	case hue < 200:
-		return colTeal
+		return iTeal
 	case hue < 260:
-		return colBlue
+		return iBlue
 	case hue < 290:
-		return colPurple
+		return iPurple
 	default:
 		if v < 0.6 {
-			return colPurple
+			return iPurple
 		}
-		return colPink
+		return iPink
 	}
 }
+
+// colourName is colourOf's answer as a name.
+func colourName(r, g, b uint8) string { return colourNames[colourOf(r, g, b)] }
 
 // aspectName names the shape of a w x h image.
 func aspectName(w, h int) string {
