@@ -57,6 +57,12 @@ func TestAIMDAdapts(t *testing.T) {
 			[]Outcome{T, T, T}, []int{7, 5, 3}},
 		{"invalid backoff means half", AIMDOptions{Initial: 10, Backoff: 1.5},
 			[]Outcome{T}, []int{5}},
+		{"slow start grows per success until the first throttle, then additively", AIMDOptions{Initial: 2, Max: 10, SlowStart: true},
+			[]Outcome{S, S, S, S, T, S, S, S, S}, []int{3, 4, 5, 6, 3, 3, 3, 4, 4}},
+		{"slow start stops at max", AIMDOptions{Initial: 2, Max: 3, SlowStart: true},
+			[]Outcome{S, S, S}, []int{3, 3, 3}},
+		{"failures do not end slow start", AIMDOptions{Initial: 2, Max: 10, SlowStart: true},
+			[]Outcome{S, F, S}, []int{3, 3, 4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

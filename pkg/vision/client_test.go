@@ -196,8 +196,8 @@ func TestAnalyzeURL40(t *testing.T) {
 	if h.hits.Load() != 1 {
 		t.Fatalf("%d hits, want 1", h.hits.Load())
 	}
-	if got := h.client.ConcurrencyLimit(); got != 8 {
-		t.Fatalf("ConcurrencyLimit() = %d, want the default 8 (one success is not enough to grow)", got)
+	if got := h.client.ConcurrencyLimit(); got != 9 {
+		t.Fatalf("ConcurrencyLimit() = %d, want 9: the default 8, grown by one success in slow start", got)
 	}
 }
 

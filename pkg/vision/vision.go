@@ -117,7 +117,8 @@ type Options struct {
 	// between clients to share the budget. Default: DefaultRatePerSecond with DefaultBurst,
 	// on the clock Now.
 	RateLimit *ratelimit.Bucket
-	// Concurrency bounds calls in flight and adapts to 429s. Default ratelimit.NewAIMD(nil).
+	// Concurrency bounds calls in flight and adapts to 429s. Default: an AIMD limiter with
+	// its default sizes and slow start.
 	Concurrency *ratelimit.AIMD
 
 	// Observer receives metrics events. Default: none.
@@ -204,7 +205,7 @@ func New(endpoint string, cred Credential, opts *Options) (*Client, error) {
 		c.bucket = ratelimit.NewBucket(DefaultRatePerSecond, DefaultBurst, &ratelimit.BucketOptions{Now: c.now})
 	}
 	if c.conc == nil {
-		c.conc = ratelimit.NewAIMD(nil)
+		c.conc = ratelimit.NewAIMD(&ratelimit.AIMDOptions{SlowStart: true})
 	}
 	if opts.HTTPClient != nil {
 		hc := *opts.HTTPClient
