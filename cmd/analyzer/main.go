@@ -86,7 +86,7 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
-	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 0, "messages received beyond the free workers, waiting with their visibility extended (0: receiving pauses while every worker is busy)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
+	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 10, "messages that may wait, visibility extended, for a worker to free (receiving pauses while every worker is busy or has one waiting; 0: receive only for free workers)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
 	set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address of /metrics, /healthz and /readyz; empty disables them")
 	set.Int(&s.maxWorkers, "max-workers", "IMGPIPE_MAX_WORKERS", 0, "autoscale the worker pool up to this size from the queue depth (0: a fixed pool of --workers)", config.Validate(config.Between(&s.maxWorkers, 0, 1024)))
 	set.Int(&s.minWorkers, "min-workers", "IMGPIPE_MIN_WORKERS", 1, "smallest autoscaled worker pool", config.Validate(config.Between(&s.minWorkers, 1, 1024)))
@@ -163,7 +163,7 @@ func run(args []string) error {
 		AttemptTimeout: s.attemptTimeout,
 		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
 		RateLimit:      ratelimit.NewBucket(s.visionRate, s.visionBurst, nil),
-		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers)}),
+		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true}),
 		Observer:       vobs,
 	})
 	if err != nil {
@@ -187,7 +187,7 @@ func run(args []string) error {
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
 		Autoscale:     autoscaleOptions(s),
-		DepthInterval: s.depthInterval, Registerer: reg, VisionObserver: vobs, ReceiveAhead: s.receiveAhead,
+		DepthInterval: s.depthInterval, Registerer: reg, VisionObserver: vobs, ReceiveAhead: receiveAhead(s.receiveAhead),
 	})
 	if err != nil {
 		return err
@@ -248,4 +248,13 @@ func credential(s *settings) (vision.Credential, error) {
 		return c, nil
 	}
 	return vision.NewTokenCredential(vision.NewFileTokenSource(s.tokenFile)), nil
+}
+
+// receiveAhead maps the flag (0: none) to analyzer.Options.ReceiveAhead (0: default, negative:
+// none).
+func receiveAhead(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

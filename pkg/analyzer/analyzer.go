@@ -82,13 +82,17 @@ type Options struct {
 	Workers     int
 	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum)
 	MaxMessages int           // per receive, 1..10; default 10
-	// ReceiveLinger is how long the receive loop, holding a free worker slot, waits for
-	// more slots to free so that it receives a fuller batch; default 25ms, negative none.
+	// ReceiveLinger is how long the receive loop, holding a ticket for a free worker, waits
+	// for more tickets to free so that it receives a fuller batch; default 25ms, negative
+	// none. With ReceiveAhead of a batch or more it rarely waits.
 	ReceiveLinger time.Duration
-	// ReceiveAhead is how many messages may be received beyond the free workers, to wait
-	// for one with their visibility heartbeat running, so that a worker that frees up does
-	// not wait for a receive; default 0 (receiving pauses while every worker is busy).
-	// Messages still waiting at shutdown are released at once.
+	// ReceiveAhead is how many messages may wait for a worker, their visibility heartbeat
+	// running, so that a worker that frees up finds its next message already received.
+	// Receiving is paused while every worker is busy or already has a received message
+	// waiting for it; when a worker is idle, one receive fetches up to MaxMessages (bounded
+	// by the free workers plus ReceiveAhead). Default MaxMessages; negative none (each
+	// receive asks only for the free workers). Messages still waiting at shutdown are
+	// released at once.
 	ReceiveAhead int
 
 	// VisibilityTimeout is set on each received message and renewed by the heartbeat while
@@ -152,6 +156,9 @@ func (o *Options) withDefaults() (Options, error) {
 		out.ReceiveLinger = 25 * time.Millisecond
 	}
 	out.ReceiveLinger = max(out.ReceiveLinger, 0)
+	if out.ReceiveAhead == 0 {
+		out.ReceiveAhead = out.MaxMessages
+	}
 	out.ReceiveAhead = max(out.ReceiveAhead, 0)
 	if out.Backoff == (retry.Policy{}) {
 		out.Backoff = retry.Policy{BaseDelay: 5 * time.Second, MaxDelay: 15 * time.Minute}
@@ -181,9 +188,10 @@ type Analyzer struct {
 	metrics   *Metrics
 	breaker   *breaker.Breaker
 	scaler    *autoscale.Scaler
-	pool      *pool // workers: messages being analysed (S3 reads and the Vision call)
-	tickets   *pool // messages received and not yet out of the workers: workers plus ReceiveAhead
-	finishing *pool // messages analysed and being published and deleted
+	pool      *pool        // workers: messages being analysed (S3 reads and the Vision call)
+	tickets   *pool        // messages received and not yet out of the workers: workers plus ReceiveAhead
+	waiting   atomic.Int64 // messages received and not yet given a worker (or released)
+	finishing *pool        // messages analysed and being published and deleted
 	now       func() time.Time
 	ran       atomic.Bool
 
@@ -320,8 +328,12 @@ func (a *Analyzer) Run(ctx context.Context) error {
 			}
 			n = 1
 		}
-		// Take one slot (blocking), then up to a batch more, waiting a moment for slots that
-		// are about to free: full batches halve the receives per message of a busy pool.
+		// Receive only for an idle worker that no received message is already waiting for.
+		// Then take one ticket (blocking), and up to a batch more, waiting a moment for
+		// tickets that are about to free: full batches halve the receives per message.
+		if !a.pool.waitIdle(ctx, func(idle int) bool { return int64(idle) > a.waiting.Load() }) {
+			continue
+		}
 		if !a.tickets.acquire(ctx) {
 			continue
 		}
@@ -352,6 +364,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		}
 		failures = 0
 		a.sqsErr.Store(nil)
+		a.waiting.Add(int64(len(msgs)))
 		for _, m := range msgs {
 			inflight.Add(1)
 			go func() {
@@ -425,7 +438,9 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticke
 		defer close(hbDone)
 		a.heartbeat(hbCtx, log, m.ReceiptHandle)
 	}()
-	if !a.pool.acquire(runCtx) {
+	started := a.pool.acquire(runCtx)
+	a.waiting.Add(-1)
+	if !started {
 		stopHeartbeat()
 		<-hbDone
 		if !a.abandon {

@@ -35,6 +35,25 @@ func (p *pool) acquire(ctx context.Context) bool {
 	}
 }
 
+// waitIdle waits until ok(free slots) holds, or ctx ends. ok is checked again whenever a
+// slot frees or the size changes, so it must only become true through those.
+func (p *pool) waitIdle(ctx context.Context, ok func(idle int) bool) bool {
+	for {
+		p.mu.Lock()
+		if ok(p.limit - p.used) {
+			p.mu.Unlock()
+			return true
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // tryAcquire takes a slot if one is free now.
 func (p *pool) tryAcquire() bool {
 	p.mu.Lock()

@@ -540,7 +540,12 @@ func TestDrain(t *testing.T) {
 			}
 			vc := r.visionClient(t, nil)
 			images := r.putImages(t, tc.seed, 12)
-			opts := Options{Workers: 4, VisibilityTimeout: 30 * time.Second, DrainTimeout: tc.drain, MaxMessages: 4, ReceiveAhead: tc.ahead}
+			// One receive fills the 4 workers and the tc.ahead places behind them.
+			ahead := tc.ahead
+			if ahead == 0 {
+				ahead = -1
+			}
+			opts := Options{Workers: 4, VisibilityTimeout: 30 * time.Second, DrainTimeout: tc.drain, MaxMessages: 4 + tc.ahead, ReceiveAhead: ahead}
 			first := r.start(t, vc, opts, nil)
 			stacktest.WaitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
 				s := first.a.Metrics().Snapshot()
