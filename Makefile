@@ -1,6 +1,7 @@
 # The two commands a fresh machine needs are `make run` (the whole pipeline on the local stack,
 # on sample images) and `make test` (every test). Everything they need is installed here.
 
+SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
@@ -44,13 +45,20 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-## bench: the benchmarks, figures written to docs/benchmarks.md by hand from bench.txt.
+## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
+## docs/indexer.md, dlq-replay/README.md); output in bench.txt, and the analyzer process
+## figures as markdown rows in bench-analyzer.md. Takes about 10 minutes.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./... | tee bench.txt
+	set -o pipefail; \
+	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
+	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
+	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
+	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
+	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt
+	rm -rf bin .stack bench.txt bench-analyzer.md

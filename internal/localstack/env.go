@@ -1,6 +1,7 @@
 package localstack
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -66,4 +67,49 @@ func WriteEnv(w io.Writer, env []EnvVar) error {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ParseEnv reads what WriteEnv wrote: lines `export NAME='value'` in sh single quoting.
+func ParseEnv(raw []byte) (map[string]string, error) {
+	env := map[string]string{}
+	for i, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "export ")
+		name, quoted, ok2 := strings.Cut(rest, "=")
+		if !ok || !ok2 || name == "" {
+			return nil, fmt.Errorf("env file line %d: want export NAME='value', got %q", i+1, line)
+		}
+		v, err := shUnquote(quoted)
+		if err != nil {
+			return nil, fmt.Errorf("env file line %d (%s): %w", i+1, name, err)
+		}
+		env[name] = v
+	}
+	return env, nil
+}
+
+// shUnquote undoes sh single quoting: quoted runs, each between two quote characters, and a
+// backslash-escaped quote between runs (how WriteEnv writes a value holding a quote).
+func shUnquote(s string) (string, error) {
+	var b strings.Builder
+	for len(s) > 0 {
+		switch {
+		case s[0] == '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return "", errors.New("unterminated quote")
+			}
+			b.WriteString(s[1 : 1+end])
+			s = s[2+end:]
+		case strings.HasPrefix(s, `\'`):
+			b.WriteByte('\'')
+			s = s[2:]
+		default:
+			return "", fmt.Errorf("unexpected %q outside quotes", s[0])
+		}
+	}
+	return b.String(), nil
 }

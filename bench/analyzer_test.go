@@ -1,0 +1,353 @@
+// Package bench measures the pipeline's binaries as deployed: each one runs as its own
+// process, built from ./cmd, against the local stand-ins started by `localstack up` in
+// other processes, so that the CPU time and peak memory the kernel reports for the process
+// are the binary's alone.
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"imgpipe/pkg/samples"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopShared()
+	os.Exit(code)
+}
+
+// Settings of the analyzer runs that must not be bounded by the client-side Vision limiter.
+var unlimited = analyzerConfig{workers: 64, visionRate: 100000, visionBurst: 1000}
+
+// probe reports whether this call is the testing package's first, one-iteration call of a
+// benchmark that -benchtime=Nx (N > 1) will call again with b.N = N. The scenarios are too
+// costly to run for that probe, whose figures are never printed.
+func probe(b *testing.B) bool {
+	if b.N != 1 {
+		return false
+	}
+	f := flag.Lookup("test.benchtime")
+	if f == nil {
+		return false
+	}
+	s, ok := strings.CutSuffix(f.Value.String(), "x")
+	if !ok {
+		return false
+	}
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 1
+}
+
+// pngs returns a body maker for seed: distinct 64x64 PNGs.
+func pngs(base int64) func(i int) ([]byte, error) {
+	return func(i int) ([]byte, error) { return samples.Image(base+int64(i), 64, 64, "png") }
+}
+
+// assertClean fails tb when the analyzer failed or dead-lettered any message, or when the
+// queue still holds messages after the run.
+func assertClean(tb testing.TB, st *stack, r *analyzerRun) {
+	tb.Helper()
+	if f, d := r.metric("messages_failed_total"), r.metric("messages_dead_lettered_total"); f != 0 || d != 0 {
+		tb.Fatalf("analyzer failed %v and dead-lettered %v messages, want 0 and 0 (metrics %v)", f, d, r.metrics)
+	}
+	if v, fl, err := st.queueDepth(context.Background()); err != nil || v+fl != 0 {
+		tb.Fatalf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, fl, err)
+	}
+}
+
+// BenchmarkAnalyzerProcess measures the analyzer binary (built from ./cmd/analyzer) as a
+// process of its own, with SQS, S3, Pub/Sub and the Vision stand-in in other processes
+// (`localstack up --parts sqs,s3,pubsub,vision`, one stack for all scenarios, which run one
+// after another on its one queue, each draining it). CPU time (user + system) and peak RSS
+// are the analyzer's own: CPU from the kernel's rusage of the exited process, peak RSS from its
+// VmHWM (see runAnalyzer for why not rusage's Maxrss). Run:
+//
+//	go test ./bench -run '^$' -bench AnalyzerProcess -benchtime 2000x -timeout 30m
+//
+// With BENCH_OUT=docs/bench-analyzer.md (relative to the module root) every scenario also
+// appends a markdown table row to that file. See each scenario for what it reports.
+func BenchmarkAnalyzerProcess(b *testing.B) {
+	b.Run("ReceiveDelete", benchReceiveDelete)
+	for _, sc := range []struct {
+		latency time.Duration
+		flags   []string
+	}{
+		{0, nil},
+		{100 * time.Millisecond, nil},
+		{100 * time.Millisecond, []string{"--receive-ahead", "0"}},
+		{0, []string{"--ordering-keys"}},
+	} {
+		name := fmt.Sprintf("Analyzer/latency=%v", sc.latency)
+		if len(sc.flags) > 0 {
+			name += "/" + strings.Join(sc.flags, "=")
+		}
+		b.Run(name, func(b *testing.B) { benchAnalyzer(b, name, sc.latency, sc.flags) })
+	}
+	b.Run("Memory15MB", benchMemory)
+	b.Run("Quota", benchQuota)
+}
+
+// benchReceiveDelete measures the queue's ceiling: b.N messages (one per small PNG put into
+// the bucket) are received by the benchmark process itself, 10 per long poll, each batch
+// deleted with one DeleteMessageBatch in the background. Reports msgs/s (first receive to the
+// last delete answered) and SQS calls per message. No analyzer runs.
+//
+//	go test ./bench -run '^$' -bench 'AnalyzerProcess/ReceiveDelete' -benchtime 2000x
+func benchReceiveDelete(b *testing.B) {
+	if probe(b) {
+		return
+	}
+	st := getStack(b)
+	st.seed(b, b.N, "png", pngs(1_000_000))
+	ctx := context.Background()
+	url := aws.String(st.env["IMGPIPE_QUEUE_URL"])
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var calls int64
+	var delErr error
+	got := 0
+	for got < b.N {
+		out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30,
+		})
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		if err != nil {
+			b.Fatalf("receive: %v", err)
+		}
+		got += len(out.Messages)
+		if len(out.Messages) == 0 {
+			continue
+		}
+		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
+		for i, m := range out.Messages {
+			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		wg.Go(func() {
+			out, err := st.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: url, Entries: entries})
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if err == nil && len(out.Failed) > 0 {
+				err = fmt.Errorf("%d entries failed, first %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+			}
+			if err != nil && delErr == nil {
+				delErr = err
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if delErr != nil {
+		b.Fatalf("delete: %v", delErr)
+	}
+	if got != b.N {
+		b.Fatalf("received %d messages, want %d", got, b.N)
+	}
+	if v, f, err := st.queueDepth(ctx); err != nil || v+f != 0 {
+		b.Fatalf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, f, err)
+	}
+	report(b, st.root, "ReceiveDelete", b.N, []figure{
+		{float64(b.N) / elapsed.Seconds(), "msgs/s"},
+		{float64(calls) / float64(b.N), "sqs-calls/msg"},
+	}, fmt.Sprintf("bench process receives 10/poll, batch delete; %v", elapsed.Round(time.Millisecond)))
+}
+
+// benchAnalyzer measures the analyzer binary on b.N messages (distinct 64x64 PNGs, the queue
+// loaded before the process starts) with the Vision stand-in answering after latency:
+// --workers 64, --vision-rate 100000 --vision-burst 1000 (the client limiter does not bound
+// it), --visibility-timeout 30s, --log-level warn, plus the scenario's flags. Reports:
+//   - msgs/s: (N - n0) / (t1 - t0), where t0 is the first /metrics poll (every 20 ms) at which
+//     imgpipe_analyzer_messages_succeeded_total >= 5% of N, n0 its value, t1 the poll that
+//     sees N; start-up and the first messages are thus left out;
+//   - cpu-ms/msg: user + system CPU time of the whole analyzer process (start-up, the 20 ms
+//     scrapes and the SIGTERM drain included) divided by N;
+//   - peak-MB: the process's peak RSS (VmHWM, KiB / 1024);
+//   - sqs-calls/msg: imgpipe_analyzer_sqs_calls_total over all ops at t1, divided by N;
+//   - for latency > 0, bound-msgs/s = 64 / latency and %-of-bound = msgs/s / bound.
+//
+// It fails if the analyzer failed or dead-lettered any message or does not exit 0.
+//
+//	go test ./bench -run '^$' -bench 'AnalyzerProcess/Analyzer' -benchtime 2000x
+func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []string) {
+	if probe(b) {
+		return
+	}
+	st := getStack(b)
+	if err := st.setVisionFaults(latency, 0, 0); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
+	st.seed(b, b.N, "png", pngs(2_000_000+int64(latency/time.Millisecond)*10_000))
+	b.ResetTimer()
+	c := unlimited
+	c.flags = flags
+	r := st.runAnalyzer(b, b.N, c)
+	b.StopTimer()
+	assertClean(b, st, r)
+	n := float64(b.N)
+	figs := []figure{
+		{r.throughput, "msgs/s"},
+		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
+		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
+		{r.metric("sqs_calls_total") / n, "sqs-calls/msg"},
+	}
+	if latency > 0 {
+		bound := float64(unlimited.workers) / latency.Seconds()
+		figs = append(figs, figure{bound, "bound-msgs/s"}, figure{r.throughput / bound * 100, "%-of-bound"})
+	}
+	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v", latency, strings.Join(flags, " "), r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v", b.N, note, r.cpu, r.maxRSSKiB, r.metric("messages_succeeded_total"))
+	report(b, st.root, name, b.N, figs, note)
+}
+
+// benchMemory measures the analyzer's peak memory on large images: 128 objects (b.N is
+// ignored) that are each an uncompressed 2560x1960 BMP of about 15 MB
+// (samples.Image(seed, 2560, 1960, "bmp"), a different seed per object), 64 workers, Vision
+// latency 100 ms, the default --mode stream (the analyzer streams the bytes from S3 to
+// Vision). Reports peak-MB (VmHWM), cpu-ms/image (whole process / 128), images/s
+// (measured as msgs/s in benchAnalyzer) and the image size.
+//
+//	go test ./bench -run '^$' -bench 'AnalyzerProcess/Memory15MB' -benchtime 2000x
+func benchMemory(b *testing.B) {
+	if probe(b) {
+		return
+	}
+	const m = 128
+	st := getStack(b)
+	first, err := samples.Image(3_000_000, 2560, 1960, "bmp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(first) < 14_000_000 || len(first) > 20_000_000 {
+		b.Fatalf("2560x1960 BMP is %d bytes, want about 15 MB and under Vision's 20 MB", len(first))
+	}
+	if err := st.setVisionFaults(100*time.Millisecond, 0, 0); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
+	genStart := time.Now()
+	st.seed(b, m, "bmp", func(i int) ([]byte, error) {
+		if i == 0 {
+			return first, nil
+		}
+		return samples.Image(3_000_000+int64(i), 2560, 1960, "bmp")
+	})
+	b.Logf("generated and put %d BMPs of %d bytes in %v", m, len(first), time.Since(genStart).Round(time.Millisecond))
+	b.ResetTimer()
+	r := st.runAnalyzer(b, m, unlimited)
+	b.StopTimer()
+	assertClean(b, st, r)
+	figs := []figure{
+		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
+		{float64(r.cpu.Microseconds()) / 1000 / m, "cpu-ms/image"},
+		{r.throughput, "images/s"},
+		{float64(len(first)) / 1e6, "image-MB"},
+	}
+	note := fmt.Sprintf("%d distinct BMPs 2560x1960, 64 workers, Vision latency 100ms, --mode stream; window %v of %v",
+		m, r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+	b.Logf("%s; cpu %v; peak RSS %d KiB", note, r.cpu, r.maxRSSKiB)
+	report(b, st.root, "Memory15MB", m, figs, note)
+}
+
+// benchQuota measures the analyzer against a Vision quota: the stand-in answers 429 beyond
+// 20 calls/s (burst 20) and after 50 ms otherwise; the analyzer runs with --workers 64
+// --vision-rate 20 --vision-burst 20 on 300 messages (b.N is ignored). Reports analyses/s
+// (over the same 5%-to-100% window as msgs/s in benchAnalyzer), %-of-quota (analyses/s / 20),
+// %-429 (share of the Vision calls of the whole run answered 429, from the stand-in's
+// /admin/stats), run-analyses/s (300 / process start to the last success) and cpu-ms/msg.
+//
+//	go test ./bench -run '^$' -bench 'AnalyzerProcess/Quota' -benchtime 2000x
+func benchQuota(b *testing.B) {
+	if probe(b) {
+		return
+	}
+	const n = 300
+	st := getStack(b)
+	if err := st.setVisionFaults(50*time.Millisecond, 20, 20); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
+	st.seed(b, n, "png", pngs(4_000_000))
+	s0, err := st.visionStats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	r := st.runAnalyzer(b, n, analyzerConfig{workers: 64, visionRate: 20, visionBurst: 20})
+	b.StopTimer()
+	s1, err := st.visionStats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	assertClean(b, st, r)
+	calls, throttled := s1.Calls-s0.Calls, s1.Throttled-s0.Throttled
+	if calls < n {
+		b.Fatalf("the Vision stand-in counted %d calls for %d messages", calls, n)
+	}
+	figs := []figure{
+		{r.throughput, "analyses/s"},
+		{r.throughput / 20 * 100, "%-of-quota"},
+		{float64(throttled) / float64(calls) * 100, "%-429"},
+		{n / r.fromStart.Seconds(), "run-analyses/s"},
+		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
+	}
+	note := fmt.Sprintf("quota 20/s burst 20, latency 50ms, client 20/s burst 20; %d Vision calls, %d answered 429; window %v of %v",
+		calls, throttled, r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+	b.Logf("%s", note)
+	report(b, st.root, "Quota", n, figs, note)
+}
+
+// TestAnalyzerProcess runs the analyzer binary through the benchmark's harness on 40 small
+// PNGs with no Vision latency and checks what the process and its metrics report. Outside
+// CI it is skipped when a stand-in's prerequisite (node, Java, the Pub/Sub emulator) is
+// missing; with CI=true that is a failure.
+//
+//	go test ./bench -run TestAnalyzerProcess -count=1 -v
+func TestAnalyzerProcess(t *testing.T) {
+	const n = 40
+	st := getStack(t)
+	if err := st.setVisionFaults(0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.seed(t, n, "png", pngs(5_000_000))
+	r := st.runAnalyzer(t, n, unlimited)
+	if got := r.metric("messages_succeeded_total"); got != n {
+		t.Errorf("succeeded = %v, want %d", got, n)
+	}
+	if got := r.metric("messages_failed_total"); got != 0 {
+		t.Errorf("failed = %v, want 0", got)
+	}
+	if got := r.metric("messages_dead_lettered_total"); got != 0 {
+		t.Errorf("dead-lettered = %v, want 0", got)
+	}
+	if r.exitCode != 0 {
+		t.Errorf("exit code %d, want 0", r.exitCode)
+	}
+	if r.cpu <= 0 {
+		t.Errorf("CPU time %v, want > 0", r.cpu)
+	}
+	if r.maxRSSKiB <= 0 {
+		t.Errorf("peak RSS %d KiB, want > 0", r.maxRSSKiB)
+	}
+	if v, f, err := st.queueDepth(context.Background()); err != nil || v+f != 0 {
+		t.Errorf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, f, err)
+	}
+	t.Logf("%d messages: %.1f msgs/s, cpu %v, peak RSS %d KiB, sqs calls %v", n, r.throughput, r.cpu, r.maxRSSKiB, r.metric("sqs_calls_total"))
+}
