@@ -173,13 +173,15 @@ func benchReceiveDelete(b *testing.B) {
 // loaded before the process starts) with the Vision stand-in answering after latency:
 // --workers 64, --vision-rate 100000 --vision-burst 1000 (the client limiter does not bound
 // it), --visibility-timeout 30s, --log-level warn, plus the scenario's flags. Reports:
-//   - msgs/s: (N - n0) / (t1 - t0), where t0 is the first /metrics poll (every 20 ms) at which
-//     imgpipe_analyzer_messages_succeeded_total >= 5% of N, n0 its value, t1 the poll that
-//     sees N; start-up and the first messages are thus left out;
+//   - msgs/s: (N - n0) / (t1 - t0), where the queue's depth (visible + in flight) is polled
+//     every 20 ms, a message counts as done once deleted, t0 is the first poll with at least
+//     5% of N done, n0 the count then, t1 the poll that sees the queue empty; start-up and
+//     the first messages are thus left out;
 //   - cpu-ms/msg: user + system CPU time of the whole analyzer process (start-up, the 20 ms
 //     scrapes and the SIGTERM drain included) divided by N;
 //   - peak-MB: the process's peak RSS (VmHWM, KiB / 1024);
-//   - sqs-calls/msg: imgpipe_analyzer_sqs_calls_total over all ops at t1, divided by N;
+//   - sqs-calls/msg: imgpipe_analyzer_sqs_calls_total over all ops just after t1, divided by
+//     N (the analyzer's /metrics is read once, after the run, so scrapes add no CPU);
 //   - for latency > 0, bound-msgs/s = 64 / latency and %-of-bound = msgs/s / bound.
 //
 // It fails if the analyzer failed or dead-lettered any message or does not exit 0.
@@ -213,7 +215,8 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 		figs = append(figs, figure{bound, "bound-msgs/s"}, figure{r.throughput / bound * 100, "%-of-bound"})
 	}
 	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v", latency, strings.Join(flags, " "), r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
-	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v", b.N, note, r.cpu, r.maxRSSKiB, r.metric("messages_succeeded_total"))
+	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v; receive errors %v", b.N, note, r.cpu, r.maxRSSKiB,
+		r.metric("messages_succeeded_total"), r.metric("receive_errors_total"))
 	report(b, st.root, name, b.N, figs, note)
 }
 
