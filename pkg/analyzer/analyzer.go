@@ -188,10 +188,9 @@ type Analyzer struct {
 	metrics   *Metrics
 	breaker   *breaker.Breaker
 	scaler    *autoscale.Scaler
-	pool      *pool        // workers: messages being analysed (S3 reads and the Vision call)
-	tickets   *pool        // messages received and not yet out of the workers: workers plus ReceiveAhead
-	waiting   atomic.Int64 // messages received and not yet given a worker (or released)
-	finishing *pool        // messages analysed and being published and deleted
+	pool      *pool // workers: messages in their Vision call (with the rest of the object streamed)
+	tickets   *pool // messages received and not yet out of the workers: workers plus ReceiveAhead
+	finishing *pool // messages analysed and being published and deleted
 	now       func() time.Time
 	ran       atomic.Bool
 
@@ -331,7 +330,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		// Receive only for an idle worker that no received message is already waiting for.
 		// Then take one ticket (blocking), and up to a batch more, waiting a moment for
 		// tickets that are about to free: full batches halve the receives per message.
-		if !a.pool.waitIdle(ctx, func(idle int) bool { return int64(idle) > a.waiting.Load() }) {
+		if !a.pool.waitIdle(ctx) {
 			continue
 		}
 		if !a.tickets.acquire(ctx) {
@@ -364,7 +363,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		}
 		failures = 0
 		a.sqsErr.Store(nil)
-		a.waiting.Add(int64(len(msgs)))
+		a.pool.expect(len(msgs))
 		for _, m := range msgs {
 			inflight.Add(1)
 			go func() {
@@ -416,15 +415,19 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 	return out.Messages, nil
 }
 
-// handle waits for a worker, processes one message and settles it: delete, DLQ then delete,
-// backoff, or release. runCtx is Run's: once it ends, a message that has no worker yet is
-// released instead of started; ctx is the work's, cancelled at the drain deadline. ticket is
-// the message's receive ticket, given back once the message leaves the worker (its publish
-// and delete do not hold up the next receive); handle calls it exactly once.
+// handle processes one message and settles it: delete, DLQ then delete, backoff, or
+// release. runCtx is Run's: once it ends, a message that has no worker yet is released
+// instead of started; ctx is the work's, cancelled at the drain deadline. ticket is the
+// message's receive ticket, given back once the message leaves the worker stage (its
+// publish and delete do not hold up the next receive); handle calls it exactly once.
 //
-// A worker does the part whose concurrency the pool bounds: the S3 reads and the Vision
-// call. The records are then published outside the pool, in a finishing stage bounded to
-// as many messages as there are workers, so a worker is free as soon as Vision answers.
+// The work is in three stages. Preparing (parse the event, read the object's first bytes,
+// identify the image) needs no worker, so a message waiting for one is ready when it gets
+// it, and a message with nothing for Vision (a removal, a non-image, a stale event) never
+// takes one. A worker does the part whose concurrency the pool bounds: the Vision call,
+// with the rest of the object streamed to it. The records are then published outside the
+// pool, in a finishing stage bounded to as many messages as the pool's maximum size, so a
+// worker is free as soon as Vision answers.
 func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticket func()) {
 	ticket = sync.OnceFunc(ticket)
 	defer ticket()
@@ -438,33 +441,51 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticke
 		defer close(hbDone)
 		a.heartbeat(hbCtx, log, m.ReceiptHandle)
 	}()
-	started := a.pool.acquire(runCtx)
-	a.waiting.Add(-1)
-	if !started {
-		stopHeartbeat()
-		<-hbDone
-		if !a.abandon {
-			a.metrics.released.Add(1)
-			a.setVisibility(log, m.ReceiptHandle, 0)
-			log.Info("released message not started before shutdown")
+	items, err := safely(a, func() ([]item, error) { return a.prepareMessage(ctx, log, aws.ToString(m.Body)) })
+	finishing := false // holding a place in the finishing stage
+	defer func() {
+		if finishing {
+			a.finishing.release()
 		}
-		return
-	}
-	a.metrics.inflight.Add(1)
-	defer a.metrics.inflight.Add(-1)
-	start := time.Now()
-	recs, err := safely(a, func() ([]pending, error) { return a.analyzeMessage(ctx, log, aws.ToString(m.Body)) })
-	a.metrics.observeHandle(time.Since(start))
-	if err == nil && len(recs) > 0 {
-		// Hand the message from its worker to the finishing stage; while that stage is
-		// full the worker waits, which holds back receiving.
-		if a.finishing.acquire(ctx) {
-			defer a.finishing.release()
-		} else {
-			err = ctx.Err()
+	}()
+	var recs []pending
+	if err == nil && needsWorker(items) {
+		started := a.pool.acquire(runCtx)
+		a.pool.done()
+		if !started {
+			stopHeartbeat()
+			<-hbDone
+			if !a.abandon {
+				a.metrics.released.Add(1)
+				a.setVisibility(log, m.ReceiptHandle, 0)
+				log.Info("released message not started before shutdown")
+			}
+			return
+		}
+		a.metrics.inflight.Add(1)
+		defer a.metrics.inflight.Add(-1)
+		start := time.Now()
+		recs, err = safely(a, func() ([]pending, error) { return a.analyzeItems(ctx, items) })
+		a.metrics.observeHandle(time.Since(start))
+		if err == nil && len(recs) > 0 {
+			// Hand the message from its worker to the finishing stage; while that stage is
+			// full the worker waits, which holds back receiving.
+			if finishing = a.finishing.acquire(ctx); !finishing {
+				err = ctx.Err()
+			}
+		}
+		a.pool.release()
+	} else {
+		a.pool.done()
+		if err == nil {
+			recs, err = a.analyzeItems(ctx, items) // nothing for Vision: removals at most
+		}
+		if err == nil && len(recs) > 0 {
+			if finishing = a.finishing.acquire(ctx); !finishing {
+				err = ctx.Err()
+			}
 		}
 	}
-	a.pool.release()
 	ticket()
 	if err == nil {
 		_, err = safely(a, func() (struct{}, error) { return struct{}{}, a.publishRecords(ctx, recs) })

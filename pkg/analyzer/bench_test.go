@@ -128,9 +128,15 @@ func (r *rig) load(b *testing.B, n int) {
 	}
 	close(keys)
 	wg.Wait()
-	stacktest.WaitFor(b, "the queue loaded", time.Minute, func() (bool, string) {
+	r.waitQueued(b, r.res.QueueURL, n)
+}
+
+// waitQueued waits until the queue at url holds n visible messages.
+func (r *rig) waitQueued(t testing.TB, url string, n int) {
+	t.Helper()
+	stacktest.WaitFor(t, fmt.Sprintf("%d messages on the queue", n), time.Minute, func() (bool, string) {
 		out, err := r.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-			QueueUrl: aws.String(r.res.QueueURL), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+			QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
 		})
 		if err != nil {
 			return false, err.Error()

@@ -11,7 +11,8 @@ type pool struct {
 	mu      sync.Mutex
 	limit   int
 	used    int
-	changed chan struct{} // closed and replaced whenever a slot frees or the size changes
+	waiting int           // messages expected to ask for a slot (see expect, done)
+	changed chan struct{} // closed and replaced whenever a slot frees, the size or waiting changes
 }
 
 func newPool(n int) *pool { return &pool{limit: n, changed: make(chan struct{})} }
@@ -35,12 +36,11 @@ func (p *pool) acquire(ctx context.Context) bool {
 	}
 }
 
-// waitIdle waits until ok(free slots) holds, or ctx ends. ok is checked again whenever a
-// slot frees or the size changes, so it must only become true through those.
-func (p *pool) waitIdle(ctx context.Context, ok func(idle int) bool) bool {
+// waitIdle waits until a slot is free that no expected message will take, or ctx ends.
+func (p *pool) waitIdle(ctx context.Context) bool {
 	for {
 		p.mu.Lock()
-		if ok(p.limit - p.used) {
+		if p.limit-p.used > p.waiting {
 			p.mu.Unlock()
 			return true
 		}
@@ -52,6 +52,22 @@ func (p *pool) waitIdle(ctx context.Context, ok func(idle int) bool) bool {
 			return false
 		}
 	}
+}
+
+// expect counts n messages that will ask for a slot; each calls done once it has one, or
+// will not ask after all.
+func (p *pool) expect(n int) {
+	p.mu.Lock()
+	p.waiting += n
+	p.mu.Unlock()
+}
+
+// done ends one expect.
+func (p *pool) done() {
+	p.mu.Lock()
+	p.waiting--
+	p.signal()
+	p.mu.Unlock()
 }
 
 // tryAcquire takes a slot if one is free now.

@@ -39,11 +39,22 @@ type pending struct {
 	log *zap.Logger
 }
 
-// analyzeMessage does the work of one SQS message body that needs a worker: it parses the
-// event and analyses every created object. It returns the records to publish (removals
-// included; stale and unhandled events are skipped and counted), or the first error,
-// classified.
-func (a *Analyzer) analyzeMessage(ctx context.Context, log *zap.Logger, body string) ([]pending, error) {
+// item is one record of a message once prepared: either a record ready to publish (a
+// removal) or a created object identified from its first bytes, waiting for Vision.
+type item struct {
+	rec   *s3event.Record
+	log   *zap.Logger
+	ready *analysis.Record
+	head  *objectHead
+	meta  *imagemeta.Meta
+}
+
+// prepareMessage does the part of a message's work that needs no worker: it parses the
+// event, reads the first bytes of every created object and identifies it. It returns what
+// is left to do (nothing for a test event or stale records, which are skipped and counted),
+// or the first error, classified: a non-image, an empty or too-large object fails here
+// without holding a worker or spending a Vision call.
+func (a *Analyzer) prepareMessage(ctx context.Context, log *zap.Logger, body string) ([]item, error) {
 	msg, err := s3event.Parse([]byte(body))
 	if err != nil {
 		return nil, err
@@ -52,24 +63,72 @@ func (a *Analyzer) analyzeMessage(ctx context.Context, log *zap.Logger, body str
 		log.Info("s3 test event ignored")
 		return nil, nil
 	}
-	var out []pending
+	var out []item
 	for i := range msg.Records {
 		rec := &msg.Records[i]
-		rlog := log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
-		r, err := a.analyzeRecord(ctx, rlog, rec)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
+		it := item{rec: rec, log: log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))}
+		var why string
+		switch rec.Kind {
+		case s3event.Created:
+			it.head, it.meta, why, err = a.prepareObject(ctx, rec)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
+			}
+		case s3event.Removed:
+			it.ready = &analysis.Record{
+				SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
+				Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
+				Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+			}
+		default:
+			why = "event type not handled"
 		}
-		if r == nil {
+		if why != "" {
+			it.log.Info("record skipped", zap.String("why", why))
 			a.metrics.skipped.Add(1)
 			continue
 		}
-		out = append(out, pending{r, rlog})
+		out = append(out, it)
 	}
 	return out, nil
 }
 
-// publishRecords publishes what analyzeMessage produced, in order, and returns the first
+// needsWorker reports whether any prepared item still needs Vision.
+func needsWorker(items []item) bool {
+	for _, it := range items {
+		if it.head != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// analyzeItems is a worker's part: Vision for every prepared object, in order. It returns
+// the records to publish (an object that changed while it was read is skipped and counted)
+// or the first error, classified.
+func (a *Analyzer) analyzeItems(ctx context.Context, items []item) ([]pending, error) {
+	out := make([]pending, 0, len(items))
+	for _, it := range items {
+		r := it.ready
+		if r == nil {
+			var why string
+			var err error
+			r, why, err = a.analyzeObject(ctx, it.rec, it.head, it.meta)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", it.rec.EventName, it.rec.Bucket, it.rec.Key, err)
+			}
+			if r == nil {
+				it.log.Info("record skipped", zap.String("why", why))
+				a.metrics.skipped.Add(1)
+				continue
+			}
+		}
+		out = append(out, pending{r, it.log})
+	}
+	return out, nil
+}
+
+// publishRecords publishes what analyzeItems produced, in order, and returns the first
 // error, classified.
 func (a *Analyzer) publishRecords(ctx context.Context, recs []pending) error {
 	for _, p := range recs {
@@ -82,67 +141,48 @@ func (a *Analyzer) publishRecords(ctx context.Context, recs []pending) error {
 	return nil
 }
 
-// analyzeRecord returns the record to publish for one S3 event record, or nil when there is
-// nothing to publish.
-func (a *Analyzer) analyzeRecord(ctx context.Context, log *zap.Logger, rec *s3event.Record) (*analysis.Record, error) {
-	switch rec.Kind {
-	case s3event.Created:
-		r, why, err := a.analyzeObject(ctx, rec)
-		if err != nil {
-			return nil, err
-		}
-		if r == nil {
-			log.Info("record skipped", zap.String("why", why))
-		}
-		return r, nil
-	case s3event.Removed:
-		return &analysis.Record{
-			SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
-			Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
-			Sequencer: rec.Sequencer, EventTime: rec.EventTime,
-		}, nil
-	default:
-		log.Info("event type not handled; skipped")
-		return nil, nil
-	}
-}
-
-// analyzeObject reads the object's head to identify it, calls Vision, and builds the record.
-// A nil record with a reason means the event is stale and there is nothing to analyse.
-func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record) (*analysis.Record, string, error) {
+// prepareObject reads the object's first bytes and identifies the image. A nil head with a
+// reason means the event is stale and there is nothing to analyse.
+func (a *Analyzer) prepareObject(ctx context.Context, rec *s3event.Record) (*objectHead, *imagemeta.Meta, string, error) {
 	head, err := a.readHead(ctx, rec)
 	switch {
 	case isNotFound(err):
 		// Deleted (or overwritten, for a versioned get) since the event: its ObjectRemoved
 		// event follows and removes it from the index.
-		return nil, "object no longer exists", nil
+		return nil, nil, "object no longer exists", nil
 	case isInvalidRange(err):
 		// The range bytes=0-N is unsatisfiable only when the object is empty.
 		if rec.VersionID == "" && rec.ETag != "" && rec.ETag != emptyETag {
-			return nil, "object overwritten since the event", nil
+			return nil, nil, "object overwritten since the event", nil
 		}
-		return nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
+		return nil, nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
 	case err != nil:
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if rec.VersionID == "" && rec.ETag != "" && head.etag != rec.ETag {
 		// Overwritten since this event, in an unversioned bucket: the newer content has its
 		// own event, and analysing it here would attach it to the older sequencer.
-		return nil, "object overwritten since the event", nil
+		return nil, nil, "object overwritten since the event", nil
 	}
 	switch {
 	case head.size == 0:
-		return nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
+		return nil, nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
 	case head.size > a.opts.MaxImageBytes:
-		return nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", head.size, a.opts.MaxImageBytes)
+		return nil, nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", head.size, a.opts.MaxImageBytes)
 	}
 	meta, err := identify(head)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
+	return head, meta, "", nil
+}
 
+// analyzeObject calls Vision on a prepared object and builds its record. A nil record with a
+// reason means the object changed or disappeared while it was read.
+func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head *objectHead, meta *imagemeta.Meta) (*analysis.Record, string, error) {
 	start := time.Now()
 	var res *vision.Result
+	var err error
 	if a.opts.Mode == ModeURL {
 		url, perr := a.presign(ctx, rec)
 		if perr != nil {

@@ -15,6 +15,7 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
+	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
@@ -153,4 +154,27 @@ func TestPublishDoesNotHoldWorker(t *testing.T) {
 	close(g.open)
 	r.waitPublished(t, images, 60*time.Second)
 	r.checkOnce(t, images)
+}
+
+// TestNonImageTakesNoWorker: an image and a non-image arrive in one receive; while the only
+// worker is busy on the image's slow Vision call, the non-image is identified from its first
+// bytes and dead-lettered without waiting for the worker.
+func TestNonImageTakesNoWorker(t *testing.T) {
+	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(8 * time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	images := r.putImages(t, 9400, 1)
+	r.put(t, r.res.Prefix+"not-an-image.jpg", []byte("plain text, not a JPEG"))
+	r.waitQueued(t, r.res.QueueURL, 2) // both in the first receive
+	x := r.start(t, r.visionClient(t, nil), Options{Workers: 1, VisibilityTimeout: 30 * time.Second}, nil)
+	r.waitQueued(t, r.res.DLQURL, 1)
+	if got := r.pub.counts(); len(got) != 0 {
+		t.Fatalf("published %v while the only worker was still in its Vision call: the non-image did not overtake it (%+v)", got, x.a.Metrics().Snapshot())
+	}
+	r.waitPublished(t, images, 60*time.Second)
+	dead := r.dlqContents(t)
+	if len(dead) != 1 || dead[0].failure.Reason != "NotAnImage" {
+		t.Fatalf("DLQ: %+v, want the non-image with reason NotAnImage", dead)
+	}
 }
