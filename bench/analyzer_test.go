@@ -182,7 +182,8 @@ func benchReceiveDelete(b *testing.B) {
 //   - peak-MB: the process's peak RSS (VmHWM, KiB / 1024);
 //   - sqs-calls/msg: imgpipe_analyzer_sqs_calls_total over all ops just after t1, divided by
 //     N (the analyzer's /metrics is read once, after the run, so scrapes add no CPU);
-//   - for latency > 0, bound-msgs/s = 64 / latency and %-of-bound = msgs/s / bound.
+//   - for latency > 0, bound-msgs/s = 64 / latency and %-of-bound = msgs/s / bound;
+//   - in the log line, how busy the machine's CPUs were during the window (all processes).
 //
 // It fails if the analyzer failed or dead-lettered any message or does not exit 0.
 //
@@ -214,7 +215,8 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 		bound := float64(unlimited.workers) / latency.Seconds()
 		figs = append(figs, figure{bound, "bound-msgs/s"}, figure{r.throughput / bound * 100, "%-of-bound"})
 	}
-	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v", latency, strings.Join(flags, " "), r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v; machine CPU busy %.0f%%", latency, strings.Join(flags, " "),
+		r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond), r.machineBusy*100)
 	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v; receive errors %v", b.N, note, r.cpu, r.maxRSSKiB,
 		r.metric("messages_succeeded_total"), r.metric("receive_errors_total"))
 	report(b, st.root, name, b.N, figs, note)

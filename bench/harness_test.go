@@ -499,6 +499,9 @@ type analyzerRun struct {
 	maxRSSKiB  int64         // peak resident set, VmHWM (KiB)
 	exitCode   int
 	metrics    map[string]float64 // last scrape before SIGTERM, summed over labels
+	// machineBusy is the share of the machine's CPU time (all cores, every process) that
+	// was not idle during the window: near 1 means the run was CPU-bound.
+	machineBusy float64
 }
 
 func (r *analyzerRun) metric(name string) float64 { return r.metrics["imgpipe_analyzer_"+name] }
@@ -561,6 +564,7 @@ func (st *stack) runAnalyzer(tb testing.TB, n int, c analyzerConfig) *analyzerRu
 	threshold := float64(n) * 0.05
 	var t0 time.Time
 	var n0 float64
+	var cpu0 cpuStat
 	lastProgress, lastDone := time.Now(), -1.0
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -588,8 +592,15 @@ func (st *stack) runAnalyzer(tb testing.TB, n int, c analyzerConfig) *analyzerRu
 		}
 		if t0.IsZero() && done >= threshold {
 			t0, n0 = now, done
+			cpu0 = readCPUStat()
 		}
 		if done >= float64(n) {
+			if cpu0.total > 0 {
+				cpu1 := readCPUStat()
+				if d := cpu1.total - cpu0.total; d > 0 {
+					r.machineBusy = 1 - float64(cpu1.idle-cpu0.idle)/float64(d)
+				}
+			}
 			r.fromStart = now.Sub(started)
 			r.window = now.Sub(t0)
 			if r.window > 0 {
@@ -647,6 +658,35 @@ drain:
 		tb.Fatalf("analyzer exit code %d (%v); log tail:\n%s", r.exitCode, waitErr, logTail())
 	}
 	return r
+}
+
+// cpuStat is the machine's CPU time from /proc/stat, in clock ticks.
+type cpuStat struct{ total, idle uint64 }
+
+// readCPUStat reads the "cpu" line of /proc/stat; idle counts idle and iowait. A zero value
+// means it could not be read.
+func readCPUStat() cpuStat {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuStat{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return cpuStat{}
+	}
+	var c cpuStat
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return cpuStat{}
+		}
+		c.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			c.idle += v
+		}
+	}
+	return c
 }
 
 // notePeak records the process's peak resident set so far (VmHWM in /proc/PID/status, which
