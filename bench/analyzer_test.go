@@ -332,7 +332,9 @@ func TestAnalyzerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.seed(t, n, "png", pngs(5_000_000))
-	r := st.runAnalyzer(t, n, unlimited)
+	c := unlimited
+	c.flags = []string{"--wait-time", "2s"} // a short last long poll: the test stops quickly
+	r := st.runAnalyzer(t, n, c)
 	if got := r.metric("messages_succeeded_total"); got != n {
 		t.Errorf("succeeded = %v, want %d", got, n)
 	}

@@ -48,12 +48,6 @@ type stack struct {
 
 	mu  sync.Mutex
 	seq int // distinguishes the object keys of successive seedings
-	// quietUntil is when the long polls of the last analyzer run have surely ended. A
-	// ReceiveMessage still waiting when the analyzer exits is not cancelled in fauxqs: it
-	// takes the first message sent within its wait (default --wait-time 20s) for a caller
-	// that is gone, and fauxqs re-evaluates visibility only on later receives, so that
-	// message would stay in flight and skew the next scenario. seed waits until then.
-	quietUntil time.Time
 }
 
 // missingError is `localstack up` failing on a missing prerequisite (node, Java, an emulator).
@@ -350,12 +344,7 @@ func (st *stack) seed(tb testing.TB, n int, ext string, body func(i int) ([]byte
 	st.mu.Lock()
 	st.seq++
 	run := st.seq
-	quiet := time.Until(st.quietUntil)
 	st.mu.Unlock()
-	if quiet > 0 {
-		tb.Logf("waiting %v for the last analyzer's long polls to end before seeding", quiet.Round(time.Millisecond))
-		time.Sleep(quiet)
-	}
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var firstErr error
@@ -618,9 +607,8 @@ func (st *stack) runAnalyzer(tb testing.TB, n int, c analyzerConfig) *analyzerRu
 	}
 	r.metrics = m
 
-	st.mu.Lock()
-	st.quietUntil = time.Now().Add(21 * time.Second) // the analyzer's default --wait-time is 20s
-	st.mu.Unlock()
+	// The analyzer finishes its last long poll before it exits (up to --wait-time on the
+	// empty queue), so no poll of a gone caller is left to take the next scenario's messages.
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	deadline := time.After(40 * time.Second) // the drain timeout is 25s
 drain:

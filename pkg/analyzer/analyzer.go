@@ -6,7 +6,8 @@
 // a transient failure leaves the message on the queue with a visibility timeout that grows with
 // its receive count, so the queue's redrive policy moves it to the DLQ after maxReceiveCount
 // without hammering Vision. While a message is in work its visibility is extended by a
-// heartbeat. On shutdown receiving stops at once, in-flight work gets a deadline, and what did
+// heartbeat. On shutdown no new receive is made (a long poll already waiting runs to its end,
+// and what it brings back is released at once), in-flight work gets a deadline, and what did
 // not finish is released for another worker.
 //
 // A circuit breaker on Vision's health stops receiving while Vision is down, so an outage
@@ -294,9 +295,17 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	if a.ran.Swap(true) {
 		return errors.New("analyzer: Run called twice")
 	}
-	// Work outlives ctx by up to DrainTimeout; it is cancelled when the drain deadline passes.
+	// Work outlives ctx by up to DrainTimeout: it is cancelled when the drain deadline,
+	// DrainTimeout after ctx ends, passes.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	var deadline atomic.Pointer[time.Time]
+	stopDeadline := context.AfterFunc(ctx, func() {
+		d := time.Now().Add(a.opts.DrainTimeout)
+		deadline.Store(&d)
+		time.AfterFunc(a.opts.DrainTimeout, cancelWork)
+	})
+	defer stopDeadline()
 	deleterDone := make(chan struct{})
 	go func() {
 		defer close(deleterDone)
@@ -343,9 +352,20 @@ func (a *Analyzer) Run(ctx context.Context) error {
 			got++
 		}
 		cancelLinger()
-		msgs, err := a.receive(ctx, got)
+		// The receive is not cancelled when ctx ends, only at the drain deadline: SQS does
+		// not notice a long poll whose caller hung up and hands it the next messages, which
+		// would then stay invisible for their whole visibility timeout. What a receive
+		// brings back after ctx ended is released at once instead.
+		msgs, err := a.receive(workCtx, got)
 		for i := len(msgs); i < got; i++ {
 			a.tickets.release()
+		}
+		if ctx.Err() != nil {
+			a.releaseUnstarted(msgs)
+			for range msgs {
+				a.tickets.release()
+			}
+			break
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -374,7 +394,11 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	}
 	<-watchDone
 
-	a.log.Info("draining", zap.Duration("deadline", a.opts.DrainTimeout))
+	left := a.opts.DrainTimeout
+	if d := deadline.Load(); d != nil {
+		left = time.Until(*d)
+	}
+	a.log.Info("draining", zap.Duration("deadline_in", left))
 	drained := make(chan struct{})
 	go func() {
 		inflight.Wait()
@@ -382,9 +406,9 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	}()
 	select {
 	case <-drained:
-	case <-time.After(a.opts.DrainTimeout):
+	case <-workCtx.Done():
+		// Handlers see their context cancelled and release their messages.
 		a.log.Warn("drain deadline passed; releasing unfinished messages")
-		cancelWork() // handlers see ctx cancelled and release their messages
 		<-drained
 	}
 	a.deleter.close()
@@ -413,6 +437,32 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 	}
 	a.metrics.received.Add(int64(len(out.Messages)))
 	return out.Messages, nil
+}
+
+// releaseUnstarted gives messages received after shutdown began straight back to the queue.
+func (a *Analyzer) releaseUnstarted(msgs []sqstypes.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := a.deps.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(a.opts.QueueURL), Entries: entries})
+	a.metrics.sqsCall("ChangeMessageVisibilityBatch")
+	failed := len(msgs)
+	if err == nil {
+		failed = len(out.Failed)
+	}
+	a.metrics.released.Add(int64(len(msgs) - failed))
+	if err != nil || failed > 0 {
+		// Those come back when their visibility timeout ends anyway.
+		a.log.Warn("release of messages received during shutdown failed", zap.Error(err), zap.Int("failed", failed))
+		return
+	}
+	a.log.Info("released messages received during shutdown", zap.Int("count", len(msgs)))
 }
 
 // handle processes one message and settles it: delete, DLQ then delete, backoff, or

@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
@@ -176,5 +178,36 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 	dead := r.dlqContents(t)
 	if len(dead) != 1 || dead[0].failure.Reason != "NotAnImage" {
 		t.Fatalf("DLQ: %+v, want the non-image with reason NotAnImage", dead)
+	}
+}
+
+// TestShutdownDuringLongPoll: a message that arrives while the analyzer, already told to
+// stop, still waits in a long poll is released at once. (Cancelling the poll instead would
+// leave it with a receiver that hung up, invisible for its whole visibility timeout: SQS and
+// fauxqs both hand messages to such polls.)
+func TestShutdownDuringLongPoll(t *testing.T) {
+	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, WaitTime: 5 * time.Second, VisibilityTimeout: 30 * time.Second}, nil)
+	time.Sleep(time.Second) // the first long poll of the empty queue is waiting
+	x.cancel()
+	time.Sleep(200 * time.Millisecond)
+	r.putImages(t, 9500, 1)
+	<-x.done
+	out, err := r.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(r.res.QueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	visible := out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]
+	hidden := out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)]
+	if visible != "1" || hidden != "0" {
+		t.Fatalf("after the analyzer stopped: %s visible, %s in flight; want the message visible at once", visible, hidden)
+	}
+	if s := x.a.Metrics().Snapshot(); s.Released != 1 || s.Succeeded != 0 {
+		t.Fatalf("released %d, succeeded %d; want the one message released unstarted", s.Released, s.Succeeded)
 	}
 }
