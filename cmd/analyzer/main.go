@@ -80,7 +80,7 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.visionTimeout, "vision-timeout", "IMGPIPE_VISION_TIMEOUT", vision.DefaultTimeout, "bound on one analysis, retries and waits included", config.Validate(config.PositiveDuration(&s.visionTimeout)))
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
 	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
-	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages analysed concurrently (S3 reads and the Vision call; publishing and deleting follow outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
+	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages in their Vision call at once (the first S3 read comes before, publishing and deleting after, outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
 	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages, renewed by a heartbeat while in work", config.Validate(config.PositiveDuration(&s.visibility)))
 	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", 20*time.Second, "SQS long-poll wait (0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this")
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
@@ -182,12 +182,12 @@ func run(args []string) error {
 	a, err := analyzer.New(analyzer.Deps{
 		SQS: awsclient.SQS(cfg), S3: awsclient.S3(cfg, awsOpts), Vision: vc, Publisher: pub,
 	}, &analyzer.Options{
-		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: s.wait,
+		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: zeroMeansNone(s.wait),
 		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode),
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
 		Autoscale:     autoscaleOptions(s),
-		DepthInterval: s.depthInterval, Registerer: reg, VisionObserver: vobs, ReceiveAhead: receiveAhead(s.receiveAhead),
+		DepthInterval: s.depthInterval, Registerer: reg, VisionObserver: vobs, ReceiveAhead: zeroMeansNone(s.receiveAhead),
 	})
 	if err != nil {
 		return err
@@ -250,11 +250,11 @@ func credential(s *settings) (vision.Credential, error) {
 	return vision.NewTokenCredential(vision.NewFileTokenSource(s.tokenFile)), nil
 }
 
-// receiveAhead maps the flag (0: none) to analyzer.Options.ReceiveAhead (0: default, negative:
-// none).
-func receiveAhead(n int) int {
-	if n == 0 {
+// zeroMeansNone maps a flag whose 0 means "none" to the analyzer option whose 0 means "the
+// default" and whose negative values mean "none" (ReceiveAhead, WaitTime).
+func zeroMeansNone[T int | time.Duration](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return n
+	return v
 }

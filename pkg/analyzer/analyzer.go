@@ -77,11 +77,12 @@ type Options struct {
 	QueueURL string
 	DLQURL   string
 
-	// Workers bounds the messages being analysed at once (S3 reads and the Vision call);
-	// default 16. Publishing and deleting happen after a message leaves its worker, for up
-	// to as many messages again.
+	// Workers bounds the messages in their Vision call at once (with the rest of a larger
+	// object streamed from S3); default 16. A message's first S3 read happens before it
+	// takes a worker, and publishing and deleting after it leaves, for up to as many
+	// messages again.
 	Workers     int
-	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum)
+	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum), negative 0 (short polling)
 	MaxMessages int           // per receive, 1..10; default 10
 	// ReceiveLinger is how long the receive loop, holding a ticket for a free worker, waits
 	// for more tickets to free so that it receives a fuller batch; default 25ms, negative
@@ -148,7 +149,10 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.MaxMessages <= 0 || out.MaxMessages > 10 {
 		out.MaxMessages = 10
 	}
-	def(&out.WaitTime, 20*time.Second)
+	if out.WaitTime == 0 {
+		out.WaitTime = 20 * time.Second
+	}
+	out.WaitTime = max(out.WaitTime, 0) // negative: short polling
 	def(&out.VisibilityTimeout, 30*time.Second)
 	def(&out.DrainTimeout, 25*time.Second)
 	def(&out.PresignTTL, 15*time.Minute)
@@ -299,17 +303,22 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	// DrainTimeout after ctx ends, passes.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// Deletes of work that finished just before the deadline still go out: the deleter's
+	// calls are cut off only deleteGrace after it.
+	delCtx, cancelDeletes := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeletes()
 	var deadline atomic.Pointer[time.Time]
 	stopDeadline := context.AfterFunc(ctx, func() {
 		d := time.Now().Add(a.opts.DrainTimeout)
 		deadline.Store(&d)
 		time.AfterFunc(a.opts.DrainTimeout, cancelWork)
+		time.AfterFunc(a.opts.DrainTimeout+deleteGrace, cancelDeletes)
 	})
 	defer stopDeadline()
 	deleterDone := make(chan struct{})
 	go func() {
 		defer close(deleterDone)
-		a.deleter.run(workCtx)
+		a.deleter.run(delCtx)
 	}()
 
 	watchDone := make(chan struct{})
@@ -322,6 +331,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	backoff := retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: 20 * time.Second, MaxRetries: -1}
 	failures := 0
 	for ctx.Err() == nil {
+		probe := false // this receive fetches the half-open circuit's probe
 		// While Vision is down, receive nothing: messages wait on the queue, not in memory,
 		// and do not burn receive counts. Half-open, one message goes out as the probe.
 		n := a.opts.MaxMessages
@@ -335,6 +345,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 				continue
 			}
 			n = 1
+			probe = true
 		}
 		// Receive only for an idle worker that no received message is already waiting for.
 		// Then take one ticket (blocking), and up to a batch more, waiting a moment for
@@ -352,6 +363,13 @@ func (a *Analyzer) Run(ctx context.Context) error {
 			got++
 		}
 		cancelLinger()
+		if ctx.Err() != nil {
+			// Shutdown began while tickets were gathered: make no new receive.
+			for range got {
+				a.tickets.release()
+			}
+			break
+		}
 		// The receive is not cancelled when ctx ends, only at the drain deadline: SQS does
 		// not notice a long poll whose caller hung up and hands it the next messages, which
 		// would then stay invisible for their whole visibility timeout. What a receive
@@ -388,7 +406,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
-				a.handle(ctx, workCtx, m, a.tickets.release)
+				a.handle(ctx, workCtx, m, probe, a.tickets.release)
 			}()
 		}
 	}
@@ -478,7 +496,7 @@ func (a *Analyzer) releaseUnstarted(msgs []sqstypes.Message) {
 // with the rest of the object streamed to it. The records are then published outside the
 // pool, in a finishing stage bounded to as many messages as the pool's maximum size, so a
 // worker is free as soon as Vision answers.
-func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticket func()) {
+func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe bool, ticket func()) {
 	ticket = sync.OnceFunc(ticket)
 	defer ticket()
 	id := aws.ToString(m.MessageId)
@@ -502,6 +520,11 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticke
 	if err == nil && needsWorker(items) {
 		started := a.pool.acquire(runCtx)
 		a.pool.done()
+		if started && runCtx.Err() != nil {
+			// A slot freed as shutdown began: release the message rather than start it.
+			a.pool.release()
+			started = false
+		}
 		if !started {
 			stopHeartbeat()
 			<-hbDone
@@ -510,6 +533,18 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, ticke
 				a.setVisibility(log, m.ReceiptHandle, 0)
 				log.Info("released message not started before shutdown")
 			}
+			return
+		}
+		if st := a.breaker.State(); st == breaker.Open || (st == breaker.HalfOpen && !probe) {
+			// Received before the circuit opened (or not as its probe): Vision is known to
+			// be down, so give the message back for after the cooldown without calling it.
+			a.pool.release()
+			stopHeartbeat()
+			<-hbDone
+			a.metrics.deferred.Add(1)
+			wait := max(a.breaker.Cooldown(), time.Second)
+			log.Info("vision circuit not closed; message deferred unstarted", zap.Duration("retry_in", wait))
+			a.setVisibility(log, m.ReceiptHandle, wait)
 			return
 		}
 		a.metrics.inflight.Add(1)

@@ -60,6 +60,9 @@ func (d *deleter) delete(handle *string, id string) {
 	}
 }
 
+// deleteGrace is how long after the drain deadline the deleter's last calls may still run.
+const deleteGrace = 15 * time.Second
+
 // close asks run to flush everything pending and return.
 func (d *deleter) close() { d.once.Do(func() { close(d.closed) }) }
 

@@ -400,7 +400,8 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	images := r.putImages(t, 3000, 12)
-	x := r.start(t, vc, Options{Workers: 4, VisibilityTimeout: 5 * time.Second, Breaker: &bo}, nil)
+	// One worker and 10 received ahead: when the circuit opens, messages are still waiting.
+	x := r.start(t, vc, Options{Workers: 1, VisibilityTimeout: 5 * time.Second, Breaker: &bo}, nil)
 	sawNotReady := false
 	stacktest.WaitFor(t, "the circuit to open with the analyzer not ready", 30*time.Second, func() (bool, string) {
 		if x.a.CircuitState() == breaker.Open && x.a.Ready(context.Background()) != nil {
@@ -408,6 +409,18 @@ func TestOutage(t *testing.T) {
 		}
 		return sawNotReady, x.a.CircuitState().String()
 	})
+	// While the circuit is open nothing calls Vision, not even messages received ahead
+	// before it opened (they are deferred unstarted). Calls already under way when it opened
+	// get 0.5 s to end.
+	time.Sleep(500 * time.Millisecond)
+	calls0 := r.st.VisionServer.Stats().Calls
+	time.Sleep(time.Second)
+	if st := x.a.CircuitState(); st != breaker.Open {
+		t.Fatalf("circuit %s 1.5 s after opening; the test expects its 2 s cooldown", st)
+	}
+	if n := r.st.VisionServer.Stats().Calls - calls0; n != 0 {
+		t.Errorf("%d Vision calls while the circuit was open", n)
+	}
 	r.waitPublished(t, images, 2*time.Minute)
 	x.stop()
 	mu.Lock()
