@@ -510,13 +510,22 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 		a.heartbeat(hbCtx, log, m.ReceiptHandle)
 	}()
 	items, err := safely(a, func() ([]item, error) { return a.prepareMessage(ctx, log, aws.ToString(m.Body)) })
+	var recs []pending
 	finishing := false // holding a place in the finishing stage
 	defer func() {
 		if finishing {
 			a.finishing.release()
 		}
 	}()
-	var recs []pending
+	// toFinishing takes a place in the finishing stage for records to publish; while the
+	// stage is full it waits, which holds back the worker (if any) and receiving.
+	toFinishing := func() {
+		if err == nil && len(recs) > 0 {
+			if finishing = a.finishing.acquire(ctx); !finishing {
+				err = ctx.Err()
+			}
+		}
+	}
 	if err == nil && needsWorker(items) {
 		started := a.pool.acquire(runCtx)
 		a.pool.done()
@@ -552,24 +561,14 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 		start := time.Now()
 		recs, err = safely(a, func() ([]pending, error) { return a.analyzeItems(ctx, items) })
 		a.metrics.observeHandle(time.Since(start))
-		if err == nil && len(recs) > 0 {
-			// Hand the message from its worker to the finishing stage; while that stage is
-			// full the worker waits, which holds back receiving.
-			if finishing = a.finishing.acquire(ctx); !finishing {
-				err = ctx.Err()
-			}
-		}
+		toFinishing()
 		a.pool.release()
 	} else {
 		a.pool.done()
 		if err == nil {
 			recs, err = a.analyzeItems(ctx, items) // nothing for Vision: removals at most
 		}
-		if err == nil && len(recs) > 0 {
-			if finishing = a.finishing.acquire(ctx); !finishing {
-				err = ctx.Err()
-			}
-		}
+		toFinishing()
 	}
 	ticket()
 	if err == nil {
