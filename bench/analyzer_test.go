@@ -11,14 +11,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-
+	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
 )
 
@@ -112,46 +108,9 @@ func benchReceiveDelete(b *testing.B) {
 	st := getStack(b)
 	st.seed(b, b.N, "png", pngs(1_000_000))
 	ctx := context.Background()
-	url := aws.String(st.env["IMGPIPE_QUEUE_URL"])
 	b.ResetTimer()
 	start := time.Now()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var calls int64
-	var delErr error
-	got := 0
-	for got < b.N {
-		out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30,
-		})
-		mu.Lock()
-		calls++
-		mu.Unlock()
-		if err != nil {
-			b.Fatalf("receive: %v", err)
-		}
-		got += len(out.Messages)
-		if len(out.Messages) == 0 {
-			continue
-		}
-		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
-		for i, m := range out.Messages {
-			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
-		}
-		wg.Go(func() {
-			out, err := st.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: url, Entries: entries})
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			if err == nil && len(out.Failed) > 0 {
-				err = fmt.Errorf("%d entries failed, first %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
-			}
-			if err != nil && delErr == nil {
-				delErr = err
-			}
-		})
-	}
-	wg.Wait()
+	got, calls, delErr := stacktest.ReceiveDelete(ctx, st.sqs, st.env["IMGPIPE_QUEUE_URL"], b.N, func(err error) { b.Fatalf("receive: %v", err) })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if delErr != nil {

@@ -87,26 +87,8 @@ func stopShared() {
 	}
 }
 
-// moduleRoot walks up from the working directory to the folder holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 func startStack() (*stack, error) {
-	root, err := moduleRoot()
+	root, err := localstack.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func needCommand(name, hint string) (string, error) {
 func fauxqsDir() (string, error) {
 	dir := os.Getenv(envFauxqsDir)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			return "", &MissingError{What: "fauxqs", Hint: "run from inside the project checkout or set " + envFauxqsDir}
 		}

@@ -38,7 +38,10 @@ func BenchmarkThroughput(b *testing.B) {
 		r.load(b, b.N)
 		b.ResetTimer()
 		start := time.Now()
-		calls := receiveDelete(b, r, b.N)
+		_, calls, err := stacktest.ReceiveDelete(context.Background(), r.sqs, r.res.QueueURL, b.N, func(err error) { b.Logf("receive: %v", err) })
+		if err != nil {
+			b.Errorf("delete: %v", err)
+		}
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		b.ReportMetric(float64(calls)/float64(b.N), "sqs-calls/msg")
@@ -144,48 +147,6 @@ func (r *rig) waitQueued(t testing.TB, url string, n int) {
 		v := out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]
 		return v == fmt.Sprint(n), v
 	})
-}
-
-// receiveDelete consumes n messages the cheapest way: one receive loop of 10-message long
-// polls, each batch deleted with one DeleteMessageBatch in the background. It returns the
-// SQS calls made.
-func receiveDelete(b *testing.B, r *rig, n int) int64 {
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	calls := int64(0)
-	got := 0
-	for got < n {
-		out, err := r.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(r.res.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30,
-		})
-		mu.Lock()
-		calls++
-		mu.Unlock()
-		if err != nil {
-			b.Logf("receive: %v", err)
-			continue
-		}
-		got += len(out.Messages)
-		if len(out.Messages) == 0 {
-			continue
-		}
-		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
-		for i, m := range out.Messages {
-			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle}
-		}
-		wg.Go(func() {
-			_, err := r.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(r.res.QueueURL), Entries: entries})
-			mu.Lock()
-			calls++
-			mu.Unlock()
-			if err != nil {
-				b.Errorf("delete: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	return calls
 }
 
 // discard is a publisher that publishes nothing, to measure the analyzer without Pub/Sub.

@@ -19,28 +19,26 @@ func newPool(n int) *pool { return &pool{limit: n, changed: make(chan struct{})}
 
 // acquire takes a slot, waiting until one is free or ctx ends.
 func (p *pool) acquire(ctx context.Context) bool {
-	for {
-		p.mu.Lock()
+	return p.waitFor(ctx, func() bool {
 		if p.used < p.limit {
 			p.used++
-			p.mu.Unlock()
 			return true
 		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return false
-		}
-	}
+		return false
+	})
 }
 
 // waitIdle waits until a slot is free that no expected message will take, or ctx ends.
 func (p *pool) waitIdle(ctx context.Context) bool {
+	return p.waitFor(ctx, func() bool { return p.limit-p.used > p.waiting })
+}
+
+// waitFor waits until ok, called with p.mu held, returns true, or ctx ends. ok is checked
+// again whenever the pool signals a change.
+func (p *pool) waitFor(ctx context.Context, ok func() bool) bool {
 	for {
 		p.mu.Lock()
-		if p.limit-p.used > p.waiting {
+		if ok() {
 			p.mu.Unlock()
 			return true
 		}
