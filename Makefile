@@ -6,7 +6,7 @@ GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test deps up down env vet fmt-check bench build clean
+.PHONY: run test deps tools up down env vet fmt-check bench build clean
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -15,7 +15,7 @@ run: deps
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see.
-test: deps vet fmt-check
+test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
@@ -27,6 +27,10 @@ $(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock
 	@command -v npm >/dev/null || { echo "missing prerequisite: npm: install npm (apt-get install npm)"; exit 1; }
 	cd $(FAUXQS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+## tools: the Debian packages the tests need (scripts/debs.txt), installed when missing.
+tools:
+	bash scripts/install-debs.sh
 
 ## up / down / env: the local stack on its own, for a shell.
 up: deps
