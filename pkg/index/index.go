@@ -65,6 +65,14 @@ type Store struct {
 	ttl        time.Duration
 	now        func() time.Time
 	locks      keyLocks
+	// onRead, set by tests, runs inside each transaction between its read and its writes.
+	onRead func()
+}
+
+func (s *Store) inTransaction() {
+	if s.onRead != nil {
+		s.onRead()
+	}
 }
 
 // Options tunes the store. A nil *Options takes the defaults.
@@ -112,11 +120,12 @@ func (s *Store) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error
 		if err != nil {
 			return err
 		}
+		s.inTransaction()
 		outcome, err = s.decide(tx, rec, snaps[0], snaps[1], s.now().UTC())
 		return err
 	})
 	if err != nil {
-		return 0, classify(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
+		return 0, classifyWrite(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
 	}
 	return outcome, nil
 }
@@ -242,16 +251,43 @@ func (s *Store) collect(ctx context.Context, q firestore.Query) ([]Document, err
 	}
 }
 
-// classify keeps errors already classified and sorts gRPC codes into the three classes.
+// ReasonRejected is the reason of a write Firestore refused (InvalidArgument,
+// FailedPrecondition, OutOfRange). It is classed transient: Firestore refuses a valid write
+// this way when its transaction expired or was invalidated ("The referenced transaction has
+// expired or is no longer valid" under load; "Transaction is invalid or closed" after a
+// restart of the emulator), which a new transaction mends. A write Firestore can never take (a
+// value over 1 MiB) is refused again in every new transaction; the indexer dead-letters a
+// record whose writes are refused throughout its retries.
+const ReasonRejected = "FirestoreRejected"
+
+// classifyWrite classifies the error of a write (Apply, ApplyBatch): see ReasonRejected.
+func classifyWrite(err error) error {
+	var fe *failure.Error
+	if !errors.As(err, &fe) && isRejection(err) {
+		return failure.New(failure.Transient, ReasonRejected, err)
+	}
+	return classify(err)
+}
+
+func isRejection(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// classify keeps errors already classified and sorts gRPC codes into the three classes. A
+// read or query Firestore refuses (a missing index, an invalid cursor) fails for good.
 func classify(err error) error {
 	var fe *failure.Error
 	if errors.As(err, &fe) {
 		return err
 	}
-	switch status.Code(err) {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return failure.New(failure.Permanent, "FirestoreRejected", err)
-	case codes.ResourceExhausted:
+	switch {
+	case isRejection(err):
+		return failure.New(failure.Permanent, ReasonRejected, err)
+	case status.Code(err) == codes.ResourceExhausted:
 		return failure.New(failure.Throttled, "FirestoreThrottled", err)
 	}
 	return failure.New(failure.Transient, "FirestoreUnavailable", err)
