@@ -19,6 +19,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpclient"
 	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/obs"
@@ -113,7 +114,7 @@ func run(cmd string, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcpclient.Options()...)
 	if err != nil {
 		return fmt.Errorf("firestore client: %w", err)
 	}
@@ -135,7 +136,7 @@ func run(cmd string, args []string) error {
 		return printDocs(os.Stdout, docs, s.json)
 	}
 
-	ps, err := pubsub.NewClient(ctx, s.project)
+	ps, err := pubsub.NewClient(ctx, s.project, gcpclient.Options()...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
