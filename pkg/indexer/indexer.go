@@ -94,8 +94,8 @@ type Metrics struct {
 	// Received counts messages; Written, Deleted and Stale count applied records by outcome;
 	// Nacked counts messages nacked for redelivery; Invalid counts messages that can never be
 	// applied, and DeadLettered those of them copied to the dead-letter topic; Retried counts
-	// writes tried again while their message was held; Revived counts the times Firestore
-	// answered again while writes were held, which then tried again at once.
+	// writes tried again while their message was held; Revived counts the held writes whose
+	// attempt or wait was cut short because Firestore answered again.
 	Received, Written, Deleted, Stale, Nacked, Invalid, DeadLettered, Retried, Revived atomic.Int64
 }
 
@@ -192,7 +192,7 @@ func (ix *Indexer) register(reg prometheus.Registerer) error {
 		counter("messages_invalid_total", "Messages that can never be applied.", &m.Invalid),
 		counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged.", &m.DeadLettered),
 		counter("write_retries_total", "Writes tried again after a transient failure, their message held.", &m.Retried),
-		counter("write_revivals_total", "Times Firestore answered again while writes were held, which then tried again at once.", &m.Revived),
+		counter("write_revivals_total", "Held writes whose attempt or wait was cut short because Firestore answered again.", &m.Revived),
 		ix.writeSeconds, ix.batchRecords, ix.batchSeconds,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -234,7 +234,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		defer b.Close()
 		apply = b.Apply
 	}
-	ix.revival = newRevival(ctx, ix.store.Ping, 500*time.Millisecond, func() { ix.metrics.Revived.Add(1) })
+	ix.revival = newRevival(ctx, ix.store.Ping, 500*time.Millisecond)
 	defer ix.revival.close()
 	sub := ix.client.Subscriber(ix.opts.Subscription)
 	sub.ReceiveSettings = ix.ReceiveSettings()
@@ -338,9 +338,16 @@ var retryPolicy = retry.Policy{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * 
 // RetryFor or until stop ends. A record every attempt of which Firestore refused over the
 // whole window is returned as a permanent failure. An attempt that failed or takes longer
 // than slowAttempt has Firestore watched (revival); if Firestore answers again after failing,
-// the attempt is cut short and tried again at once.
+// the attempt is cut short and tried again at once. With RetryFor negative nothing is held:
+// one attempt, never cut short (cutting it would turn a write the client may still finish
+// into a nack).
 func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *analysis.Record, apply applyFunc) (index.Outcome, error) {
 	ctx := context.WithoutCancel(stop)
+	if ix.opts.RetryFor < 0 {
+		actx, cancel := context.WithTimeout(ctx, ix.opts.WriteTimeout)
+		defer cancel()
+		return apply(actx, rec)
+	}
 	deadline := time.Now().Add(ix.opts.RetryFor)
 	refused := true // every attempt so far was refused by Firestore
 	var mu sync.Mutex
@@ -372,7 +379,7 @@ func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *analysis.Re
 			return outcome, err
 		}
 		refused = refused && failure.ReasonOf(err) == index.ReasonRejected
-		if ix.opts.RetryFor < 0 || !time.Now().Before(deadline) || stop.Err() != nil {
+		if !time.Now().Before(deadline) || stop.Err() != nil {
 			if refused && attempt > 1 && stop.Err() == nil {
 				return 0, failure.New(failure.Permanent, index.ReasonRejected,
 					fmt.Errorf("refused in each of %d transactions over %s: %w", attempt, ix.opts.RetryFor, err))
@@ -384,17 +391,22 @@ func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *analysis.Re
 			log.Warn("index write failed; message held, write retried", zap.Error(err),
 				zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
 		}
-		if back.Err() == nil { // unless Firestore came back during the attempt: then at once
+		revived := back.Err() != nil // Firestore came back during the attempt: again at once
+		if !revived {
 			wait := retryPolicy.Delay(attempt, failure.RetryAfterOf(err), nil)
 			t := time.NewTimer(min(wait, time.Until(deadline)))
 			select {
 			case <-t.C:
 			case <-back.Done():
 				t.Stop()
+				revived = true
 			case <-stop.Done():
 				t.Stop()
 				return 0, err
 			}
+		}
+		if revived {
+			ix.metrics.Revived.Add(1)
 		}
 		ix.metrics.Retried.Add(1)
 	}

@@ -160,10 +160,34 @@ func TestStopDuringOutage(t *testing.T) {
 // TestHeldWritesResumeWhenFirestoreReturns cuts Firestore off for 10 s while records wait to
 // be written, with attempts that never time out by themselves: the Firestore client retries
 // inside them with a backoff that has grown to seconds by the outage's end. Once Firestore
-// answers again, the held writes are told (Revived), cut their attempts short and write.
+// answers again, the held writes are told, cut their attempt or wait short (Revived) and
+// write.
 func TestHeldWritesResumeWhenFirestoreReturns(t *testing.T) {
+	m := outageWhileWriting(t, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 10 * time.Minute})
+	if m.Revived.Load() == 0 {
+		t.Error("no held write was cut short when Firestore came back")
+	}
+	if m.Nacked.Load() != 0 || m.DeadLettered.Load() != 0 {
+		t.Errorf("%d nacked, %d dead-lettered", m.Nacked.Load(), m.DeadLettered.Load())
+	}
+}
+
+// TestNotHoldingLeavesAttemptsWhole: with RetryFor negative (--retry-for 0) nothing is held,
+// so Firestore's return must not cut an attempt short either: the attempts ride out the same
+// outage inside the Firestore client's retries, and none is turned into a nack.
+func TestNotHoldingLeavesAttemptsWhole(t *testing.T) {
+	m := outageWhileWriting(t, &indexer.Options{RetryFor: -1, WriteTimeout: 10 * time.Minute})
+	if m.Nacked.Load() != 0 || m.Revived.Load() != 0 || m.Retried.Load() != 0 {
+		t.Errorf("%d nacked, %d revived, %d retried; want none", m.Nacked.Load(), m.Revived.Load(), m.Retried.Load())
+	}
+}
+
+// outageWhileWriting runs an indexer with opts, cuts Firestore off for 10 s, publishes 50
+// records during the outage and waits until every one is indexed.
+func outageWhileWriting(t *testing.T, opts *indexer.Options) *indexer.Metrics {
+	t.Helper()
 	st, b := bootstrap(t, 100)
-	r := startIndexer(t, st.ProjectID, b, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 10 * time.Minute})
+	r := startIndexer(t, st.ProjectID, b, opts)
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
 	publishAll(t, pub, []*analysis.Record{rec(analysis.Created, b.Bucket, "first", 1)})
@@ -184,12 +208,6 @@ func TestHeldWritesResumeWhenFirestoreReturns(t *testing.T) {
 	if err := <-outage; err != nil {
 		t.Fatal(err)
 	}
-	eventuallyWithin(t, 5*time.Minute, "every held record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
-	m := r.ix.Metrics()
-	if m.Revived.Load() == 0 {
-		t.Error("the held writes were not told that Firestore was back")
-	}
-	if m.Nacked.Load() != 0 || m.DeadLettered.Load() != 0 {
-		t.Errorf("%d nacked, %d dead-lettered", m.Nacked.Load(), m.DeadLettered.Load())
-	}
+	eventuallyWithin(t, 5*time.Minute, "every record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
+	return r.ix.Metrics()
 }

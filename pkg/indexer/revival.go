@@ -21,12 +21,10 @@ type revival struct {
 	fire    context.CancelFunc
 	running bool
 	wg      sync.WaitGroup
-
-	fired func() // counts each revival (Metrics.Revived)
 }
 
-func newRevival(stop context.Context, ping func(context.Context) error, interval time.Duration, fired func()) *revival {
-	r := &revival{ping: ping, interval: interval, stop: stop, fired: fired}
+func newRevival(stop context.Context, ping func(context.Context) error, interval time.Duration) *revival {
+	r := &revival{ping: ping, interval: interval, stop: stop}
 	r.back, r.fire = context.WithCancel(context.Background())
 	return r
 }
@@ -98,7 +96,6 @@ func (r *revival) watch() {
 			r.fire()
 			r.back, r.fire = context.WithCancel(context.Background())
 			r.mu.Unlock()
-			r.fired()
 		}
 	}
 }
