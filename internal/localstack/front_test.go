@@ -3,6 +3,7 @@ package localstack_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,17 +68,22 @@ func strandAfterKill(t *testing.T, st *localstack.Stack, host string, window tim
 		child.WaitLine(t, fmt.Sprintf("got leased%03d", i), 60*time.Second)
 	}
 	child.Kill()
+	killed := time.Now()
 	publish("later", 100)
 
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
 	var mu sync.Mutex
 	got := map[string]bool{}
+	var lastLeased time.Duration
 	err = c.Subscriber(b.SubscriptionName).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		mu.Lock()
 		defer mu.Unlock()
 		got[string(m.Data)] = true
+		if strings.HasPrefix(string(m.Data), "leased") {
+			lastLeased = time.Since(killed)
+		}
 		if len(got) == 120 {
 			cancel()
 		}
@@ -87,6 +93,7 @@ func strandAfterKill(t *testing.T, st *localstack.Stack, host string, window tim
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	t.Logf("the last of the messages leased to the killed subscriber came back %s after the kill", lastLeased.Round(100*time.Millisecond))
 	return got
 }
 
