@@ -21,6 +21,7 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
 )
 
@@ -67,7 +68,12 @@ func connect(ctx context.Context, s *settings) (*conn, error) {
 			c.srcDesc = s.dlqURL
 		}
 	case "pubsub":
-		c.ps, err = pubsub.NewClient(ctx, s.project)
+		gcreds, err := gcpauth.Load(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		log.Debug("google credentials", zap.Stringer("credential", gcreds))
+		c.ps, err = pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 		if err != nil {
 			return nil, fmt.Errorf("pubsub client: %w", err)
 		}

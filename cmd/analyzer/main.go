@@ -20,6 +20,7 @@ import (
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/ratelimit"
@@ -171,7 +172,12 @@ func run(args []string) error {
 	}
 	defer vc.Close()
 
-	ps, err := pubsub.NewClient(ctx, s.project)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("google credentials", zap.Stringer("credential", gcreds))
+	ps, err := pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}

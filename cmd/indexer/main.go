@@ -17,8 +17,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/obs"
@@ -32,8 +34,10 @@ Usage:
   indexer search [settings] TAG       print objects carrying TAG, newest first
 
 Google credentials come from Application Default Credentials (including external_account
-files for workload identity federation); PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST point
-the clients at the emulators.`
+files for workload identity federation); when GOOGLE_APPLICATION_CREDENTIALS names an AWS
+external_account file, its AWS credentials come from the AWS SDK's default chain (IRSA web
+identity, ECS, SSO, EC2; AWS_REGION required). PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST
+point the clients at the emulators.`
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
@@ -113,7 +117,12 @@ func run(cmd string, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("google credentials", zap.Stringer("credential", gcreds))
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
 	if err != nil {
 		return fmt.Errorf("firestore client: %w", err)
 	}
@@ -135,7 +144,7 @@ func run(cmd string, args []string) error {
 		return printDocs(os.Stdout, docs, s.json)
 	}
 
-	ps, err := pubsub.NewClient(ctx, s.project)
+	ps, err := pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/index"
 	"imgpipe/pkg/uploader"
 )
@@ -62,7 +64,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	if err != nil {
 		return 0, usageError{err}
 	}
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	log.Debug("google credentials", zap.Stringer("credential", gcreds))
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
 	if err != nil {
 		return 0, fmt.Errorf("firestore client: %w", err)
 	}
