@@ -43,11 +43,17 @@ timeout until its redrive policy moves them to the DLQ. SIGINT/SIGTERM drain gra
 AWS settings come from the SDK's own chain: AWS_REGION, the default credential chain,
 AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS. Google settings: GOOGLE_CLOUD_PROJECT,
 Application Default Credentials (external_account files for workload identity federation),
-PUBSUB_EMULATOR_HOST. Give exactly one Vision credential: a key, a key file or a token file.`
+PUBSUB_EMULATOR_HOST; when GOOGLE_APPLICATION_CREDENTIALS names an AWS external_account file,
+its AWS credentials come from the AWS SDK's default chain (IRSA web identity, ECS, SSO, EC2).
+Give exactly one Vision credential: a key, a key file, an access token file, or a federated
+token file for Entra ID workload identity federation (with the tenant and client IDs; on AKS
+the workload identity webhook sets AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
+AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).`
 
 type settings struct {
 	queueURL, dlqURL, topic, project                    string
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
+	azureTenant, azureClient, federatedFile, authority  string
 	visionAPI, mode, logLevel                           string
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
@@ -74,6 +80,10 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.visionKey, "vision-key", "AZURE_VISION_KEY", "", "Azure AI Vision subscription key (prefer --vision-key-file)", config.Secret())
 	set.String(&s.visionKeyFile, "vision-key-file", "AZURE_VISION_KEY_FILE", "", "file holding the subscription key; re-read when it changes (a mounted secret)")
 	set.String(&s.tokenFile, "vision-token-file", "AZURE_VISION_TOKEN_FILE", "", "file holding an Entra ID access token for https://cognitiveservices.azure.com/.default; re-read when it changes")
+	set.String(&s.federatedFile, "azure-federated-token-file", "AZURE_FEDERATED_TOKEN_FILE", "", "Entra ID workload identity federation: file holding the federated token (a projected service account token) exchanged for Vision access tokens; re-read as it rotates")
+	set.String(&s.azureTenant, "azure-tenant-id", "AZURE_TENANT_ID", "", "Entra ID tenant of the workload identity (with --azure-federated-token-file)")
+	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
+	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
 	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers (free tier: 0.33)")
 	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
@@ -143,6 +153,7 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -235,15 +246,24 @@ func retriesSetting(n int) int {
 
 func credential(s *settings) (vision.Credential, error) {
 	given := 0
-	for _, v := range []string{s.visionKey, s.visionKeyFile, s.tokenFile} {
+	for _, v := range []string{s.visionKey, s.visionKeyFile, s.tokenFile, s.federatedFile} {
 		if v != "" {
 			given++
 		}
 	}
 	if given != 1 {
-		return nil, errors.New("setting Vision credential: give exactly one of --vision-key (AZURE_VISION_KEY), --vision-key-file (AZURE_VISION_KEY_FILE), --vision-token-file (AZURE_VISION_TOKEN_FILE)")
+		return nil, errors.New("setting Vision credential: give exactly one of --vision-key (AZURE_VISION_KEY), --vision-key-file (AZURE_VISION_KEY_FILE), --vision-token-file (AZURE_VISION_TOKEN_FILE), --azure-federated-token-file (AZURE_FEDERATED_TOKEN_FILE)")
 	}
 	switch {
+	case s.federatedFile != "":
+		if s.azureTenant == "" || s.azureClient == "" {
+			return nil, errors.New("missing setting --azure-tenant-id (AZURE_TENANT_ID) or --azure-client-id (AZURE_CLIENT_ID): workload identity federation with --azure-federated-token-file needs both")
+		}
+		c, err := vision.NewWorkloadIdentityCredential(s.azureTenant, s.azureClient, s.federatedFile, &vision.WorkloadIdentityOptions{AuthorityHost: s.authority})
+		if err != nil {
+			return nil, fmt.Errorf("invalid setting --azure-federated-token-file (AZURE_FEDERATED_TOKEN_FILE): %w", err)
+		}
+		return c, nil
 	case s.visionKey != "":
 		return vision.NewKeyCredential(s.visionKey)
 	case s.visionKeyFile != "":
