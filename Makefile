@@ -6,7 +6,9 @@ GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean
+DEPLOY    := deploy
+
+.PHONY: run test deps tools up down env vet fmt-check bench build clean tf-env
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -14,13 +16,17 @@ run: deps
 	$(GO) run ./cmd/demo
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
-## from the test cache: the integration tests depend on processes the cache cannot see.
+## from the test cache: the integration tests depend on processes the cache cannot see. Then
+## the deploy module's tests: the Terraform checks and the policy-vs-calls table.
 test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
+	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
 
-## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
+## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
+## and the deploy module's).
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
+	cd $(DEPLOY) && $(GO) mod download
 
 $(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
@@ -44,6 +50,7 @@ env:
 
 vet:
 	$(GO) vet ./...
+	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
@@ -59,6 +66,20 @@ bench: deps
 	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
+
+## tf-env: the binaries' settings from `terraform output -json` of deploy/terraform:
+## TF_OUTPUT=out.json (default: run terraform, or tofu, in deploy/terraform), FORMAT=configmap
+## (default) or FORMAT=env BINARY=analyzer. Writes to standard output.
+TF_OUTPUT ?=
+FORMAT    ?= configmap
+BINARY    ?=
+tf-env:
+	@set -o pipefail; \
+	if [ -n "$(TF_OUTPUT)" ]; then cat "$(TF_OUTPUT)"; \
+	elif command -v terraform >/dev/null; then terraform -chdir=$(DEPLOY)/terraform output -json; \
+	elif command -v tofu >/dev/null; then tofu -chdir=$(DEPLOY)/terraform output -json; \
+	else echo "tf-env: give TF_OUTPUT=FILE (the output of terraform output -json), or install terraform or tofu" >&2; exit 1; fi | \
+	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)))
 
 build:
 	$(GO) build -o bin/ ./cmd/...
