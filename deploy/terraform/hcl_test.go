@@ -251,10 +251,7 @@ func TestQueuePolicyOnlyThisBucket(t *testing.T) {
 	if len(ps) != 1 || ps[0].attrText("type") != `"Service"` || strings.Join(literalStrings(t, ps[0], "identifiers"), ",") != "s3.amazonaws.com" {
 		t.Errorf("principals must be s3.amazonaws.com only")
 	}
-	conds := map[string]string{}
-	for _, c := range st.children("condition") {
-		conds[c.attrText("variable")] = c.attrText("test") + " " + c.attrText("values")
-	}
+	conds := st.conditions()
 	want := map[string]string{
 		`"aws:SourceArn"`:     `"ArnEquals" [aws_s3_bucket.drop.arn]`,
 		`"aws:SourceAccount"`: `"StringEquals" [data.aws_caller_identity.current.account_id]`,

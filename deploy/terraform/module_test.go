@@ -192,6 +192,15 @@ func refWith(e hclsyntax.Expression, prefix string) []string {
 	return out
 }
 
+// conditions maps each condition block's variable to "test values", as written.
+func (b *block) conditions() map[string]string {
+	out := map[string]string{}
+	for _, c := range b.children("condition") {
+		out[c.attrText("variable")] = c.attrText("test") + " " + c.attrText("values")
+	}
+	return out
+}
+
 func set(vals ...string) map[string]bool {
 	m := map[string]bool{}
 	for _, v := range vals {

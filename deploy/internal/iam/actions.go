@@ -2,6 +2,8 @@ package iam
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -139,14 +141,7 @@ func Permissions(ops map[Op]bool) (aws, gcp map[string]bool, unmapped []Op) {
 }
 
 // Keys returns the set's members sorted, for comparisons and messages.
-func Keys(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func Keys(set map[string]bool) []string { return slices.Sorted(maps.Keys(set)) }
 
 // Diff describes how got differs from want, or is empty when they are equal.
 func Diff(got, want map[string]bool) string {

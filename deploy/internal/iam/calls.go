@@ -64,8 +64,13 @@ var Binaries = map[string]string{
 // Derive loads the product module at dir and returns, for each binary, the operations its
 // code can reach.
 func Derive(dir string) (map[string]map[Op]bool, error) {
-	patterns := []string{"./..."}
-	patterns = append(patterns, sourceLibraries...)
+	return DeriveFrom(dir, append([]string{"./..."}, sourceLibraries...), Binaries)
+}
+
+// DeriveFrom loads the packages matching patterns in the module at dir, with their bodies,
+// and returns the operations each of binaries (name to main package, relative to the module)
+// can reach.
+func DeriveFrom(dir string, patterns []string, binaries map[string]string) (map[string]map[Op]bool, error) {
 	cfg := &packages.Config{
 		Mode: packages.NeedName | packages.NeedFiles | packages.NeedCompiledGoFiles | packages.NeedImports |
 			packages.NeedTypes | packages.NeedTypesSizes | packages.NeedSyntax | packages.NeedTypesInfo | packages.NeedModule,
@@ -89,7 +94,7 @@ func Derive(dir string) (map[string]map[Op]bool, error) {
 
 	prog, mains := program(roots)
 	out := map[string]map[Op]bool{}
-	for bin, rel := range Binaries {
+	for bin, rel := range binaries {
 		main := mains[strings.TrimPrefix(rel, "./")]
 		if main == nil {
 			return nil, fmt.Errorf("binary %s: no main package %s", bin, rel)

@@ -7,8 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -126,7 +127,7 @@ func (o *Outputs) WriteEnv(w io.Writer, bin string) error {
 		return fmt.Errorf("unknown binary %q (want one of %s)", bin, strings.Join(Binaries, ", "))
 	}
 	var buf bytes.Buffer
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(&buf, "%s=%s\n", k, m[k])
 	}
 	_, err := w.Write(buf.Bytes())
@@ -172,13 +173,4 @@ func (o *Outputs) WriteConfigMaps(w io.Writer, prefix, namespace string) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
