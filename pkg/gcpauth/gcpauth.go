@@ -62,15 +62,16 @@ type Options struct {
 // returns for anything but an AWS external_account file, leaves the choice to Application
 // Default Credentials.
 type Credentials struct {
-	creds *auth.Credentials
-	desc  string
+	creds  *auth.Credentials
+	desc   string
+	getenv func(string) string
 }
 
 // ClientOptions returns the options to pass to pubsub.NewClient or firestore.NewClient: none
 // when Application Default Credentials decide, or when emulatorEnv (PUBSUB_EMULATOR_HOST,
 // FIRESTORE_EMULATOR_HOST) is set, since the clients talk to an emulator without credentials.
 func (c *Credentials) ClientOptions(emulatorEnv string) []option.ClientOption {
-	if c == nil || c.creds == nil || (emulatorEnv != "" && os.Getenv(emulatorEnv) != "") {
+	if c == nil || c.creds == nil || (emulatorEnv != "" && c.getenv(emulatorEnv) != "") {
 		return nil
 	}
 	return []option.ClientOption{option.WithAuthCredentials(c.creds)}
@@ -191,7 +192,7 @@ func Load(ctx context.Context, opts *Options) (*Credentials, error) {
 	if cfg.UniverseDomain != "" {
 		copts.UniverseDomainProvider = staticProperty(cfg.UniverseDomain)
 	}
-	return &Credentials{creds: auth.NewCredentials(copts), desc: describe(path, cfg)}, nil
+	return &Credentials{creds: auth.NewCredentials(copts), desc: describe(path, cfg), getenv: o.Getenv}, nil
 }
 
 func readConfig(path string) (*config, error) {
