@@ -238,12 +238,7 @@ func TestBucket(t *testing.T) {
 // Only this bucket, in this account, may send to the queue.
 func TestQueuePolicyOnlyThisBucket(t *testing.T) {
 	m := loadModule(t)
-	doc := m.one(t, "data", "aws_iam_policy_document", "queue")
-	sts := doc.children("statement")
-	if len(sts) != 1 {
-		t.Fatalf("%d statements", len(sts))
-	}
-	st := sts[0]
+	st := m.statement(t, "queue")
 	if got := literalStrings(t, st, "actions"); strings.Join(got, ",") != "sqs:SendMessage" {
 		t.Errorf("actions %v", got)
 	}

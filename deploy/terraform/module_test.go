@@ -192,6 +192,16 @@ func refWith(e hclsyntax.Expression, prefix string) []string {
 	return out
 }
 
+// statement is the one fixed statement of policy document name (dynamic ones aside).
+func (m *module) statement(t *testing.T, name string) *block {
+	t.Helper()
+	sts := m.one(t, "data", "aws_iam_policy_document", name).children("statement")
+	if len(sts) != 1 {
+		t.Fatalf("policy document %s has %d fixed statements, want 1", name, len(sts))
+	}
+	return sts[0]
+}
+
 // conditions maps each condition block's variable to "test values", as written.
 func (b *block) conditions() map[string]string {
 	out := map[string]string{}
