@@ -7,7 +7,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80, < 7.0"
+      version = ">= 5.81, < 7.0"
     }
     google = {
       source  = "hashicorp/google"
