@@ -1,6 +1,7 @@
-// Package s3standin is the project's local Amazon S3: gofakes3 over its in-memory backend,
-// plus the part no available stand-in does faithfully, S3 event notifications delivered to
-// SQS queues (the SQS stand-in, fauxqs, in the local stack).
+// Package s3standin is the project's local Amazon S3: gofakes3's protocol layer over the
+// stand-in's own versioned in-memory storage, plus the part no available stand-in does
+// faithfully, S3 event notifications delivered to SQS queues (the SQS stand-in, fauxqs, in the
+// local stack).
 //
 // # Addressing
 //
@@ -42,7 +43,7 @@
 // (ObjectRemoved:Delete, or DeleteMarkerCreated when a versioned bucket got a delete marker)
 // and DeleteObjects (one event per deleted key). A failed request sends nothing. Filters
 // apply to the decoded key. Records carry size and eTag (unquoted; the multipart ETag for
-// CompleteMultipartUpload) for creations only, versionId on versioning-enabled buckets, and a
+// CompleteMultipartUpload) for creations only, versionId on versioned buckets, and a
 // sequencer: 18 upper-case hex digits from a global counter that follows the clock, so it
 // grows strictly per key across all events (and across restarts). The object keys a request
 // writes are locked while it runs, so sequencers follow the order of the writes on each key.
@@ -64,14 +65,29 @@
 // one. After Close, object writes are refused with 503 so that no write happens without its
 // event.
 //
-// # What gofakes3 does not do
+// # Versioning
 //
-// Versioning works (PutBucketVersioning, version IDs, delete markers), but a Suspended bucket
-// behaves as unversioned (no "null" versions or null delete markers). Browser POST uploads
-// work without policy or signature checks and without ${filename} substitution. CopyObject
-// ignores a versionId in x-amz-copy-source and answers with the source's version ID in
-// x-amz-version-id (the event carries the destination's). Virtual-hosted-style addressing,
-// bucket policies, tagging, lifecycle, object lock and SSE are not served; a PUT to an
-// unsupported bucket subresource (?tagging, ?policy, ...) is taken by gofakes3 as
-// CreateBucket.
+// The storage keeps every version of every object as S3 does (gofakes3's own in-memory backend
+// lost a key whose current version was deleted by version ID; reads of the key then crashed the
+// handler, which the SDK saw as a connection closed with EOF). A bucket is unversioned until
+// PutBucketVersioning; Enabled stacks a new version with a fresh 32-character ID on every write
+// and a delete marker on every DELETE without a version ID (even of a missing key); Suspended
+// writes replace the null version ("null") and a DELETE replaces it with a null delete marker,
+// keeping the other versions. DELETE with ?versionId= (including "null") removes that version
+// for good; when it was the current one the previous version becomes current again. GET and HEAD
+// of a key whose current version is a delete marker answer 404 NoSuchKey with
+// x-amz-delete-marker: true and the marker's x-amz-version-id; GET and HEAD of a marker's own
+// version answer 405 MethodNotAllowed. ListObjectVersions lists each key's versions newest first,
+// with key and version-ID markers across pages. A write replaces the metadata of the version it
+// supersedes (gofakes3 merged it). Events carry versionId whenever versioning is Enabled or
+// Suspended ("null" for the null version: AWS's documentation does not say what it sends there).
+//
+// # What is not modelled
+//
+// Browser POST uploads work without policy or signature checks and without ${filename}
+// substitution. CopyObject ignores a versionId in x-amz-copy-source and answers with the
+// source's version ID in x-amz-version-id (the event carries the destination's).
+// Virtual-hosted-style addressing, bucket policies, tagging, object lock, MFA delete and SSE are
+// not served; a PUT to an unsupported bucket subresource (?tagging, ?policy, ...) is taken by
+// gofakes3 as CreateBucket.
 package s3standin

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/s3event"
@@ -83,12 +82,13 @@ type Stats struct {
 	Pending int
 }
 
-// Server is an S3 endpoint (gofakes3 over its in-memory backend, path-style addressing only)
-// that also delivers S3 event notifications to SQS queues. It is an http.Handler.
+// Server is an S3 endpoint (gofakes3's protocol layer over the stand-in's own versioned
+// in-memory storage, path-style addressing only) that also delivers S3 event notifications to
+// SQS queues. It is an http.Handler.
 type Server struct {
 	opts    Options
 	log     *zap.Logger
-	backend *s3mem.Backend
+	backend *store
 	fake    http.Handler
 	sender  *sender // nil when no SQS is configured
 
@@ -105,7 +105,7 @@ type Server struct {
 // New returns a Server with empty in-memory storage. Its delivery goroutine runs until Close.
 func New(opts *Options) (*Server, error) {
 	o := opts.withDefaults()
-	backend := s3mem.New()
+	backend := newStore(nil)
 	s := &Server{
 		opts:    o,
 		log:     o.Logger,
@@ -202,7 +202,7 @@ func classify(r *http.Request, bucket, object string, q url.Values) op {
 			return opComplete
 		}
 	case q.Has("uploads"), q.Has("versioning"), q.Has("versions"):
-	case versionFromQuery(q) != "":
+	case q.Get("versionId") != "":
 		if r.Method == http.MethodDelete {
 			return opDeleteVersion
 		}
@@ -230,12 +230,39 @@ func classify(r *http.Request, bucket, object string, q url.Values) op {
 	return opOther
 }
 
-// versionFromQuery is gofakes3's reading of ?versionId: "null" means none.
-func versionFromQuery(q url.Values) string {
-	if v := q["versionId"]; len(v) > 0 && v[0] != "" && v[0] != "null" {
-		return v[0]
+// routeVersion prepares a request naming a version (?versionId=) for gofakes3, or answers it
+// itself; it reports whether the request still has to be served. gofakes3 reads
+// ?versionId=null as "no version" and acts on the current version instead of the null one,
+// so "null" is passed on as an alias the storage resolves. A GET or HEAD of a version that is
+// a delete marker is answered here as S3 does (405 with x-amz-delete-marker), and a HEAD of a
+// version is served as a GET without body (gofakes3's HEAD ignores the version).
+func (s *Server) routeVersion(w http.ResponseWriter, r *http.Request, bucket, object string) (*http.Request, bool) {
+	q := r.URL.Query()
+	id := q.Get("versionId")
+	if id == "" || object == "" || q.Has("uploadId") || q.Has("uploads") {
+		return r, true
 	}
-	return ""
+	if id == nullVersion {
+		q.Set("versionId", nullVersionAlias)
+		r = r.Clone(r.Context())
+		r.URL.RawQuery = q.Encode()
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return r, true
+	}
+	if s.backend.isDeleteMarker(bucket, object, gofakes3.VersionID(q.Get("versionId"))) {
+		w.Header().Set("x-amz-delete-marker", "true")
+		w.Header().Set("x-amz-version-id", id)
+		s.writeError(w, r, &argError{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed",
+			Message: "The specified method is not allowed against this resource."})
+		return nil, false
+	}
+	if r.Method == http.MethodHead {
+		// The server discards the body of an answer to a HEAD request.
+		r = r.Clone(r.Context())
+		r.Method = http.MethodGet
+	}
+	return r, true
 }
 
 // ServeHTTP serves the S3 API (path-style: /bucket/key).
@@ -244,6 +271,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if bucket != "" && object == "" && q.Has("notification") {
 		s.serveNotification(w, r, bucket)
+		return
+	}
+	r, ok := s.routeVersion(w, r, bucket, object)
+	if !ok {
 		return
 	}
 	o := classify(r, bucket, object, q)
@@ -368,7 +399,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 		switch {
 		case o == opDeleteVersion:
 			rc = event("ObjectRemoved:Delete", object)
-			rc.VersionID = versionFromQuery(r.URL.Query())
+			rc.VersionID = resolveVersion(gofakes3.VersionID(r.URL.Query().Get("versionId")))
 		case rec.header.Get("x-amz-delete-marker") == "true":
 			rc = event("ObjectRemoved:DeleteMarkerCreated", object)
 			rc.VersionID = rec.header.Get("x-amz-version-id")
@@ -383,7 +414,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 		for _, e := range res.Errors {
 			failed[[2]string{e.Key, e.VersionID}] = true
 		}
-		versioned := s.versioningEnabled(bucket)
+		versioned := s.backend.versioning(bucket) != gofakes3.VersioningNone
 		seen := make(map[[2]string]bool, len(del.Objects))
 		for _, obj := range del.Objects {
 			id := [2]string{obj.Key, obj.VersionID}
@@ -395,12 +426,10 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 			switch {
 			case obj.VersionID != "":
 				rc = event("ObjectRemoved:Delete", obj.Key)
-				if obj.VersionID != "null" {
-					rc.VersionID = obj.VersionID
-				}
+				rc.VersionID = obj.VersionID
 			case versioned:
 				rc = event("ObjectRemoved:DeleteMarkerCreated", obj.Key)
-				rc.VersionID = s.latestDeleteMarker(bucket, obj.Key)
+				rc.VersionID = s.backend.latestDeleteMarker(bucket, obj.Key)
 			default:
 				rc = event("ObjectRemoved:Delete", obj.Key)
 			}
@@ -412,18 +441,10 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 // describeObject fills size, ETag and version ID of a created object. The key is locked, so
 // the object read back is the one just written.
 func (s *Server) describeObject(rc *s3event.Record, o op, rec *recorder) {
-	obj, err := s.backend.HeadObject(rc.Bucket, rc.Key)
-	if err != nil {
-		s.log.Error("read back written object", zap.String("bucket", rc.Bucket), zap.String("key", rc.Key), zap.Error(err))
+	if size, etag, version, ok := s.backend.currentInfo(rc.Bucket, rc.Key); ok {
+		rc.Size, rc.ETag, rc.VersionID = size, etag, version
 	} else {
-		if obj.Contents != nil {
-			obj.Contents.Close()
-		}
-		rc.Size = obj.Size
-		rc.ETag = fmt.Sprintf("%x", obj.Hash)
-		if s.versioningEnabled(rc.Bucket) {
-			rc.VersionID = string(obj.VersionID)
-		}
+		s.log.Error("read back written object: not found", zap.String("bucket", rc.Bucket), zap.String("key", rc.Key))
 	}
 	if o == opComplete {
 		// A multipart upload's ETag ("md5-of-md5s-N") is only in the answer; the backend
@@ -436,26 +457,6 @@ func (s *Server) describeObject(rc *s3event.Record, o op, rec *recorder) {
 		}
 	}
 	rc.ETag = strings.Trim(rc.ETag, `"`)
-}
-
-func (s *Server) versioningEnabled(bucket string) bool {
-	v, err := s.backend.VersioningConfiguration(bucket)
-	return err == nil && v.Enabled()
-}
-
-// latestDeleteMarker returns the version ID of the delete marker that is now the latest
-// version of key, or "" if there is none.
-func (s *Server) latestDeleteMarker(bucket, key string) string {
-	res, err := s.backend.ListBucketVersions(bucket, &gofakes3.Prefix{HasPrefix: true, Prefix: key}, nil)
-	if err != nil {
-		return ""
-	}
-	for _, v := range res.Versions {
-		if dm, ok := v.(*gofakes3.DeleteMarker); ok && dm.Key == key && dm.IsLatest {
-			return string(dm.VersionID)
-		}
-	}
-	return ""
 }
 
 // emit gives rc a sequencer and enqueues one message per configuration that selects it.
