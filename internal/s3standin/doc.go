@@ -13,8 +13,9 @@
 // PUT /BUCKET?notification (PutBucketNotificationConfiguration) stores the bucket's
 // QueueConfiguration elements: Id (generated when absent), Queue (an SQS queue ARN), one or
 // more Event and an optional Filter/S3Key with prefix and suffix rules. Accepted events:
-// s3:ObjectCreated:* / Put / Post / Copy / CompleteMultipartUpload and
-// s3:ObjectRemoved:* / Delete / DeleteMarkerCreated. It answers as S3 does:
+// s3:ObjectCreated:* / Put / Post / Copy / CompleteMultipartUpload,
+// s3:ObjectRemoved:* / Delete / DeleteMarkerCreated and
+// s3:LifecycleExpiration:* / Delete / DeleteMarkerCreated. It answers as S3 does:
 //
 //   - 404 NoSuchBucket for an unknown bucket;
 //   - 400 InvalidArgument for an unsupported event type, a bad filter rule, duplicate IDs, or
@@ -81,6 +82,23 @@
 // with key and version-ID markers across pages. A write replaces the metadata of the version it
 // supersedes (gofakes3 merged it). Events carry versionId whenever versioning is Enabled or
 // Suspended ("null" for the null version: AWS's documentation does not say what it sends there).
+//
+// # Lifecycle
+//
+// PUT, GET and DELETE /BUCKET?lifecycle store a bucket's lifecycle rules with an ID, Status,
+// a prefix (Filter/Prefix or the older top-level Prefix), Expiration/Days and
+// NoncurrentVersionExpiration/NoncurrentDays with NewerNoncurrentVersions; rules with other
+// elements (transitions, tag or size filters, dates, ExpiredObjectDeleteMarker,
+// AbortIncompleteMultipartUpload) are refused with 501 NotImplemented rather than ignored.
+// S3 applies lifecycle asynchronously, about once a day; the stand-in applies it only when
+// asked, at a time the caller gives: Server.RunLifecycle, or POST /_standin/lifecycle?at=TIME
+// (RFC 3339, default now), which answers {"expired":N,"deleteMarkers":M}. Days count as in S3,
+// to the next midnight UTC after the object's creation (Expiration) or after it became
+// noncurrent (NoncurrentVersionExpiration). A noncurrent version due is deleted for good
+// (LifecycleExpiration:Delete with its versionId); a current version due is deleted in an
+// unversioned bucket (LifecycleExpiration:Delete) and hidden behind a new delete marker in a
+// versioned one (LifecycleExpiration:DeleteMarkerCreated with the marker's versionId).
+// Lifecycle events name s3.amazonaws.com as principal and source.
 //
 // # What is not modelled
 //

@@ -267,10 +267,18 @@ func (s *Server) routeVersion(w http.ResponseWriter, r *http.Request, bucket, ob
 
 // ServeHTTP serves the S3 API (path-style: /bucket/key).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == lifecycleAdminPath {
+		s.serveLifecycleAdmin(w, r)
+		return
+	}
 	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	q := r.URL.Query()
 	if bucket != "" && object == "" && q.Has("notification") {
 		s.serveNotification(w, r, bucket)
+		return
+	}
+	if bucket != "" && object == "" && q.Has("lifecycle") {
+		s.serveLifecycle(w, r, bucket)
 		return
 	}
 	r, ok := s.routeVersion(w, r, bucket, object)

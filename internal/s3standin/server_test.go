@@ -323,3 +323,49 @@ func TestClassifySQS(t *testing.T) {
 		}
 	}
 }
+
+func TestDueAt(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tt := range []struct {
+		from string
+		days int
+		want string
+	}{
+		{"2026-03-01T10:00:00Z", 1, "2026-03-03T00:00:00Z"}, // +1 day, rounded up to midnight
+		{"2026-03-01T00:00:00Z", 1, "2026-03-02T00:00:00Z"}, // already midnight
+		{"2026-03-31T23:59:59Z", 1, "2026-04-02T00:00:00Z"},
+		{"2026-03-01T10:00:00+05:00", 1, "2026-03-03T00:00:00Z"}, // 05:00 UTC
+		{"2026-12-31T12:00:00Z", 30, "2027-01-31T00:00:00Z"},
+	} {
+		if got := dueAt(at(tt.from), tt.days); !got.Equal(at(tt.want)) {
+			t.Errorf("dueAt(%s, %d) = %s, want %s", tt.from, tt.days, got.Format(time.RFC3339), tt.want)
+		}
+	}
+}
+
+func TestParseLifecycleLegacyPrefix(t *testing.T) {
+	cfg, err := parseLifecycle([]byte(`<LifecycleConfiguration><Rule><ID>a</ID><Prefix>logs/</Prefix><Status>Enabled</Status>` +
+		`<Expiration><Days>3</Days></Expiration></Rule></LifecycleConfiguration>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.rules) != 1 || cfg.rules[0].prefix != "logs/" || cfg.rules[0].expirationDays != 3 || !cfg.rules[0].enabled {
+		t.Errorf("rules %+v", cfg.rules)
+	}
+	for _, body := range []string{
+		`<LifecycleConfiguration><Rule><Prefix>a</Prefix><Filter><Prefix>b</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>`,
+		`<LifecycleConfiguration><Rule><Status>On</Status><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>`,
+		`<LifecycleConfiguration></LifecycleConfiguration>`,
+		`<LifecycleConfiguration><Rule>`,
+	} {
+		if _, err := parseLifecycle([]byte(body)); err == nil || !strings.Contains(err.Error(), "MalformedXML") {
+			t.Errorf("%s: %v, want MalformedXML", body, err)
+		}
+	}
+}

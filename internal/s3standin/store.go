@@ -43,6 +43,7 @@ type bucketState struct {
 	versioning gofakes3.VersioningStatus
 	keys       []string // sorted keys of objects with at least one version
 	objects    map[string]*objectState
+	lifecycle  *lifecycleConfig
 }
 
 // objectState is one key's versions, oldest first: the last one is current.
