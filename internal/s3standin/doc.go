@@ -100,6 +100,24 @@
 // versioned one (LifecycleExpiration:DeleteMarkerCreated with the marker's versionId).
 // Lifecycle events name s3.amazonaws.com as principal and source.
 //
+// # Checksums
+//
+// Additional checksums are verified as S3 verifies them, before anything is stored: a
+// PutObject or UploadPart whose x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1, -sha256,
+// -sha512 or -md5 header does not match the body is refused with 400 BadDigest ("The sha256 you
+// specified did not match the calculated checksum."); a value that is not a digest of its
+// algorithm, or two such headers, is 400 InvalidRequest. A verified PutObject or UploadPart is
+// answered with its checksum header. A multipart upload created with x-amz-checksum-algorithm
+// (and x-amz-checksum-type: COMPOSITE, or FULL_OBJECT for the CRCs) remembers every part's
+// checksum (computed with that algorithm when a part was sent without one);
+// CompleteMultipartUpload must list it for every part (400 InvalidRequest when missing, 400
+// InvalidPart when it differs), and a composite final checksum ("<base64 of the checksum of the
+// parts' checksums>-<parts>") that does not match is 400 BadDigest. Not modelled, and refused
+// with 501 NotImplemented rather than stored unverified: trailing checksums (aws-chunked bodies
+// with x-amz-trailer, which the AWS SDKs send only over TLS), checksums of SigV4 streaming
+// bodies, the XXHASH algorithms, and the FULL_OBJECT final checksum of a multipart upload.
+// GetObject of a multipart object does not return its composite checksum.
+//
 // # What is not modelled
 //
 // Browser POST uploads work without policy or signature checks and without ${filename}

@@ -188,6 +188,10 @@ func (s *Server) serveLifecycle(w http.ResponseWriter, r *http.Request, bucket s
 			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
 			return
 		}
+		if err := verifyBodyChecksum(r.Header, body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		cfg, err := parseLifecycle(body)
 		if err != nil {
 			s.writeError(w, r, err)

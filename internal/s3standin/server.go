@@ -96,6 +96,7 @@ type Server struct {
 	configs map[string][]queueConfig // bucket -> its validated queue configurations
 
 	locks     keyLocks
+	mp        multipartChecksums
 	seqMu     sync.Mutex
 	lastSeq   uint64
 	requestID atomic.Uint64
@@ -285,6 +286,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if object != "" {
+		switch {
+		case r.Method == http.MethodPut && q.Get("uploadId") != "" && q.Has("partNumber") && r.Header.Get("X-Amz-Copy-Source") == "":
+			s.servePart(w, r)
+			return
+		case r.Method == http.MethodPost && q.Has("uploads"):
+			s.serveCreateMultipart(w, r)
+			return
+		case r.Method == http.MethodDelete && q.Get("uploadId") != "":
+			s.serveAbort(w, r)
+			return
+		}
+	}
 	o := classify(r, bucket, object, q)
 	if o == opOther {
 		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
@@ -333,6 +347,17 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, o op, bucket
 	var keys []string
 	var del deleteRequestXML
 	switch o {
+	case opPut:
+		// Verified before the key is locked: reading a large body takes time.
+		if _, err := checkedBody(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	case opComplete:
+		if err := s.checkComplete(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	case opPost:
 		// Parse the form here to learn the key; gofakes3 then reuses the parsed form.
 		if err := r.ParseMultipartForm(postFormMemory); err == nil {
@@ -363,6 +388,15 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, o op, bucket
 	rec := &recorder{header: w.Header(), status: http.StatusOK}
 	s.fake.ServeHTTP(rec, r)
 	if rec.status >= 200 && rec.status < 300 {
+		switch o {
+		case opPut:
+			// S3 answers with the checksum it verified.
+			if algo, v, _ := headerChecksum(r.Header, false); algo != nil {
+				rec.header.Set(algo.header(), v)
+			}
+		case opComplete:
+			s.mp.forget(r.URL.Query().Get("uploadId"))
+		}
 		s.afterWrite(r, rec, o, bucket, object, &del)
 	}
 	w.WriteHeader(rec.status)

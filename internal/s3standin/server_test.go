@@ -369,3 +369,24 @@ func TestParseLifecycleLegacyPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksumCheckValues: each algorithm against the standard check value of "123456789"
+// (the CRC catalogue's CRC-32/ISO-HDLC, CRC-32/ISCSI and CRC-64/NVME entries) or its digest.
+func TestChecksumCheckValues(t *testing.T) {
+	want := map[string]string{
+		"crc32":     "cbf43926",
+		"crc32c":    "e3069283",
+		"crc64nvme": "ae8b14860a799888",
+		"sha1":      "f7c3bc1d808e04732adf679965ccc34ca7ae3441",
+		"sha256":    "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225",
+		"md5":       "25f9e794323b453885f5181f1b624d0b",
+	}
+	for _, a := range checksumAlgos {
+		h := a.new()
+		h.Write([]byte("123456789"))
+		got := fmt.Sprintf("%x", h.Sum(nil))
+		if w, ok := want[a.name]; ok && got != w {
+			t.Errorf("%s(123456789) = %s, want %s", a.name, got, w)
+		}
+	}
+}
