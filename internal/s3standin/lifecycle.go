@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -176,16 +175,13 @@ func parseLifecycle(body []byte) (*lifecycleConfig, error) {
 
 // serveLifecycle serves PUT, GET and DELETE /bucket?lifecycle.
 func (s *Server) serveLifecycle(w http.ResponseWriter, r *http.Request, bucket string) {
-	if ok, _ := s.backend.BucketExists(bucket); !ok {
-		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
-			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	switch r.Method {
 	case http.MethodPut:
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		body, ok := s.configBody(w, r)
+		if !ok {
 			return
 		}
 		if err := verifyBodyChecksum(r.Header, body); err != nil {

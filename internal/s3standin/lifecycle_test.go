@@ -106,10 +106,7 @@ func TestLifecycleNoncurrentExpiration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	ctx := testCtx(t)
-	if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &e.bucket,
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		t.Fatal(err)
-	}
+	setVersioning(t, e.s3, e.bucket, s3types.BucketVersioningStatusEnabled)
 	e.configure(t, queueConfig("all", e.qARN, []string{"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"}))
 	e.drain(t)
 	if err := putLifecycle(ctx, e.s3, e.bucket, noncurrentRule("old", "upload/", 1, 0), noncurrentRule("keep", "keep/", 1, 1)); err != nil {
@@ -172,10 +169,7 @@ func TestLifecycleCurrentExpiration(t *testing.T) {
 		e := newEnv(t, "")
 		ctx := testCtx(t)
 		if versioned {
-			if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &e.bucket,
-				VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-				t.Fatal(err)
-			}
+			setVersioning(t, e.s3, e.bucket, s3types.BucketVersioningStatusEnabled)
 		}
 		e.configure(t, queueConfig("lc", e.qARN, []string{"s3:LifecycleExpiration:*"}))
 		e.drain(t)

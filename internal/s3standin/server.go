@@ -547,11 +547,29 @@ func (s *Server) configsOf(bucket string) []queueConfig {
 	return s.configs[bucket]
 }
 
-// serveNotification serves GET and PUT /bucket?notification.
-func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucket string) {
+// bucketExists answers 404 NoSuchBucket, as S3 does, when bucket does not exist.
+func (s *Server) bucketExists(w http.ResponseWriter, r *http.Request, bucket string) bool {
 	if ok, _ := s.backend.BucketExists(bucket); !ok {
 		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
 			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+		return false
+	}
+	return true
+}
+
+// configBody reads the body of a bucket configuration request (at most 1 MiB).
+func (s *Server) configBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		return nil, false
+	}
+	return body, true
+}
+
+// serveNotification serves GET and PUT /bucket?notification.
+func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucket string) {
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	switch r.Method {
@@ -570,9 +588,8 @@ func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucke
 				Message: "s3standin is closed"})
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		body, ok := s.configBody(w, r)
+		if !ok {
 			return
 		}
 		configs, err := parseNotification(body)

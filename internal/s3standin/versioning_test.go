@@ -50,7 +50,13 @@ func newS3Only(t *testing.T, versioning s3types.BucketVersioningStatus) *s3Only 
 
 func (e *s3Only) setVersioning(t *testing.T, status s3types.BucketVersioningStatus) {
 	t.Helper()
-	if _, err := e.s3.PutBucketVersioning(testCtx(t), &s3.PutBucketVersioningInput{Bucket: &e.bucket,
+	setVersioning(t, e.s3, e.bucket, status)
+}
+
+// setVersioning sets bucket's versioning status.
+func setVersioning(t *testing.T, c *s3.Client, bucket string, status s3types.BucketVersioningStatus) {
+	t.Helper()
+	if _, err := c.PutBucketVersioning(testCtx(t), &s3.PutBucketVersioningInput{Bucket: &bucket,
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: status}}); err != nil {
 		t.Fatal(err)
 	}
@@ -365,12 +371,8 @@ func TestSuspendedBucketEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	ctx := testCtx(t)
-	for _, status := range []s3types.BucketVersioningStatus{s3types.BucketVersioningStatusEnabled, s3types.BucketVersioningStatusSuspended} {
-		if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &e.bucket,
-			VersioningConfiguration: &s3types.VersioningConfiguration{Status: status}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setVersioning(t, e.s3, e.bucket, s3types.BucketVersioningStatusEnabled)
+	setVersioning(t, e.s3, e.bucket, s3types.BucketVersioningStatusSuspended)
 	e.configureAll(t)
 	e.put(t, "s/key", "x")
 	if r := one(t, records(t, e.drain(t))); r.EventName != "ObjectCreated:Put" || r.VersionID != "null" {
