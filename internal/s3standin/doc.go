@@ -117,6 +117,8 @@
 // with x-amz-trailer, which the AWS SDKs send only over TLS), checksums of SigV4 streaming
 // bodies, the XXHASH algorithms, and the FULL_OBJECT final checksum of a multipart upload.
 // GetObject of a multipart object does not return its composite checksum.
+// ListMultipartUploads of a bucket without uploads answers an empty list (gofakes3 answered 404
+// NoSuchUpload).
 //
 // # What is not modelled
 //

@@ -282,6 +282,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveLifecycle(w, r, bucket)
 		return
 	}
+	if bucket != "" && object == "" && q.Has("uploads") && r.Method == http.MethodGet {
+		s.serveListUploads(w, r, bucket)
+		return
+	}
 	r, ok := s.routeVersion(w, r, bucket, object)
 	if !ok {
 		return
@@ -545,6 +549,30 @@ func (s *Server) configsOf(bucket string) []queueConfig {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.configs[bucket]
+}
+
+// serveListUploads serves ListMultipartUploads. gofakes3 answers 404 NoSuchUpload for a bucket
+// that never had an upload; S3 answers an empty list.
+func (s *Server) serveListUploads(w http.ResponseWriter, r *http.Request, bucket string) {
+	rec := &recorder{header: w.Header(), status: http.StatusOK}
+	s.fake.ServeHTTP(rec, r)
+	if rec.status == http.StatusNotFound && bytes.Contains(rec.body.Bytes(), []byte("NoSuchUpload")) {
+		if !s.bucketExists(w, r, bucket) {
+			return
+		}
+		q := r.URL.Query()
+		body, err := xml.Marshal(gofakes3.ListMultipartUploadsResult{Bucket: bucket, Prefix: q.Get("prefix"),
+			Delimiter: q.Get("delimiter"), MaxUploads: 1000})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write(append([]byte(xml.Header), body...))
+		return
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
 }
 
 // bucketExists answers 404 NoSuchBucket, as S3 does, when bucket does not exist.
