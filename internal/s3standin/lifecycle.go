@@ -342,14 +342,14 @@ func (s *store) getLifecycle(bucket string) *lifecycleConfig {
 
 // lifecycleTargets returns the (bucket, key) pairs some enabled lifecycle rule selects.
 func (s *store) lifecycleTargets() [][2]string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock() // keys() may rebuild the sorted list
+	defer s.mu.Unlock()
 	var out [][2]string
 	for name, b := range s.buckets {
 		if b.lifecycle == nil {
 			continue
 		}
-		for _, key := range b.keys {
+		for _, key := range b.keys() {
 			if slices.ContainsFunc(b.lifecycle.rules, func(r lifecycleRule) bool {
 				return r.enabled && strings.HasPrefix(key, r.prefix)
 			}) {

@@ -41,9 +41,12 @@ type store struct {
 type bucketState struct {
 	created    time.Time
 	versioning gofakes3.VersioningStatus
-	keys       []string // sorted keys of objects with at least one version
-	objects    map[string]*objectState
-	lifecycle  *lifecycleConfig
+	objects    map[string]*objectState // keys with at least one version
+	// sorted is objects' keys in order, for listings; rebuilt after writes added or dropped a
+	// key (keeping it sorted on every write would cost O(keys) per new key).
+	sorted      []string
+	sortedStale bool
+	lifecycle   *lifecycleConfig
 }
 
 // objectState is one key's versions, oldest first: the last one is current.
@@ -137,19 +140,30 @@ func (b *bucketState) objectFor(key string) *objectState {
 	if o == nil {
 		o = &objectState{}
 		b.objects[key] = o
-		i, _ := slices.BinarySearch(b.keys, key)
-		b.keys = slices.Insert(b.keys, i, key)
+		b.sortedStale = true
 	}
 	return o
+}
+
+// keys returns the bucket's keys in order. Callers hold the store's write lock: it may
+// rebuild the list.
+func (b *bucketState) keys() []string {
+	if b.sortedStale {
+		b.sorted = b.sorted[:0]
+		for k := range b.objects {
+			b.sorted = append(b.sorted, k)
+		}
+		slices.Sort(b.sorted)
+		b.sortedStale = false
+	}
+	return b.sorted
 }
 
 // prune forgets key when it has no version left.
 func (b *bucketState) prune(key string) {
 	if o := b.objects[key]; o != nil && len(o.versions) == 0 {
 		delete(b.objects, key)
-		if i, ok := slices.BinarySearch(b.keys, key); ok {
-			b.keys = slices.Delete(b.keys, i, i+1)
-		}
+		b.sortedStale = true
 	}
 }
 
@@ -202,25 +216,26 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 	if prefix == nil {
 		prefix = &gofakes3.Prefix{}
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock() // keys() may rebuild the sorted list
+	defer s.mu.Unlock()
 	b, err := s.bucket(name)
 	if err != nil {
 		return nil, err
 	}
+	keys := b.keys()
 	out := gofakes3.NewObjectList()
 	start := 0
 	if page.Marker != "" {
-		start, _ = slices.BinarySearch(b.keys, page.Marker)
-		if start < len(b.keys) && b.keys[start] == page.Marker {
+		start, _ = slices.BinarySearch(keys, page.Marker)
+		if start < len(keys) && keys[start] == page.Marker {
 			start++
 		}
 	}
 	var n int64
 	var match gofakes3.PrefixMatch
 	lastPrefix := ""
-	for i := start; i < len(b.keys); i++ {
-		key := b.keys[i]
+	for i := start; i < len(keys); i++ {
+		key := keys[i]
 		cur := b.objects[key].current()
 		if cur.deleteMarker || !prefix.Match(key, &match) {
 			continue
@@ -242,7 +257,7 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 		n++
 		if page.MaxKeys > 0 && n >= page.MaxKeys {
 			out.NextMarker = key
-			out.IsTruncated = i+1 < len(b.keys)
+			out.IsTruncated = i+1 < len(keys)
 			break
 		}
 	}
@@ -276,7 +291,7 @@ func (s *store) DeleteBucket(name string) error {
 	if err != nil {
 		return gofakes3.ErrNoSuchBucket
 	}
-	if len(b.keys) > 0 {
+	if len(b.objects) > 0 {
 		return gofakes3.ResourceError(gofakes3.ErrBucketNotEmpty, name)
 	}
 	delete(s.buckets, name)
@@ -586,23 +601,24 @@ func (s *store) ListBucketVersions(bucket string, prefix *gofakes3.Prefix, page 
 	if page == nil {
 		page = &gofakes3.ListBucketVersionsPage{}
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock() // keys() may rebuild the sorted list
+	defer s.mu.Unlock()
 	res := gofakes3.NewListBucketVersionsResult(bucket, prefix, page)
 	b, err := s.bucket(bucket)
 	if err != nil {
 		return res, err
 	}
+	keys := b.keys()
 	start := 0
 	if page.KeyMarker != "" {
-		start, _ = slices.BinarySearch(b.keys, page.KeyMarker)
+		start, _ = slices.BinarySearch(keys, page.KeyMarker)
 	}
 	var n int64
 	var match gofakes3.PrefixMatch
 	var lastKey string
 	var lastID gofakes3.VersionID
-	for i := start; i < len(b.keys); i++ {
-		key := b.keys[i]
+	for i := start; i < len(keys); i++ {
+		key := keys[i]
 		if !prefix.Match(key, &match) {
 			continue
 		}

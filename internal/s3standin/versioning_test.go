@@ -3,6 +3,7 @@ package s3standin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -389,5 +390,51 @@ func TestSuspendedBucketEvents(t *testing.T) {
 	}
 	if r := one(t, records(t, e.drain(t))); r.EventName != "ObjectRemoved:Delete" || r.VersionID != "null" {
 		t.Errorf("delete of the null version: %s versionId %q", r.EventName, r.VersionID)
+	}
+}
+
+// Listings are in key order across pages whatever the order of the writes, leave out keys
+// whose current version is a delete marker, and group by delimiter.
+func TestListingOrderAndPages(t *testing.T) {
+	t.Parallel()
+	e := newS3Only(t, s3types.BucketVersioningStatusEnabled)
+	ctx := testCtx(t)
+	var want []string
+	for _, i := range []int{17, 3, 22, 9, 0, 14, 5, 11, 20, 1, 8, 19, 6, 13, 2} {
+		key := fmt.Sprintf("p/k%02d", i)
+		e.put(t, key, "x")
+		if i%4 == 0 {
+			e.deleteVersion(t, key, "") // hidden behind a delete marker
+			continue
+		}
+		want = append(want, key)
+	}
+	e.put(t, "q/a/1", "x")
+	e.put(t, "q/b/2", "x")
+	slices.Sort(want)
+	var got []string
+	p := s3.NewListObjectsV2Paginator(e.s3, &s3.ListObjectsV2Input{Bucket: &e.bucket, Prefix: aws.String("p/"), MaxKeys: aws.Int32(4)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page.Contents {
+			got = append(got, aws.ToString(o.Key))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("listed %q, want %q", got, want)
+	}
+	out, err := e.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &e.bucket, Prefix: aws.String("q/"), Delimiter: aws.String("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefixes []string
+	for _, cp := range out.CommonPrefixes {
+		prefixes = append(prefixes, aws.ToString(cp.Prefix))
+	}
+	if !slices.Equal(prefixes, []string{"q/a/", "q/b/"}) || len(out.Contents) != 0 {
+		t.Errorf("common prefixes %q, %d objects", prefixes, len(out.Contents))
 	}
 }
