@@ -130,14 +130,16 @@ func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, er
 	cur.VersionID, cur.ETag, cur.Size = head.version, head.etag, head.size
 	meta, err := a.checkHead(head)
 	if failure.IsPermanent(err) {
-		it.log.Info("removal: the current version cannot be indexed", zap.String("current_version", cur.VersionID), zap.Error(err))
+		it.log.Info("removal: the current version cannot be indexed", zap.String("removed_version", rec.VersionID),
+			zap.String("current_version", cur.VersionID), zap.Error(err))
 		it.ready = removed
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	it.log.Info("removal: analysing the current version", zap.String("current_version", cur.VersionID))
+	it.log.Info("removal: analysing the current version", zap.String("removed_version", rec.VersionID),
+		zap.String("current_version", cur.VersionID))
 	it.rec, it.head, it.meta = &cur, head, meta
 	return "", nil
 }
