@@ -30,9 +30,10 @@ Usage:
   localstack env  [flags]   print the environment of the running stack as shell exports
 
 Stand-ins: SQS = fauxqs (npm, pinned in localstack/fauxqs), S3 = the project's S3 stand-in
-with event notifications to SQS, Pub/Sub and Firestore = Google's emulators (Debian packages
-google-cloud-cli-pubsub-emulator and -firestore-emulator), Azure AI Vision = the project's
-Vision stand-in with fault injection at {vision}/admin/faults.
+with event notifications to SQS (bucket lifecycle expiration runs only on demand, at
+POST $AWS_ENDPOINT_URL_S3/_standin/lifecycle?at=TIME), Pub/Sub and Firestore = Google's emulators
+(Debian packages google-cloud-cli-pubsub-emulator and -firestore-emulator), Azure AI Vision =
+the project's Vision stand-in with fault injection at {vision}/admin/faults.
 
 In another shell:  eval "$(go run ./cmd/localstack env)"
 

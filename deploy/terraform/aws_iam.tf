@@ -68,7 +68,7 @@ resource "aws_iam_role" "binary" {
 data "aws_iam_policy_document" "analyzer" {
   statement {
     sid       = "ReadDropFolder"
-    actions   = ["s3:GetObject"]
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
   }
 
@@ -102,11 +102,11 @@ resource "aws_iam_role_policy" "analyzer" {
 # federation trusts on EKS.
 
 # uploader: writes into the drop folder (multipart included), checks for existing content,
-# and peeks at the dead-letter queue for `status` and `wait`.
+# deletes the object (the version) it wrote when the file changed after S3 accepted it, and peeks at the dead-letter queue for `status` and `wait`.
 data "aws_iam_policy_document" "uploader" {
   statement {
     sid       = "WriteDropFolder"
-    actions   = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
+    actions   = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
     resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
   }
 

@@ -118,7 +118,7 @@ resource "aws_s3_bucket_notification" "drop" {
   queue {
     id            = "${var.name_prefix}-drop-folder"
     queue_arn     = aws_sqs_queue.queue.arn
-    events        = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    events        = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
     filter_prefix = var.drop_prefix
   }
 

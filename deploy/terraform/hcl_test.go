@@ -224,7 +224,7 @@ func TestBucket(t *testing.T) {
 	if len(qs) != 1 {
 		t.Fatalf("%d queue notifications", len(qs))
 	}
-	if got := literalStrings(t, qs[0], "events"); strings.Join(got, ",") != "s3:ObjectCreated:*,s3:ObjectRemoved:*" {
+	if got := literalStrings(t, qs[0], "events"); strings.Join(got, ",") != "s3:ObjectCreated:*,s3:ObjectRemoved:*,s3:LifecycleExpiration:*" {
 		t.Errorf("events %v", got)
 	}
 	if qs[0].attrText("filter_prefix") != "var.drop_prefix" || qs[0].attrText("queue_arn") != "aws_sqs_queue.queue.arn" {

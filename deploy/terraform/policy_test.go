@@ -23,14 +23,14 @@ const (
 
 var awsGrants = map[string]map[string][]string{
 	"analyzer": {
-		objects: {"s3:GetObject"},
+		objects: {"s3:GetObject", "s3:GetObjectVersion"},
 		bucket:  {"s3:ListBucket"},
 		queue:   {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"},
 		dlq:     {"sqs:SendMessage"},
 	},
 	"indexer": {},
 	"uploader": {
-		objects: {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"},
+		objects: {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
 		bucket:  {"s3:ListBucket"},
 		dlq:     {"sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"},
 	},

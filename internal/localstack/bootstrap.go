@@ -111,9 +111,9 @@ type Bootstrapped struct {
 
 // Bootstrap creates the pipeline's resources on the stack's parts: for SQS the queue and its
 // DLQ with a redrive policy; for S3 the bucket and its notification configuration sending
-// ObjectCreated:* and ObjectRemoved:* under the prefix to the queue; for Pub/Sub the topic, the
-// subscription with a retry policy and a dead-letter policy, the dead-letter topic and a
-// subscription on it. Running it again on the same stack changes nothing and succeeds.
+// ObjectCreated:*, ObjectRemoved:* and LifecycleExpiration:* under the prefix to the queue; for
+// Pub/Sub the topic, the subscription with a retry policy and a dead-letter policy, the
+// dead-letter topic and a subscription on it. Running it again on the same stack changes nothing and succeeds.
 func (s *Stack) Bootstrap(ctx context.Context, res Resources) (*Bootstrapped, error) {
 	r := res.withDefaults()
 	b := &Bootstrapped{Resources: r}
@@ -186,7 +186,7 @@ func (s *Stack) bootstrapS3(ctx context.Context, b *Bootstrapped) error {
 			QueueConfigurations: []s3types.QueueConfiguration{{
 				Id:       aws.String("imgpipe-uploads"),
 				QueueArn: aws.String(b.QueueARN),
-				Events:   []s3types.Event{"s3:ObjectCreated:*", "s3:ObjectRemoved:*"},
+				Events:   []s3types.Event{"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"},
 				Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{
 					FilterRules: []s3types.FilterRule{{Name: s3types.FilterRuleNamePrefix, Value: aws.String(b.Prefix)}},
 				}},

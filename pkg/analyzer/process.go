@@ -75,10 +75,9 @@ func (a *Analyzer) prepareMessage(ctx context.Context, log *zap.Logger, body str
 				return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
 			}
 		case s3event.Removed:
-			it.ready = &analysis.Record{
-				SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
-				Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
-				Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+			why, err = a.prepareRemoval(ctx, &it)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
 			}
 		default:
 			why = "event type not handled"
@@ -91,6 +90,58 @@ func (a *Analyzer) prepareMessage(ctx context.Context, log *zap.Logger, body str
 		out = append(out, it)
 	}
 	return out, nil
+}
+
+// prepareRemoval decides what a removal event means for the index, which must end up showing
+// what the bucket holds for the key now: nothing, or its current version (docs/analyzer.md,
+// "Removals on versioned buckets"). A removal in an unversioned bucket and a delete marker
+// publish a removal, as they always did. Lifecycle's expiry of a noncurrent version changes
+// nothing the key reads as: it is skipped. Any other permanent deletion of one version (a
+// DELETE with a version ID) reads the key's current version: none left (or a delete marker)
+// publishes a removal; otherwise that version is analysed and published with the removal's
+// sequencer, so that it replaces whatever older event the index holds and loses to any newer
+// one. A current version that can never be indexed (not an image, empty, too large) counts as
+// nothing: a removal.
+func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, err error) {
+	rec := it.rec
+	removed := &analysis.Record{
+		SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
+		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
+		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+	}
+	switch {
+	case rec.ExpiresVersion():
+		return "a noncurrent version expired: the current version is unchanged", nil
+	case !rec.RemovesVersion():
+		it.ready = removed
+		return "", nil
+	}
+	cur := *rec
+	cur.VersionID, cur.ETag, cur.Size = "", "", 0
+	head, err := a.readHead(ctx, &cur)
+	switch {
+	case isNotFound(err) || isInvalidRange(err):
+		// No version left, a delete marker, or an empty current version.
+		it.ready = removed
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	cur.VersionID, cur.ETag, cur.Size = head.version, head.etag, head.size
+	meta, err := a.checkHead(head)
+	if failure.IsPermanent(err) {
+		it.log.Info("removal: the current version cannot be indexed", zap.String("removed_version", rec.VersionID),
+			zap.String("current_version", cur.VersionID), zap.Error(err))
+		it.ready = removed
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	it.log.Info("removal: analysing the current version", zap.String("removed_version", rec.VersionID),
+		zap.String("current_version", cur.VersionID))
+	it.rec, it.head, it.meta = &cur, head, meta
+	return "", nil
 }
 
 // needsWorker reports whether any prepared item still needs Vision.
@@ -152,29 +203,43 @@ func (a *Analyzer) prepareObject(ctx context.Context, rec *s3event.Record) (*obj
 		return nil, nil, "object no longer exists", nil
 	case isInvalidRange(err):
 		// The range bytes=0-N is unsatisfiable only when the object is empty.
-		if rec.VersionID == "" && rec.ETag != "" && rec.ETag != emptyETag {
+		if etagPinned(rec) && rec.ETag != "" && rec.ETag != emptyETag {
 			return nil, nil, "object overwritten since the event", nil
 		}
 		return nil, nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
 	case err != nil:
 		return nil, nil, "", err
 	}
-	if rec.VersionID == "" && rec.ETag != "" && head.etag != rec.ETag {
-		// Overwritten since this event, in an unversioned bucket: the newer content has its
-		// own event, and analysing it here would attach it to the older sequencer.
+	if etagPinned(rec) && rec.ETag != "" && head.etag != rec.ETag {
+		// Overwritten since this event, in an unversioned bucket (or the null version of a
+		// suspended one): the newer content has its own event, and analysing it here would
+		// attach it to the older sequencer.
 		return nil, nil, "object overwritten since the event", nil
 	}
-	switch {
-	case head.size == 0:
-		return nil, nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
-	case head.size > a.opts.MaxImageBytes:
-		return nil, nil, "", failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", head.size, a.opts.MaxImageBytes)
-	}
-	meta, err := identify(head)
+	meta, err := a.checkHead(head)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	return head, meta, "", nil
+}
+
+// etagPinned reports whether rec's object is named by its ETag rather than by a version ID
+// that always names the same content: in an unversioned bucket, and for the null version,
+// which a later write replaces.
+func etagPinned(rec *s3event.Record) bool {
+	return rec.VersionID == "" || rec.VersionID == s3event.NullVersionID
+}
+
+// checkHead checks an object's size against the limits and identifies the image from its
+// first bytes, failing permanently for what can never be analysed.
+func (a *Analyzer) checkHead(head *objectHead) (*imagemeta.Meta, error) {
+	switch {
+	case head.size == 0:
+		return nil, failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
+	case head.size > a.opts.MaxImageBytes:
+		return nil, failure.Permanentf(ReasonImageTooLarge, "object is %d bytes, the limit is %d", head.size, a.opts.MaxImageBytes)
+	}
+	return identify(head)
 }
 
 // analyzeObject calls Vision on a prepared object and builds its record. A nil record with a
@@ -236,12 +301,13 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head 
 // emptyETag is the ETag of an empty object: the MD5 of nothing.
 const emptyETag = "d41d8cd98f00b204e9800998ecf8427e"
 
-// objectHead is what the first read of an object tells: its whole size, its ETag and its
-// first bytes (all of it when size <= headBytes).
+// objectHead is what the first read of an object tells: its whole size, its ETag, its version
+// ID (when the bucket is versioned) and its first bytes (all of it when size <= headBytes).
 type objectHead struct {
-	size int64
-	etag string
-	buf  []byte
+	size    int64
+	etag    string
+	version string
+	buf     []byte
 }
 
 // readHead reads the first headBytes of the object with one ranged GET, which also carries
@@ -266,7 +332,7 @@ func (a *Analyzer) readHead(ctx context.Context, rec *s3event.Record) (*objectHe
 	if err != nil {
 		return nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
 	}
-	return &objectHead{size: size, etag: trimETag(aws.ToString(obj.ETag)), buf: buf}, nil
+	return &objectHead{size: size, etag: trimETag(aws.ToString(obj.ETag)), version: aws.ToString(obj.VersionId), buf: buf}, nil
 }
 
 // rangeTotal is the complete length in a Content-Range header ("bytes 0-99/1234").

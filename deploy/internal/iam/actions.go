@@ -27,16 +27,16 @@ var Actions = map[Op][]string{
 	// Amazon S3. Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for a
 	// missing key, which the analyzer (an object deleted before it is read) and the uploader
 	// (is this content already there?) must tell apart.
-	{s3Pkg, "Client", "GetObject"}:                          {"s3:GetObject", "s3:ListBucket"},
-	{s3Pkg, "Client", "HeadObject"}:                         {"s3:GetObject", "s3:ListBucket"},
-	{s3Pkg, "PresignClient", "PresignGetObject"}:            {"s3:GetObject"}, // Vision fetches with the analyzer's signature
+	{s3Pkg, "Client", "GetObject"}:                          {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}, // a versioned event names its version
+	{s3Pkg, "Client", "HeadObject"}:                         {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"},
+	{s3Pkg, "PresignClient", "PresignGetObject"}:            {"s3:GetObject", "s3:GetObjectVersion"}, // Vision fetches with the analyzer's signature
 	{s3Pkg, "Client", "PutObject"}:                          {"s3:PutObject"},
 	{s3Pkg, "Client", "CreateMultipartUpload"}:              {"s3:PutObject"},
 	{s3Pkg, "Client", "UploadPart"}:                         {"s3:PutObject"},
 	{s3Pkg, "Client", "CompleteMultipartUpload"}:            {"s3:PutObject"},
 	{s3Pkg, "Client", "AbortMultipartUpload"}:               {"s3:AbortMultipartUpload"},
 	{s3Pkg, "Client", "ListObjectsV2"}:                      {"s3:ListBucket"},
-	{s3Pkg, "Client", "DeleteObject"}:                       {"s3:DeleteObject"},
+	{s3Pkg, "Client", "DeleteObject"}:                       {"s3:DeleteObject", "s3:DeleteObjectVersion"}, // by version on a versioned bucket
 	{s3Pkg, "Client", "ListParts"}:                          {"s3:ListMultipartUploadParts"},
 	{s3Pkg, "Client", "ListMultipartUploads"}:               {"s3:ListBucketMultipartUploads"},
 	{s3Pkg, "Client", "CopyObject"}:                         {"s3:GetObject", "s3:PutObject"},
