@@ -100,6 +100,7 @@ type Server struct {
 	lastSeq   uint64
 	requestID atomic.Uint64
 	closed    atomic.Bool
+	fault     atomic.Pointer[Fault]
 }
 
 // New returns a Server with empty in-memory storage. Its delivery goroutine runs until Close.
@@ -240,6 +241,10 @@ func versionFromQuery(q url.Values) string {
 
 // ServeHTTP serves the S3 API (path-style: /bucket/key).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w, handled := s.applyFault(w, r)
+	if handled {
+		return
+	}
 	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	q := r.URL.Query()
 	if bucket != "" && object == "" && q.Has("notification") {
