@@ -109,10 +109,32 @@ func SetupFault(class Class, reason string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if class == Permanent {
+	return Verdict{Class: class, Reason: reason, Setup: true}.Wrap(err)
+}
+
+// Verdict is what a classification table decides of an error: its class, its reason and
+// whether it is a setup fault.
+type Verdict struct {
+	Class  Class
+	Reason string
+	Setup  bool // never with Permanent (see SetupFault)
+}
+
+// Wrap returns err classified by v; err must not be nil.
+func (v Verdict) Wrap(err error) *Error {
+	class := v.Class
+	if v.Setup && class == Permanent {
 		class = Transient
 	}
-	return &Error{Class: class, Reason: reason, Setup: true, Err: err}
+	return &Error{Class: class, Reason: v.Reason, Setup: v.Setup, Err: err}
+}
+
+// Settled reports whether err needs no classification: nil, a call its caller cancelled
+// (context.Canceled in its chain; ReasonOf reads "Canceled"), or an error already classified.
+// The tables classify only the rest.
+func Settled(err error) bool {
+	var fe *Error
+	return err == nil || errors.Is(err, context.Canceled) || errors.As(err, &fe)
 }
 
 // Permanentf returns a permanent error with a formatted message.

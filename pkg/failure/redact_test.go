@@ -1,7 +1,9 @@
 package failure
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -58,5 +60,23 @@ func TestSetupFault(t *testing.T) {
 	}
 	if IsSetup(New(Transient, "Timeout", base)) || IsSetup(base) || IsSetup(nil) {
 		t.Error("IsSetup true for an error not marked as a setup fault")
+	}
+}
+
+func TestVerdictAndSettled(t *testing.T) {
+	base := errors.New("x")
+	if e := (Verdict{Class: Permanent, Reason: "R", Setup: true}).Wrap(base); e.Class != Transient || !e.Setup || e.Reason != "R" || e.Err != base {
+		t.Errorf("Wrap of a permanent setup verdict: %+v", e)
+	}
+	if e := (Verdict{Class: Throttled, Reason: "S"}).Wrap(base); e.Class != Throttled || e.Setup {
+		t.Errorf("Wrap: %+v", e)
+	}
+	for _, err := range []error{nil, context.Canceled, fmt.Errorf("get: %w", context.Canceled), fmt.Errorf("x: %w", New(Transient, "T", base))} {
+		if !Settled(err) {
+			t.Errorf("Settled(%v) = false", err)
+		}
+	}
+	if Settled(base) || Settled(context.DeadlineExceeded) {
+		t.Error("Settled true for an unclassified error")
 	}
 }

@@ -110,18 +110,9 @@ var configCodes = map[string]bool{
 	"InvalidModelVersion":       true,
 }
 
-// Verdict is what Classify decides of a failed call.
-type Verdict struct {
-	Class  failure.Class
-	Reason string
-	// Setup marks a fault of the deployment, not of the image (see failure.SetupFault).
-	Setup bool
-}
-
-// wrap classifies err with the verdict.
-func (v Verdict) wrap(err error) *failure.Error {
-	return &failure.Error{Class: v.Class, Reason: v.Reason, Setup: v.Setup, Err: err}
-}
+// Verdict is what Classify decides of a failed call (Setup marks a fault of the deployment,
+// not of the image: see failure.SetupFault).
+type Verdict = failure.Verdict
 
 // Classify is the one table of Vision's answers: it maps the HTTP status, the body's error
 // code and inner error code, and the transport error (when no response came back; status is

@@ -495,7 +495,7 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 	}
 
 	apiErr := parseAPIError(resp.StatusCode, resp.Header, data, c.cred.scrub)
-	fe := Classify(resp.StatusCode, apiErr.Code, apiErr.InnerCode, nil).wrap(apiErr)
+	fe := Classify(resp.StatusCode, apiErr.Code, apiErr.InnerCode, nil).Wrap(apiErr)
 	if fe.Class == failure.Throttled {
 		fe.RetryAfter = serverWait
 	}
@@ -504,7 +504,7 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 }
 
 func (c *Client) transportFailure(err error) attemptResult {
-	return attemptResult{transportErr: err, err: Classify(0, "", "", err).wrap(err)}
+	return attemptResult{transportErr: err, err: Classify(0, "", "", err).Wrap(err)}
 }
 
 // remaining returns the time left before the call's deadline: the Timeout budget on the

@@ -36,25 +36,20 @@ import (
 	"imgpipe/pkg/failure"
 )
 
-// Entry is what the table says of one error code.
-type Entry struct {
-	Class failure.Class
-	// Setup marks a fault of the deployment (credentials, permissions, a missing bucket or
-	// queue, the wrong region): every request fails alike until an operator mends it.
-	Setup bool
-}
-
+// The table's verdicts; Lookup fills in the reason. Setup marks a fault of the deployment
+// (credentials, permissions, a missing bucket or queue, the wrong region): every request fails
+// alike until an operator mends it.
 var (
-	permanent = Entry{Class: failure.Permanent}
-	transient = Entry{Class: failure.Transient}
-	throttled = Entry{Class: failure.Throttled}
-	setup     = Entry{Class: failure.Transient, Setup: true}
+	permanent = failure.Verdict{Class: failure.Permanent}
+	transient = failure.Verdict{Class: failure.Transient}
+	throttled = failure.Verdict{Class: failure.Throttled}
+	setup     = failure.Verdict{Class: failure.Transient, Setup: true}
 )
 
 // Codes is the table of the S3 and SQS error codes the pipeline can meet. SQS codes appear in
 // both of their spellings (the JSON protocol's and the query protocol's
 // AWS.SimpleQueueService.* names).
-var Codes = map[string]Entry{
+var Codes = map[string]failure.Verdict{
 	// S3: the object or the request itself is at fault; retrying it cannot help.
 	"NoSuchKey":           permanent, // the object is gone (callers of a read handle it first)
 	"NotFound":            permanent, // HEAD of a missing object
@@ -175,23 +170,25 @@ const (
 	ReasonNoEndpoint        = "NoEndpoint"
 )
 
-// Lookup is the table's verdict on an error code and HTTP status (0 when unknown), with the
-// reason to report: the code, or "HTTP<status>" when there is none.
-func Lookup(code string, status int) (Entry, string) {
+// Lookup is the table's verdict on an error code and HTTP status (0 when unknown); its reason
+// is the code, or "HTTP<status>" when there is none.
+func Lookup(code string, status int) failure.Verdict {
 	reason := code
 	if reason == "" {
 		reason = fmt.Sprintf("HTTP%d", status)
 	}
-	if e, ok := Codes[code]; ok {
-		return e, reason
-	}
+	v, ok := Codes[code]
 	switch {
+	case ok:
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotImplemented:
-		return setup, reason
+		v = setup
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
-		return throttled, reason
+		v = throttled
+	default:
+		v = transient
 	}
-	return transient, reason
+	v.Reason = reason
+	return v
 }
 
 // Code returns the error code of the S3 or SQS answer in err's chain, or "".
@@ -206,11 +203,7 @@ func Code(err error) string {
 // Classify returns err classified by the table (nil for nil). An error already classified
 // with pkg/failure, and a cancelled call, are returned unchanged.
 func Classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return err
-	}
-	var fe *failure.Error
-	if errors.As(err, &fe) {
+	if failure.Settled(err) {
 		return err
 	}
 	var api smithy.APIError
@@ -220,12 +213,13 @@ func Classify(err error) error {
 		if errors.As(err, &re) {
 			status = re.HTTPStatusCode()
 		}
-		e, reason := Lookup(api.ErrorCode(), status)
-		if e.Setup {
-			return failure.SetupFault(e.Class, reason, err)
-		}
-		return failure.New(e.Class, reason, err)
+		return Lookup(api.ErrorCode(), status).Wrap(err)
 	}
+	return transportVerdict(err).Wrap(err)
+}
+
+// transportVerdict classifies an error that carries no S3 or SQS answer.
+func transportVerdict(err error) failure.Verdict {
 	var (
 		signing  *v4.SigningError
 		region   *aws.MissingRegionError
@@ -236,18 +230,18 @@ func Classify(err error) error {
 	)
 	switch {
 	case errors.As(err, &signing):
-		return failure.SetupFault(failure.Transient, ReasonNoCredentials, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonNoCredentials, Setup: true}
 	case errors.As(err, &region), errors.As(err, &endpoint):
-		return failure.SetupFault(failure.Transient, ReasonNoEndpoint, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonNoEndpoint, Setup: true}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return failure.New(failure.Transient, ReasonConnectionRefused, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonConnectionRefused}
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return failure.New(failure.Transient, ReasonConnectionReset, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonConnectionReset}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return failure.New(failure.Transient, ReasonTimeout, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonTimeout}
 	case errors.As(err, &opErr), errors.As(err, &dnsErr):
-		return failure.New(failure.Transient, ReasonNetwork, err)
+		return failure.Verdict{Class: failure.Transient, Reason: ReasonNetwork}
 	}
-	return failure.New(failure.Transient, ReasonRequestFailed, err)
+	return failure.Verdict{Class: failure.Transient, Reason: ReasonRequestFailed}
 }

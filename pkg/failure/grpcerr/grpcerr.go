@@ -18,16 +18,10 @@ import (
 	"imgpipe/pkg/failure"
 )
 
-// Entry is what the table says of one code.
-type Entry struct {
-	Class failure.Class
-	// Setup marks a fault of the deployment (a missing topic or database, a denied identity,
-	// a missing index): every request fails alike until an operator mends it.
-	Setup bool
-}
-
-// Codes is the table. Every gRPC code but OK is in it.
-var Codes = map[codes.Code]Entry{
+// Codes is the table. Every gRPC code but OK is in it; Lookup fills in the reason. Setup marks
+// a fault of the deployment (a missing topic or database, a denied identity, a missing index):
+// every request fails alike until an operator mends it.
+var Codes = map[codes.Code]failure.Verdict{
 	// The request itself is wrong: a record Pub/Sub or Firestore refuses (too large, a bad
 	// attribute or field) can never be accepted. One known exception is Firestore's answer to
 	// the commit of an expired transaction ("The referenced transaction has expired or is no
@@ -57,33 +51,26 @@ var Codes = map[codes.Code]Entry{
 	codes.DataLoss:         {Class: failure.Transient},
 }
 
-// Lookup is the table's verdict on a code and the reason to report (the code's name).
-func Lookup(c codes.Code) (Entry, string) {
-	e, ok := Codes[c]
+// Lookup is the table's verdict on a code; its reason is the code's name.
+func Lookup(c codes.Code) failure.Verdict {
+	v, ok := Codes[c]
 	if !ok {
-		e = Entry{Class: failure.Transient}
+		v = failure.Verdict{Class: failure.Transient}
 	}
-	return e, c.String()
+	v.Reason = c.String()
+	return v
 }
 
 // Classify returns err classified by the table (nil for nil). An error already classified
 // with pkg/failure, and a call cancelled by its own context (context.Canceled in its chain),
 // are returned unchanged; an error that carries no gRPC status is classified as Unknown.
 func Classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return err
-	}
-	var fe *failure.Error
-	if errors.As(err, &fe) {
+	if failure.Settled(err) {
 		return err
 	}
 	c := status.Code(err)
 	if c == codes.Unknown && errors.Is(err, context.DeadlineExceeded) {
 		c = codes.DeadlineExceeded
 	}
-	e, reason := Lookup(c)
-	if e.Setup {
-		return failure.SetupFault(e.Class, reason, err)
-	}
-	return failure.New(e.Class, reason, err)
+	return Lookup(c).Wrap(err)
 }
