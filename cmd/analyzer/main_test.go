@@ -102,27 +102,6 @@ func build(t *testing.T) string {
 	return bin
 }
 
-// childEnv is this process's environment without the settings the binaries read, plus env.
-func childEnv(env []localstack.EnvVar) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "PUBSUB_", "FIRESTORE_"} {
-			if strings.HasPrefix(name, p) {
-				keep = false
-			}
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	for _, e := range env {
-		out = append(out, e.Name+"="+e.Value)
-	}
-	return out
-}
-
 // TestStderrIsJSON runs the analyzer binary at debug level on a small image, a large one
 // (two ranged S3 reads) and a non-image, and checks that every line it writes is JSON: the
 // SDKs' own log lines go through zap or nowhere.
@@ -147,7 +126,7 @@ func TestStderrIsJSON(t *testing.T) {
 	}
 	var stdout, stderr syncBuffer
 	cmd := exec.Command(bin, "--log-level", "debug", "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "2")
-	cmd.Env = childEnv(st.Env(res))
+	cmd.Env = stacktest.ChildEnv(st.Env(res))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -287,16 +287,7 @@ func TestStderrIsJSON(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "IMGPIPE_") && !strings.HasPrefix(name, "AWS_") && !strings.HasPrefix(name, "GOOGLE_") && !strings.HasSuffix(name, "_EMULATOR_HOST") {
-			env = append(env, kv)
-		}
-	}
-	for _, e := range st.Env(b) {
-		env = append(env, e.Name+"="+e.Value)
-	}
+	env := stacktest.ChildEnv(st.Env(b))
 	dir := t.TempDir()
 	small, err := samples.Image(71, 80, 60, "jpeg")
 	if err != nil {
