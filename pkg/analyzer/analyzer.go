@@ -118,8 +118,8 @@ type Options struct {
 	MaxImageBytes int64         // larger objects fail permanently; default 20 MB (Vision 4.0's limit)
 	// S3Timeout bounds each S3 read: the first ranged GET with its body, the check after a
 	// URL-mode analysis, and, for the rest of a larger object streamed to Vision, the wait for
-	// the headers and for each read of the body. A read cut off fails with the transient
-	// reason S3Stalled. Default DefaultS3Timeout.
+	// the headers and for each read of the body (cut within a quarter of it more). A read cut
+	// off fails with the transient reason S3Stalled. Default DefaultS3Timeout.
 	S3Timeout time.Duration
 
 	// Breaker configures the circuit breaker on the analyzer's dependencies (S3 reads, Vision,

@@ -328,24 +328,24 @@ func identify(h *objectHead) (*imagemeta.Meta, error) {
 var errObjectGone = errors.New("object changed or deleted since it was first read")
 
 // open gives one Vision attempt the whole object: the bytes already read, then the rest
-// streamed from S3 with a ranged GET pinned to the same content (getPinned). The GET's
-// headers and every read of its body are bounded by S3Timeout (guardedBody); its first
-// failure is kept in failed.
+// streamed from S3 with a ranged GET pinned to the same content (getPinned). The wait for the
+// GET's headers and every read of its body are bounded by S3Timeout (watchdog, guardedBody);
+// its first failure is kept in failed.
 func (a *Analyzer) open(ctx context.Context, rec *s3event.Record, h *objectHead, failed *atomic.Pointer[error]) (io.ReadCloser, int64, error) {
 	if int64(len(h.buf)) >= h.size {
 		return io.NopCloser(bytes.NewReader(h.buf)), h.size, nil
 	}
-	gctx, cancel, timer := stallTimer(ctx, a.opts.S3Timeout)
-	body, err := a.getPinned(gctx, rec, h, fmt.Sprintf("bytes=%d-", len(h.buf)))
-	timer.Stop()
+	dog := newWatchdog(ctx, a.opts.S3Timeout)
+	body, err := a.getPinned(dog.ctx, rec, h, fmt.Sprintf("bytes=%d-", len(h.buf)))
+	dog.end()
 	if err != nil {
-		cancel(nil)
+		dog.stop()
 		if !errors.Is(err, errObjectGone) {
 			failed.CompareAndSwap(nil, &err)
 		}
 		return nil, 0, err
 	}
-	rest := &guardedBody{body: body, ctx: gctx, cancel: cancel, timeout: a.opts.S3Timeout, timer: timer, failed: failed, health: &a.s3}
+	rest := &guardedBody{body: body, dog: dog, failed: failed, health: &a.s3}
 	return struct {
 		io.Reader
 		io.Closer

@@ -82,35 +82,68 @@ func (h *s3Health) err() error {
 	return fmt.Errorf("%d S3 reads in a row failed, the last: %w", h.fails, h.last)
 }
 
-// guardedBody is an S3 object body whose reads are bounded: a Read that gets no byte within
-// timeout (and the wait for the response's headers before it) cancels the GET's context with
-// errS3Stalled, which ends the stalled read. Its first failure is kept for the caller, since
-// the Vision client, reading the body to send it, reports only that its request failed.
-type guardedBody struct {
-	body    io.ReadCloser
+// watchdog bounds the waits of one streamed GET: for its headers, then for each Read of its
+// body. A wait marks its start and end with an atomic store, and a timer looks a few times per
+// timeout: a wait that has lasted the timeout cancels the GET's context with errS3Stalled,
+// which ends it, within a quarter of the timeout more. A Read costs no timer operation.
+type watchdog struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	timeout time.Duration
+	since   atomic.Int64 // when the wait under way began (UnixNano); 0 when none is
 	timer   *time.Timer
-	failed  *atomic.Pointer[error] // shared by every attempt of one Vision call
-	health  *s3Health
-	closed  atomic.Bool
+	stopped atomic.Bool
 }
 
-// stallTimer returns a context for one GET that is cancelled with errS3Stalled when the
-// returned timer fires, and the timer, armed for timeout.
-func stallTimer(ctx context.Context, timeout time.Duration) (context.Context, context.CancelCauseFunc, *time.Timer) {
-	gctx, cancel := context.WithCancelCause(ctx)
-	t := time.AfterFunc(timeout, func() { cancel(errS3Stalled) })
-	return gctx, cancel, t
+// newWatchdog starts a watchdog whose first wait (for the headers) begins now.
+func newWatchdog(ctx context.Context, timeout time.Duration) *watchdog {
+	w := &watchdog{timeout: timeout}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	w.begin()
+	w.timer = time.AfterFunc(w.period(), w.check)
+	return w
+}
+
+func (w *watchdog) period() time.Duration { return max(w.timeout/4, time.Millisecond) }
+
+func (w *watchdog) check() {
+	if w.stopped.Load() {
+		return
+	}
+	if s := w.since.Load(); s != 0 && time.Since(time.Unix(0, s)) >= w.timeout {
+		w.cancel(errS3Stalled)
+		return
+	}
+	w.timer.Reset(w.period())
+}
+
+func (w *watchdog) begin() { w.since.Store(time.Now().UnixNano()) }
+func (w *watchdog) end()   { w.since.Store(0) }
+
+// stop ends the watchdog and releases the GET's context.
+func (w *watchdog) stop() {
+	w.stopped.Store(true)
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// guardedBody is an S3 object body whose reads are bounded by its watchdog. Its first failure
+// is kept for the caller, since the Vision client, reading the body to send it, reports only
+// that its request failed.
+type guardedBody struct {
+	body   io.ReadCloser
+	dog    *watchdog
+	failed *atomic.Pointer[error] // shared by every attempt of one Vision call
+	health *s3Health
+	closed atomic.Bool
 }
 
 func (g *guardedBody) Read(p []byte) (int, error) {
-	g.timer.Reset(g.timeout)
+	g.dog.begin()
 	n, err := g.body.Read(p)
-	g.timer.Stop()
+	g.dog.end()
 	if err != nil && err != io.EOF && !g.closed.Load() {
-		err = stalled(g.ctx, g.timeout, s3Fault(fmt.Errorf("read object: %w", err)))
+		err = stalled(g.dog.ctx, g.dog.timeout, s3Fault(fmt.Errorf("read object: %w", err)))
 		g.failed.CompareAndSwap(nil, &err)
 		g.health.note(err)
 	}
@@ -119,8 +152,7 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 
 func (g *guardedBody) Close() error {
 	g.closed.Store(true)
-	g.timer.Stop()
 	err := g.body.Close()
-	g.cancel(nil)
+	g.dog.stop()
 	return err
 }
