@@ -38,7 +38,10 @@ object, calls Azure AI Vision (Image Analysis 4.0 or 3.2), publishes an analysis
 Pub/Sub topic (a removal record for a deleted object) and then deletes the SQS message.
 Permanent failures (not an image, too large, malformed event) go to the dead-letter queue at
 once with their reason; transient ones are retried with backoff through the queue's visibility
-timeout until its redrive policy moves them to the DLQ. SIGINT/SIGTERM drain gracefully.
+timeout until its redrive policy moves them to the DLQ. A run of failures of S3, Vision or
+Pub/Sub, or of setup faults (access denied, a refused key, a URL Vision cannot fetch), opens
+the circuit: receiving stops and the messages wait on the queue instead of reaching the DLQ.
+SIGINT/SIGTERM drain gracefully. Logs are JSON lines on stderr.
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credential chain,
 AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS. Google settings: GOOGLE_CLOUD_PROJECT,
@@ -58,7 +61,7 @@ type settings struct {
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
 	visionTimeout, attemptTimeout                       time.Duration
-	visibility, wait, drain                             time.Duration
+	visibility, wait, drain, s3Timeout                  time.Duration
 	maxImageBytes                                       int
 	pathStyle, orderingKeys                             bool
 
@@ -92,11 +95,12 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
 	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
 	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages in their Vision call at once (the first S3 read comes before, publishing and deleting after, outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
-	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages, renewed by a heartbeat while in work", config.Validate(config.PositiveDuration(&s.visibility)))
-	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", 20*time.Second, "SQS long-poll wait (0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this")
+	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages (whole seconds, 1s-12h), renewed by a heartbeat while in work", config.Validate(config.SecondsBetween(&s.visibility, time.Second, analyzer.MaxVisibilityTimeout)))
+	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", analyzer.MaxWaitTime, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, analyzer.MaxWaitTime)))
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
+	set.Duration(&s.s3Timeout, "s3-timeout", "IMGPIPE_S3_TIMEOUT", analyzer.DefaultS3Timeout, "bound on each S3 read: the first ranged GET, and for the rest of a larger image the wait for headers and each pause between bytes; a stalled read is retried later", config.Validate(config.PositiveDuration(&s.s3Timeout)))
 	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 10, "messages that may wait, visibility extended, for a worker to free (receiving pauses while every worker is busy or has one waiting; 0: receive only for free workers)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
 	set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address of /metrics, /healthz and /readyz; empty disables them")
 	set.Int(&s.maxWorkers, "max-workers", "IMGPIPE_MAX_WORKERS", 0, "autoscale the worker pool up to this size from the queue depth (0: a fixed pool of --workers)", config.Validate(config.Between(&s.maxWorkers, 0, 1024)))
@@ -104,8 +108,13 @@ func newSet(s *settings) *config.Set {
 	set.Float(&s.targetPerWorker, "target-backlog-per-worker", "IMGPIPE_TARGET_BACKLOG_PER_WORKER", 10, "autoscaler target: messages waiting or in work per worker")
 	set.Duration(&s.scaleCooldown, "scale-cooldown", "IMGPIPE_SCALE_COOLDOWN", 30*time.Second, "least time between two resizes of the worker pool", config.Validate(config.PositiveDuration(&s.scaleCooldown)))
 	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue depth is read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
-	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive Vision failures that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
-	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe", config.Validate(config.PositiveDuration(&s.breakerCooldown)))
+	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive messages failed by S3, Vision or Pub/Sub being down or by a setup fault (access denied, bad key, a URL Vision cannot fetch) that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
+	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe (up to 12h: messages given back wait as long)", config.Validate(func() error {
+		if s.breakerCooldown <= 0 || s.breakerCooldown > analyzer.MaxVisibilityTimeout {
+			return fmt.Errorf("must be above 0 and at most %s, got %s", analyzer.MaxVisibilityTimeout, s.breakerCooldown)
+		}
+		return nil
+	}))
 	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	return set
 }
@@ -132,9 +141,6 @@ func run(args []string) error {
 	if len(set.Args()) > 0 {
 		return fmt.Errorf("unexpected arguments %q (see --help)", set.Args())
 	}
-	if s.wait < 0 || s.wait > 20*time.Second {
-		return fmt.Errorf("invalid setting --wait-time (IMGPIPE_WAIT_TIME): must be 0 to 20s, got %s", s.wait)
-	}
 	if s.maxWorkers > 0 && s.minWorkers > s.maxWorkers {
 		return fmt.Errorf("invalid setting --min-workers (IMGPIPE_MIN_WORKERS): %d is above --max-workers %d", s.minWorkers, s.maxWorkers)
 	}
@@ -158,7 +164,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle}
+	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle, Logger: log}
 	cfg, err := awsclient.Config(ctx, awsOpts)
 	if err != nil {
 		return err
@@ -200,7 +206,7 @@ func run(args []string) error {
 		SQS: awsclient.SQS(cfg), S3: awsclient.S3(cfg, awsOpts), Vision: vc, Publisher: pub,
 	}, &analyzer.Options{
 		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: zeroMeansNone(s.wait),
-		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode),
+		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
 		Autoscale:     autoscaleOptions(s),

@@ -60,7 +60,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	}
 	defer log.Sync()
 
-	cfg, err := awsclient.Config(ctx, nil)
+	cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
 	if err != nil {
 		return 0, usageError{err}
 	}

@@ -101,6 +101,7 @@ type Server struct {
 	lastSeq   uint64
 	requestID atomic.Uint64
 	closed    atomic.Bool
+	fault     atomic.Pointer[Fault]
 }
 
 // New returns a Server with empty in-memory storage. Its delivery goroutine runs until Close.
@@ -270,6 +271,10 @@ func (s *Server) routeVersion(w http.ResponseWriter, r *http.Request, bucket, ob
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == lifecycleAdminPath {
 		s.serveLifecycleAdmin(w, r)
+		return
+	}
+	w, handled := s.applyFault(w, r)
+	if handled {
 		return
 	}
 	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")

@@ -10,8 +10,12 @@
 // and what it brings back is released at once), in-flight work gets a deadline, and what did
 // not finish is released for another worker.
 //
-// A circuit breaker on Vision's health stops receiving while Vision is down, so an outage
-// leaves messages on the queue instead of pushing them toward the DLQ. The worker pool can be
+// A circuit breaker on the health of the analyzer's dependencies stops receiving while they
+// fail: a run of messages that failed because S3, Vision or Pub/Sub was down, or because of a
+// setup fault (access denied, a refused key, a URL Vision cannot fetch: see
+// failure.SetupFault), opens it. An outage or a broken setup thus leaves messages on the queue
+// instead of pushing them toward the DLQ. Every S3 read is bounded (Options.S3Timeout), so a
+// stalled connection cannot hold a message, or receiving, for ever. The worker pool can be
 // sized from the queue's depth by an autoscaler. Counters, the queue depth and the Vision
 // latency are exported to Prometheus (Options.Registerer) and Ready is the /readyz check.
 package analyzer
@@ -36,6 +40,7 @@ import (
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/breaker"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/retry"
@@ -82,7 +87,7 @@ type Options struct {
 	// takes a worker, and publishing and deleting after it leaves, for up to as many
 	// messages again.
 	Workers     int
-	WaitTime    time.Duration // long-poll wait; default 20s (the SQS maximum), negative 0 (short polling)
+	WaitTime    time.Duration // long-poll wait, whole seconds; default 20s (the SQS maximum), negative 0 (short polling)
 	MaxMessages int           // per receive, 1..10; default 10
 	// ReceiveLinger is how long the receive loop, holding a ticket for a free worker, waits
 	// for more tickets to free so that it receives a fuller batch; default 25ms, negative
@@ -98,7 +103,8 @@ type Options struct {
 	ReceiveAhead int
 
 	// VisibilityTimeout is set on each received message and renewed by the heartbeat while
-	// it is in work; default 30s. A crash costs at most this much delay.
+	// it is in work; default 30s, whole seconds from 1s to 12h (what SQS takes). A crash
+	// costs at most this much delay.
 	VisibilityTimeout time.Duration
 	// Backoff spaces the retries of transiently failed messages, by receive count, through
 	// their visibility timeout; default base 5s doubling to 15 min.
@@ -110,10 +116,17 @@ type Options struct {
 	Mode          Mode          // default ModeStream
 	PresignTTL    time.Duration // lifetime of presigned URLs in ModeURL; default 15 min
 	MaxImageBytes int64         // larger objects fail permanently; default 20 MB (Vision 4.0's limit)
+	// S3Timeout bounds each S3 read: the first ranged GET with its body, the check after a
+	// URL-mode analysis, and, for the rest of a larger object streamed to Vision, the wait for
+	// the headers and for each read of the body (cut within a quarter of it more). A read cut
+	// off fails with the transient reason S3Stalled. Default DefaultS3Timeout.
+	S3Timeout time.Duration
 
-	// Breaker configures the Vision circuit breaker: while it is open the analyzer receives
-	// nothing, and messages that failed because Vision is down go back to the queue after a
-	// cooldown instead of a backoff. Nil means the breaker's defaults.
+	// Breaker configures the circuit breaker on the analyzer's dependencies (S3 reads, Vision,
+	// Pub/Sub, and setup faults of any of them): while it is open the analyzer receives
+	// nothing, and messages that failed for a dependency go back to the queue after a cooldown
+	// instead of a backoff. Nil means the breaker's defaults; its Cooldown, which becomes
+	// those messages' visibility timeout, may not exceed 12h.
 	Breaker *breaker.Options
 	// Autoscale sizes the worker pool from the queue's depth between its Min and Max; the pool
 	// starts at Workers clamped to them. Nil keeps the pool at Workers.
@@ -129,6 +142,17 @@ type Options struct {
 
 	Logger *zap.Logger
 }
+
+// SQS's limits on the durations the analyzer gives it.
+const (
+	// MaxVisibilityTimeout is the longest visibility timeout SQS takes.
+	MaxVisibilityTimeout = 12 * time.Hour
+	// MaxWaitTime is the longest long-poll wait SQS takes.
+	MaxWaitTime = 20 * time.Second
+)
+
+// DefaultS3Timeout is Options.S3Timeout's default.
+const DefaultS3Timeout = 20 * time.Second
 
 func (o *Options) withDefaults() (Options, error) {
 	out := *o
@@ -150,11 +174,23 @@ func (o *Options) withDefaults() (Options, error) {
 		out.MaxMessages = 10
 	}
 	if out.WaitTime == 0 {
-		out.WaitTime = 20 * time.Second
+		out.WaitTime = MaxWaitTime
 	}
 	out.WaitTime = max(out.WaitTime, 0) // negative: short polling
-	def(&out.VisibilityTimeout, 30*time.Second)
+	if out.VisibilityTimeout == 0 {
+		out.VisibilityTimeout = 30 * time.Second
+	}
+	if err := config.Seconds(out.VisibilityTimeout, time.Second, MaxVisibilityTimeout); err != nil {
+		return out, fmt.Errorf("analyzer: VisibilityTimeout: %w", err)
+	}
+	if err := config.Seconds(out.WaitTime, 0, MaxWaitTime); err != nil {
+		return out, fmt.Errorf("analyzer: WaitTime: %w", err)
+	}
+	if out.Breaker != nil && out.Breaker.Cooldown > MaxVisibilityTimeout {
+		return out, fmt.Errorf("analyzer: Breaker.Cooldown %s: must be at most %s (it becomes a visibility timeout)", out.Breaker.Cooldown, MaxVisibilityTimeout)
+	}
 	def(&out.DrainTimeout, 25*time.Second)
+	def(&out.S3Timeout, DefaultS3Timeout)
 	def(&out.PresignTTL, 15*time.Minute)
 	def(&out.DepthInterval, 10*time.Second)
 	if out.ReceiveLinger == 0 {
@@ -200,6 +236,9 @@ type Analyzer struct {
 	ran       atomic.Bool
 
 	sqsErr atomic.Pointer[error] // last SQS receive or depth error; nil when the last call worked
+	s3     s3Health              // the last S3 reads' failures
+	// lastFault is the last dependency fault the circuit counted, for /readyz and the logs.
+	lastFault atomic.Pointer[dependencyFault]
 
 	// abandon, for tests, makes work cut off by the drain deadline end without settling its
 	// message, as if the process had been killed.
@@ -232,10 +271,14 @@ func New(deps Deps, opts *Options) (*Analyzer, error) {
 	userHook := bo.OnStateChange
 	bo.OnStateChange = func(from, to breaker.State) {
 		log := a.log.Info
+		fields := []zap.Field{zap.String("from", from.String()), zap.String("to", to.String())}
 		if to == breaker.Open {
 			log = a.log.Warn
+			if f := a.lastFault.Load(); f != nil {
+				fields = append(fields, zap.String("dependency", f.dep), zap.String("reason", failure.ReasonOf(f.err)), zap.Bool("setup", failure.IsSetup(f.err)))
+			}
 		}
-		log("vision circuit "+to.String(), zap.String("from", from.String()), zap.String("to", to.String()))
+		log("circuit "+to.String(), fields...)
 		if userHook != nil {
 			userHook(from, to)
 		}
@@ -271,19 +314,25 @@ func New(deps Deps, opts *Options) (*Analyzer, error) {
 	return a, nil
 }
 
-// Ready reports whether the analyzer can do its work: the Vision circuit is not open and SQS
-// answered its last call. It is the /readyz check.
+// Ready reports whether the analyzer can do its work: the circuit is not open, SQS answered
+// its last call and the last S3 reads did not all fail. It is the /readyz check.
 func (a *Analyzer) Ready(context.Context) error {
 	if a.breaker.State() == breaker.Open {
-		return errors.New("vision circuit open")
+		if f := a.lastFault.Load(); f != nil {
+			return fmt.Errorf("circuit open after failures of %s, the last: %w", f.dep, f.err)
+		}
+		return errors.New("circuit open")
 	}
 	if p := a.sqsErr.Load(); p != nil {
 		return fmt.Errorf("sqs: %w", *p)
 	}
+	if err := a.s3.err(); err != nil {
+		return fmt.Errorf("s3: %w", err)
+	}
 	return nil
 }
 
-// CircuitState is the state of the Vision circuit breaker now.
+// CircuitState is the state of the circuit breaker now.
 func (a *Analyzer) CircuitState() breaker.State { return a.breaker.State() }
 
 // Workers is the size of the worker pool now.
@@ -545,14 +594,15 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 			return
 		}
 		if st := a.breaker.State(); st == breaker.Open || (st == breaker.HalfOpen && !probe) {
-			// Received before the circuit opened (or not as its probe): Vision is known to
-			// be down, so give the message back for after the cooldown without calling it.
+			// Received before the circuit opened (or not as its probe): a dependency is known
+			// to be failing, so give the message back for after the cooldown without calling
+			// Vision.
 			a.pool.release()
 			stopHeartbeat()
 			<-hbDone
 			a.metrics.deferred.Add(1)
 			wait := max(a.breaker.Cooldown(), time.Second)
-			log.Info("vision circuit not closed; message deferred unstarted", zap.Duration("retry_in", wait))
+			log.Info("circuit not closed; message deferred unstarted", zap.Duration("retry_in", wait))
 			a.setVisibility(log, m.ReceiptHandle, wait)
 			return
 		}
@@ -577,7 +627,19 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 	stopHeartbeat()
 	<-hbDone
 
-	var down *visionDown
+	var dep *dependencyFault
+	isDep := errors.As(err, &dep)
+	switch {
+	case ctx.Err() != nil:
+		// Shutdown: says nothing of the dependencies.
+	case isDep:
+		a.lastFault.Store(dep)
+		a.breaker.Failure()
+	case err == nil && len(recs) > 0, failure.IsPermanent(err) && visionAnswered(err):
+		// Everything the message needed answered: a published record, or Vision's verdict
+		// on a bad image.
+		a.breaker.Success()
+	}
 	switch {
 	case err == nil:
 		a.metrics.succeeded.Add(1)
@@ -592,13 +654,14 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 	case failure.IsPermanent(err):
 		a.metrics.failed(failure.Permanent)
 		a.deadLetter(ctx, log, m, receives, err)
-	case errors.As(err, &down) && a.breaker.State() != breaker.Closed:
-		// Vision is down, not this image: give the message back for when the circuit
-		// half-opens, without the backoff meant for messages that fail on their own.
+	case isDep && a.breaker.State() != breaker.Closed:
+		// A dependency is down or the setup is broken, not this message: give it back for
+		// when the circuit half-opens, without the backoff meant for messages that fail on
+		// their own.
 		a.metrics.failed(failure.ClassOf(err))
 		a.metrics.deferred.Add(1)
 		wait := max(a.breaker.Cooldown(), time.Second)
-		log.Info("vision unavailable; message deferred", zap.Error(err), zap.Duration("retry_in", wait))
+		log.Info("dependency unavailable; message deferred", zap.String("dependency", dep.dep), zap.Error(err), zap.Duration("retry_in", wait))
 		a.setVisibility(log, m.ReceiptHandle, wait)
 	default:
 		class := failure.ClassOf(err)
@@ -606,9 +669,16 @@ func (a *Analyzer) handle(runCtx, ctx context.Context, m sqstypes.Message, probe
 		a.metrics.retried.Add(1)
 		wait := a.retryDelay(receives, failure.RetryAfterOf(err))
 		log.Warn("transient failure; message retried later", zap.Error(err),
-			zap.String("class", class.String()), zap.String("reason", failure.ReasonOf(err)), zap.Duration("retry_in", wait))
+			zap.String("class", class.String()), zap.String("reason", failure.ReasonOf(err)),
+			zap.Bool("setup", failure.IsSetup(err)), zap.Duration("retry_in", wait))
 		a.setVisibility(log, m.ReceiptHandle, wait)
 	}
+}
+
+// visionAnswered reports whether err carries an answer of the Vision service.
+func visionAnswered(err error) bool {
+	var api *vision.APIError
+	return errors.As(err, &api)
 }
 
 // safely runs f, turning a panic into a transient failure of this message only.
@@ -629,7 +699,7 @@ func (a *Analyzer) retryDelay(receives int, serverWait time.Duration) time.Durat
 	ceiling := a.opts.Backoff.Ceiling(receives)
 	d := ceiling/2 + a.opts.Backoff.Backoff(receives, nil)/2
 	d = max(d, serverWait, time.Second)
-	return min(d, 12*time.Hour)
+	return min(d, MaxVisibilityTimeout)
 }
 
 // heartbeat extends the message's visibility while it is in work, a third of the timeout
@@ -649,15 +719,20 @@ func (a *Analyzer) heartbeat(ctx context.Context, log *zap.Logger, handle *strin
 			VisibilityTimeout: int32(a.opts.VisibilityTimeout / time.Second),
 		})
 		a.metrics.sqsCall("ChangeMessageVisibility")
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return // cut off because the message's work ended: not an extension
+		case err != nil:
+			a.metrics.heartbeatErrors.Add(1)
 			log.Warn("heartbeat failed", zap.Error(err))
-			continue
+		default:
+			a.metrics.heartbeats.Add(1)
 		}
-		a.metrics.heartbeats.Add(1)
 	}
 }
 
 func (a *Analyzer) setVisibility(log *zap.Logger, handle *string, d time.Duration) {
+	d = min(d, MaxVisibilityTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := a.deps.SQS.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
@@ -716,13 +791,6 @@ func stringAttrs(in map[string]sqstypes.MessageAttributeValue) map[string]string
 	}
 	return out
 }
-
-// visionDown marks a failure of Vision itself (unavailable, timed out, throttled beyond the
-// client's retries), as opposed to a verdict on the image.
-type visionDown struct{ err error }
-
-func (e *visionDown) Error() string { return e.err.Error() }
-func (e *visionDown) Unwrap() error { return e.err }
 
 // sleepCtx waits d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) {

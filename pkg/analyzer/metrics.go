@@ -19,7 +19,7 @@ func (c *atomicCounter) add(n int64) { c.v.Add(n) }
 // Prometheus when Options.Registerer is set.
 type Metrics struct {
 	received, succeeded, skipped, retried, deadLettered, released, panics atomic.Int64
-	receiveErrors, heartbeats, inflight, deferred                         atomic.Int64
+	receiveErrors, heartbeats, heartbeatErrors, inflight, deferred        atomic.Int64
 
 	mu            sync.Mutex
 	failedByClass map[failure.Class]int64
@@ -123,14 +123,15 @@ func (a *Analyzer) collectors() []prometheus.Collector {
 		counter("messages_retried_total", "Messages left on the queue with a backoff after a transient failure.", &m.retried),
 		counter("messages_dead_lettered_total", "Messages sent to the dead-letter queue by the analyzer.", &m.deadLettered),
 		counter("messages_released_total", "Messages given back unfinished at shutdown.", &m.released),
-		counter("messages_deferred_total", "Messages given back because Vision was unavailable (circuit open), without backoff.", &m.deferred),
+		counter("messages_deferred_total", "Messages given back because a dependency failed or the setup is broken (circuit open), without backoff.", &m.deferred),
 		counter("records_skipped_total", "Event records with nothing to do (stale, test events).", &m.skipped),
 		counter("panics_total", "Worker panics recovered.", &m.panics),
 		counter("receive_errors_total", "Failed SQS receives.", &m.receiveErrors),
 		counter("heartbeats_total", "Visibility extensions of messages in work.", &m.heartbeats),
+		counter("heartbeat_errors_total", "Visibility extensions of messages in work that failed.", &m.heartbeatErrors),
 		gauge("in_flight", "Messages in work.", func() float64 { return float64(m.inflight.Load()) }),
 		gauge("workers", "Size of the worker pool.", func() float64 { return float64(a.pool.size()) }),
-		gauge("circuit_state", "Vision circuit breaker: 0 closed, 1 open, 2 half-open.", func() float64 { return float64(a.breaker.State()) }),
+		gauge("circuit_state", "Circuit breaker on the analyzer's dependencies (S3 reads, Vision, Pub/Sub, setup faults): 0 closed, 1 open, 2 half-open.", func() float64 { return float64(a.breaker.State()) }),
 		m.failedVec, m.sqsVec, m.visionCall, m.queueDepth, m.wantedGauge, m.decisions,
 	}
 }
@@ -138,7 +139,7 @@ func (a *Analyzer) collectors() []prometheus.Collector {
 // Snapshot is a copy of the counters at one moment.
 type Snapshot struct {
 	Received, Succeeded, Skipped, Retried, DeadLettered, Released, Panics int64
-	ReceiveErrors, Heartbeats, InFlight, Deferred                         int64
+	ReceiveErrors, Heartbeats, HeartbeatErrors, InFlight, Deferred        int64
 	Failed                                                                map[string]int64
 	VisionCalls                                                           int64
 	// VisionTime is the time spent in Vision calls (retries included), WorkerTime the time
@@ -155,7 +156,7 @@ func (m *Metrics) Snapshot() Snapshot {
 	s := Snapshot{
 		Received: m.received.Load(), Succeeded: m.succeeded.Load(), Skipped: m.skipped.Load(),
 		Retried: m.retried.Load(), DeadLettered: m.deadLettered.Load(), Released: m.released.Load(),
-		Panics: m.panics.Load(), ReceiveErrors: m.receiveErrors.Load(), Heartbeats: m.heartbeats.Load(),
+		Panics: m.panics.Load(), ReceiveErrors: m.receiveErrors.Load(), Heartbeats: m.heartbeats.Load(), HeartbeatErrors: m.heartbeatErrors.Load(),
 		InFlight: m.inflight.Load(), Deferred: m.deferred.Load(), Failed: map[string]int64{},
 		VisionCalls: m.visionCalls, VisionTime: m.visionTime, WorkerTime: m.workerTime, SQSCalls: map[string]int64{},
 	}

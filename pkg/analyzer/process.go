@@ -8,16 +8,16 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/awserr"
 	"imgpipe/pkg/imagemeta"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/vision"
@@ -185,7 +185,11 @@ func (a *Analyzer) publishRecords(ctx context.Context, recs []pending) error {
 	for _, p := range recs {
 		id, err := a.deps.Publisher.Publish(ctx, p.rec)
 		if err != nil {
-			return fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)
+			err = fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)
+			if !failure.IsPermanent(err) && ctx.Err() == nil {
+				err = &dependencyFault{dep: "pubsub", err: err}
+			}
+			return err
 		}
 		p.log.Info("published", zap.String("pubsub_message_id", id), zap.String("analysis_event", string(p.rec.Event)))
 	}
@@ -243,37 +247,49 @@ func (a *Analyzer) checkHead(head *objectHead) (*imagemeta.Meta, error) {
 }
 
 // analyzeObject calls Vision on a prepared object and builds its record. A nil record with a
-// reason means the object changed or disappeared while it was read.
+// reason means the object changed or disappeared while it was read. A failure of S3, or of
+// Vision itself, comes back as a dependencyFault.
 func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head *objectHead, meta *imagemeta.Meta) (*analysis.Record, string, error) {
 	start := time.Now()
 	var res *vision.Result
 	var err error
+	// The first S3 failure of any attempt's read of the rest: the Vision client only sees
+	// its request fail, and must not be blamed for it.
+	var readFailed atomic.Pointer[error]
 	if a.opts.Mode == ModeURL {
 		url, perr := a.presign(ctx, rec)
 		if perr != nil {
 			return nil, "", perr
 		}
 		res, err = a.deps.Vision.AnalyzeURL(ctx, url)
+		if err == nil && rec.VersionID == "" {
+			// The URL cannot pin the content (an If-Match would have to be sent by Vision,
+			// see presign): check that what Vision fetched is still the event's content.
+			err = a.verifyUnchanged(ctx, rec, head)
+		}
 	} else {
 		res, err = a.deps.Vision.AnalyzeStream(ctx, func() (io.ReadCloser, int64, error) {
-			return a.open(ctx, rec, head)
+			if p := readFailed.Load(); p != nil {
+				return nil, 0, *p // S3 already failed this call: do not wait on it again
+			}
+			return a.open(ctx, rec, head, &readFailed)
 		})
 	}
 	a.metrics.observeVision(time.Since(start), err)
-	var rerr *readError
+	var dep *dependencyFault
 	switch {
+	case err == nil:
 	case errors.Is(err, errObjectGone):
 		return nil, "object changed or deleted while it was read", nil
-	case errors.As(err, &rerr):
-		// Reading from S3 failed, not Vision: the breaker is not told.
-		return nil, "", rerr.err
-	case err == nil || failure.IsPermanent(err):
-		a.breaker.Success() // Vision answered, even if it refused this image
-	case ctx.Err() != nil || failure.ReasonOf(err) == "ClientRateLimit":
-		// Our own cancellation or our own rate limit says nothing about Vision.
+	case readFailed.Load() != nil:
+		return nil, "", *readFailed.Load()
+	case errors.As(err, &dep):
+		// S3 failed (the second read, or the check after a URL analysis), not Vision.
+	case failure.IsPermanent(err), ctx.Err() != nil, failure.ReasonOf(err) == "ClientRateLimit":
+		// A verdict on the image; or our own cancellation or rate limit, which say nothing
+		// about Vision.
 	default:
-		a.breaker.Failure()
-		err = &visionDown{err}
+		err = &dependencyFault{dep: "vision", err: err}
 	}
 	if err != nil {
 		return nil, "", err
@@ -311,8 +327,18 @@ type objectHead struct {
 }
 
 // readHead reads the first headBytes of the object with one ranged GET, which also carries
-// the object's size (Content-Range) and ETag: no HEAD request is needed.
+// the object's size (Content-Range) and ETag: no HEAD request is needed. The GET and its body
+// are bounded by S3Timeout.
 func (a *Analyzer) readHead(ctx context.Context, rec *s3event.Record) (*objectHead, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, a.opts.S3Timeout, errS3Stalled)
+	defer cancel()
+	h, err := a.readHeadWithin(ctx, rec)
+	err = stalled(ctx, a.opts.S3Timeout, err)
+	a.s3.note(err)
+	return h, err
+}
+
+func (a *Analyzer) readHeadWithin(ctx context.Context, rec *s3event.Record) (*objectHead, error) {
 	in := a.objectInput(rec).get()
 	in.Range = aws.String(fmt.Sprintf("bytes=0-%d", headBytes-1))
 	obj, err := a.deps.S3.GetObject(ctx, in)
@@ -320,7 +346,7 @@ func (a *Analyzer) readHead(ctx context.Context, rec *s3event.Record) (*objectHe
 		if isNotFound(err) || isInvalidRange(err) {
 			return nil, err
 		}
-		return nil, classifyS3(fmt.Errorf("read object head: %w", err))
+		return nil, s3Fault(fmt.Errorf("read object head: %w", err))
 	}
 	defer obj.Body.Close()
 	size, ok := rangeTotal(aws.ToString(obj.ContentRange))
@@ -330,7 +356,7 @@ func (a *Analyzer) readHead(ctx context.Context, rec *s3event.Record) (*objectHe
 	}
 	buf, err := io.ReadAll(io.LimitReader(obj.Body, headBytes))
 	if err != nil {
-		return nil, failure.New(failure.Transient, "S3ReadFailed", fmt.Errorf("read object head: %w", err))
+		return nil, s3Fault(fmt.Errorf("read object head: %w", err))
 	}
 	return &objectHead{size: size, etag: trimETag(aws.ToString(obj.ETag)), version: aws.ToString(obj.VersionId), buf: buf}, nil
 }
@@ -367,47 +393,85 @@ func identify(h *objectHead) (*imagemeta.Meta, error) {
 // errObjectGone says the object changed or disappeared between the head read and the rest.
 var errObjectGone = errors.New("object changed or deleted since it was first read")
 
-// readError marks a failure to read the object from S3 while Vision was being called, so it
-// is not counted against Vision's health.
-type readError struct{ err error }
-
-func (e *readError) Error() string { return e.err.Error() }
-func (e *readError) Unwrap() error { return e.err }
-
 // open gives one Vision attempt the whole object: the bytes already read, then the rest
-// streamed from S3 with a ranged GET pinned to the same content (If-Match, and the ETag
-// checked again for servers that ignore it).
-func (a *Analyzer) open(ctx context.Context, rec *s3event.Record, h *objectHead) (io.ReadCloser, int64, error) {
+// streamed from S3 with a ranged GET pinned to the same content (getPinned). The wait for the
+// GET's headers and every read of its body are bounded by S3Timeout (watchdog, guardedBody);
+// its first failure is kept in failed.
+func (a *Analyzer) open(ctx context.Context, rec *s3event.Record, h *objectHead, failed *atomic.Pointer[error]) (io.ReadCloser, int64, error) {
 	if int64(len(h.buf)) >= h.size {
 		return io.NopCloser(bytes.NewReader(h.buf)), h.size, nil
 	}
-	in := a.objectInput(rec).get()
-	in.Range = aws.String(fmt.Sprintf("bytes=%d-", len(h.buf)))
-	if h.etag != "" {
-		in.IfMatch = aws.String(`"` + h.etag + `"`)
-	}
-	obj, err := a.deps.S3.GetObject(ctx, in)
+	dog := newWatchdog(ctx, a.opts.S3Timeout)
+	body, err := a.getPinned(dog.ctx, rec, h, fmt.Sprintf("bytes=%d-", len(h.buf)))
+	dog.end()
 	if err != nil {
-		if isNotFound(err) || isPreconditionFailed(err) {
-			return nil, 0, errObjectGone
+		dog.stop()
+		if !errors.Is(err, errObjectGone) {
+			failed.CompareAndSwap(nil, &err)
 		}
-		return nil, 0, &readError{classifyS3(fmt.Errorf("get object: %w", err))}
+		return nil, 0, err
 	}
-	if h.etag != "" && trimETag(aws.ToString(obj.ETag)) != h.etag {
-		obj.Body.Close()
-		return nil, 0, errObjectGone
-	}
-	rest := obj.Body
+	rest := &guardedBody{body: body, dog: dog, failed: failed, health: &a.s3}
 	return struct {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(h.buf), rest), rest}, h.size, nil
 }
 
+// verifyUnchanged checks, after Vision fetched a presigned URL of an unversioned object, that
+// the object still has the content the event and the head read saw; errObjectGone when not.
+func (a *Analyzer) verifyUnchanged(ctx context.Context, rec *s3event.Record, h *objectHead) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, a.opts.S3Timeout, errS3Stalled)
+	defer cancel()
+	body, err := a.getPinned(ctx, rec, h, "bytes=0-0")
+	if err == nil {
+		body.Close()
+	}
+	return err
+}
+
+// getPinned GETs a range of the object pinned to the content first read: If-Match on its
+// ETag, and the answer's ETag checked again for servers that ignore If-Match. An object
+// changed or deleted since is errObjectGone; other failures are classified (s3Fault).
+func (a *Analyzer) getPinned(ctx context.Context, rec *s3event.Record, h *objectHead, byteRange string) (io.ReadCloser, error) {
+	in := a.objectInput(rec).get()
+	in.Range = aws.String(byteRange)
+	if h.etag != "" {
+		in.IfMatch = aws.String(`"` + h.etag + `"`)
+	}
+	obj, err := a.deps.S3.GetObject(ctx, in)
+	if err != nil {
+		if isNotFound(err) || isPreconditionFailed(err) {
+			a.s3.note(nil)
+			return nil, errObjectGone
+		}
+		err = stalled(ctx, a.opts.S3Timeout, s3Fault(fmt.Errorf("get object: %w", err)))
+		a.s3.note(err)
+		return nil, err
+	}
+	a.s3.note(nil)
+	if h.etag != "" && trimETag(aws.ToString(obj.ETag)) != h.etag {
+		obj.Body.Close()
+		return nil, errObjectGone
+	}
+	return obj.Body, nil
+}
+
+// presign returns a presigned GET of the event's object (of its version, when the event
+// names one). It cannot carry the If-Match that pins stream mode's reads: SigV4 signs If-Match
+// as a header, which Vision, fetching the bare URL, would not send, so S3 would refuse every
+// fetch. The request it returns signs the host header alone; verifyUnchanged checks the
+// content after Vision fetched it instead.
 func (a *Analyzer) presign(ctx context.Context, rec *s3event.Record) (string, error) {
 	req, err := a.presigner.PresignGetObject(ctx, a.objectInput(rec).get(), s3.WithPresignExpires(a.opts.PresignTTL))
 	if err != nil {
-		return "", failure.New(failure.Transient, "PresignFailed", fmt.Errorf("presign: %w", err))
+		return "", s3Fault(fmt.Errorf("presign: %w", err))
+	}
+	for h := range req.SignedHeader {
+		if !strings.EqualFold(h, "Host") {
+			return "", &dependencyFault{dep: "s3", err: failure.SetupFault(failure.Transient, "PresignNeedsHeader",
+				fmt.Errorf("presigned GET signs header %s, which Vision does not send", h))}
+		}
 	}
 	return req.URL, nil
 }
@@ -437,38 +501,14 @@ func trimETag(s string) string {
 	return s
 }
 
-func isInvalidRange(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange"
-}
+func isInvalidRange(err error) bool { return awserr.Code(err) == "InvalidRange" }
 
-func isPreconditionFailed(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
-}
+func isPreconditionFailed(err error) bool { return awserr.Code(err) == "PreconditionFailed" }
 
 func isNotFound(err error) bool {
-	var nk *s3types.NoSuchKey
-	var nf *s3types.NotFound
-	if errors.As(err, &nk) || errors.As(err, &nf) {
+	switch awserr.Code(err) {
+	case "NoSuchKey", "NotFound", "NoSuchVersion":
 		return true
 	}
-	var ae smithy.APIError
-	return errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchVersion")
-}
-
-// classifyS3 sorts S3 errors: a missing bucket or access denied is configuration (transient:
-// retried until the operator fixes it, then the redrive policy decides); throttling is
-// throttled; the rest transient.
-func classifyS3(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "SlowDown", "RequestLimitExceeded", "Throttling", "ThrottlingException":
-			return failure.ThrottledAfter("S3Throttled", 0, err)
-		case "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
-			return failure.New(failure.Transient, "S3Config", err)
-		}
-	}
-	return failure.New(failure.Transient, "S3Unavailable", err)
+	return false
 }

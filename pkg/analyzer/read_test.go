@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestOpenNoticesChange(t *testing.T) {
 	if head.size != int64(len(first)) || len(head.buf) != headBytes || head.etag == "" {
 		t.Fatalf("head: size %d (want %d), %d bytes read (want %d), etag %q", head.size, len(first), len(head.buf), headBytes, head.etag)
 	}
-	rc, n, err := a.open(ctx, rec, head)
+	rc, n, err := a.open(ctx, rec, head, new(atomic.Pointer[error]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +87,13 @@ func TestOpenNoticesChange(t *testing.T) {
 	}
 
 	r.put(t, key, second)
-	if _, _, err := a.open(ctx, rec, head); !errors.Is(err, errObjectGone) {
+	if _, _, err := a.open(ctx, rec, head, new(atomic.Pointer[error])); !errors.Is(err, errObjectGone) {
 		t.Fatalf("overwritten object: err = %v, want errObjectGone", err)
 	}
 	if _, err := r.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.res.Bucket), Key: aws.String(key)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.open(ctx, rec, head); !errors.Is(err, errObjectGone) {
+	if _, _, err := a.open(ctx, rec, head, new(atomic.Pointer[error])); !errors.Is(err, errObjectGone) {
 		t.Fatalf("deleted object: err = %v, want errObjectGone", err)
 	}
 }

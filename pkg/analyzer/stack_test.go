@@ -76,7 +76,7 @@ func newRig(t testing.TB, res localstack.Resources) *rig {
 	})
 	r := &rig{
 		st: st, res: b, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps,
-		pub:    &recorder{next: p, count: map[string]int{}},
+		pub:    &recorder{next: p, count: map[string]int{}, last: map[string]analysis.Record{}},
 		log:    zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		stats0: st.VisionServer.Stats(),
 	}
@@ -108,11 +108,13 @@ func (r *rig) dropTestEvent(t testing.TB) {
 	t.Fatal("no s3:TestEvent on the fresh queue")
 }
 
-// recorder counts what the analyzers published, by object key.
+// recorder counts what the analyzers published, by object key, and keeps each key's last
+// record.
 type recorder struct {
 	next  Publisher
 	mu    sync.Mutex
 	count map[string]int
+	last  map[string]analysis.Record
 }
 
 func (r *recorder) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
@@ -120,9 +122,18 @@ func (r *recorder) Publish(ctx context.Context, rec *analysis.Record) (string, e
 	if err == nil {
 		r.mu.Lock()
 		r.count[rec.Key]++
+		r.last[rec.Key] = *rec
 		r.mu.Unlock()
 	}
 	return id, err
+}
+
+// lastRecord is the last record published for key.
+func (r *recorder) lastRecord(key string) (analysis.Record, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.last[key]
+	return rec, ok
 }
 
 func (r *recorder) counts() map[string]int {

@@ -22,6 +22,7 @@ import (
 
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
 	"imgpipe/pkg/s3event"
 )
 
@@ -242,17 +243,6 @@ func (s *Store) collect(ctx context.Context, q firestore.Query) ([]Document, err
 	}
 }
 
-// classify keeps errors already classified and sorts gRPC codes into the three classes.
-func classify(err error) error {
-	var fe *failure.Error
-	if errors.As(err, &fe) {
-		return err
-	}
-	switch status.Code(err) {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return failure.New(failure.Permanent, "FirestoreRejected", err)
-	case codes.ResourceExhausted:
-		return failure.New(failure.Throttled, "FirestoreThrottled", err)
-	}
-	return failure.New(failure.Transient, "FirestoreUnavailable", err)
-}
+// classify keeps errors already classified and sorts gRPC codes with the Google table
+// (grpcerr).
+func classify(err error) error { return grpcerr.Classify(err) }

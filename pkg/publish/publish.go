@@ -4,14 +4,14 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"cloud.google.com/go/pubsub/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
 )
 
 // Publisher publishes records to one topic. It is safe for concurrent use.
@@ -58,19 +58,25 @@ func (p *Publisher) Publish(ctx context.Context, rec *analysis.Record) (string, 
 	return id, nil
 }
 
-// classify marks errors that retrying cannot fix as permanent; everything else is transient.
+// Reasons of the Pub/Sub client's own errors (the service's gRPC codes are grpcerr's).
+const (
+	// ReasonRecordTooLarge: the record is larger than a Pub/Sub message may be.
+	ReasonRecordTooLarge = "RecordTooLarge"
+	// ReasonFlowControl: the client's flow control refused the message.
+	ReasonFlowControl = "FlowControl"
+)
+
+// classify sorts the Pub/Sub client's own errors, then the service's gRPC codes through the
+// Google table (grpcerr): a missing topic or a denied identity is a setup fault, a refused
+// record permanent.
 func classify(err error) error {
-	switch status.Code(err) {
-	case codes.InvalidArgument:
-		return failure.New(failure.Permanent, "PublishRejected", err)
-	case codes.NotFound, codes.PermissionDenied, codes.Unauthenticated:
-		// The topic or the identity is misconfigured: not the message's fault, so retry (the
-		// queue's redrive policy bounds it) and let the operator fix the configuration.
-		return failure.New(failure.Transient, "PublishConfig", err)
-	case codes.ResourceExhausted:
-		return failure.New(failure.Throttled, "PublishThrottled", err)
+	switch {
+	case errors.Is(err, pubsub.ErrOversizedMessage):
+		return failure.New(failure.Permanent, ReasonRecordTooLarge, err)
+	case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages), errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingBytes):
+		return failure.New(failure.Throttled, ReasonFlowControl, err)
 	}
-	return failure.New(failure.Transient, "PublishFailed", err)
+	return grpcerr.Classify(err)
 }
 
 // Close flushes pending publishes and stops the publisher's goroutines.

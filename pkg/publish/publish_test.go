@@ -3,6 +3,7 @@ package publish_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,7 +109,27 @@ func TestMissingTopicIsTransient(t *testing.T) {
 	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/"+stacktest.Unique("missing"), nil)
 	defer pub.Close()
 	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed, Bucket: "b", Key: "k"})
-	if err == nil || failure.IsPermanent(err) || failure.ReasonOf(err) != "PublishConfig" {
-		t.Fatalf("publish to a missing topic: %v (reason %q), want transient PublishConfig", err, failure.ReasonOf(err))
+	if err == nil || failure.IsPermanent(err) || !failure.IsSetup(err) || failure.ReasonOf(err) != "NotFound" {
+		t.Fatalf("publish to a missing topic: %v (reason %q), want a transient setup fault NotFound", err, failure.ReasonOf(err))
+	}
+}
+
+// TestOversizedRecordIsPermanent: a record larger than a Pub/Sub message may be can never be
+// published: a permanent failure, not a retry.
+func TestOversizedRecordIsPermanent(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/"+stacktest.Unique("unused"), nil)
+	defer pub.Close()
+	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "b", Key: "k",
+		Caption: strings.Repeat("x", 11<<20)})
+	if !failure.IsPermanent(err) || failure.ReasonOf(err) != publish.ReasonRecordTooLarge {
+		t.Fatalf("an 11 MB record: %v (reason %q), want permanent %s", err, failure.ReasonOf(err), publish.ReasonRecordTooLarge)
 	}
 }

@@ -113,7 +113,7 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 			}
 			return res
 		}
-		if failure.IsPermanent(err) || ctx.Err() != nil || attempt > pol.Retries() {
+		if !retryable(err) || ctx.Err() != nil || attempt > pol.Retries() {
 			r.abandon(a)
 			return failedResult(res, err)
 		}
