@@ -184,9 +184,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 				sum.SkippedFilter++
 			}
 			if d != Move {
-				if err := w.keep(io, m); err != nil {
-					return sum, err
-				}
+				w.keep(m)
 			}
 			if o.OnDecision != nil {
 				o.OnDecision(m, d)
@@ -195,9 +193,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		sum.Pass = w.p
 		if o.DryRun {
 			sum.Moved += len(move)
-			if err := w.keep(io, move...); err != nil {
-				return sum, err
-			}
+			w.keep(move...)
 			o.progress(sum)
 			continue
 		}
@@ -205,9 +201,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		n, err := clearRate(ctx, io, w, bucket, move, &leased)
 		if n < len(move) {
 			sum.Interrupted = err == nil
-			if kerr := w.keep(io, move[n:]...); err == nil {
-				err = kerr
-			}
+			w.keep(move[n:]...)
 			move = move[:n]
 		}
 		if err != nil {
@@ -228,9 +222,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		for i, e := range dst.Send(io, out) {
 			if e != nil {
 				sum.Failed++
-				if err := w.keep(io, move[i]); err != nil {
-					return sum, err
-				}
+				w.keep(move[i])
 				o.failed(move[i], e)
 				continue
 			}
@@ -370,9 +362,7 @@ func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) 
 			return w.p, err
 		}
 		for _, r := range rs {
-			if err := w.keep(io, r.m); err != nil {
-				return w.p, err
-			}
+			w.keep(r.m)
 			if r.d != Move {
 				continue
 			}
@@ -409,9 +399,7 @@ func Drain(ctx context.Context, src Source, opts *ScanOptions, leave bool, fn fu
 		var batch []*Message
 		for _, r := range rs {
 			if r.d != Move {
-				if err := w.keep(io, r.m); err != nil {
-					return deleted, w.p, err
-				}
+				w.keep(r.m)
 				continue
 			}
 			batch = append(batch, r.m)
@@ -420,15 +408,11 @@ func Drain(ctx context.Context, src Source, opts *ScanOptions, leave bool, fn fu
 			continue
 		}
 		if err := fn(batch); err != nil {
-			if kerr := w.keep(io, batch...); kerr != nil {
-				err = errors.Join(err, kerr)
-			}
+			w.keep(batch...)
 			return deleted, w.p, err
 		}
 		if leave {
-			if err := w.keep(io, batch...); err != nil {
-				return deleted, w.p, err
-			}
+			w.keep(batch...)
 			continue
 		}
 		for i, e := range src.Delete(io, batch) {

@@ -13,7 +13,7 @@ import (
 //   - Each message is received, decided and then moved (sent and deleted) or kept. Kept
 //     messages stay leased, so that the pass does not receive them again at once, but at most
 //     Window of them: when the window is full the oldest are released (made receivable
-//     again) as new ones come in. What the pass holds in memory is one batch in full plus the
+//     again), in batches before each receive, as new ones come in. What the pass holds in memory is one batch in full plus the
 //     window's message IDs and lease handles.
 //   - A message received again is recognised by a 64-bit fingerprint of its ID (about 16
 //     bytes a message seen: 1.6 MB per 100,000) and neither counted nor decided twice.
@@ -138,6 +138,9 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 		return nil, nil
 	}
 	for {
+		if err := w.trim(ctx); err != nil {
+			return nil, err
+		}
 		msgs, err := w.src.Receive(ctx, n, w.hold)
 		if err != nil {
 			w.p.Ended = EndError
@@ -190,12 +193,16 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 	}
 }
 
-// keep holds ms leased in the window, releasing the oldest held messages when it overflows.
-// Only each message's ID and lease handle are kept.
-func (w *pass) keep(ctx context.Context, ms ...*Message) error {
+// keep holds ms leased in the window; only each message's ID and lease handle are kept. What
+// overflows the window is released by trim, in batches, before the next receive.
+func (w *pass) keep(ms ...*Message) {
 	for _, m := range ms {
 		w.held.push(w.fingerprint(m), &Message{ID: m.ID, Handle: m.Handle})
 	}
+}
+
+// trim releases the oldest held messages beyond the window.
+func (w *pass) trim(ctx context.Context) error {
 	if over := w.held.len() - w.window; over > 0 {
 		if err := releaseAll(ctx, w.src, w.held.pop(over)); err != nil {
 			w.p.Ended = EndError
