@@ -208,11 +208,15 @@ func passLines(w io.Writer, p replay.Pass, what string) {
 	coverLines(w, p, what)
 }
 
-// coverLines prints the service's own count at the start and, for a pass that went round
-// short of it (a service that hands released messages straight back: see --window), a note.
+// coverLines prints the service's own count at the start, receives that failed (a lost answer
+// hides its batch) and, for a pass that went round short of the count (a service that hands
+// released messages straight back: see --window), a note.
 func coverLines(w io.Writer, p replay.Pass, what string) {
 	if p.AtStart > 0 {
 		fmt.Fprintf(w, "at start (the service's approximate count)\t%d\n", p.AtStart)
+	}
+	if p.FailedReceives > 0 {
+		fmt.Fprintf(w, "receives that failed and were retried\t%d\t(each may hide up to a batch from this %s until --hold ends)\n", p.FailedReceives, what)
 	}
 	if p.Ended == replay.EndRound && p.AtStart > p.Seen {
 		fmt.Fprintf(w, "note\tthe %s went round after %d messages of about %d: the service handed released messages back first; a larger --window reaches further\n", what, p.Seen, p.AtStart)

@@ -31,6 +31,8 @@ type memQueue struct {
 	extends   int // Extend calls
 	headFirst bool
 	extendErr error // fail every Extend with this
+	recvErr   error // fail the next recvFails receives with this
+	recvFails int
 	// realLeases makes leases run out on the real clock after their hold; lapsed counts
 	// deletes made with a lease that had run out.
 	realLeases bool
@@ -57,6 +59,10 @@ func (q *memQueue) Receive(_ context.Context, n int, hold time.Duration) ([]*Mes
 	defer q.mu.Unlock()
 	if q.leased == nil {
 		q.leased, q.handles, q.until = map[string]bool{}, map[string]string{}, map[string]time.Time{}
+	}
+	if q.recvFails > 0 {
+		q.recvFails--
+		return nil, q.recvErr
 	}
 	q.gen++
 	if q.gen == q.expireAt {
@@ -465,6 +471,27 @@ func TestRunStopsWhenARenewalFails(t *testing.T) {
 	}
 	if len(dst.ids()) != 10 || len(src.ids()) != 10 || src.unleased() != 10 {
 		t.Fatalf("destination %d, DLQ %d (%d released); want 10, 10 and 10", len(dst.ids()), len(src.ids()), src.unleased())
+	}
+}
+
+// A receive that fails for a reason a retry can fix is retried and counted (its answer may have
+// been lost, hiding a batch); a permanent failure ends the pass at once.
+func TestPassRetriesAFailedReceive(t *testing.T) {
+	src := fill(t, 25)
+	src.recvErr, src.recvFails = errors.New("use of closed network connection"), 2
+	n := 0
+	p, err := Scan(context.Background(), src, nil, func(*Message) error { n++; return nil })
+	if err != nil || n != 25 || p.FailedReceives != 2 {
+		t.Fatalf("scan saw %d, pass %+v, err %v; want 25 seen and 2 failed receives", n, p, err)
+	}
+	src.recvErr, src.recvFails = failure.Permanentf("QueueDoesNotExist", "gone"), 1
+	p, err = Scan(context.Background(), src, nil, func(*Message) error { return nil })
+	if !failure.IsPermanent(err) || p.FailedReceives != 0 || p.Ended != EndError {
+		t.Fatalf("pass %+v, err %v; want the permanent error at once", p, err)
+	}
+	src.recvErr, src.recvFails = errors.New("unavailable"), 100
+	if _, err = Scan(context.Background(), src, nil, func(*Message) error { return nil }); err == nil || !strings.Contains(err.Error(), "receive failed 5 times") {
+		t.Fatalf("err %v; want the receive given up after 5 attempts", err)
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"time"
+
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/retry"
 )
 
 // A pass walks a source once, as it was when the pass began, with a bounded lease window:
@@ -17,6 +20,10 @@ import (
 //     window's message IDs and lease handles.
 //   - A message received again is recognised by a 64-bit fingerprint of its ID (about 16
 //     bytes a message seen: 1.6 MB per 100,000) and neither counted nor decided twice.
+//   - A receive that fails for a reason a retry can fix is retried (receivePolicy) and
+//     counted in Pass.FailedReceives: its answer may have been lost on the way after the
+//     service handed out a batch, whose messages then stay invisible until their hold ends,
+//     out of this pass.
 //   - Messages that entered the DLQ after the pass began are not part of it: those stamped by
 //     a replay at or after the start (they came back) and those sent after the start (they
 //     arrived). They are counted and left alone.
@@ -62,7 +69,13 @@ type Pass struct {
 	AtStart   int    `json:"at_start,omitempty"` // the source's approximate size at the start (0: unknown)
 	MaxLeased int    `json:"max_leased"`         // most messages this pass held leased at once
 	Ended     string `json:"ended"`              // why the pass stopped (End*)
+	// FailedReceives counts receives that failed and were retried: each may have hidden up
+	// to a batch until the hold ends (an answer lost after the service handed it out).
+	FailedReceives int `json:"failed_receives"`
 }
+
+// receivePolicy retries a receive that failed for a reason retrying can fix.
+var receivePolicy = retry.Policy{MaxRetries: 4, BaseDelay: 200 * time.Millisecond, MaxDelay: 2 * time.Second}
 
 // Entered says whether m is part of the DLQ as it was at start: Move when it is (whatever the
 // filter then says), SkipCameBack when a replay stamped it (AttrReplayedAt) at or after start,
@@ -141,7 +154,7 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 		if err := w.trim(ctx); err != nil {
 			return nil, err
 		}
-		msgs, err := w.src.Receive(ctx, n, w.hold)
+		msgs, err := w.get(ctx, n)
 		if err != nil {
 			w.p.Ended = EndError
 			return nil, err
@@ -190,6 +203,25 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 		if len(out) > 0 || w.over {
 			return out, nil
 		}
+	}
+}
+
+// get receives up to n messages, retrying a receive that failed for a reason retrying can fix
+// (not a permanent one) as receivePolicy says, and counting each failure.
+func (w *pass) get(ctx context.Context, n int) ([]*Message, error) {
+	for attempt := 1; ; attempt++ {
+		msgs, err := w.src.Receive(ctx, n, w.hold)
+		if err == nil {
+			return msgs, nil
+		}
+		if failure.ClassOf(err) == failure.Permanent {
+			return nil, err
+		}
+		w.p.FailedReceives++
+		if attempt > receivePolicy.Retries() {
+			return nil, fmt.Errorf("receive failed %d times: %w", attempt, err)
+		}
+		time.Sleep(receivePolicy.Delay(attempt, failure.RetryAfterOf(err), nil))
 	}
 }
 

@@ -94,6 +94,11 @@ func (q *Queue) Receive(ctx context.Context, n int, hold time.Duration) ([]*repl
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
 		},
+	}, func(o *sqs.Options) {
+		// No silent SDK retry: a receive whose answer was lost on the way (the connection
+		// closed under it) leaves its batch invisible for the hold, and the caller must know;
+		// the pass retries and counts it (replay.Pass.FailedReceives).
+		o.RetryMaxAttempts = 1
 	})
 	if err != nil {
 		return nil, classify(fmt.Errorf("receive from %s: %w", q.url, err))
