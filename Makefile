@@ -6,9 +6,13 @@ GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
+<<<<<<< HEAD
 DEPLOY    := deploy
 
 .PHONY: run test deps tools up down env vet fmt-check bench build clean tf-env
+=======
+.PHONY: run test deps tools up down env vet fmt-check bench bench-dlq build clean
+>>>>>>> dlq-streaming
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -65,7 +69,15 @@ bench: deps
 	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
 	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
-	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
+	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
+	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt
+
+## bench-dlq: dlq-replay on DLQs of 10,000 and 100,000 messages (stats, filtered replay, export,
+## import as processes of their own): msgs/s, peak memory and the lease window, as markdown rows
+## in bench-dlq.md (see dlq-replay/README.md). Takes about 4 minutes.
+bench-dlq: deps
+	set -o pipefail; \
+	DLQ_BENCH_SIZES=10000,100000 DLQ_BENCH_OUT=bench-dlq.md $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 60m | tee bench-dlq.txt
 
 ## tf-env: the binaries' settings from `terraform output -json` of deploy/terraform:
 ## TF_OUTPUT=out.json (default: run terraform, or tofu, in deploy/terraform), FORMAT=configmap
@@ -86,4 +98,4 @@ build:
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md
+	rm -rf bin .stack bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt
