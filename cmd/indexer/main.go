@@ -17,6 +17,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/index"
@@ -160,6 +161,7 @@ func run(cmd string, args []string) error {
 			defer cancel()
 			_ = srv.Shutdown(ctx)
 		}()
+		log.Info("metrics listening", zap.String("addr", srv.Addr()))
 	}
 	log.Info("indexer starting", obs.Settings(set.Describe()))
 	if err := ix.Run(ctx); err != nil {
