@@ -5,6 +5,7 @@ SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
+DEPLOY    := deploy
 
 .PHONY: run test deps tools up down env vet fmt-check bench build clean
 
@@ -14,13 +15,18 @@ run: deps
 	$(GO) run ./cmd/demo
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
-## from the test cache: the integration tests depend on processes the cache cannot see.
+## from the test cache: the integration tests depend on processes the cache cannot see. Then
+## the deploy module's tests: the alert and recording rules (promtool check and unit tests)
+## and the Grafana dashboard, parsed with Prometheus's own PromQL parser.
 test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
+	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
 
-## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
+## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
+## and the deploy module's).
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
+	cd $(DEPLOY) && $(GO) mod download
 
 $(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
@@ -44,6 +50,7 @@ env:
 
 vet:
 	$(GO) vet ./...
+	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
