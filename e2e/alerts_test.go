@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -97,11 +98,13 @@ func TestShortenFor(t *testing.T) {
 	}
 }
 
-// child is a pipeline binary run by a test in its own process group.
+// child is a process run by a test in its own process group (a pipeline binary, the
+// Prometheus server), its output in a log file. It is stopped when the test ends.
 type child struct {
 	name, log string
 	cmd       *exec.Cmd
 	done      chan struct{}
+	stopOnce  sync.Once
 }
 
 func startBinary(t *testing.T, bin string, env []string, args ...string) *child {
@@ -125,18 +128,25 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *child 
 		close(c.done)
 	}()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(40 * time.Second):
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.done
-		}
+		c.stop(40 * time.Second) // the analyzer's drain
 		if t.Failed() {
 			t.Logf("%s log tail:\n%s", c.name, tailFile(c.log, 15))
 		}
 	})
 	return c
+}
+
+// stop signals the process group with SIGTERM and kills it after grace. Safe to call twice.
+func (c *child) stop(grace time.Duration) {
+	c.stopOnce.Do(func() {
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
+		}
+	})
 }
 
 // metricsAddr waits for the binary's "metrics listening" log line and returns its address.

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,13 +94,11 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// promServer is a Prometheus server started by a test, in its own process group, with its
-// storage in a temporary folder.
+// promServer is a Prometheus server started by a test, with its storage in a temporary
+// folder.
 type promServer struct {
+	*child
 	url    string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	log    string
 	client *http.Client
 }
 
@@ -122,30 +119,14 @@ func startPrometheus(t *testing.T, bin, config string) *promServer {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		p := &promServer{url: "http://" + addr, done: make(chan struct{}), log: filepath.Join(dir, fmt.Sprintf("prometheus-%d.log", attempt)),
-			client: &http.Client{Timeout: 10 * time.Second}}
-		logFile, err := os.Create(p.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.cmd = exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+		p := &promServer{url: "http://" + addr, client: &http.Client{Timeout: 10 * time.Second}}
+		p.child = startBinary(t, bin, os.Environ(), "--config.file="+cfg,
+			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
 			"--web.listen-address="+addr, "--log.level=warn")
-		p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			logFile.Close()
-			t.Fatalf("start prometheus: %v", err)
-		}
-		go func() {
-			_ = p.cmd.Wait()
-			logFile.Close()
-			close(p.done)
-		}()
-		t.Cleanup(p.stop)
 		if lastErr = p.waitReady(time.Minute); lastErr == nil {
 			return p
 		}
-		p.stop()
+		p.stop(10 * time.Second)
 	}
 	t.Fatalf("prometheus did not start: %v", lastErr)
 	return nil
@@ -168,22 +149,6 @@ func (p *promServer) waitReady(timeout time.Duration) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("not ready after %v: %s", timeout, tailFile(p.log, 20))
-}
-
-// stop signals the server's process group, and kills it after 10 s. Safe to call twice.
-func (p *promServer) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 // api GETs a /api/v1 path and decodes its data into out.

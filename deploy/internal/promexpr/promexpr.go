@@ -80,6 +80,28 @@ func WriteList(path string, header []string, names []string) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+// CheckList compares the names an artefact reads (used, in any order, repeats allowed) with
+// the list at path, after rewriting the list from them when update is set (under header). It
+// returns an error naming what differs.
+func CheckList(path string, header []string, used []string, update bool) error {
+	if update {
+		if err := WriteList(path, header, used); err != nil {
+			return err
+		}
+	}
+	listed, err := ReadList(path)
+	if err != nil {
+		return err
+	}
+	used = slices.Clone(used)
+	slices.Sort(used)
+	missing, extra := Diff(slices.Compact(used), listed)
+	if len(missing) > 0 || len(extra) > 0 {
+		return fmt.Errorf("%s is out of date (rewrite it with -update): read but not listed %v; listed but not read %v", path, missing, extra)
+	}
+	return nil
+}
+
 // Diff returns the names only in want and only in got.
 func Diff(want, got []string) (missing, extra []string) {
 	for _, n := range want {

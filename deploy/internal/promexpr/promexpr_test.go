@@ -51,3 +51,16 @@ func TestListRoundTrip(t *testing.T) {
 		t.Errorf("Diff: missing %v extra %v", missing, extra)
 	}
 }
+
+func TestCheckList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.txt")
+	if err := CheckList(path, nil, []string{"b", "a", "a"}, true); err != nil {
+		t.Fatalf("after an update: %v", err)
+	}
+	if err := CheckList(path, nil, []string{"a", "b"}, false); err != nil {
+		t.Errorf("the same names: %v", err)
+	}
+	if err := CheckList(path, nil, []string{"a", "c"}, false); err == nil {
+		t.Error("a list out of date passed")
+	}
+}
