@@ -5,23 +5,11 @@ SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
-
-<<<<<<< HEAD
 DEPLOY    := deploy
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean tf-env
-=======
-.PHONY: run test deps tools up down env vet fmt-check bench bench-dlq build clean
->>>>>>> dlq-streaming
-
-## run: bring the local stack up, run analyzer and indexer on the sample images, print what
-## was indexed and what failed, and shut everything down.
-run: deps
-	$(GO) run ./cmd/demo
-
-## test: vet, format check and every test (unit and integration on the local stack), never
-## from the test cache: the integration tests depend on processes the cache cannot see. Then
-## the deploy module's tests: the Terraform checks and the policy-vs-calls table.
+## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
+## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
+## Prometheus's own PromQL parser.
 test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
 	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...

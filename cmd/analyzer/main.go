@@ -107,7 +107,7 @@ func newSet(s *settings) *config.Set {
 	set.Int(&s.minWorkers, "min-workers", "IMGPIPE_MIN_WORKERS", 1, "smallest autoscaled worker pool", config.Validate(config.Between(&s.minWorkers, 1, 1024)))
 	set.Float(&s.targetPerWorker, "target-backlog-per-worker", "IMGPIPE_TARGET_BACKLOG_PER_WORKER", 10, "autoscaler target: messages waiting or in work per worker")
 	set.Duration(&s.scaleCooldown, "scale-cooldown", "IMGPIPE_SCALE_COOLDOWN", 30*time.Second, "least time between two resizes of the worker pool", config.Validate(config.PositiveDuration(&s.scaleCooldown)))
-	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue depth is read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
+	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue and dead-letter queue depths are read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
 	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive messages failed by S3, Vision or Pub/Sub being down or by a setup fault (access denied, bad key, a URL Vision cannot fetch) that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
 	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe (up to 12h: messages given back wait as long)", config.Validate(func() error {
 		if s.breakerCooldown <= 0 || s.breakerCooldown > analyzer.MaxVisibilityTimeout {

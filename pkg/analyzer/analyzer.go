@@ -503,6 +503,7 @@ func (a *Analyzer) receive(ctx context.Context, n int) ([]sqstypes.Message, erro
 		return nil, err
 	}
 	a.metrics.received.Add(int64(len(out.Messages)))
+	a.metrics.observeReceive(out.Messages, a.now())
 	return out.Messages, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"imgpipe/pkg/failure"
@@ -33,12 +34,14 @@ type Metrics struct {
 	sqsVec      *prometheus.CounterVec
 	visionCall  *prometheus.HistogramVec
 	queueDepth  *prometheus.GaugeVec
+	dlqDepth    *prometheus.GaugeVec
+	receiveAge  prometheus.Gauge
 	wantedGauge prometheus.Gauge
 	decisions   *prometheus.CounterVec
 }
 
 func newMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		failedByClass: map[failure.Class]int64{},
 		sqsCalls:      map[string]int64{},
 		failedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -54,6 +57,12 @@ func newMetrics() *Metrics {
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "imgpipe_analyzer_queue_messages", Help: "Approximate number of messages on the source queue, by state (visible, not_visible, delayed).",
 		}, []string{"state"}),
+		dlqDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "imgpipe_analyzer_dlq_messages", Help: "Approximate number of messages on the dead-letter queue, by state (visible, not_visible, delayed), read with the source queue's depth.",
+		}, []string{"state"}),
+		receiveAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "imgpipe_analyzer_receive_oldest_age_seconds", Help: "Age (from its SentTimestamp) of the oldest message in the latest receive; 0 after a receive that brought none.",
+		}),
 		wantedGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "imgpipe_analyzer_autoscale_wanted_workers", Help: "Worker count the autoscaler last asked for, before hysteresis and cooldown.",
 		}),
@@ -61,6 +70,12 @@ func newMetrics() *Metrics {
 			Name: "imgpipe_analyzer_autoscale_changes_total", Help: "Worker pool resizes made by the autoscaler, by direction.",
 		}, []string{"direction"}),
 	}
+	// Every class is exported from the start, at 0: a series born at its first failure would
+	// hide that failure from increase() and rate(), and so from the error-rate alert.
+	for _, c := range []failure.Class{failure.Transient, failure.Throttled, failure.Permanent} {
+		m.failedVec.WithLabelValues(c.String())
+	}
+	return m
 }
 
 func (m *Metrics) failed(c failure.Class) {
@@ -87,6 +102,27 @@ func (m *Metrics) observeVision(d time.Duration, err error) {
 		outcome = failure.ClassOf(err).String()
 	}
 	m.visionCall.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// observeReceive sets the age of the oldest message of a receive, from each message's
+// SentTimestamp (epoch milliseconds); messages without one are left out.
+func (m *Metrics) observeReceive(msgs []sqstypes.Message, now time.Time) {
+	oldest := time.Duration(0)
+	for _, msg := range msgs {
+		ms, err := strconv.ParseInt(msg.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+		if err != nil {
+			continue
+		}
+		oldest = max(oldest, now.Sub(time.UnixMilli(ms)))
+	}
+	m.receiveAge.Set(oldest.Seconds())
+}
+
+// setDepth exports a queue's depth on g.
+func setDepth(g *prometheus.GaugeVec, d Depth) {
+	g.WithLabelValues("visible").Set(float64(d.Visible))
+	g.WithLabelValues("not_visible").Set(float64(d.NotVisible))
+	g.WithLabelValues("delayed").Set(float64(d.Delayed))
 }
 
 // observeHandle feeds the moving average of the time per message.
@@ -132,7 +168,7 @@ func (a *Analyzer) collectors() []prometheus.Collector {
 		gauge("in_flight", "Messages in work.", func() float64 { return float64(m.inflight.Load()) }),
 		gauge("workers", "Size of the worker pool.", func() float64 { return float64(a.pool.size()) }),
 		gauge("circuit_state", "Circuit breaker on the analyzer's dependencies (S3 reads, Vision, Pub/Sub, setup faults): 0 closed, 1 open, 2 half-open.", func() float64 { return float64(a.breaker.State()) }),
-		m.failedVec, m.sqsVec, m.visionCall, m.queueDepth, m.wantedGauge, m.decisions,
+		m.failedVec, m.sqsVec, m.visionCall, m.queueDepth, m.dlqDepth, m.receiveAge, m.wantedGauge, m.decisions,
 	}
 }
 
