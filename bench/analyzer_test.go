@@ -118,9 +118,9 @@ func benchReceiveDelete(b *testing.B) {
 	if v, f, err := st.QueueDepth(ctx); err != nil || v+f != 0 {
 		b.Fatalf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, f, err)
 	}
-	report(b, st.Root, "ReceiveDelete", b.N, []figure{
-		{float64(b.N) / elapsed.Seconds(), "msgs/s"},
-		{float64(calls) / float64(b.N), "sqs-calls/msg"},
+	st.Report(b, "ReceiveDelete", b.N, []proctest.Figure{
+		proctest.Fig(float64(b.N)/elapsed.Seconds(), "msgs/s"),
+		proctest.Fig(float64(calls)/float64(b.N), "sqs-calls/msg"),
 	}, fmt.Sprintf("bench process receives 10/poll, batch delete; %v", elapsed.Round(time.Millisecond)))
 }
 
@@ -160,21 +160,21 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 	b.StopTimer()
 	assertClean(b, st, r)
 	n := float64(b.N)
-	figs := []figure{
-		{r.Throughput, "msgs/s"},
-		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
-		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
-		{r.metric("sqs_calls_total") / n, "sqs-calls/msg"},
+	figs := []proctest.Figure{
+		proctest.Fig(r.Throughput, "msgs/s"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/n, "cpu-ms/msg"),
+		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
+		proctest.Fig(r.metric("sqs_calls_total")/n, "sqs-calls/msg"),
 	}
 	if latency > 0 {
 		bound := float64(unlimited.workers) / latency.Seconds()
-		figs = append(figs, figure{bound, "bound-msgs/s"}, figure{r.Throughput / bound * 100, "%-of-bound"})
+		figs = append(figs, proctest.Fig(bound, "bound-msgs/s"), proctest.Fig(r.Throughput/bound*100, "%-of-bound"))
 	}
 	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v; machine CPU busy %.0f%%", latency, strings.Join(flags, " "),
 		r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond), r.MachineBusy*100)
 	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v; receive errors %v", b.N, note, r.cpu, r.maxRSSKiB,
 		r.metric("messages_succeeded_total"), r.metric("receive_errors_total"))
-	report(b, st.Root, name, b.N, figs, note)
+	st.Report(b, name, b.N, figs, note)
 }
 
 // benchMemory measures the analyzer's peak memory on large images: 128 objects (b.N is
@@ -214,16 +214,16 @@ func benchMemory(b *testing.B) {
 	r := runAnalyzer(b, st, m, unlimited)
 	b.StopTimer()
 	assertClean(b, st, r)
-	figs := []figure{
-		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
-		{float64(r.cpu.Microseconds()) / 1000 / m, "cpu-ms/image"},
-		{r.Throughput, "images/s"},
-		{float64(len(first)) / 1e6, "image-MB"},
+	figs := []proctest.Figure{
+		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/m, "cpu-ms/image"),
+		proctest.Fig(r.Throughput, "images/s"),
+		proctest.Fig(float64(len(first))/1e6, "image-MB"),
 	}
 	note := fmt.Sprintf("%d distinct BMPs 2560x1960, 64 workers, Vision latency 100ms, --mode stream; window %v of %v",
 		m, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
 	b.Logf("%s; cpu %v; peak RSS %d KiB", note, r.cpu, r.maxRSSKiB)
-	report(b, st.Root, "Memory15MB", m, figs, note)
+	st.Report(b, "Memory15MB", m, figs, note)
 }
 
 // benchQuota measures the analyzer against a Vision quota: the stand-in answers 429 beyond
@@ -261,17 +261,17 @@ func benchQuota(b *testing.B) {
 	if calls < n {
 		b.Fatalf("the Vision stand-in counted %d calls for %d messages", calls, n)
 	}
-	figs := []figure{
-		{r.Throughput, "analyses/s"},
-		{r.Throughput / 20 * 100, "%-of-quota"},
-		{float64(throttled) / float64(calls) * 100, "%-429"},
-		{n / r.FromStart.Seconds(), "run-analyses/s"},
-		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
+	figs := []proctest.Figure{
+		proctest.Fig(r.Throughput, "analyses/s"),
+		proctest.Fig(r.Throughput/20*100, "%-of-quota"),
+		proctest.Fig(float64(throttled)/float64(calls)*100, "%-429"),
+		proctest.Fig(n/r.FromStart.Seconds(), "run-analyses/s"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/n, "cpu-ms/msg"),
 	}
 	note := fmt.Sprintf("quota 20/s burst 20, latency 50ms, client 20/s burst 20; %d Vision calls, %d answered 429; window %v of %v",
 		calls, throttled, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
 	b.Logf("%s", note)
-	report(b, st.Root, "Quota", n, figs, note)
+	st.Report(b, "Quota", n, figs, note)
 }
 
 // TestAnalyzerProcess runs the analyzer binary through the benchmark's harness on 40 small

@@ -1,11 +1,7 @@
 package bench
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +45,7 @@ func runAnalyzer(tb testing.TB, st *proctest.Stack, n int, c analyzerConfig) *an
 	tb.Helper()
 	p := st.StartAnalyzer(tb, "analyzer", c.args()...)
 	r := &analyzerRun{n: n}
-	r.Progress = st.WaitDone(tb, n, n, p.Started(), p)
+	r.Progress = st.WaitDone(tb, proctest.Wait{N: n, Start: p.Started(), Procs: []*proctest.Proc{p}})
 	m, err := p.Metrics()
 	if err != nil {
 		tb.Fatalf("analyzer /metrics after the run: %v; log tail:\n%s", err, p.LogTail())
@@ -61,55 +57,4 @@ func runAnalyzer(tb testing.TB, st *proctest.Stack, n int, c analyzerConfig) *an
 	p.Stop(tb, 40*time.Second)
 	r.exitCode, r.cpu, r.maxRSSKiB = p.ExitCode(), p.CPU(), p.PeakKiB()
 	return r
-}
-
-// writeResult appends one markdown table row per scenario to the file named by BENCH_OUT (a
-// relative path is taken from the module root, so BENCH_OUT=docs/x.md means <root>/docs/x.md).
-func writeResult(tb testing.TB, root, scenario string, n int, figures []figure, note string) {
-	tb.Helper()
-	path := os.Getenv("BENCH_OUT")
-	if path == "" {
-		return
-	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(root, path)
-	}
-	fi, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		tb.Errorf("BENCH_OUT: %v", err)
-		return
-	}
-	defer f.Close()
-	var b strings.Builder
-	if statErr != nil || fi.Size() == 0 {
-		b.WriteString("| when (UTC) | scenario | N | figures | notes |\n|---|---|---|---|---|\n")
-	}
-	parts := make([]string, len(figures))
-	for i, fg := range figures {
-		num := fmt.Sprintf("%.4g", fg.v)
-		if fg.v >= 10000 {
-			num = fmt.Sprintf("%.0f", fg.v)
-		}
-		parts[i] = num + " " + fg.unit
-	}
-	fmt.Fprintf(&b, "| %s | %s | %d | %s | %s |\n", time.Now().UTC().Format("2006-01-02 15:04"), scenario, n,
-		strings.Join(parts, ", "), strings.ReplaceAll(note, "|", "/"))
-	if _, err := f.WriteString(b.String()); err != nil {
-		tb.Errorf("BENCH_OUT: %v", err)
-	}
-}
-
-// figure is one reported number.
-type figure struct {
-	v    float64
-	unit string
-}
-
-// report gives each figure to b.ReportMetric and appends the row to BENCH_OUT.
-func report(b *testing.B, root, scenario string, n int, figures []figure, note string) {
-	for _, f := range figures {
-		b.ReportMetric(f.v, f.unit)
-	}
-	writeResult(b, root, scenario, n, figures, note)
 }

@@ -13,8 +13,9 @@ import (
 // Progress is how processes worked through a queue loaded with N messages, read from the
 // queue's depth (a message is done once deleted).
 type Progress struct {
-	// Throughput is messages/s from the first poll with at least 5% of N done to the poll
-	// that saw the target reached; start-up and the first messages are thus left out.
+	// Throughput is messages/s over the measured window: from its start (Wait.WindowFrom,
+	// by default the first poll with at least 5% of N done) to the poll that saw the target
+	// reached; start-up and the first messages are thus left out.
 	Throughput float64
 	Window     time.Duration // that interval
 	FromStart  time.Duration // start to the poll that saw the target reached
@@ -23,15 +24,30 @@ type Progress struct {
 	MachineBusy float64
 }
 
-// WaitDone polls the queue's depth every 20 ms until at least want of the n messages the
-// queue was loaded with are done (n - visible - in flight), counting from start. It fails tb
-// when one of procs exits meanwhile, or when nothing moves for 90 s. Progress is read from
-// the queue, not from the processes' /metrics: scraping them every 20 ms would add their own
-// CPU to the figures.
-func (st *Stack) WaitDone(tb testing.TB, n, want int, start time.Time, procs ...*Proc) Progress {
+// Wait says what WaitDone waits for.
+type Wait struct {
+	N     int       // messages the queue was loaded with
+	Want  int       // wait until this many are done (0: N)
+	Start time.Time // when the processes were started
+	// Procs must keep running meanwhile: WaitDone fails when one exits.
+	Procs []*Proc
+	// WindowFrom starts the measured window this long after Start instead of at 5% done.
+	WindowFrom time.Duration
+	// OnWindow, if set, is called once when the measured window starts.
+	OnWindow func()
+}
+
+// WaitDone polls the queue's depth every 20 ms until w.Want of the w.N messages the queue was
+// loaded with are done (N - visible - in flight). It fails tb when one of w.Procs exits
+// meanwhile, or when nothing moves for 90 s. Progress is read from the queue, not from the
+// processes' /metrics: scraping them every 20 ms would add their own CPU to the figures.
+func (st *Stack) WaitDone(tb testing.TB, w Wait) Progress {
 	tb.Helper()
+	if w.Want == 0 {
+		w.Want = w.N
+	}
 	var r Progress
-	threshold := float64(n) * 0.05
+	threshold := float64(w.N) * 0.05
 	var t0 time.Time
 	var n0 float64
 	var cpu0 cpuStat
@@ -40,7 +56,7 @@ func (st *Stack) WaitDone(tb testing.TB, n, want int, start time.Time, procs ...
 	defer tick.Stop()
 	for {
 		<-tick.C
-		for _, p := range procs {
+		for _, p := range w.Procs {
 			if !p.Running() {
 				tb.Fatalf("%s exited early (code %d); log tail:\n%s", p.Name, p.ExitCode(), p.LogTail())
 			}
@@ -51,34 +67,44 @@ func (st *Stack) WaitDone(tb testing.TB, n, want int, start time.Time, procs ...
 		if err != nil {
 			tb.Fatalf("queue depth: %v", err)
 		}
-		done := float64(n - visible - inFlight)
+		done := float64(w.N - visible - inFlight)
 		if done != lastDone {
 			lastDone, lastProgress = done, now
 		} else if now.Sub(lastProgress) > 90*time.Second {
 			tail := ""
-			for _, p := range procs {
+			for _, p := range w.Procs {
 				m, _ := p.Metrics()
 				tail += "\n" + p.Name + ": metrics " + formatMetrics(m) + "\n" + p.LogTail()
 			}
-			tb.Fatalf("no progress for 90s at %v of %d done (visible %d, in flight %d):%s", done, n, visible, inFlight, tail)
+			tb.Fatalf("no progress for 90s at %v of %d done (visible %d, in flight %d):%s", done, w.N, visible, inFlight, tail)
 		}
-		if t0.IsZero() && done >= threshold {
+		inWindow := done >= threshold
+		if w.WindowFrom > 0 {
+			inWindow = now.Sub(w.Start) >= w.WindowFrom
+		}
+		if t0.IsZero() && inWindow {
 			t0, n0 = now, done
 			cpu0 = readCPUStat()
+			if w.OnWindow != nil {
+				w.OnWindow()
+			}
 		}
-		if done >= float64(want) {
+		if done >= float64(w.Want) {
 			if cpu0.total > 0 {
 				cpu1 := readCPUStat()
 				if d := cpu1.total - cpu0.total; d > 0 {
 					r.MachineBusy = 1 - float64(cpu1.idle-cpu0.idle)/float64(d)
 				}
 			}
-			r.FromStart = now.Sub(start)
-			r.Window = now.Sub(t0)
+			r.FromStart = now.Sub(w.Start)
+			if !t0.IsZero() {
+				r.Window = now.Sub(t0)
+			}
 			if r.Window > 0 {
 				r.Throughput = (done - n0) / r.Window.Seconds()
 			} else {
-				// Everything finished between two polls (tiny n): fall back to the whole run.
+				// Everything finished between two polls (tiny n) or before the window:
+				// fall back to the whole run.
 				r.Throughput = done / r.FromStart.Seconds()
 			}
 			return r
