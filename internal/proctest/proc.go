@@ -114,13 +114,15 @@ func (p *Proc) Running() bool {
 	}
 }
 
-// Term sends SIGTERM (as Kubernetes does to a pod it stops) and notes when.
+// Term sends SIGTERM once (as Kubernetes does to a pod it stops: a second signal would
+// kill a program that restored the default action after the first) and notes when.
 func (p *Proc) Term() {
 	p.mu.Lock()
-	if p.termAt.IsZero() {
-		p.termAt = time.Now()
+	defer p.mu.Unlock()
+	if !p.termAt.IsZero() {
+		return
 	}
-	p.mu.Unlock()
+	p.termAt = time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 }
 
@@ -154,8 +156,8 @@ func (p *Proc) ExitAfterTerm() time.Duration {
 	return p.endedAt.Sub(p.termAt)
 }
 
-// Stop sends SIGTERM and waits up to timeout for a clean exit (code 0); otherwise it kills
-// the process group and fails tb with the log's tail.
+// Stop sends SIGTERM (unless Term did already) and waits up to timeout for a clean exit
+// (code 0); otherwise it kills the process group and fails tb with the log's tail.
 func (p *Proc) Stop(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	p.Term()
