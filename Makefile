@@ -6,7 +6,7 @@ GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean
+.PHONY: run test deps tools up down env vet fmt-check bench bench-scaleout build clean
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -50,8 +50,9 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
-## docs/indexer.md, dlq-replay/README.md); output in bench.txt, and the analyzer process
-## figures as markdown rows in bench-analyzer.md. Takes about 10 minutes.
+## docs/indexer.md, docs/scaleout.md, dlq-replay/README.md); output in bench.txt, the analyzer
+## process figures as markdown rows in bench-analyzer.md, then bench-scaleout. Takes about
+## 20 minutes.
 bench: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
@@ -59,10 +60,20 @@ bench: deps
 	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
+	$(MAKE) bench-scaleout
+
+## bench-scaleout: K analyzer replicas (K = 1, 2, 4) and 2 indexers on one local stack: use
+## of one shared Vision quota and the share of 429s, throughput and scaling efficiency vs K
+## (docs/scaleout.md), as markdown rows in bench-scaleout.md and output in bench-scaleout.txt;
+## plus the adaptive rate's fair share in simulated time up to 8 replicas. About 8 minutes.
+bench-scaleout: deps
+	set -o pipefail; \
+	BENCH_OUT=bench-scaleout.md $(GO) test ./e2e/scaleout -run '^$$' -bench ScaleOut -benchtime 1x -timeout 60m | tee bench-scaleout.txt && \
+	$(GO) test ./pkg/ratelimit -run '^$$' -bench AdaptiveQuotaShare -benchtime 5x | tee -a bench-scaleout.txt
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md
+	rm -rf bin .stack bench.txt bench-analyzer.md bench-scaleout.txt bench-scaleout.md
