@@ -20,13 +20,11 @@ import (
 //     second until the first throttled call. Replicas that start together thus reach their
 //     shares together, and a new replica joins without a burst.
 //   - A throttled call cuts the rate: x SlowStartBackoff when it ends the slow start, x
-//     Backoff after. The rate at a later cut is remembered as the last good maximum (at the
-//     end of the slow start the reduced rate is: what the slow start reached overshot, as
-//     TCP sets its threshold to the reduced window); a cut below the previous maximum
-//     remembers less than the rate (CUBIC's fast convergence: a replica that keeps losing
-//     ground gives share up to newcomers sooner). Throttled calls already under way at the
-//     old rate do not cut again: after a cut, throttles are ignored for the time of two calls
-//     at the new rate (at least 200 ms).
+//     Backoff after. The rate at the cut is remembered as the last good maximum; a cut
+//     below the previous maximum remembers less than the rate (CUBIC's fast convergence: a
+//     replica that keeps losing ground gives share up to newcomers sooner). Throttled calls
+//     already under way at the old rate do not cut again: after a cut, throttles are
+//     ignored for the time of two calls at the new rate (at least 200 ms).
 //   - A successful call grows the rate: quickly (time constant 1 s) back towards 95% of the
 //     last good maximum, and never slower than, then by, Probe x ceiling per second: the
 //     replicas probe for spare quota together at K x Probe, slowly, so the next 429 comes
@@ -63,7 +61,7 @@ type Adaptive struct {
 const (
 	recoveryTarget = 0.95        // fast recovery aims at this share of the last good maximum
 	recoveryTau    = time.Second // time constant of the fast recovery
-	holdCalls      = 2           // throttles are ignored for this many calls after a cut
+	holdCalls      = 2           // throttles are ignored for this many calls' time after a cut
 	holdMin        = 200 * time.Millisecond
 )
 
@@ -146,10 +144,6 @@ func (b *Bucket) Adapt(o Outcome) {
 			factor = a.o.SlowStartBackoff
 		}
 		switch {
-		case a.slowStart:
-			// The slow start overshot: what it reached is no good maximum (TCP sets its
-			// threshold to the reduced window, not to the one that overflowed).
-			a.maxGood = r * factor
 		case r < a.maxGood:
 			a.maxGood = r * (1 + factor) / 2
 		default:

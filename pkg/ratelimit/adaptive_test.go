@@ -67,7 +67,7 @@ func TestAdaptiveGrowsOnlyWhileLimited(t *testing.T) {
 func TestAdaptiveCutsOncePerHoldAndRecovers(t *testing.T) {
 	clock := newFakeClock()
 	b := NewBucket(20, 20, &BucketOptions{Now: clock.Now, Adaptive: &Adaptive{Initial: 0.5}})
-	b.Adapt(Throttled) // ends the slow start: x 0.7, and 7 is the last good maximum
+	b.Adapt(Throttled) // ends the slow start: x 0.7; 10 is the last good maximum
 	if got := b.Rate(); !near(got, 7) {
 		t.Fatalf("after the first throttle: rate = %v, want 10 x 0.7 = 7", got)
 	}
@@ -79,28 +79,38 @@ func TestAdaptiveCutsOncePerHoldAndRecovers(t *testing.T) {
 	}
 	clock.Advance(50 * time.Millisecond) // 300 ms > 2/7 s
 	b.Adapt(Throttled)
+	// 7 is below the last good maximum 10: remember 7 x (1+0.8)/2 = 6.3 (fast
+	// convergence), and cut x 0.8 to 5.6.
 	if got := b.Rate(); !near(got, 5.6) {
 		t.Fatalf("after a throttle past the hold: rate = %v, want 7 x 0.8 = 5.6", got)
 	}
-	// Fast recovery towards 95% of 7 = 6.65 with a 1 s time constant.
+	// Fast recovery towards 95% of 6.3 = 5.985 with a 1 s time constant.
 	limited(b)
 	clock.Advance(time.Second)
 	b.Adapt(Succeeded)
-	want := 6.65 - (6.65-5.6)*math.Exp(-1)
+	want := 5.985 - (5.985-5.6)*math.Exp(-1)
 	if got := b.Rate(); !near(got, want) {
 		t.Fatalf("after 1 s of recovery: rate = %v, want %v", got, want)
 	}
-	// Near the target the probe (20/400 = 0.05 per second) is faster: the rate passes it.
+	// Near the target the probe (20/400 = 0.05 per second) is faster: the rate passes it,
+	// then grows by the probe.
 	for range 10 {
 		limited(b)
 		clock.Advance(time.Second)
 		b.Adapt(Succeeded)
 	}
-	if got := b.Rate(); got < 6.65 || got > 6.65+0.05*10 {
-		t.Fatalf("after 11 s: rate = %v, want past 6.65 by less than 10 probes", got)
+	got := b.Rate()
+	if got <= 5.985 || got > 5.985+0.05*10 {
+		t.Fatalf("after 11 s: rate = %v, want past 5.985 by less than 10 probes", got)
 	}
-	// A cut below the last good maximum remembers less (fast convergence): 6 < 7 gives
-	// 6 x (1+0.8)/2 = 5.4, and the recovery then aims at 95% of it.
+	limited(b)
+	clock.Advance(time.Second)
+	b.Adapt(Succeeded)
+	if d := b.Rate() - got; !near(d, 0.05) {
+		t.Fatalf("above the target the rate grew by %v in a second, want the probe 0.05", d)
+	}
+	// Another cut below the last good maximum: 6 < 6.3 remembers 6 x 0.9 = 5.4 and cuts to
+	// 4.8; the recovery then aims at 95% of 5.4.
 	b.mu.Lock()
 	b.rate = 6
 	b.mu.Unlock()
@@ -186,6 +196,7 @@ func TestAIMDFeedsItsRateBucket(t *testing.T) {
 type quotaSim struct {
 	replicas, workers int
 	quota             float64
+	ceiling           float64 // each replica's ceiling (its --vision-rate); 0: the quota
 	latency           time.Duration
 	start             []time.Duration // when each replica starts; default all at 0
 	seed              uint64
@@ -214,7 +225,11 @@ func (s quotaSim) run(window0, end time.Duration) quotaResult {
 	r.windowed = make([]int, s.replicas)
 	buckets := make([]*Bucket, s.replicas)
 	for i := range s.replicas {
-		b := NewBucket(s.quota, int(s.quota), &BucketOptions{Now: clock.Now, Adaptive: &Adaptive{}})
+		ceiling := s.quota
+		if s.ceiling > 0 {
+			ceiling = s.ceiling
+		}
+		b := NewBucket(ceiling, int(ceiling), &BucketOptions{Now: clock.Now, Adaptive: &Adaptive{}})
 		buckets[i] = b
 		var call func()
 		call = func() {
@@ -353,26 +368,30 @@ func TestAdaptiveReplicasShareAQuota(t *testing.T) {
 }
 
 // BenchmarkAdaptiveQuotaShare reports the fair-share figures of quotaCase for K = 1 to 8, in
-// simulated time (b.N runs, seeds 1..N):
+// simulated time (b.N runs, seeds 1..N), with every replica's ceiling the quota (ceiling=1)
+// and a quarter above it (ceiling=1.25, a replica configured for more than the quota gives):
 //
 //	go test ./pkg/ratelimit -run '^$' -bench AdaptiveQuotaShare -benchtime 5x
 func BenchmarkAdaptiveQuotaShare(b *testing.B) {
-	for _, k := range []int{1, 2, 4, 8} {
-		for _, join := range []bool{false, true} {
-			b.Run(fmt.Sprintf("K=%d/join=%v", k, join), func(b *testing.B) {
-				var use, share float64
-				minJain := 1.0
-				for i := range b.N {
-					sim, w0, end := quotaCase(k, join, uint64(i+1))
-					r := sim.run(w0, end)
-					use += r.useOfQuota
-					share += float64(r.throttled) / float64(r.calls)
-					minJain = min(minJain, jain(r.windowed))
-				}
-				b.ReportMetric(use/float64(b.N)*100, "%-of-quota")
-				b.ReportMetric(share/float64(b.N)*100, "%-429")
-				b.ReportMetric(minJain, "min-jain")
-			})
+	for _, over := range []float64{1, 1.25} {
+		for _, k := range []int{1, 2, 4, 8} {
+			for _, join := range []bool{false, true} {
+				b.Run(fmt.Sprintf("ceiling=%g/K=%d/join=%v", over, k, join), func(b *testing.B) {
+					var use, share float64
+					minJain := 1.0
+					for i := range b.N {
+						sim, w0, end := quotaCase(k, join, uint64(i+1))
+						sim.ceiling = over * sim.quota
+						r := sim.run(w0, end)
+						use += r.useOfQuota
+						share += float64(r.throttled) / float64(r.calls)
+						minJain = min(minJain, jain(r.windowed))
+					}
+					b.ReportMetric(use/float64(b.N)*100, "%-of-quota")
+					b.ReportMetric(share/float64(b.N)*100, "%-429")
+					b.ReportMetric(minJain, "min-jain")
+				})
+			}
 		}
 	}
 }
