@@ -14,6 +14,10 @@ type analyzerConfig struct {
 	visionRate  float64
 	visionBurst int
 	flags       []string // more analyzer flags
+	// windowFrom starts the measured window this long after the process starts (0: at 5%
+	// of the messages done); windowTo ends it at this share done (0: all of them).
+	windowFrom time.Duration
+	windowTo   float64
 }
 
 // args are the analyzer's flags for c.
@@ -45,7 +49,8 @@ func runAnalyzer(tb testing.TB, st *proctest.Stack, n int, c analyzerConfig) *an
 	tb.Helper()
 	p := st.StartAnalyzer(tb, "analyzer", c.args()...)
 	r := &analyzerRun{n: n}
-	r.Progress = st.WaitDone(tb, proctest.Wait{N: n, Start: p.Started(), Procs: []*proctest.Proc{p}})
+	r.Progress = st.WaitDone(tb, proctest.Wait{N: n, Start: p.Started(), Procs: []*proctest.Proc{p},
+		WindowFrom: c.windowFrom, WindowTo: int(c.windowTo * float64(n))})
 	m, err := p.Metrics()
 	if err != nil {
 		tb.Fatalf("analyzer /metrics after the run: %v; log tail:\n%s", err, p.LogTail())

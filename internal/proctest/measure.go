@@ -14,8 +14,8 @@ import (
 // queue's depth (a message is done once deleted).
 type Progress struct {
 	// Throughput is messages/s over the measured window: from its start (Wait.WindowFrom,
-	// by default the first poll with at least 5% of N done) to the poll that saw the target
-	// reached; start-up and the first messages are thus left out.
+	// by default the first poll with at least 5% of N done) to its end (Wait.WindowTo done,
+	// by default the target); start-up and the first messages are thus left out.
 	Throughput float64
 	Window     time.Duration // that interval
 	FromStart  time.Duration // start to the poll that saw the target reached
@@ -33,8 +33,12 @@ type Wait struct {
 	Procs []*Proc
 	// WindowFrom starts the measured window this long after Start instead of at 5% done.
 	WindowFrom time.Duration
-	// OnWindow, if set, is called once when the measured window starts.
-	OnWindow func()
+	// WindowTo ends the measured window at this many done instead of at Want (the last
+	// messages of a backlog are too few to keep every worker busy).
+	WindowTo int
+	// OnWindow and OnWindowEnd, if set, are called once when the measured window starts
+	// and when it ends.
+	OnWindow, OnWindowEnd func()
 }
 
 // WaitDone polls the queue's depth every 20 ms until w.Want of the w.N messages the queue was
@@ -46,11 +50,15 @@ func (st *Stack) WaitDone(tb testing.TB, w Wait) Progress {
 	if w.Want == 0 {
 		w.Want = w.N
 	}
+	if w.WindowTo == 0 || w.WindowTo > w.Want {
+		w.WindowTo = w.Want
+	}
 	var r Progress
 	threshold := float64(w.N) * 0.05
 	var t0 time.Time
 	var n0 float64
 	var cpu0 cpuStat
+	closed := false // the measured window has ended
 	lastProgress, lastDone := time.Now(), -1.0
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -89,14 +97,14 @@ func (st *Stack) WaitDone(tb testing.TB, w Wait) Progress {
 				w.OnWindow()
 			}
 		}
-		if done >= float64(w.Want) {
+		if !closed && done >= float64(w.WindowTo) {
+			closed = true
 			if cpu0.total > 0 {
 				cpu1 := readCPUStat()
 				if d := cpu1.total - cpu0.total; d > 0 {
 					r.MachineBusy = 1 - float64(cpu1.idle-cpu0.idle)/float64(d)
 				}
 			}
-			r.FromStart = now.Sub(w.Start)
 			if !t0.IsZero() {
 				r.Window = now.Sub(t0)
 			}
@@ -105,8 +113,14 @@ func (st *Stack) WaitDone(tb testing.TB, w Wait) Progress {
 			} else {
 				// Everything finished between two polls (tiny n) or before the window:
 				// fall back to the whole run.
-				r.Throughput = done / r.FromStart.Seconds()
+				r.Throughput = done / now.Sub(w.Start).Seconds()
 			}
+			if w.OnWindowEnd != nil {
+				w.OnWindowEnd()
+			}
+		}
+		if done >= float64(w.Want) {
+			r.FromStart = now.Sub(w.Start)
 			return r
 		}
 	}
