@@ -77,15 +77,22 @@ func (b *Bucket) capacity() float64 {
 	return max(1, b.burst*b.rate/b.ceiling)
 }
 
-// Reservation is one token taken from a Bucket.
+// Reservation is one token taken from a Bucket, or (Again) a place in line to come back for.
 type Reservation struct {
 	// Delay is how long the caller must wait before using the token.
 	Delay time.Duration
+	// Again is set by an adaptive bucket when the token would have been further ahead than
+	// it schedules: no token was taken, and after Delay the caller reserves again. (A token
+	// promised far ahead keeps the rate of the moment it was given: with many callers
+	// waiting, a rate cut would reach the far side only seconds later, and a rate rise would
+	// leave them waiting too long.)
+	Again bool
 	b     *Bucket
 }
 
 // Reserve takes a token now and reports how long to wait before using it. It never blocks.
-// A caller that decides not to wait must Cancel the reservation.
+// A caller that decides not to wait must Cancel the reservation. A caller of an adaptive
+// bucket must reserve again after the Delay of a reservation marked Again.
 func (b *Bucket) Reserve() Reservation {
 	if math.IsInf(b.ceiling, 1) {
 		return Reservation{}
@@ -95,12 +102,20 @@ func (b *Bucket) Reserve() Reservation {
 	now := b.refill()
 	b.tokens--
 	if b.tokens >= 0 {
+		if b.adapt != nil {
+			b.adapt.outstanding++
+		}
 		return Reservation{b: b}
 	}
+	wait := time.Duration(math.Ceil(-b.tokens * float64(time.Second) / b.rate))
 	if b.adapt != nil {
 		b.adapt.limitedAt = now
+		if h := b.adapt.horizon(b.rate); wait > h {
+			b.tokens++ // not taken
+			return Reservation{Delay: min(max(wait-h, minAgain), h), Again: true}
+		}
+		b.adapt.outstanding++
 	}
-	wait := time.Duration(math.Ceil(-b.tokens * float64(time.Second) / b.rate))
 	return Reservation{Delay: wait, b: b}
 }
 
@@ -114,6 +129,9 @@ func (r Reservation) Cancel() {
 	defer r.b.mu.Unlock()
 	r.b.refill()
 	r.b.tokens = min(r.b.tokens+1, r.b.capacity())
+	if a := r.b.adapt; a != nil && a.outstanding > 0 {
+		a.outstanding--
+	}
 }
 
 // refill adds the tokens earned since the last call and returns the time. b.mu must be held.
@@ -137,6 +155,12 @@ func (b *Bucket) Wait(ctx context.Context) error {
 		return err
 	}
 	r := b.Reserve()
+	if r.Again {
+		if err := sleepCtx(ctx, r.Delay); err != nil {
+			return err
+		}
+		return b.Wait(ctx)
+	}
 	if r.Delay <= 0 {
 		return nil
 	}
@@ -151,6 +175,17 @@ func (b *Bucket) Wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		r.Cancel()
+		return ctx.Err()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
