@@ -85,6 +85,7 @@ func (sc replicas) run(tb testing.TB) replicasResult {
 		WindowFrom: sc.windowFrom, WindowTo: int(sc.windowTo * float64(sc.n)),
 		OnWindow: func() { sw = stats() }, OnWindowEnd: func() { se = stats() }})
 	s1 := stats()
+	r.calls, r.throttled = s1.Calls-s0.Calls, s1.Throttled-s0.Throttled
 	r.windowCalls, r.windowThrottled = se.Calls-sw.Calls, se.Throttled-sw.Throttled
 	for _, o := range objs {
 		switch d := s1.ByImage[o.ContentKey] - s0.ByImage[o.ContentKey]; {
