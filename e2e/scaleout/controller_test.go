@@ -32,13 +32,7 @@ func TestControllerFollowsTheBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := proctest.Get(t)
-	if err := st.SetVisionFaults(proctest.LatencyQuota(500*time.Millisecond, 0, 0)); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
-	ix := startIndexers(t, st, 2)
-	objs := st.Seed(t, "controller", n, "png", pngs(50_000_000))
+	st, ix, objs := stage(t, 500*time.Millisecond, 0, "controller", n, 50_000_000)
 
 	var (
 		series           []sample
@@ -81,20 +75,7 @@ func TestControllerFollowsTheBacklog(t *testing.T) {
 	t.Logf("%d replicas started; series (one line per change):\n%s", started, formatSeries(series, false))
 
 	checkExactlyOnce(t, st, ix, objs)
-	bound := analyzerShutdownBound(drain)
-	for _, p := range stopped {
-		if !p.WaitExit(bound) {
-			p.Kill()
-			t.Errorf("%s still running %v after SIGTERM (its grace period); killed", p.Name, bound)
-			continue
-		}
-		if code := p.ExitCode(); code != 0 {
-			t.Errorf("%s exited with code %d after SIGTERM; log tail:\n%s", p.Name, code, p.LogTail())
-		}
-		if took := p.ExitAfterTerm(); took > bound {
-			t.Errorf("%s took %v to exit after SIGTERM, over its grace period %v", p.Name, took, bound)
-		}
-	}
+	exitWithinGrace(t, analyzerShutdownBound(drain), stopped...)
 	ix.stop(t)
 
 	peak, reversals, dir := 0, 0, 0

@@ -54,13 +54,7 @@ func ratio(a, b int64) float64 {
 // analysed, stops everything and returns the figures.
 func (sc replicas) run(tb testing.TB) replicasResult {
 	tb.Helper()
-	st := proctest.Get(tb)
-	if err := st.SetVisionFaults(proctest.LatencyQuota(sc.latency, sc.quota, int(sc.quota))); err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
-	ix := startIndexers(tb, st, 2)
-	objs := st.Seed(tb, fmt.Sprintf("scaleout-k%d", sc.k), sc.n, "png", pngs(sc.seed))
+	st, ix, objs := stage(tb, sc.latency, sc.quota, fmt.Sprintf("scaleout-k%d", sc.k), sc.n, sc.seed)
 	stats := func() visionstandin.Stats {
 		s, err := st.VisionStats()
 		if err != nil {

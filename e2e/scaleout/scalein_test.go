@@ -17,13 +17,7 @@ import (
 // finishes it, and every image ends indexed exactly once with nothing dead-lettered.
 func TestScaleInUnderLoad(t *testing.T) {
 	const n, drain = 480, 10 * time.Second
-	st := proctest.Get(t)
-	if err := st.SetVisionFaults(proctest.LatencyQuota(500*time.Millisecond, 0, 0)); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
-	ix := startIndexers(t, st, 2)
-	objs := st.Seed(t, "scalein", n, "png", pngs(40_000_000))
+	st, ix, objs := stage(t, 500*time.Millisecond, 0, "scalein", n, 40_000_000)
 	start := time.Now()
 	var an []*proctest.Proc
 	for i := range 3 {
@@ -40,16 +34,7 @@ func TestScaleInUnderLoad(t *testing.T) {
 		p.Term()
 	}
 	bound := analyzerShutdownBound(drain)
-	for _, p := range stopped {
-		if !p.WaitExit(bound) {
-			p.Kill()
-			t.Fatalf("%s still running %v after SIGTERM (its grace period); killed; log tail:\n%s", p.Name, bound, p.LogTail())
-		}
-		if code := p.ExitCode(); code != 0 {
-			t.Fatalf("%s exited with code %d after SIGTERM; log tail:\n%s", p.Name, code, p.LogTail())
-		}
-		t.Logf("%s exited %v after SIGTERM (grace period %v)", p.Name, p.ExitAfterTerm().Round(time.Millisecond), bound)
-	}
+	exitWithinGrace(t, bound, stopped...)
 	v, f, err = st.QueueDepth(context.Background())
 	if err != nil {
 		t.Fatal(err)

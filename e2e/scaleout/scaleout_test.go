@@ -25,6 +25,20 @@ func pngs(base int64) func(i int) ([]byte, error) {
 	return func(i int) ([]byte, error) { return samples.Image(base+int64(i), 64, 64, "png") }
 }
 
+// stage prepares a scenario: Vision answering after latency, under a quota of calls/s (burst:
+// one second of it; 0: none) until the test ends; 2 indexers on a new subscription and
+// collection; the queue loaded with n distinct PNGs under folder (seeds from seed).
+func stage(tb testing.TB, latency time.Duration, quota float64, folder string, n int, seed int64) (*proctest.Stack, *indexers, []proctest.Object) {
+	tb.Helper()
+	st := proctest.Get(tb)
+	if err := st.SetVisionFaults(proctest.LatencyQuota(latency, quota, int(quota))); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) })
+	ix := startIndexers(tb, st, 2)
+	return st, ix, st.Seed(tb, folder, n, "png", pngs(seed))
+}
+
 // indexers are the scenario's indexer processes on their own subscription and collection.
 type indexers struct {
 	collection string
@@ -134,4 +148,23 @@ func analyzerFlags(workers int, visionRate float64, drain time.Duration, more ..
 // pkg/analyzer is to export; once it does, this helper is to be replaced by it.
 func analyzerShutdownBound(drain time.Duration) time.Duration {
 	return drain + 15*time.Second + 5*time.Second
+}
+
+// exitWithinGrace waits for replicas that were sent SIGTERM, and fails tb unless each exits 0
+// within bound of its signal (one still running then is killed).
+func exitWithinGrace(tb testing.TB, bound time.Duration, stopped ...*proctest.Proc) {
+	tb.Helper()
+	for _, p := range stopped {
+		if !p.WaitExit(bound) {
+			p.Kill()
+			tb.Fatalf("%s still running %v after SIGTERM (its grace period); killed; log tail:\n%s", p.Name, bound, p.LogTail())
+		}
+		if code := p.ExitCode(); code != 0 {
+			tb.Fatalf("%s exited with code %d after SIGTERM; log tail:\n%s", p.Name, code, p.LogTail())
+		}
+		if took := p.ExitAfterTerm(); took > bound {
+			tb.Fatalf("%s took %v to exit after SIGTERM, over its grace period %v", p.Name, took, bound)
+		}
+		tb.Logf("%s exited %v after SIGTERM (grace period %v)", p.Name, p.ExitAfterTerm().Round(time.Millisecond), bound)
+	}
 }

@@ -3,7 +3,6 @@ package proctest
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"imgpipe/internal/localstack"
 )
 
 // Proc is one of the pipeline's binaries running as a child process, in its own process
@@ -52,7 +53,7 @@ func (st *Stack) StartIndexer(tb testing.TB, name string, flags ...string) *Proc
 
 func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags []string) *Proc {
 	tb.Helper()
-	port, err := freePort()
+	port, err := localstack.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -86,16 +87,6 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags 
 	}()
 	tb.Cleanup(p.Kill)
 	return p
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Started is when the process was started.

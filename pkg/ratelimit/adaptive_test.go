@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -487,5 +488,39 @@ func BenchmarkAdaptiveQuotaShare(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// TestAdaptiveWaitReservesAgain: Wait on an adaptive bucket whose line reaches past its
+// horizon waits, reserves again and gets its token; with a deadline too near it fails at
+// once instead.
+func TestAdaptiveWaitReservesAgain(t *testing.T) {
+	b := NewBucket(200, 1, &BucketOptions{Adaptive: &Adaptive{Initial: 1}})
+	given := 0
+	for !b.Reserve().Again { // fill the line to the horizon: about 200 places
+		if given++; given > 1000 {
+			t.Fatal("no reservation past the horizon after 1000")
+		}
+	}
+	outstanding := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.adapt.outstanding
+	}
+	before := outstanding()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Wait(ctx); err != nil {
+		t.Fatalf("Wait behind a full line: %v", err)
+	}
+	if got := outstanding(); got != before+1 {
+		t.Fatalf("Wait returned having taken %d tokens, want 1", got-before)
+	}
+	for !b.Reserve().Again {
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	if err := b.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with a deadline nearer than the next place in line = %v, want DeadlineExceeded", err)
 	}
 }

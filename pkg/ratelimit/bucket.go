@@ -151,41 +151,29 @@ func (b *Bucket) refill() time.Time {
 // when ctx's deadline comes before the token would. Wait sleeps on the real clock; a caller
 // with its own clock uses Reserve and sleeps itself.
 func (b *Bucket) Wait(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r := b.Reserve()
-	if r.Again {
-		if err := sleepCtx(ctx, r.Delay); err != nil {
+	for {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return b.Wait(ctx)
-	}
-	if r.Delay <= 0 {
-		return nil
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < r.Delay {
-		r.Cancel()
-		return fmt.Errorf("rate limit wait %v exceeds deadline: %w", r.Delay, context.DeadlineExceeded)
-	}
-	t := time.NewTimer(r.Delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		r.Cancel()
-		return ctx.Err()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		r := b.Reserve()
+		if r.Delay <= 0 && !r.Again {
+			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < r.Delay {
+			r.Cancel()
+			return fmt.Errorf("rate limit wait %v exceeds deadline: %w", r.Delay, context.DeadlineExceeded)
+		}
+		t := time.NewTimer(r.Delay)
+		select {
+		case <-t.C:
+			if !r.Again {
+				return nil
+			}
+			// An adaptive bucket's place in line: reserve again.
+		case <-ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return ctx.Err()
+		}
 	}
 }
