@@ -114,8 +114,8 @@ func (sc replicas) run(tb testing.TB) replicasResult {
 // TestReplicasShareOneQuota runs 2 analyzer replicas of 8 workers and 2 indexers on 240
 // images, with Vision answering after 100 ms under one 20 calls/s quota that both replicas
 // are configured with in full: every image must end indexed exactly once (one correct
-// document each, each written once, queue and DLQ empty), and the replicas must share the
-// quota without a 429 storm.
+// document each, each written once, queue and DLQ empty), the replicas must share the quota
+// without a 429 storm, and each must export its adapted rate.
 //
 // What it asserts of the quota is deliberately loose: under 15% of the calls answered 429.
 // It is a ratio of counts, but timing on a shared 2-core machine moves it, and in a run this
@@ -134,6 +134,9 @@ func TestReplicasShareOneQuota(t *testing.T) {
 	for i, n := range r.perReplica {
 		if n == 0 {
 			t.Errorf("replica %d finished no message: %v", i, r.perReplica)
+		}
+		if rate := r.rates[i]; !(rate > 0 && rate <= sc.quota) {
+			t.Errorf("replica %d exports imgpipe_analyzer_vision_rate %v, want its adapted rate in (0, %v]", i, rate, sc.quota)
 		}
 	}
 }
