@@ -5,8 +5,18 @@ SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
+
 DEPLOY    := deploy
 
+.PHONY: run test deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env
+
+## run: bring the local stack up, run analyzer and indexer on the sample images, print what
+## was indexed and what failed, and shut everything down.
+run: deps
+	$(GO) run ./cmd/demo
+
+## test: vet, format check and every test (unit and integration on the local stack), never
+## from the test cache: the integration tests depend on processes the cache cannot see. Then
 ## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
 ## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
 ## Prometheus's own PromQL parser.
@@ -49,8 +59,9 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
-## docs/indexer.md, dlq-replay/README.md); output in bench.txt, and the analyzer process
-## figures as markdown rows in bench-analyzer.md. Takes about 10 minutes.
+## docs/indexer.md, docs/scaleout.md, dlq-replay/README.md); output in bench.txt, the analyzer
+## process figures as markdown rows in bench-analyzer.md, then bench-scaleout. Takes about
+## 20 minutes.
 bench: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
@@ -59,6 +70,7 @@ bench: deps
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
 	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt
+	$(MAKE) bench-scaleout
 
 ## bench-dlq: dlq-replay on DLQs of 10,000 and 100,000 messages (stats, filtered replay, export,
 ## import as processes of their own): msgs/s, peak memory and the lease window, as markdown rows
@@ -66,6 +78,15 @@ bench: deps
 bench-dlq: deps
 	set -o pipefail; \
 	DLQ_BENCH_SIZES=10000,100000 DLQ_BENCH_OUT=bench-dlq.md $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 60m | tee bench-dlq.txt
+
+## bench-scaleout: K analyzer replicas (K = 1, 2, 4) and 2 indexers on one local stack: use
+## of one shared Vision quota and the share of 429s, throughput and scaling efficiency vs K
+## (docs/scaleout.md), as markdown rows in bench-scaleout.md and output in bench-scaleout.txt;
+## plus the adaptive rate's fair share in simulated time up to 8 replicas. About 8 minutes.
+bench-scaleout: deps
+	set -o pipefail; \
+	BENCH_OUT=bench-scaleout.md $(GO) test ./e2e/scaleout -run '^$$' -bench ScaleOut -benchtime 1x -timeout 60m | tee bench-scaleout.txt && \
+	$(GO) test ./pkg/ratelimit -run '^$$' -bench AdaptiveQuotaShare -benchtime 5x | tee -a bench-scaleout.txt
 
 ## tf-env: the binaries' settings from `terraform output -json` of deploy/terraform:
 ## TF_OUTPUT=out.json (default: run terraform, or tofu, in deploy/terraform), FORMAT=configmap
@@ -86,4 +107,4 @@ build:
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt
+	rm -rf bin .stack bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md

@@ -275,7 +275,7 @@ func withPort(fixed int, start func(port int) (*process, string, error)) (*proce
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, "", err
 		}
