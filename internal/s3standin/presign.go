@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aws/smithy-go/encoding/httpbinding"
 )
 
 // Query-string authentication (presigned URLs), as S3 checks it: Signature Version 4 with
@@ -160,20 +162,8 @@ func headerValue(r *http.Request, name string) string {
 	return strings.Join(values, ",")
 }
 
-// uriEncode is SigV4's URI encoding: every byte except A-Z, a-z, 0-9, '-', '_', '.' and '~'
-// as %XX with upper-case hex.
-func uriEncode(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteString("%" + strings.ToUpper(hex.EncodeToString([]byte{c})))
-	}
-	return b.String()
-}
+// uriEncode is SigV4's URI encoding (every byte but A-Z a-z 0-9 - _ . ~ as %XX), the SDK's own.
+func uriEncode(s string) string { return httpbinding.EscapePath(s, true) }
 
 func hmacSHA256(key []byte, data string) []byte {
 	m := hmac.New(sha256.New, key)
