@@ -4,9 +4,12 @@
 SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
+BROWSER   := e2e/browser
 GOTESTFLAGS ?= -count=1 -timeout 15m
+# Test artefacts (the console's browser screenshots) go under ARTIFACTS/_artifacts/.
+ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean
+.PHONY: run test deps browser-deps tools up down env vet fmt-check bench build clean
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -15,17 +18,22 @@ run: deps
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see.
-test: deps tools vet fmt-check
-	$(GO) test $(GOTESTFLAGS) ./...
+test: deps browser-deps tools vet fmt-check
+	mkdir -p $(ARTIFACTS)
+	$(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./...
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
 
-$(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
+## browser-deps: the pinned axe-core of the console's browser test (npm lock file).
+browser-deps: $(BROWSER)/node_modules/.installed
+
+# An npm folder of the project, installed from its lock file.
+%/node_modules/.installed: %/package.json %/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
 	@command -v npm >/dev/null || { echo "missing prerequisite: npm: install npm (apt-get install npm)"; exit 1; }
-	cd $(FAUXQS) && npm ci --no-audit --no-fund --loglevel=error
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## tools: the Debian packages the tests need (scripts/debs.txt), installed when missing.
@@ -65,4 +73,4 @@ build:
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md
+	rm -rf bin .stack .artifacts bench.txt bench-analyzer.md

@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -493,5 +494,55 @@ func TestDeadLetterScanIsShared(t *testing.T) {
 	}
 	if n := out.Messages[0].Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]; n != "2" {
 		t.Fatalf("the dead letter was received %s times: want one scan, then this receive", n)
+	}
+}
+
+// AllowUploads sets the console's CORS rule, replacing its own earlier one and keeping the
+// bucket's other rules; S3 then answers the browser's preflight for a presigned PUT.
+func TestAllowUploads(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	other := s3types.CORSRule{ID: aws.String("someone-else"), AllowedOrigins: []string{"https://other.example"}, AllowedMethods: []string{"GET"}}
+	if _, err := e.s3.PutBucketCors(ctx, &s3.PutBucketCorsInput{Bucket: &e.res.Bucket, CORSConfiguration: &s3types.CORSConfiguration{CORSRules: []s3types.CORSRule{other}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, origin := range []string{"http://old.example:8080", e.ts.URL} {
+		if err := console.AllowUploads(ctx, e.s3, e.res.Bucket, origin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.s3.GetBucketCors(ctx, &s3.GetBucketCorsInput{Bucket: &e.res.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.CORSRules) != 2 || aws.ToString(got.CORSRules[0].ID) != "someone-else" || !slices.Equal(got.CORSRules[1].AllowedOrigins, []string{e.ts.URL}) {
+		t.Fatalf("rules %+v", got.CORSRules)
+	}
+	var up console.Upload
+	e.do(t, "POST", "/api/v1/uploads", console.UploadRequest{Name: "a.png", Size: 5, Type: "image/png"}).decode(t, &up)
+	var names []string
+	for k := range up.Headers {
+		names = append(names, strings.ToLower(k))
+	}
+	req, _ := http.NewRequest("OPTIONS", up.URL, nil)
+	req.Header.Set("Origin", e.ts.URL)
+	req.Header.Set("Access-Control-Request-Method", "PUT")
+	req.Header.Set("Access-Control-Request-Headers", strings.Join(names, ","))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != e.ts.URL {
+		t.Fatalf("preflight of the presigned PUT with headers %v: %d %v", names, resp.StatusCode, resp.Header)
+	}
+	req.Header.Set("Origin", "http://old.example:8080")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("preflight from the replaced origin: %d", resp.StatusCode)
 	}
 }
