@@ -12,9 +12,10 @@ ARTIFACTS ?= $(CURDIR)/.artifacts
 .PHONY: run test deps browser-deps tools up down env vet fmt-check bench build clean
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
-## was indexed and what failed, and shut everything down.
+## was indexed and what failed, start the web console and print its address, and shut
+## everything down; KEEP=1 keeps it all up until Ctrl-C.
 run: deps
-	$(GO) run ./cmd/demo
+	$(GO) run ./cmd/demo $(if $(KEEP),-keep)
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see.
