@@ -323,6 +323,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	if len(errs) > 0 {
 		t.Errorf("the page had errors or CSP violations: %q", errs)
 	}
+
+	// A console that needs a token: the page asks for it, refuses a wrong one and works with
+	// the right one, all from the keyboard.
+	t.Run("token sign-in", func(t *testing.T) {
+		const token = "browser-test-token-0123456789"
+		guarded, err := console.New(p.res.Bucket, console.Deps{S3: p.s3, Index: p.store}, &console.Options{
+			Prefix: p.res.Prefix, Auth: console.Auth{Tokens: []string{token}}, Logger: log.Named("console"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := httptest.NewServer(guarded)
+		defer gs.Close()
+		do("open the guarded console", chromedp.Navigate(gs.URL+"/"))
+		poll("the sign-in dialog with the focus in it", `document.getElementById("login").open && document.activeElement.id === "token"`, 10*time.Second)
+		checkAxe(t, bctx, string(axeSource))
+		do("a wrong token", chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token-0123456789"+kb.Enter))
+		poll("the refusal", `document.getElementById("login").open && document.getElementById("login-error").textContent.includes("not valid")`, 10*time.Second)
+		do("the token", chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter))
+		poll("the console signed in", `!document.getElementById("login").open && document.getElementById("limits").textContent.includes("Images up to")`, 10*time.Second)
+		shot(t, bctx, shots, "07-signed-in")
+		var errs []string
+		eval("page errors", `window.__consoleTestErrors`, &errs)
+		if len(errs) > 0 {
+			t.Errorf("the page had errors or CSP violations: %q", errs)
+		}
+	})
 }
 
 // checkAxe runs axe-core's WCAG 2.0/2.1 A and AA rules on the page.
