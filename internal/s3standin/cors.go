@@ -78,6 +78,16 @@ func parseCORS(body []byte) ([]corsRule, *argError) {
 	return in.Rules, nil
 }
 
+// readBody reads a configuration body of at most limit bytes, answering the error itself.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit))
+	if err != nil {
+		s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		return nil, false
+	}
+	return body, true
+}
+
 // serveCORSConfig serves PUT, GET and DELETE /BUCKET?cors.
 func (s *Server) serveCORSConfig(w http.ResponseWriter, r *http.Request, bucket string) {
 	if ok, _ := s.backend.BucketExists(bucket); !ok {
@@ -87,9 +97,8 @@ func (s *Server) serveCORSConfig(w http.ResponseWriter, r *http.Request, bucket 
 	}
 	switch r.Method {
 	case http.MethodPut:
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err != nil {
-			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		body, ok := s.readBody(w, r, 64<<10)
+		if !ok {
 			return
 		}
 		rules, aerr := parseCORS(body)

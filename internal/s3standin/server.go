@@ -548,9 +548,8 @@ func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucke
 				Message: "s3standin is closed"})
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		body, ok := s.readBody(w, r, 1<<20)
+		if !ok {
 			return
 		}
 		configs, err := parseNotification(body)

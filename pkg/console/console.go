@@ -29,6 +29,7 @@ import (
 	vkit "cloud.google.com/go/pubsub/v2/apiv1"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/felixge/httpsnoop"
 	"go.uber.org/zap"
 
 	"imgpipe/dlq-replay/pubsubdlq"
@@ -239,8 +240,8 @@ func (s *Server) Routes() []Route {
 	return out
 }
 
-// serve stacks the middleware, outermost first: recovery and request ID, security headers,
-// the access log, then for the API: CORS, authentication, rate limit, per-request timeout.
+// serve stacks the middleware, outermost first: request ID and access log, panic recovery,
+// security headers, then for the API: CORS, authentication, rate limit, per-request timeout.
 func (s *Server) serve() http.Handler {
 	byPath := map[string]map[string]route{}
 	for _, rt := range s.routes {
@@ -251,92 +252,94 @@ func (s *Server) serve() http.Handler {
 	}
 	assets := s.assetHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := s.o.Now()
 		id := newRequestID()
 		r = r.WithContext(context.WithValue(r.Context(), keyRequestID, id))
-		sw := &statusWriter{ResponseWriter: w}
-		w = sw
-		h := w.Header()
-		h.Set("X-Request-Id", id)
-		h.Set("Content-Security-Policy", s.csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
 		var who identity
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("panic serving request", zap.String("request_id", id), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-				if sw.status == 0 {
+		m := httpsnoop.CaptureMetricsFn(w, func(w http.ResponseWriter) {
+			defer func() {
+				if p := recover(); p != nil {
+					s.log.Error("panic serving request", zap.String("request_id", id), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 					writeError(w, r, &apiError{Status: 500, Code: CodeInternal, Message: "internal error"})
 				}
-			}
-			s.log.Info("request", zap.String("request_id", id), zap.String("method", r.Method), zap.String("path", r.URL.Path),
-				zap.Int("status", sw.status), zap.Duration("took", s.o.Now().Sub(start)), zap.String("client", remoteIP(r).String()),
-				zap.String("auth", who.By), zap.String("user", who.User))
-		}()
-
-		api := strings.HasPrefix(r.URL.Path, "/api/")
-		if api {
-			h.Set("Cache-Control", "no-store")
-			if !s.cors(w, r) {
-				return
-			}
-		}
-		methods, ok := byPath[r.URL.Path]
-		if !ok && !api && strings.HasPrefix(r.URL.Path, "/assets/") {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				h.Set("Allow", "GET, HEAD")
-				writeError(w, r, &apiError{Status: 405, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed here"})
-				return
-			}
-			assets.ServeHTTP(w, r)
-			return
-		}
-		if !ok {
-			writeError(w, r, &apiError{Status: 404, Code: CodeNotFound, Message: "no such page or API route"})
-			return
-		}
-		rt, ok := methods[r.Method]
-		if !ok && r.Method == http.MethodHead {
-			rt, ok = methods[http.MethodGet]
-		}
-		if !ok {
-			var allow []string
-			for m := range methods {
-				allow = append(allow, m)
-			}
-			slices.Sort(allow)
-			h.Set("Allow", strings.Join(allow, ", "))
-			writeError(w, r, &apiError{Status: 405, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path})
-			return
-		}
-		if !rt.Public {
-			var aerr *apiError
-			if who, aerr = s.auth.identify(r); aerr != nil {
-				if aerr.Status == 401 && len(s.o.Auth.Tokens) > 0 {
-					h.Set("WWW-Authenticate", `Bearer realm="imgpipe-console"`)
-				}
-				writeError(w, r, aerr)
-				return
-			}
-			client := "ip:" + remoteIP(r).String()
-			if who.By == "proxy" {
-				client = "user:" + who.User
-			}
-			if ok, wait := s.limits.allow(client); !ok {
-				h.Set("Retry-After", fmt.Sprint(max(1, int((wait+time.Second-1)/time.Second))))
-				writeError(w, r, &apiError{Status: 429, Code: CodeRateLimited, Message: "too many requests; slow down"})
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), keyUser, who), requestTimeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		rt.handler(w, r)
+			}()
+			s.route(w, r, byPath, assets, &who)
+		})
+		s.log.Info("request", zap.String("request_id", id), zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", m.Code), zap.Duration("took", m.Duration), zap.String("client", remoteIP(r).String()),
+			zap.String("auth", who.By), zap.String("user", who.User))
 	})
+}
+
+// route answers one request; who is set once the request is authenticated.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, byPath map[string]map[string]route, assets http.Handler, who *identity) {
+	h := w.Header()
+	h.Set("X-Request-Id", requestID(r))
+	h.Set("Content-Security-Policy", s.csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+
+	api := strings.HasPrefix(r.URL.Path, "/api/")
+	if api {
+		h.Set("Cache-Control", "no-store")
+		if !s.cors(w, r) {
+			return
+		}
+	}
+	methods, ok := byPath[r.URL.Path]
+	if !ok && !api && strings.HasPrefix(r.URL.Path, "/assets/") {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			writeError(w, r, &apiError{Status: 405, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed here"})
+			return
+		}
+		assets.ServeHTTP(w, r)
+		return
+	}
+	if !ok {
+		writeError(w, r, &apiError{Status: 404, Code: CodeNotFound, Message: "no such page or API route"})
+		return
+	}
+	rt, ok := methods[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		rt, ok = methods[http.MethodGet]
+	}
+	if !ok {
+		var allow []string
+		for m := range methods {
+			allow = append(allow, m)
+		}
+		slices.Sort(allow)
+		h.Set("Allow", strings.Join(allow, ", "))
+		writeError(w, r, &apiError{Status: 405, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path})
+		return
+	}
+	if !rt.Public {
+		var aerr *apiError
+		if *who, aerr = s.auth.identify(r); aerr != nil {
+			if aerr.Status == 401 && len(s.o.Auth.Tokens) > 0 {
+				h.Set("WWW-Authenticate", `Bearer realm="imgpipe-console"`)
+			}
+			writeError(w, r, aerr)
+			return
+		}
+		client := "ip:" + remoteIP(r).String()
+		if who.By == "proxy" {
+			client = "user:" + who.User
+		}
+		if ok, wait := s.limits.allow(client); !ok {
+			h.Set("Retry-After", fmt.Sprint(max(1, int((wait+time.Second-1)/time.Second))))
+			writeError(w, r, &apiError{Status: 429, Code: CodeRateLimited, Message: "too many requests; slow down"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), keyUser, *who), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	rt.handler(w, r)
 }
 
 // cors handles the Origin of an API request: a configured origin gets CORS headers (a

@@ -94,7 +94,6 @@ func newEnv(t *testing.T, tune func(*console.Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ps.Close() })
-	e := &env{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps, store: index.New(fs, res.Collection, nil), header: http.Header{}}
 	opts := &console.Options{
 		Prefix: res.Prefix, QueueURL: res.QueueURL, DLQURL: res.DLQURL, DeadLetterSubscription: res.DeadLetterSubscriptionName,
 		DLQRefresh: 200 * time.Millisecond, Logger: zaptest.NewLogger(t),
@@ -102,6 +101,9 @@ func newEnv(t *testing.T, tune func(*console.Options)) *env {
 	if tune != nil {
 		tune(opts)
 	}
+	// The index writes indexedAt on the console's clock.
+	e := &env{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps,
+		store: index.New(fs, res.Collection, &index.Options{Now: opts.Now}), header: http.Header{}}
 	e.srv, err = console.New(res.Bucket, console.Deps{S3: e.s3, Index: e.store, SQS: e.sqs, PubSub: ps.SubscriptionAdminClient}, opts)
 	if err != nil {
 		t.Fatal(err)

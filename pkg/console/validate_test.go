@@ -1,9 +1,14 @@
 package console
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 func TestCheckKey(t *testing.T) {
@@ -69,5 +74,20 @@ func TestClientLimitsBounded(t *testing.T) {
 	}
 	if _, kept := c.m["b"]; kept {
 		t.Fatal("b, idle longest, was kept")
+	}
+}
+
+// A handler that panics answers 500 with a JSON error; the server goes on.
+func TestPanicIsA500(t *testing.T) {
+	s := &Server{log: zap.NewNop(), auth: newAuthenticator(Auth{}), limits: newClientLimits(10, 10, 10, time.Now), o: Options{Now: time.Now}}
+	s.routes = []route{{Method: "GET", Path: "/api/v1/boom", handler: func(http.ResponseWriter, *http.Request) { panic("boom") }}}
+	s.handler = s.serve()
+	for range 2 {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/boom", nil))
+		var body errorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 500 || body.Error.Code != CodeInternal || body.Error.RequestID == "" {
+			t.Fatalf("%d %s (%v)", rec.Code, rec.Body, err)
+		}
 	}
 }
