@@ -78,6 +78,16 @@ func parseCORS(body []byte) ([]corsRule, *argError) {
 	return in.Rules, nil
 }
 
+// bucketExists answers 404 NoSuchBucket for a bucket that does not exist.
+func (s *Server) bucketExists(w http.ResponseWriter, r *http.Request, bucket string) bool {
+	if ok, _ := s.backend.BucketExists(bucket); ok && bucket != "" {
+		return true
+	}
+	s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
+		Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+	return false
+}
+
 // readBody reads a configuration body of at most limit bytes, answering the error itself.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit))
@@ -90,9 +100,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 
 // serveCORSConfig serves PUT, GET and DELETE /BUCKET?cors.
 func (s *Server) serveCORSConfig(w http.ResponseWriter, r *http.Request, bucket string) {
-	if ok, _ := s.backend.BucketExists(bucket); !ok {
-		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
-			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	switch r.Method {
@@ -147,9 +155,7 @@ func isPreflight(r *http.Request) bool {
 
 // servePreflight answers a preflight request for an object or bucket of bucket.
 func (s *Server) servePreflight(w http.ResponseWriter, r *http.Request, bucket string) {
-	if ok, _ := s.backend.BucketExists(bucket); !ok || bucket == "" {
-		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
-			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	rules := s.corsOf(bucket)

@@ -527,9 +527,7 @@ func (s *Server) configsOf(bucket string) []queueConfig {
 
 // serveNotification serves GET and PUT /bucket?notification.
 func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucket string) {
-	if ok, _ := s.backend.BucketExists(bucket); !ok {
-		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
-			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	switch r.Method {
