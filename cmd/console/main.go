@@ -53,6 +53,7 @@ type settings struct {
 	addr, bucket, prefix, project, database, collection    string
 	queueURL, dlqURL, deadLetterSub                        string
 	tokenFile, trustedProxies, identityHeader, corsOrigins string
+	bucketCORS                                             string
 	logLevel                                               string
 	maxUpload                                              int
 	rate                                                   float64
@@ -90,6 +91,7 @@ func newSet(s *settings) *config.Set {
 		config.Validate(func() error { _, err := console.ParsePrefixes(s.trustedProxies); return err }))
 	set.String(&s.identityHeader, "identity-header", "IMGPIPE_CONSOLE_IDENTITY_HEADER", console.DefaultIdentityHeader, "header in which a trusted proxy names the signed-in user")
 	set.String(&s.corsOrigins, "cors-origins", "IMGPIPE_CONSOLE_CORS_ORIGINS", "", "comma-separated origins (scheme://host[:port]) other pages may call the API from (empty: none)")
+	set.String(&s.bucketCORS, "bucket-cors", "IMGPIPE_CONSOLE_BUCKET_CORS", "", "comma-separated origins the console's page is served from: at start, give the bucket the CORS rule for browser uploads from them (needs s3:PutBucketCORS; for local stacks; empty: leave the bucket alone)")
 	set.Float(&s.rate, "rate", "IMGPIPE_CONSOLE_RATE", 20, "API requests per second allowed to each client (a proxy's user, else an address)",
 		config.Validate(func() error {
 			if s.rate <= 0 {
@@ -140,12 +142,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := console.CheckExposure(s.addr, &auth); err != nil {
 		return fmt.Errorf("invalid setting --addr (IMGPIPE_CONSOLE_ADDR): %w", err)
 	}
-	var origins []string
-	for _, o := range strings.Split(s.corsOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
+	origins := splitList(s.corsOrigins)
 	log, err := obs.NewLogger("console", s.logLevel)
 	if err != nil {
 		return err
@@ -184,6 +181,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	if err != nil {
 		return fmt.Errorf("invalid settings: %w", err)
+	}
+
+	if bucketOrigins := splitList(s.bucketCORS); len(bucketOrigins) > 0 {
+		if err := console.AllowUploads(ctx, deps.S3, s.bucket, bucketOrigins...); err != nil {
+			return err
+		}
+		log.Info("bucket CORS rule set for browser uploads", zap.Strings("origins", bucketOrigins))
 	}
 
 	ln, err := net.Listen("tcp", s.addr)
@@ -241,4 +245,15 @@ func (s *settings) auth() (console.Auth, error) {
 		return a, fmt.Errorf("invalid setting --token-file (IMGPIPE_CONSOLE_TOKEN_FILE): %s holds no token", s.tokenFile)
 	}
 	return a, nil
+}
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -34,7 +34,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"imgpipe/internal/localstack"
-	"imgpipe/pkg/console"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/index"
 	"imgpipe/pkg/s3event"
@@ -161,7 +160,7 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 	}
 	step("done: every good image indexed, every bad file dead-lettered with its reason")
 
-	url, err := startConsole(ctx, filepath.Join(binDir, "console"), filepath.Join(logDir, "console.log"), env, consoleAddr, st, boot, &procs)
+	url, err := startConsole(filepath.Join(binDir, "console"), filepath.Join(logDir, "console.log"), env, consoleAddr, &procs)
 	if err != nil {
 		return err
 	}
@@ -176,9 +175,9 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 }
 
 // startConsole starts the console binary on addr (or a free loopback port when addr is
-// taken), lets the bucket take browser uploads from it, waits until it serves, and returns its
-// address.
-func startConsole(ctx context.Context, bin, logPath string, env []string, addr string, st *localstack.Stack, boot *localstack.Bootstrapped, procs *[]*child) (string, error) {
+// taken), telling it to give the bucket the CORS rule for uploads from its page, waits until
+// it serves, and returns its address.
+func startConsole(bin, logPath string, env []string, addr string, procs *[]*child) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
@@ -189,10 +188,7 @@ func startConsole(ctx context.Context, bin, logPath string, env []string, addr s
 	addr = ln.Addr().String()
 	ln.Close()
 	url := "http://" + addr
-	if err := console.AllowUploads(ctx, st.NewS3Client(), boot.Bucket, url); err != nil {
-		return "", err
-	}
-	p, err := startChild(bin, logPath, append(env, "IMGPIPE_CONSOLE_ADDR="+addr))
+	p, err := startChild(bin, logPath, append(env, "IMGPIPE_CONSOLE_ADDR="+addr, "IMGPIPE_CONSOLE_BUCKET_CORS="+url))
 	if err != nil {
 		return "", err
 	}
