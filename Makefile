@@ -59,7 +59,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
-## docs/indexer.md, dlq-replay/README.md); output in bench.txt, and the analyzer process
+## docs/indexer.md, dlq-replay/README.md, docs/console.md); output in bench.txt, and the analyzer process
 ## figures as markdown rows in bench-analyzer.md. Takes about 10 minutes.
 bench: deps
 	set -o pipefail; \
@@ -67,7 +67,8 @@ bench: deps
 	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
 	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
-	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
+	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
+	$(GO) test ./pkg/console -run '^$$' -bench . -benchtime 50x -count 3 | tee -a bench.txt
 
 build:
 	$(GO) build -o bin/ ./cmd/...

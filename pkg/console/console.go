@@ -35,6 +35,7 @@ import (
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/index"
+	"imgpipe/pkg/sqsdepth"
 	"imgpipe/pkg/uploader"
 )
 
@@ -169,11 +170,16 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 	s.dead = &deadLetters{refresh: o.DLQRefresh, max: o.DLQScan, hold: o.DLQHold, timeout: 20 * time.Second,
 		now: o.Now, sem: make(chan struct{}, 1)}
 	if deps.SQS != nil && o.DLQURL != "" {
-		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DLQURL), kind: "sqs", src: sqsdlq.New(deps.SQS, o.DLQURL, nil)})
+		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DLQURL), kind: "sqs", src: sqsdlq.New(deps.SQS, o.DLQURL, nil),
+			visible: func(ctx context.Context) (int, error) {
+				d, err := sqsdepth.Read(ctx, deps.SQS, o.DLQURL)
+				return d.Visible, err
+			}})
 	}
 	if deps.PubSub != nil && o.DeadLetterSubscription != "" {
+		// Pub/Sub tells no backlog through its API: a scan ends with one empty pull, kept short.
 		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DeadLetterSubscription), kind: "pubsub",
-			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, nil)})
+			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, &pubsubdlq.Options{Wait: time.Second})})
 	}
 	s.lookup = uploader.NewLookup(deps.S3, bucket, &uploader.LookupOptions{Index: deps.Index, Failures: s.dead, Logger: o.Logger})
 

@@ -16,6 +16,9 @@ import (
 type deadLetterQueue struct {
 	name, kind string // kind: "sqs" or "pubsub"
 	src        replay.Source
+	// visible, when set, tells how many messages a scan can see (SQS's approximate count):
+	// the scan stops there instead of waiting out an empty receive, and skips an empty queue.
+	visible func(ctx context.Context) (int, error)
 }
 
 // deadLetterReport is what one scan of a dead-letter queue found.
@@ -76,8 +79,17 @@ func (d *deadLetters) scan(ctx context.Context) *deadLetterView {
 	newest := map[objectRef]time.Time{}
 	for _, q := range d.queues {
 		b := &replay.StatsBuilder{PrefixDepth: 2}
-		n := 0
-		err := replay.Scan(ctx, q.src, &replay.ScanOptions{Max: d.max, Hold: d.hold}, func(m *replay.Message) error {
+		n, limit := 0, d.max
+		if q.visible != nil {
+			if vis, err := q.visible(ctx); err == nil {
+				limit = min(limit, vis)
+			}
+		}
+		if limit == 0 {
+			v.reports = append(v.reports, deadLetterReport{queue: q, stats: b.Stats(), complete: true})
+			continue
+		}
+		err := replay.Scan(ctx, q.src, &replay.ScanOptions{Max: limit, Hold: d.hold}, func(m *replay.Message) error {
 			n++
 			b.Add(m)
 			at := m.FailedAt()

@@ -79,7 +79,7 @@ type env struct {
 }
 
 // newEnv starts a console; tune changes its options before it is built.
-func newEnv(t *testing.T, tune func(*console.Options)) *env {
+func newEnv(t testing.TB, tune func(*console.Options)) *env {
 	t.Helper()
 	st := stacktest.Get(t)
 	res := stacktest.Bootstrap(t, st, localstack.Resources{})
@@ -238,7 +238,7 @@ func (e *env) putObject(t *testing.T, key string, body []byte) {
 }
 
 // indexed writes an analysis of key into the index, analysed at the given time.
-func (e *env) indexed(t *testing.T, key string, at time.Time, tags ...string) {
+func (e *env) indexed(t testing.TB, key string, at time.Time, tags ...string) {
 	t.Helper()
 	rec := &analysis.Record{
 		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: e.res.Bucket, Key: key,
@@ -256,7 +256,7 @@ func (e *env) indexed(t *testing.T, key string, at time.Time, tags ...string) {
 
 // deadLetter puts an S3 event about key into the SQS DLQ, as the analyzer does for a permanent
 // failure with reason.
-func (e *env) deadLetter(t *testing.T, key, reason string) {
+func (e *env) deadLetter(t testing.TB, key, reason string) {
 	t.Helper()
 	body, err := s3event.MarshalEvent([]s3event.Record{s3event.NewRecord("ObjectCreated:Put", e.res.Bucket, key, time.Now())})
 	if err != nil {
