@@ -20,8 +20,10 @@ run: deps
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see.
 test: deps browser-deps tools vet fmt-check
-	mkdir -p $(ARTIFACTS)
-	$(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./...
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	@status=0; $(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
+	for f in $$(find $(ARTIFACTS)/_artifacts -name '*.png' 2>/dev/null | sort); do echo "test artefact: $$f"; done; \
+	exit $$status
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
 deps: $(FAUXQS)/node_modules/.installed
