@@ -4,24 +4,31 @@
 SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
+BROWSER   := e2e/browser
 GOTESTFLAGS ?= -count=1 -timeout 15m
+# Test artefacts (the console's browser screenshots) go under ARTIFACTS/_artifacts/.
+ARTIFACTS ?= $(CURDIR)/.artifacts
 
 DEPLOY    := deploy
 
-.PHONY: run test deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env
+.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
-## was indexed and what failed, and shut everything down.
+## was indexed and what failed, start the web console and print its address, and shut
+## everything down; KEEP=1 keeps it all up until Ctrl-C.
 run: deps
-	$(GO) run ./cmd/demo
+	$(GO) run ./cmd/demo $(if $(KEEP),-keep)
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see. Then
 ## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
 ## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
 ## Prometheus's own PromQL parser.
-test: deps tools vet fmt-check
-	$(GO) test $(GOTESTFLAGS) ./...
+test: deps browser-deps tools vet fmt-check
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	@status=0; $(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
+	for f in $$(find $(ARTIFACTS)/_artifacts -name '*.png' 2>/dev/null | sort); do echo "test artefact: $$f"; done; \
+	exit $$status
 	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
@@ -30,10 +37,14 @@ deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
 	cd $(DEPLOY) && $(GO) mod download
 
-$(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
+## browser-deps: the pinned axe-core of the console's browser test (npm lock file).
+browser-deps: $(BROWSER)/node_modules/.installed
+
+# An npm folder of the project, installed from its lock file.
+%/node_modules/.installed: %/package.json %/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
 	@command -v npm >/dev/null || { echo "missing prerequisite: npm: install npm (apt-get install npm)"; exit 1; }
-	cd $(FAUXQS) && npm ci --no-audit --no-fund --loglevel=error
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## tools: the Debian packages the tests need (scripts/debs.txt), installed when missing.
@@ -59,7 +70,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
-## docs/indexer.md, docs/scaleout.md, dlq-replay/README.md); output in bench.txt, the analyzer
+## docs/indexer.md, docs/scaleout.md, dlq-replay/README.md, docs/console.md); output in bench.txt, the analyzer
 ## process figures as markdown rows in bench-analyzer.md, then bench-scaleout. Takes about
 ## 20 minutes.
 bench: deps
@@ -69,7 +80,8 @@ bench: deps
 	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
-	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt
+	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt && \
+	$(GO) test ./pkg/console -run '^$$' -bench . -benchtime 50x -count 3 | tee -a bench.txt
 	$(MAKE) bench-scaleout
 
 ## bench-dlq: dlq-replay on DLQs of 10,000 and 100,000 messages (stats, filtered replay, export,
@@ -107,4 +119,4 @@ build:
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md
+	rm -rf bin .stack .artifacts bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md

@@ -2,22 +2,16 @@ package analyzer
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/autoscale"
+	"imgpipe/pkg/sqsdepth"
 )
 
 // Depth is the source queue's approximate depth.
-type Depth struct {
-	Visible, NotVisible, Delayed int
-}
+type Depth = sqsdepth.Depth
 
 // QueueDepth reads the source queue's approximate depth.
 func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) {
@@ -26,27 +20,9 @@ func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) {
 
 // depthOf reads the approximate depth of the queue at url.
 func (a *Analyzer) depthOf(ctx context.Context, url string) (Depth, error) {
-	out, err := a.deps.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(url),
-		AttributeNames: []sqstypes.QueueAttributeName{
-			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-		},
-	})
+	d, err := sqsdepth.Read(ctx, a.deps.SQS, url)
 	a.metrics.sqsCall("GetQueueAttributes")
-	if err != nil {
-		return Depth{}, fmt.Errorf("queue depth: %w", err)
-	}
-	num := func(n sqstypes.QueueAttributeName) int {
-		v, _ := strconv.Atoi(out.Attributes[string(n)])
-		return v
-	}
-	return Depth{
-		Visible:    num(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
-		NotVisible: num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
-		Delayed:    num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
-	}, nil
+	return d, err
 }
 
 // watchQueue reads the queue's depth every DepthInterval until ctx ends, exports it and, with
