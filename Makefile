@@ -6,7 +6,9 @@ GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean
+DEPLOY    := deploy
+
+.PHONY: run test deps tools up down env vet fmt-check bench build clean images
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, and shut everything down.
@@ -14,13 +16,18 @@ run: deps
 	$(GO) run ./cmd/demo
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
-## from the test cache: the integration tests depend on processes the cache cannot see.
+## from the test cache: the integration tests depend on processes the cache cannot see. Then
+## the deploy module's tests: the Kubernetes manifests, KEDA's scaler on the SQS stand-in, the
+## container images (built, and run with podman against the local stack).
 test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
+	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
 
-## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
+## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
+## and the deploy module's).
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
+	cd $(DEPLOY) && $(GO) mod download
 
 $(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
@@ -44,6 +51,7 @@ env:
 
 vet:
 	$(GO) vet ./...
+	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
@@ -60,9 +68,16 @@ bench: deps
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
 
+## images: the container images (analyzer, indexer, tools) for linux/amd64 and linux/arm64,
+## reproducibly, as OCI layouts in .build/images (plus docker archives of this machine's
+## platform for podman load); prints their digests and sizes (docs/deploy.md).
+IMAGEFLAGS ?=
+images: tools
+	cd $(DEPLOY) && $(GO) run ./cmd/imagebuild --out ../.build/images --archive $(IMAGEFLAGS)
+
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md
+	rm -rf bin .build .stack bench.txt bench-analyzer.md

@@ -503,7 +503,11 @@ func checkPodMonitors(t *testing.T, s *Set) {
 			}
 			for _, ep := range pm.Spec.PodMetricsEndpoints {
 				if ep.Port == nil || *ep.Port != "metrics" || ep.Path != "/metrics" {
-					t.Errorf("PodMonitor %s: endpoint %v %s, want port metrics, path /metrics", pm.Name, ep.Port, ep.Path)
+					port := "(none)"
+					if ep.Port != nil {
+						port = *ep.Port
+					}
+					t.Errorf("PodMonitor %s: endpoint on port %s path %s, want port metrics, path /metrics", pm.Name, port, ep.Path)
 				}
 			}
 			scraped = true
