@@ -59,36 +59,27 @@ func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 				t.Errorf("target per replica %g, want 160 (IMGPIPE_WORKERS x IMGPIPE_TARGET_BACKLOG_PER_WORKER)", target)
 			}
 
+			check := func(what string, wantMetric float64, wantActive bool, wantReplicas int) {
+				t.Helper()
+				metric, active := sqsMetric(ctx, t, scaler)
+				if metric != wantMetric || active != wantActive {
+					t.Fatalf("%s: metric %g active %v, want %g active %v", what, metric, active, wantMetric, wantActive)
+				}
+				if got := replicas(metric, target, active, so); got != wantReplicas {
+					t.Errorf("%s: %d replicas, want %d", what, got, wantReplicas)
+				}
+			}
 			// An empty queue: nothing to do, and the analyzer scales to zero.
-			metric, active := sqsMetric(ctx, t, scaler)
-			if metric != 0 || active {
-				t.Fatalf("empty queue: metric %g active %v, want 0 inactive", metric, active)
-			}
-			if got := replicas(metric, target, active, so); got != 0 {
-				t.Errorf("empty queue: %d replicas, want 0", got)
-			}
-
-			// 230 visible + 70 in flight (received, not deleted) + 20 delayed.
+			check("empty queue", 0, false, 0)
+			// 230 visible + 70 in flight (received, not deleted) + 20 delayed, left out:
+			// ceil(300 / 160) = 2.
 			send(ctx, t, client, res.QueueURL, 300, 0)
 			receive(ctx, t, client, res.QueueURL, 70)
 			send(ctx, t, client, res.QueueURL, 20, 900)
-			metric, active = sqsMetric(ctx, t, scaler)
-			if metric != 300 || !active {
-				t.Fatalf("backlog of 230 visible, 70 in flight, 20 delayed: metric %g active %v, want 300 (delayed left out) active", metric, active)
-			}
-			if got := replicas(metric, target, active, so); got != 2 {
-				t.Errorf("backlog 300: %d replicas, want ceil(300 / 160) = 2", got)
-			}
-
+			check("230 visible, 70 in flight, 20 delayed", 300, true, 2)
 			// 500 more: ceil(800 / 160) = 5, capped at maxReplicaCount 4.
 			send(ctx, t, client, res.QueueURL, 500, 0)
-			metric, active = sqsMetric(ctx, t, scaler)
-			if metric != 800 || !active {
-				t.Fatalf("backlog 800: metric %g active %v", metric, active)
-			}
-			if got := replicas(metric, target, active, so); got != 4 {
-				t.Errorf("backlog 800: %d replicas, want ceil(800 / 160) = 5 capped at 4", got)
-			}
+			check("800 visible or in flight", 800, true, 4)
 		})
 	}
 }

@@ -7,6 +7,7 @@ package k8s
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -135,29 +136,21 @@ type Object interface {
 	GetName() string
 }
 
-// newObject returns an empty value of the Go type for apiVersion and kind.
-func newObject(apiVersion, kind string) (Object, error) {
-	switch apiVersion + " " + kind {
-	case "v1 Namespace":
-		return &corev1.Namespace{}, nil
-	case "v1 ServiceAccount":
-		return &corev1.ServiceAccount{}, nil
-	case "v1 ConfigMap":
-		return &corev1.ConfigMap{}, nil
-	case "apps/v1 Deployment":
-		return &appsv1.Deployment{}, nil
-	case "policy/v1 PodDisruptionBudget":
-		return &policyv1.PodDisruptionBudget{}, nil
-	case "networking.k8s.io/v1 NetworkPolicy":
-		return &networkingv1.NetworkPolicy{}, nil
-	case "monitoring.coreos.com/v1 PodMonitor":
-		return &monitoringv1.PodMonitor{}, nil
-	case "keda.sh/v1alpha1 ScaledObject":
-		return &kedav1alpha1.ScaledObject{}, nil
-	case "keda.sh/v1alpha1 TriggerAuthentication":
-		return &kedav1alpha1.TriggerAuthentication{}, nil
-	}
-	return nil, fmt.Errorf("unexpected kind %q of apiVersion %q", kind, apiVersion)
+// kinds are the API types Decode knows, by "apiVersion kind": how to make an empty one and
+// where a Set keeps it.
+var kinds = map[string]struct {
+	make func() Object
+	put  func(*Set, Object) error
+}{
+	"v1 Namespace":                           {func() Object { return &corev1.Namespace{} }, func(s *Set, o Object) error { return putOnce(s.Namespaces, o) }},
+	"v1 ServiceAccount":                      {func() Object { return &corev1.ServiceAccount{} }, func(s *Set, o Object) error { return putOnce(s.ServiceAccounts, o) }},
+	"v1 ConfigMap":                           {func() Object { return &corev1.ConfigMap{} }, func(s *Set, o Object) error { return putOnce(s.ConfigMaps, o) }},
+	"apps/v1 Deployment":                     {func() Object { return &appsv1.Deployment{} }, func(s *Set, o Object) error { return putOnce(s.Deployments, o) }},
+	"policy/v1 PodDisruptionBudget":          {func() Object { return &policyv1.PodDisruptionBudget{} }, func(s *Set, o Object) error { return putOnce(s.PodDisruptionBudgets, o) }},
+	"networking.k8s.io/v1 NetworkPolicy":     {func() Object { return &networkingv1.NetworkPolicy{} }, func(s *Set, o Object) error { return putOnce(s.NetworkPolicies, o) }},
+	"monitoring.coreos.com/v1 PodMonitor":    {func() Object { return &monitoringv1.PodMonitor{} }, func(s *Set, o Object) error { return putOnce(s.PodMonitors, o) }},
+	"keda.sh/v1alpha1 ScaledObject":          {func() Object { return &kedav1alpha1.ScaledObject{} }, func(s *Set, o Object) error { return putOnce(s.ScaledObjects, o) }},
+	"keda.sh/v1alpha1 TriggerAuthentication": {func() Object { return &kedav1alpha1.TriggerAuthentication{} }, func(s *Set, o Object) error { return putOnce(s.TriggerAuthentications, o) }},
 }
 
 // DecodeObject decodes one YAML document strictly into the Go type of its apiVersion and kind.
@@ -166,49 +159,42 @@ func DecodeObject(doc []byte) (Object, error) {
 	if err := yaml.Unmarshal(doc, &tm); err != nil {
 		return nil, fmt.Errorf("read kind: %w", err)
 	}
-	obj, err := newObject(tm.APIVersion, tm.Kind)
-	if err != nil {
-		return nil, err
+	k, ok := kinds[tm.APIVersion+" "+tm.Kind]
+	if !ok {
+		return nil, fmt.Errorf("unexpected kind %q of apiVersion %q", tm.Kind, tm.APIVersion)
 	}
+	obj := k.make()
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", tm.Kind, err)
 	}
 	return obj, nil
 }
 
+// add files obj under its kind, which DecodeObject has checked.
 func (s *Set) add(obj Object) error {
-	name := obj.GetName()
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		return putOnce(s.Namespaces, name, o)
-	case *corev1.ServiceAccount:
-		return putOnce(s.ServiceAccounts, name, o)
-	case *corev1.ConfigMap:
-		return putOnce(s.ConfigMaps, name, o)
-	case *appsv1.Deployment:
-		return putOnce(s.Deployments, name, o)
-	case *policyv1.PodDisruptionBudget:
-		return putOnce(s.PodDisruptionBudgets, name, o)
-	case *networkingv1.NetworkPolicy:
-		return putOnce(s.NetworkPolicies, name, o)
-	case *monitoringv1.PodMonitor:
-		return putOnce(s.PodMonitors, name, o)
-	case *kedav1alpha1.ScaledObject:
-		return putOnce(s.ScaledObjects, name, o)
-	case *kedav1alpha1.TriggerAuthentication:
-		return putOnce(s.TriggerAuthentications, name, o)
+	for _, k := range kinds {
+		if err := k.put(s, obj); err != errWrongKind {
+			return err
+		}
 	}
 	return fmt.Errorf("unexpected %T", obj)
 }
 
-func putOnce[T any](m map[string]T, name string, v T) error {
+var errWrongKind = errors.New("wrong kind")
+
+func putOnce[T Object](m map[string]T, v Object) error {
+	o, ok := v.(T)
+	if !ok {
+		return errWrongKind
+	}
+	name := o.GetName()
 	if name == "" {
 		return fmt.Errorf("%T without a name", v)
 	}
 	if _, dup := m[name]; dup {
 		return fmt.Errorf("two objects of one kind named %q", name)
 	}
-	m[name] = v
+	m[name] = o
 	return nil
 }
 
