@@ -2,14 +2,11 @@ package k8s
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/kedacore/keda/v2/pkg/scalers"
-	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
 	v2 "k8s.io/api/autoscaling/v2"
 )
 
@@ -34,12 +31,7 @@ func TestKEDAAcceptsTheIndexerTriggers(t *testing.T) {
 			}
 			checked++
 			t.Run(overlay+"/"+tr.Name, func(t *testing.T) {
-				sc, err := scalers.NewPrometheusScaler(&scalersconfig.ScalerConfig{
-					ScalableObjectName: so.Name, ScalableObjectNamespace: "imgpipe", ScalableObjectType: "ScaledObject",
-					TriggerName: tr.Name, TriggerType: tr.Type, TriggerIndex: i, TriggerUniqueKey: fmt.Sprintf("imgpipe-%s-%d", so.Name, i),
-					TriggerMetadata: tr.Metadata, AuthParams: map[string]string{}, ResolvedEnv: map[string]string{},
-					MetricType: tr.MetricType, GlobalHTTPTimeout: 10 * time.Second,
-				})
+				sc, err := scalers.NewPrometheusScaler(scalerConfig(so, i, tr.Metadata, map[string]string{}))
 				if err != nil {
 					t.Fatalf("KEDA rejects the trigger: %v", err)
 				}

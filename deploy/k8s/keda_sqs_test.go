@@ -113,13 +113,8 @@ func newSQSScaler(ctx context.Context, t *testing.T, s *Set, so *kedav1alpha1.Sc
 	ta := s.TriggerAuthentications[trigger.AuthenticationRef.Name]
 	identity := *ta.Spec.PodIdentity
 	identity.IdentityOwner = nil // KEDA's resolver turns "workload" into the role; see above
-	cfg := &scalersconfig.ScalerConfig{
-		ScalableObjectName: so.Name, ScalableObjectNamespace: "imgpipe", ScalableObjectType: "ScaledObject",
-		TriggerName: trigger.Name, TriggerType: trigger.Type, TriggerIndex: index,
-		TriggerUniqueKey: fmt.Sprintf("imgpipe-%s-%d", so.Name, index),
-		TriggerMetadata:  md, ResolvedEnv: map[string]string{envName: queueURL}, AuthParams: map[string]string{},
-		PodIdentity: identity, MetricType: trigger.MetricType, GlobalHTTPTimeout: 10 * time.Second,
-	}
+	cfg := scalerConfig(so, index, md, map[string]string{envName: queueURL})
+	cfg.PodIdentity = identity
 	sc, err := scalers.NewAwsSqsQueueScaler(ctx, cfg)
 	if err != nil {
 		t.Fatalf("KEDA rejects the trigger: %v", err)
@@ -129,6 +124,19 @@ func newSQSScaler(ctx context.Context, t *testing.T, s *Set, so *kedav1alpha1.Sc
 		t.Fatalf("metric spec %+v, want one external metric with an average value target", specs)
 	}
 	return sc, specs[0].External.Target.AverageValue.AsApproximateFloat64()
+}
+
+// scalerConfig is what KEDA's operator hands a scaler for trigger index of so, with the
+// trigger's metadata md and the environment it resolved.
+func scalerConfig(so *kedav1alpha1.ScaledObject, index int, md, resolvedEnv map[string]string) *scalersconfig.ScalerConfig {
+	tr := so.Spec.Triggers[index]
+	return &scalersconfig.ScalerConfig{
+		ScalableObjectName: so.Name, ScalableObjectNamespace: "imgpipe", ScalableObjectType: "ScaledObject",
+		TriggerName: tr.Name, TriggerType: tr.Type, TriggerIndex: index,
+		TriggerUniqueKey: fmt.Sprintf("imgpipe-%s-%d", so.Name, index),
+		TriggerMetadata:  md, ResolvedEnv: resolvedEnv, AuthParams: map[string]string{},
+		MetricType: tr.MetricType, GlobalHTTPTimeout: 10 * time.Second,
+	}
 }
 
 func sqsMetric(ctx context.Context, t *testing.T, sc scalers.Scaler) (float64, bool) {
