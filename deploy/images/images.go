@@ -6,9 +6,9 @@
 // The images are reproducible: every file time, the image's creation time and the history
 // come from one timestamp (SOURCE_DATE_EPOCH, the commit's time), owners are 0 or 65532,
 // entries are in a fixed order, layers are compressed by the same code every time, and the
-// binaries are built with -trimpath and no build ID. The same commit, built twice with the
-// same Go toolchain and the same Debian ca-certificates and tzdata packages, gives the same
-// image digests.
+// binaries are built with -trimpath, no build ID and no VCS stamp. The same commit, built
+// twice with the same Go toolchain and the same Debian ca-certificates and tzdata packages,
+// gives the same image digests.
 package images
 
 import (
@@ -196,7 +196,9 @@ func buildBinaries(ctx context.Context, img Image, p v1.Platform, o *Options, di
 	if goCmd == "" {
 		goCmd = "go"
 	}
-	args := append([]string{"build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", dir + "/"}, img.Packages...)
+	// No VCS stamp: whether a checkout is a clone or a worktree, or has an untracked file,
+	// must not change the binary; the image's labels carry the revision.
+	args := append([]string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", dir + "/"}, img.Packages...)
 	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = o.Root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture, "GOFLAGS=-mod=readonly")
