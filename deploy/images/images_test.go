@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"debug/elf"
 	"io"
 	"os"
@@ -254,5 +255,19 @@ func checkStaticELF(t *testing.T, name string, data []byte, arch string) {
 	}
 	if runtime.GOOS == "linux" && bytes.Contains(data, []byte(testOptions(t).Root)) {
 		t.Errorf("%s: holds the build folder's path (not built with -trimpath)", name)
+	}
+	bi, err := buildinfo.Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: no Go build information: %v", name, err)
+	}
+	set := map[string]string{}
+	for _, s := range bi.Settings {
+		set[s.Key] = s.Value
+		if strings.HasPrefix(s.Key, "vcs") {
+			t.Errorf("%s: VCS stamp %s=%s: the binary would depend on the checkout's state", name, s.Key, s.Value)
+		}
+	}
+	if set["CGO_ENABLED"] != "0" || set["-trimpath"] != "true" || set["GOARCH"] != arch {
+		t.Errorf("%s: built with CGO_ENABLED=%q -trimpath=%q GOARCH=%q, want 0, true, %s", name, set["CGO_ENABLED"], set["-trimpath"], set["GOARCH"], arch)
 	}
 }
