@@ -5,6 +5,9 @@ SHELL     := /bin/bash
 GO        ?= go
 FAUXQS    := localstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
+# The image tests compile the binaries for two platforms inside the test run: from an empty
+# build cache that takes minutes on its own.
+DEPLOY_TESTFLAGS ?= -count=1 -timeout 30m
 
 DEPLOY    := deploy
 
@@ -21,7 +24,7 @@ run: deps
 ## container images (built, and run with podman against the local stack).
 test: deps tools vet fmt-check
 	$(GO) test $(GOTESTFLAGS) ./...
-	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
+	cd $(DEPLOY) && $(GO) test $(DEPLOY_TESTFLAGS) ./...
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
 ## and the deploy module's).
