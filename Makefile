@@ -9,9 +9,13 @@ GOTESTFLAGS ?= -count=1 -timeout 15m
 # Test artefacts (the console's browser screenshots) go under ARTIFACTS/_artifacts/.
 ARTIFACTS ?= $(CURDIR)/.artifacts
 
+# The image tests compile the binaries for two platforms inside the test run: from an empty
+# build cache that takes minutes on its own.
+DEPLOY_TESTFLAGS ?= -count=1 -timeout 30m
+
 DEPLOY    := deploy
 
-.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env
+.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env images
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, start the web console and print its address, and shut
@@ -23,13 +27,14 @@ run: deps
 ## from the test cache: the integration tests depend on processes the cache cannot see. Then
 ## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
 ## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
-## Prometheus's own PromQL parser.
+## Prometheus's own PromQL parser, the Kubernetes manifests, KEDA's scaler on the SQS stand-in,
+## the container images (built, and run with podman against the local stack).
 test: deps browser-deps tools vet fmt-check
 	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
 	@status=0; $(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
 	for f in $$(find $(ARTIFACTS)/_artifacts -name '*.png' 2>/dev/null | sort); do echo "test artefact: $$f"; done; \
 	exit $$status
-	cd $(DEPLOY) && $(GO) test $(GOTESTFLAGS) ./...
+	cd $(DEPLOY) && $(GO) test $(DEPLOY_TESTFLAGS) ./...
 
 ## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
 ## and the deploy module's).
@@ -114,9 +119,16 @@ tf-env:
 	else echo "tf-env: give TF_OUTPUT=FILE (the output of terraform output -json), or install terraform or tofu" >&2; exit 1; fi | \
 	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)))
 
+## images: the container images (analyzer, indexer, tools) for linux/amd64 and linux/arm64,
+## reproducibly, as OCI layouts in .build/images (plus docker archives of this machine's
+## platform for podman load); prints their digests and sizes (docs/deploy.md).
+IMAGEFLAGS ?=
+images: tools
+	cd $(DEPLOY) && $(GO) run ./cmd/imagebuild --out ../.build/images --archive $(IMAGEFLAGS)
+
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack .artifacts bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md
+	rm -rf bin .build .stack .artifacts bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md

@@ -233,7 +233,7 @@ func run(args []string) error {
 			return err
 		}
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), analyzer.MetricsShutdownTimeout)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()

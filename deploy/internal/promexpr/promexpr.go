@@ -1,6 +1,7 @@
-// Package promexpr reads PromQL as Prometheus does, with Prometheus's own parser from the
-// release the tests run against (the Debian package's 2.42), and keeps the list of the
-// binaries' metrics that the shipped rules and dashboard read.
+// Package promexpr reads PromQL as Prometheus does, with Prometheus's own parser (the release
+// the deploy module's other requirements select; that the rules also load in the Debian
+// package's Prometheus is checked by its promtool), and keeps the list of the binaries'
+// metrics that the shipped rules and dashboard read.
 package promexpr
 
 import (
@@ -19,7 +20,7 @@ import (
 // repeats. A selector that does not name its metric exactly (a regular expression on
 // __name__, or no name) is an error: what it reads could not be checked.
 func Metrics(expr string) ([]string, error) {
-	e, err := parser.ParseExpr(expr)
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
 		return nil, fmt.Errorf("parse %q: %w", expr, err)
 	}
