@@ -25,12 +25,12 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/uploader"
@@ -258,8 +258,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("no document for %q", key)
 			continue
 		}
-		if d.Width != w.w || d.Height != w.h || d.Bucket != p.res.Bucket || d.SchemaVersion != analysis.SchemaVersion ||
-			d.Event != analysis.Created || d.Sequencer == "" || d.Caption == "" || len(d.Tags) == 0 || d.ModelVersion == "" ||
+		if d.Width != w.w || d.Height != w.h || d.Bucket != p.res.Bucket || d.SchemaVersion != record.SchemaVersion ||
+			d.Event != record.Created || d.Sequencer == "" || d.Caption == "" || len(d.Tags) == 0 || d.ModelVersion == "" ||
 			d.ContentType == "" || d.Size == 0 || d.AnalyzedAt.IsZero() || d.ETag == "" {
 			t.Errorf("document for %q is incomplete: %+v", key, d)
 		}

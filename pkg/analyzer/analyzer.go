@@ -37,12 +37,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/vision"
 )
@@ -66,7 +66,7 @@ type Vision interface {
 
 // Publisher sends a record downstream and returns its message ID once it is durable.
 type Publisher interface {
-	Publish(ctx context.Context, rec *analysis.Record) (string, error)
+	Publish(ctx context.Context, rec *record.Analysis) (string, error)
 }
 
 // Deps are the analyzer's clients. All are required.

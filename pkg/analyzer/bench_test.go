@@ -18,9 +18,9 @@ import (
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/ratelimit"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
 )
@@ -155,7 +155,7 @@ func (r *rig) waitQueued(t testing.TB, url string, n int) {
 // discard is a publisher that publishes nothing, to measure the analyzer without Pub/Sub.
 type discard struct{}
 
-func (discard) Publish(context.Context, *analysis.Record) (string, error) { return "discarded", nil }
+func (discard) Publish(context.Context, *record.Analysis) (string, error) { return "discarded", nil }
 
 // cpuTime is the CPU time (user + system) this process has used: the analyzer and the
 // in-process S3 and Vision stand-ins (SQS and Pub/Sub run in their own processes).

@@ -26,8 +26,8 @@ import (
 	"imgpipe/internal/s3standin"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/breaker"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
@@ -379,7 +379,7 @@ func (unusedVision) AnalyzeURL(context.Context, string) (*vision.Result, error) 
 
 type unusedPublisher struct{}
 
-func (unusedPublisher) Publish(context.Context, *analysis.Record) (string, error) { panic("unused") }
+func (unusedPublisher) Publish(context.Context, *record.Analysis) (string, error) { panic("unused") }
 
 // stall holds answers back while it is on: a request it catches waits until the stall is
 // lifted or the caller hangs up.

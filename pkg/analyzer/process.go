@@ -15,10 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/failure/awserr"
 	"imgpipe/pkg/imagemeta"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/vision"
 )
@@ -35,7 +35,7 @@ const headBytes = 128 << 10
 
 // pending is a record ready to publish, with its logger.
 type pending struct {
-	rec *analysis.Record
+	rec *record.Analysis
 	log *zap.Logger
 }
 
@@ -44,7 +44,7 @@ type pending struct {
 type item struct {
 	rec   *s3event.Record
 	log   *zap.Logger
-	ready *analysis.Record
+	ready *record.Analysis
 	head  *objectHead
 	meta  *imagemeta.Meta
 }
@@ -104,8 +104,8 @@ func (a *Analyzer) prepareMessage(ctx context.Context, log *zap.Logger, body str
 // nothing: a removal.
 func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, err error) {
 	rec := it.rec
-	removed := &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed,
+	removed := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Removed,
 		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
 		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
 	}
@@ -249,7 +249,7 @@ func (a *Analyzer) checkHead(head *objectHead) (*imagemeta.Meta, error) {
 // analyzeObject calls Vision on a prepared object and builds its record. A nil record with a
 // reason means the object changed or disappeared while it was read. A failure of S3, or of
 // Vision itself, comes back as a dependencyFault.
-func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head *objectHead, meta *imagemeta.Meta) (*analysis.Record, string, error) {
+func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head *objectHead, meta *imagemeta.Meta) (*record.Analysis, string, error) {
 	start := time.Now()
 	var res *vision.Result
 	var err error
@@ -295,8 +295,8 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head 
 		return nil, "", err
 	}
 
-	out := &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created,
+	out := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Created,
 		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag,
 		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
 		Size: head.size, ContentType: meta.MIME, Format: meta.Format.String(),
@@ -309,7 +309,7 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head 
 		out.Width, out.Height = res.Width, res.Height
 	}
 	for _, t := range res.Tags {
-		out.Tags = append(out.Tags, analysis.Tag{Name: t.Name, Confidence: t.Confidence})
+		out.Tags = append(out.Tags, record.Tag{Name: t.Name, Confidence: t.Confidence})
 	}
 	return out, "", nil
 }

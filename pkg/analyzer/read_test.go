@@ -19,7 +19,7 @@ import (
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -106,7 +106,7 @@ type gate struct {
 	open    chan struct{}
 }
 
-func (g *gate) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
+func (g *gate) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
 	first := false
 	g.once.Do(func() { first = true })
 	if first {

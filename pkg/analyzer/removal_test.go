@@ -17,7 +17,7 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -26,10 +26,10 @@ import (
 type records struct {
 	next Publisher
 	mu   sync.Mutex
-	all  []analysis.Record
+	all  []record.Analysis
 }
 
-func (p *records) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
+func (p *records) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
 	id, err := p.next.Publish(ctx, rec)
 	if err == nil {
 		p.mu.Lock()
@@ -40,10 +40,10 @@ func (p *records) Publish(ctx context.Context, rec *analysis.Record) (string, er
 }
 
 // of returns the records published for key so far.
-func (p *records) of(key string) []analysis.Record {
+func (p *records) of(key string) []record.Analysis {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []analysis.Record
+	var out []record.Analysis
 	for _, r := range p.all {
 		if r.Key == key {
 			out = append(out, r)
@@ -112,7 +112,7 @@ func (r *rig) waitQueueEmpty(t *testing.T) {
 }
 
 // waitRecords waits until key has n records and returns them.
-func waitRecords(t *testing.T, p *records, key string, n int) []analysis.Record {
+func waitRecords(t *testing.T, p *records, key string, n int) []record.Analysis {
 	t.Helper()
 	stacktest.WaitFor(t, fmt.Sprintf("%d records of %s", n, key), time.Minute, func() (bool, string) {
 		got := len(p.of(key))
@@ -121,7 +121,7 @@ func waitRecords(t *testing.T, p *records, key string, n int) []analysis.Record 
 	return p.of(key)
 }
 
-func describe(r analysis.Record) string {
+func describe(r record.Analysis) string {
 	return fmt.Sprintf("%s version %q %dx%d sequencer %s", r.Event, r.VersionID, r.Width, r.Height, r.Sequencer)
 }
 
@@ -170,7 +170,7 @@ func TestVersionedRemovals(t *testing.T) {
 	r.deleteVersion(t, key, v3)
 	got := waitRecords(t, pub, key, 4)
 	last, created := got[3], got[2]
-	if last.Event != analysis.Created || last.VersionID != v2 || last.Width != 131 || last.Height != 97 {
+	if last.Event != record.Created || last.VersionID != v2 || last.Width != 131 || last.Height != 97 {
 		t.Errorf("after the current version was deleted: %s, want the analysis of v2 (131x97)", describe(last))
 	}
 	if c, err := s3event.CompareSequencer(last.Sequencer, created.Sequencer); err != nil || c <= 0 {
@@ -179,11 +179,11 @@ func TestVersionedRemovals(t *testing.T) {
 
 	// A delete marker: a removal. Deleting the marker: v2 again.
 	marker := r.deleteVersion(t, key, "")
-	if got := waitRecords(t, pub, key, 5); got[4].Event != analysis.Removed {
+	if got := waitRecords(t, pub, key, 5); got[4].Event != record.Removed {
 		t.Errorf("after a delete marker: %s, want a removal", describe(got[4]))
 	}
 	r.deleteVersion(t, key, marker)
-	if got := waitRecords(t, pub, key, 6); got[5].Event != analysis.Created || got[5].VersionID != v2 {
+	if got := waitRecords(t, pub, key, 6); got[5].Event != record.Created || got[5].VersionID != v2 {
 		t.Errorf("after the delete marker was deleted: %s, want v2", describe(got[5]))
 	}
 
@@ -192,13 +192,13 @@ func TestVersionedRemovals(t *testing.T) {
 	v4 := r.putVersion(t, key, 504, 151, 109)
 	waitRecords(t, pub, key, 7)
 	r.deleteVersion(t, key, v2)
-	if got := waitRecords(t, pub, key, 8); got[7].Event != analysis.Created || got[7].VersionID != v4 || got[7].Width != 151 {
+	if got := waitRecords(t, pub, key, 8); got[7].Event != record.Created || got[7].VersionID != v4 || got[7].Width != 151 {
 		t.Errorf("after a noncurrent version was deleted: %s, want v4", describe(got[7]))
 	}
 
 	// The last version deleted: a removal.
 	r.deleteVersion(t, key, v4)
-	if got := waitRecords(t, pub, key, 9); got[8].Event != analysis.Removed || got[8].VersionID != v4 {
+	if got := waitRecords(t, pub, key, 9); got[8].Event != record.Removed || got[8].VersionID != v4 {
 		t.Errorf("after the last version was deleted: %s, want the removal of v4", describe(got[8]))
 	}
 
@@ -211,7 +211,7 @@ func TestVersionedRemovals(t *testing.T) {
 	r.waitQueueEmpty(t) // the text version went to the DLQ
 	r.deleteVersion(t, text, img)
 	got = waitRecords(t, pub, text, 2)
-	if got[1].Event != analysis.Removed {
+	if got[1].Event != record.Removed {
 		t.Errorf("current version not an image: %s, want a removal", describe(got[1]))
 	}
 	if d := r.dlqContents(t); len(d) != 1 || d[0].failure.Reason != "NotAnImage" {
@@ -241,7 +241,7 @@ func TestUnversionedRemovalUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitRecords(t, pub, key, 2)
-	if got[1].Event != analysis.Removed || got[1].Sequencer != rec.Sequencer {
+	if got[1].Event != record.Removed || got[1].Sequencer != rec.Sequencer {
 		t.Errorf("unversioned removal: %s, want a removal at sequencer %s", describe(got[1]), rec.Sequencer)
 	}
 }

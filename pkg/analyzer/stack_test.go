@@ -23,13 +23,13 @@ import (
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/ratelimit"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
@@ -76,7 +76,7 @@ func newRig(t testing.TB, res localstack.Resources) *rig {
 	})
 	r := &rig{
 		st: st, res: b, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps,
-		pub:    &recorder{next: p, count: map[string]int{}, last: map[string]analysis.Record{}},
+		pub:    &recorder{next: p, count: map[string]int{}, last: map[string]record.Analysis{}},
 		log:    zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		stats0: st.VisionServer.Stats(),
 	}
@@ -114,10 +114,10 @@ type recorder struct {
 	next  Publisher
 	mu    sync.Mutex
 	count map[string]int
-	last  map[string]analysis.Record
+	last  map[string]record.Analysis
 }
 
-func (r *recorder) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
+func (r *recorder) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
 	id, err := r.next.Publish(ctx, rec)
 	if err == nil {
 		r.mu.Lock()
@@ -129,7 +129,7 @@ func (r *recorder) Publish(ctx context.Context, rec *analysis.Record) (string, e
 }
 
 // lastRecord is the last record published for key.
-func (r *recorder) lastRecord(key string) (analysis.Record, bool) {
+func (r *recorder) lastRecord(key string) (record.Analysis, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec, ok := r.last[key]
@@ -291,7 +291,7 @@ func (r *rig) landed(t *testing.T, want int) map[string]map[string]bool {
 	var quiet *time.Timer
 	err := r.ps.Subscriber(r.res.SubscriptionName).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
-		rec, err := analysis.Unmarshal(m.Data)
+		rec, err := record.Unmarshal(m.Data)
 		if err != nil {
 			t.Errorf("published record does not parse: %v", err)
 			return

@@ -9,8 +9,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
@@ -28,7 +28,7 @@ type Result struct {
 // batch has committed. An invalid record, or an object whose stored document cannot be read,
 // fails alone. If the commit fails, every record is retried in its own transaction, so that
 // one record's failure fails only that record.
-func (s *Store) ApplyBatch(ctx context.Context, recs []*analysis.Record) []Result {
+func (s *Store) ApplyBatch(ctx context.Context, recs []*record.Analysis) []Result {
 	results := make([]Result, len(recs))
 	winner := map[string]int{} // document ID -> index of its newest record
 	var ids []string
@@ -37,7 +37,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*analysis.Record) []Resul
 			results[i].Err = err
 			continue
 		}
-		id := analysis.DocumentID(r.Bucket, r.Key)
+		id := record.DocumentID(r.Bucket, r.Key)
 		j, seen := winner[id]
 		if !seen {
 			winner[id] = i
@@ -89,7 +89,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*analysis.Record) []Resul
 		if results[i].Err != nil {
 			continue
 		}
-		if j := winner[analysis.DocumentID(r.Bucket, r.Key)]; j != i {
+		if j := winner[record.DocumentID(r.Bucket, r.Key)]; j != i {
 			if results[j].Err != nil {
 				// The newest record of the object failed alone; this one must not be
 				// acknowledged on its behalf.
@@ -104,7 +104,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*analysis.Record) []Resul
 
 // applyEach applies every valid record of a failed batch in its own transaction, a few at a
 // time.
-func (s *Store) applyEach(ctx context.Context, recs []*analysis.Record, results []Result) {
+func (s *Store) applyEach(ctx context.Context, recs []*record.Analysis, results []Result) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i, r := range recs {
@@ -153,7 +153,7 @@ type Batcher struct {
 }
 
 type pending struct {
-	rec *analysis.Record
+	rec *record.Analysis
 	res chan Result // buffered: the batch never waits for a caller that gave up
 }
 
@@ -183,7 +183,7 @@ func (s *Store) NewBatcher(opts *BatchOptions) *Batcher {
 // Apply adds rec to the next batch and waits until that batch has committed. If ctx ends
 // first, Apply returns its error; the write may still happen, which a redelivery of the same
 // record then finds Stale.
-func (b *Batcher) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error) {
+func (b *Batcher) Apply(ctx context.Context, rec *record.Analysis) (Outcome, error) {
 	p := &pending{rec: rec, res: make(chan Result, 1)}
 	b.mu.RLock()
 	if b.closed {
@@ -262,7 +262,7 @@ func (b *Batcher) loop() {
 func (b *Batcher) commit(batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 	defer cancel()
-	recs := make([]*analysis.Record, len(batch))
+	recs := make([]*record.Analysis, len(batch))
 	for i, p := range batch {
 		recs[i] = p.rec
 	}

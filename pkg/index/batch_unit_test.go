@@ -8,7 +8,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"go.uber.org/goleak"
 
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 )
 
 // TestBatcherCloseLeavesNothing checks that Close stops the batcher's goroutine, is safe to
@@ -23,7 +23,7 @@ func TestBatcherCloseLeavesNothing(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := b.Apply(context.Background(), &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "b", Key: "k"})
+	_, err := b.Apply(context.Background(), &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "b", Key: "k"})
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("Apply after Close: %v", err)
 	}

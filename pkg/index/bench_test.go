@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/index"
+	"imgpipe/pkg/record"
 )
 
 // BenchmarkApply measures documents written per second on the Firestore emulator with one
@@ -33,7 +33,7 @@ func BenchmarkApply(b *testing.B) {
 					if i > int64(b.N) {
 						return
 					}
-					r := rec(analysis.Created, fmt.Sprintf("bench/%d.jpg", i), uint64(i), "tag")
+					r := rec(record.Created, fmt.Sprintf("bench/%d.jpg", i), uint64(i), "tag")
 					if _, err := apply(context.Background(), r); err != nil {
 						errs <- err
 						return

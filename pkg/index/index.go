@@ -1,7 +1,7 @@
 // Package index keeps the Firestore index of analysed objects: one document per live object,
 // written so that duplicates and out-of-order events cannot regress it.
 //
-// Each live object has a document in the collection, with the ID analysis.DocumentID(bucket,
+// Each live object has a document in the collection, with the ID record.DocumentID(bucket,
 // key). A removal deletes that document and leaves a tombstone in the sibling collection
 // "<collection>-tombstones" with the removal's S3 sequencer, so that a late, older "created"
 // event cannot resurrect the object. Every write runs in a transaction that reads both
@@ -20,15 +20,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/failure/grpcerr"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
 // Document is what the index stores for one live object.
 type Document struct {
-	analysis.Record
+	record.Analysis
 	// TagNames repeats the tag names for array-contains queries.
 	TagNames  []string  `firestore:"tagNames,omitempty" json:"-"`
 	IndexedAt time.Time `firestore:"indexedAt" json:"indexedAt"`
@@ -100,11 +100,11 @@ func New(client *firestore.Client, collection string, opts *Options) *Store {
 
 // Apply writes rec if it is newer than what the index holds for its object, inside a
 // transaction. A stale event returns Stale and no error: the caller acknowledges it.
-func (s *Store) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error) {
+func (s *Store) Apply(ctx context.Context, rec *record.Analysis) (Outcome, error) {
 	if err := check(rec); err != nil {
 		return 0, err
 	}
-	id := analysis.DocumentID(rec.Bucket, rec.Key)
+	id := record.DocumentID(rec.Bucket, rec.Key)
 	docRef, tombRef := s.docs.Doc(id), s.tombstones.Doc(id)
 	defer s.locks.lock(id)()
 	var outcome Outcome
@@ -123,7 +123,7 @@ func (s *Store) Apply(ctx context.Context, rec *analysis.Record) (Outcome, error
 }
 
 // check validates rec, including its sequencer, so that comparisons on it cannot fail later.
-func check(rec *analysis.Record) error {
+func check(rec *record.Analysis) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
@@ -135,13 +135,13 @@ func check(rec *analysis.Record) error {
 	return nil
 }
 
-func position(rec *analysis.Record) s3event.Position {
+func position(rec *record.Analysis) s3event.Position {
 	return s3event.Position{Sequencer: rec.Sequencer, EventTime: rec.EventTime}
 }
 
 // decide compares rec with the object's document and tombstone as the transaction read them,
 // and stages the writes that make the index hold rec when it is newer than both.
-func (s *Store) decide(tx *firestore.Transaction, rec *analysis.Record, doc, tomb *firestore.DocumentSnapshot, now time.Time) (Outcome, error) {
+func (s *Store) decide(tx *firestore.Transaction, rec *record.Analysis, doc, tomb *firestore.DocumentSnapshot, now time.Time) (Outcome, error) {
 	for _, snap := range []*firestore.DocumentSnapshot{doc, tomb} {
 		if !snap.Exists() {
 			continue
@@ -161,7 +161,7 @@ func (s *Store) decide(tx *firestore.Transaction, rec *analysis.Record, doc, tom
 			return Stale, nil
 		}
 	}
-	if rec.Event == analysis.Removed {
+	if rec.Event == record.Removed {
 		if err := tx.Delete(doc.Ref); err != nil {
 			return 0, err
 		}
@@ -170,7 +170,7 @@ func (s *Store) decide(tx *firestore.Transaction, rec *analysis.Record, doc, tom
 			DeletedAt: now, ExpireAt: now.Add(s.ttl),
 		})
 	}
-	d := Document{Record: *rec, IndexedAt: now}
+	d := Document{Analysis: *rec, IndexedAt: now}
 	for _, t := range rec.Tags {
 		d.TagNames = append(d.TagNames, t.Name)
 	}
@@ -195,7 +195,7 @@ var ErrNotFound = errors.New("not in the index")
 
 // Get returns the document of one object.
 func (s *Store) Get(ctx context.Context, bucket, key string) (*Document, error) {
-	snap, err := s.docs.Doc(analysis.DocumentID(bucket, key)).Get(ctx)
+	snap, err := s.docs.Doc(record.DocumentID(bucket, key)).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return nil, fmt.Errorf("%s/%s: %w", bucket, key, ErrNotFound)
 	}

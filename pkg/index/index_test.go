@@ -12,8 +12,8 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/index"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
@@ -32,7 +32,7 @@ func newClient(t testing.TB) *firestore.Client {
 }
 
 // applier is one way of applying a record: one transaction per record, or through a Batcher.
-type applier func(ctx context.Context, rec *analysis.Record) (index.Outcome, error)
+type applier func(ctx context.Context, rec *record.Analysis) (index.Outcome, error)
 
 // modes runs f once per way of applying records, each on a fresh collection.
 func modes(t *testing.T, f func(t *testing.T, s *index.Store, apply applier)) {
@@ -48,24 +48,24 @@ func modes(t *testing.T, f func(t *testing.T, s *index.Store, apply applier)) {
 	})
 }
 
-func rec(event analysis.Event, key string, seq uint64, tags ...string) *analysis.Record {
-	r := &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: event, Bucket: "images", Key: key,
+func rec(event record.Event, key string, seq uint64, tags ...string) *record.Analysis {
+	r := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: event, Bucket: "images", Key: key,
 		Sequencer: s3event.FormatSequencer(seq),
 		EventTime: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Millisecond),
 	}
-	if event == analysis.Created {
+	if event == record.Created {
 		r.Size, r.Width, r.Height = int64(seq), 640, 480
 		r.Caption = fmt.Sprintf("version %d", seq)
 		r.AnalyzedAt = time.Date(2026, 11, 22, 11, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Second)
 		for _, tg := range tags {
-			r.Tags = append(r.Tags, analysis.Tag{Name: tg, Confidence: 0.9})
+			r.Tags = append(r.Tags, record.Tag{Name: tg, Confidence: 0.9})
 		}
 	}
 	return r
 }
 
-func mustApply(t *testing.T, apply applier, r *analysis.Record, want index.Outcome) {
+func mustApply(t *testing.T, apply applier, r *record.Analysis, want index.Outcome) {
 	t.Helper()
 	got, err := apply(context.Background(), r)
 	if err != nil {
@@ -99,9 +99,9 @@ func wantDoc(t *testing.T, s *index.Store, key string, seq uint64) {
 
 func TestDuplicatesWriteOnce(t *testing.T) {
 	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(analysis.Created, "upload/a.jpg", 5), index.Written)
+		mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), index.Written)
 		for range 3 {
-			mustApply(t, apply, rec(analysis.Created, "upload/a.jpg", 5), index.Stale)
+			mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), index.Stale)
 		}
 		wantDoc(t, s, "upload/a.jpg", 5)
 		docs, err := s.List(context.Background(), "images", 10)
@@ -116,31 +116,31 @@ func TestDuplicatesWriteOnce(t *testing.T) {
 
 func TestOlderAfterNewerChangesNothing(t *testing.T) {
 	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(analysis.Created, "k", 9), index.Written)
-		mustApply(t, apply, rec(analysis.Created, "k", 3), index.Stale)
-		mustApply(t, apply, rec(analysis.Removed, "k", 4), index.Stale)
+		mustApply(t, apply, rec(record.Created, "k", 9), index.Written)
+		mustApply(t, apply, rec(record.Created, "k", 3), index.Stale)
+		mustApply(t, apply, rec(record.Removed, "k", 4), index.Stale)
 		wantDoc(t, s, "k", 9)
-		mustApply(t, apply, rec(analysis.Created, "k", 12), index.Written)
+		mustApply(t, apply, rec(record.Created, "k", 12), index.Written)
 		wantDoc(t, s, "k", 12)
 	})
 }
 
 func TestDeleteThenLateCreate(t *testing.T) {
 	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(analysis.Created, "k", 1), index.Written)
-		mustApply(t, apply, rec(analysis.Removed, "k", 7), index.Deleted)
+		mustApply(t, apply, rec(record.Created, "k", 1), index.Written)
+		mustApply(t, apply, rec(record.Removed, "k", 7), index.Deleted)
 		wantDoc(t, s, "k", 0)
 		// The late, older create must not resurrect the object.
-		mustApply(t, apply, rec(analysis.Created, "k", 5), index.Stale)
+		mustApply(t, apply, rec(record.Created, "k", 5), index.Stale)
 		wantDoc(t, s, "k", 0)
 		// A removal with no document before it still leaves a tombstone.
-		mustApply(t, apply, rec(analysis.Removed, "never-created", 7), index.Deleted)
-		mustApply(t, apply, rec(analysis.Created, "never-created", 6), index.Stale)
+		mustApply(t, apply, rec(record.Removed, "never-created", 7), index.Deleted)
+		mustApply(t, apply, rec(record.Created, "never-created", 6), index.Stale)
 		wantDoc(t, s, "never-created", 0)
 		// A newer create after the removal brings it back.
-		mustApply(t, apply, rec(analysis.Created, "k", 8), index.Written)
+		mustApply(t, apply, rec(record.Created, "k", 8), index.Written)
 		wantDoc(t, s, "k", 8)
-		mustApply(t, apply, rec(analysis.Removed, "k", 7), index.Stale)
+		mustApply(t, apply, rec(record.Removed, "k", 7), index.Stale)
 		wantDoc(t, s, "k", 8)
 	})
 }
@@ -150,8 +150,8 @@ func TestTombstoneKept(t *testing.T) {
 	coll := stacktest.Unique("images")
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	s := index.New(c, coll, &index.Options{TombstoneTTL: time.Hour, Now: func() time.Time { return now }})
-	mustApply(t, s.Apply, rec(analysis.Removed, "gone.jpg", 7), index.Deleted)
-	snap, err := c.Collection(coll + "-tombstones").Doc(analysis.DocumentID("images", "gone.jpg")).Get(context.Background())
+	mustApply(t, s.Apply, rec(record.Removed, "gone.jpg", 7), index.Deleted)
+	snap, err := c.Collection(coll + "-tombstones").Doc(record.DocumentID("images", "gone.jpg")).Get(context.Background())
 	if err != nil {
 		t.Fatalf("tombstone: %v", err)
 	}
@@ -160,7 +160,7 @@ func TestTombstoneKept(t *testing.T) {
 		t.Fatalf("tombstone holds %v", d)
 	}
 	// A newer create removes the tombstone: the document carries the position now.
-	mustApply(t, s.Apply, rec(analysis.Created, "gone.jpg", 8), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "gone.jpg", 8), index.Written)
 	if _, err := snap.Ref.Get(context.Background()); err == nil {
 		t.Fatal("tombstone kept after a newer create")
 	}
@@ -173,7 +173,7 @@ func TestKeyShapes(t *testing.T) {
 	}
 	modes(t, func(t *testing.T, s *index.Store, apply applier) {
 		for i, k := range keys {
-			mustApply(t, apply, rec(analysis.Created, k, uint64(i+1)), index.Written)
+			mustApply(t, apply, rec(record.Created, k, uint64(i+1)), index.Written)
 		}
 		for i, k := range keys {
 			wantDoc(t, s, k, uint64(i+1))
@@ -195,12 +195,12 @@ func TestKeyShapes(t *testing.T) {
 
 func TestInvalidRecordRejected(t *testing.T) {
 	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		bad := rec(analysis.Created, "k", 1)
+		bad := rec(record.Created, "k", 1)
 		bad.Sequencer = "not-hex"
 		if _, err := apply(context.Background(), bad); err == nil {
 			t.Fatal("want an error for a non-hex sequencer")
 		}
-		noKey := rec(analysis.Created, "", 1)
+		noKey := rec(record.Created, "", 1)
 		if _, err := apply(context.Background(), noKey); err == nil {
 			t.Fatal("want an error for a record without a key")
 		}
@@ -229,12 +229,12 @@ func TestRacingIndexers(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		stores = append(stores, store{s, b.Apply})
 	}
-	var work []*analysis.Record
+	var work []*record.Analysis
 	for v := 1; v <= versions; v++ {
 		for k := range keys {
-			ev := analysis.Created
+			ev := record.Created
 			if v%7 == 0 {
-				ev = analysis.Removed
+				ev = record.Removed
 			}
 			work = append(work, rec(ev, fmt.Sprintf("race/%d.jpg", k), uint64(v)))
 		}
@@ -244,7 +244,7 @@ func TestRacingIndexers(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*len(work))
 	for i, st := range stores {
-		order := make(chan *analysis.Record, len(work))
+		order := make(chan *record.Analysis, len(work))
 		for j := range work {
 			if i == 0 {
 				order <- work[j]
@@ -276,12 +276,12 @@ func TestRacingIndexers(t *testing.T) {
 func TestSearchTagAndGet(t *testing.T) {
 	s := index.New(newClient(t), stacktest.Unique("images"), nil)
 	ctx := context.Background()
-	mustApply(t, s.Apply, rec(analysis.Created, "a.jpg", 1, "cat", "sofa"), index.Written)
-	mustApply(t, s.Apply, rec(analysis.Created, "b.jpg", 3, "cat"), index.Written)
-	mustApply(t, s.Apply, rec(analysis.Created, "c.jpg", 2, "dog", "cat"), index.Written)
-	mustApply(t, s.Apply, rec(analysis.Created, "d.jpg", 4, "dog"), index.Written)
-	mustApply(t, s.Apply, rec(analysis.Created, "e.jpg", 5, "cat"), index.Written)
-	mustApply(t, s.Apply, rec(analysis.Removed, "e.jpg", 6), index.Deleted)
+	mustApply(t, s.Apply, rec(record.Created, "a.jpg", 1, "cat", "sofa"), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "b.jpg", 3, "cat"), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "c.jpg", 2, "dog", "cat"), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "d.jpg", 4, "dog"), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "e.jpg", 5, "cat"), index.Written)
+	mustApply(t, s.Apply, rec(record.Removed, "e.jpg", 6), index.Deleted)
 
 	tests := []struct {
 		tag   string
@@ -337,24 +337,24 @@ func TestApplyBatch(t *testing.T) {
 	coll := stacktest.Unique("images")
 	s := index.New(c, coll, nil)
 	ctx := context.Background()
-	mustApply(t, s.Apply, rec(analysis.Created, "held-newer", 10), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "held-newer", 10), index.Written)
 	// A document whose stored sequencer is not hex cannot be compared with anything.
-	if _, err := c.Collection(coll).Doc(analysis.DocumentID("images", "corrupt")).Set(ctx, map[string]any{"sequencer": "zz", "key": "corrupt", "bucket": "images"}); err != nil {
+	if _, err := c.Collection(coll).Doc(record.DocumentID("images", "corrupt")).Set(ctx, map[string]any{"sequencer": "zz", "key": "corrupt", "bucket": "images"}); err != nil {
 		t.Fatal(err)
 	}
-	bad := rec(analysis.Created, "bad", 1)
+	bad := rec(record.Created, "bad", 1)
 	bad.Sequencer = "xyz"
-	recs := []*analysis.Record{
-		rec(analysis.Created, "a", 3),
-		rec(analysis.Created, "a", 5),
-		rec(analysis.Removed, "a", 4),
-		rec(analysis.Created, "a", 5),
+	recs := []*record.Analysis{
+		rec(record.Created, "a", 3),
+		rec(record.Created, "a", 5),
+		rec(record.Removed, "a", 4),
+		rec(record.Created, "a", 5),
 		bad,
-		rec(analysis.Created, "b", 1),
-		rec(analysis.Created, "held-newer", 9),
-		rec(analysis.Created, "corrupt", 2),
-		rec(analysis.Removed, "c", 2),
-		rec(analysis.Created, "c", 1),
+		rec(record.Created, "b", 1),
+		rec(record.Created, "held-newer", 9),
+		rec(record.Created, "corrupt", 2),
+		rec(record.Removed, "c", 2),
+		rec(record.Created, "c", 1),
 	}
 	want := []struct {
 		outcome index.Outcome

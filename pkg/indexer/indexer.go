@@ -28,10 +28,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/index"
+	"imgpipe/pkg/record"
 )
 
 // Options configures the indexer. Subscription is required.
@@ -240,16 +240,16 @@ func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
 	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
 
-type applyFunc func(context.Context, *analysis.Record) (index.Outcome, error)
+type applyFunc func(context.Context, *record.Analysis) (index.Outcome, error)
 
 func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ix.metrics.Received.Add(1)
 	log := ix.opts.Logger.With(zap.String("pubsub_message_id", m.ID),
-		zap.String("bucket", m.Attributes[analysis.AttrBucket]), zap.String("key", m.Attributes[analysis.AttrKey]))
+		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
 	if m.DeliveryAttempt != nil {
 		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
 	}
-	rec, err := analysis.Unmarshal(m.Data)
+	rec, err := record.Unmarshal(m.Data)
 	if err != nil {
 		ix.reject(ctx, log, m, err, deadLetter)
 		return

@@ -10,8 +10,8 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 func freePort(t *testing.T) int {
@@ -67,7 +67,7 @@ func TestFirestoreOutage(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			key := fmt.Sprintf("stream/%05d.jpg", i)
-			if _, err := pub.Publish(context.Background(), rec(analysis.Created, b.Bucket, key, 1)); err != nil {
+			if _, err := pub.Publish(context.Background(), rec(record.Created, b.Bucket, key, 1)); err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}

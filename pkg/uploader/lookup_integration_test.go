@@ -16,10 +16,10 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/index"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/uploader"
 )
@@ -74,11 +74,11 @@ func (e *lookupEnv) index(t *testing.T, key string) {
 
 func (e *lookupEnv) indexErr(ctx context.Context, key string) error {
 	now := time.Now().UTC()
-	_, err := e.store.Apply(ctx, &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: e.b.Bucket, Key: key,
+	_, err := e.store.Apply(ctx, &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: e.b.Bucket, Key: key,
 		Sequencer: s3event.FormatSequencer(uint64(now.UnixNano())), EventTime: now,
 		Size: 1234, ContentType: "image/jpeg", Format: "jpeg", Width: 300, Height: 200,
-		Tags:    []analysis.Tag{{Name: "sky", Confidence: 0.98}, {Name: "outdoor", Confidence: 0.9}},
+		Tags:    []record.Tag{{Name: "sky", Confidence: 0.98}, {Name: "outdoor", Confidence: 0.9}},
 		Caption: "a gradient sky", CaptionConfidence: 0.8, ModelVersion: "2023-10-01", AnalyzedAt: now,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package analysis
+package record
 
 import (
 	"crypto/sha256"

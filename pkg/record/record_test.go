@@ -1,4 +1,4 @@
-package analysis
+package record
 
 import (
 	"strings"
@@ -8,8 +8,8 @@ import (
 	"imgpipe/pkg/failure"
 )
 
-func validRecord() *Record {
-	return &Record{
+func validRecord() *Analysis {
+	return &Analysis{
 		SchemaVersion: SchemaVersion, Event: Created, Bucket: "images", Key: "upload/a b+c.jpg",
 		Sequencer: "0055AED6DCD90281E5", EventTime: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
 		Width: 640, Height: 480, Tags: []Tag{{"red", 0.9}}, Caption: "a red image",

@@ -1,10 +1,10 @@
-// Package analysis defines the record the analyzer publishes and the indexer stores: what the
+// Package record defines the analysis record the analyzer publishes and the indexer stores: what the
 // pipeline saw in one S3 object, or that the object was removed.
 //
 // The record is versioned: SchemaVersion is set on every record and carried as a Pub/Sub
 // attribute, so a consumer can refuse (dead-letter) a version it does not know instead of
 // misreading it.
-package analysis
+package record
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ import (
 	"imgpipe/pkg/failure"
 )
 
-// SchemaVersion is the version of Record this code writes.
+// SchemaVersion is the version of Analysis this code writes.
 const SchemaVersion = 1
 
 // Event says what happened to the object.
@@ -31,8 +31,8 @@ type Tag struct {
 	Confidence float64 `json:"confidence" firestore:"confidence"`
 }
 
-// Record is one analysis result (Event Created) or one removal (Event Removed).
-type Record struct {
+// Analysis is one analysis result (Event Created) or one removal (Event Removed).
+type Analysis struct {
 	SchemaVersion int    `json:"schemaVersion" firestore:"schemaVersion"`
 	Event         Event  `json:"event" firestore:"event"`
 	Bucket        string `json:"bucket" firestore:"bucket"`
@@ -64,7 +64,7 @@ const (
 )
 
 // Validate checks the fields every consumer relies on.
-func (r *Record) Validate() error {
+func (r *Analysis) Validate() error {
 	switch {
 	case r.SchemaVersion != SchemaVersion:
 		return failure.Permanentf(ReasonUnsupportedVersion, "schema version %d, this build reads %d", r.SchemaVersion, SchemaVersion)
@@ -79,7 +79,7 @@ func (r *Record) Validate() error {
 }
 
 // Marshal encodes r as JSON after validating it.
-func Marshal(r *Record) ([]byte, error) {
+func Marshal(r *Analysis) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -88,8 +88,8 @@ func Marshal(r *Record) ([]byte, error) {
 
 // Unmarshal decodes and validates a record. Every error it returns is permanent: the same
 // bytes can never decode differently.
-func Unmarshal(b []byte) (*Record, error) {
-	var r Record
+func Unmarshal(b []byte) (*Analysis, error) {
+	var r Analysis
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, failure.New(failure.Permanent, ReasonMalformedRecord, fmt.Errorf("decode analysis record: %w", err))
 	}
@@ -109,7 +109,7 @@ const (
 )
 
 // Attributes returns the Pub/Sub attributes of r.
-func (r *Record) Attributes() map[string]string {
+func (r *Analysis) Attributes() map[string]string {
 	a := map[string]string{
 		AttrBucket:        r.Bucket,
 		AttrKey:           r.Key,
@@ -126,7 +126,7 @@ func (r *Record) Attributes() map[string]string {
 // delivered in publish order. Ordering keys are limited to 1 KiB; S3 keys are too, plus the
 // bucket name, so long ones are cut to a prefix and a hash (ordering per key is then shared
 // by keys with a common 1000-byte prefix, which only serialises them).
-func (r *Record) OrderingKey() string {
+func (r *Analysis) OrderingKey() string {
 	k := r.Bucket + "/" + r.Key
 	if len(k) <= 1024 {
 		return k
