@@ -63,7 +63,7 @@ bench: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
 	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
-	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
+	$(GO) test ./pkg/indexstore -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
 

@@ -27,8 +27,8 @@ import (
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
@@ -46,7 +46,7 @@ type pipeline struct {
 	res   *localstack.Bootstrapped
 	s3    *s3.Client
 	sqs   *sqs.Client
-	store *index.Store
+	store *indexstore.Store
 	stop  func()
 }
 
@@ -81,7 +81,7 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.store = index.New(fs, res.Collection, nil)
+	p.store = indexstore.New(fs, res.Collection, nil)
 	ix, err := indexer.New(ps, p.store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
@@ -148,13 +148,13 @@ func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
 	return out
 }
 
-func (p *pipeline) docs(t *testing.T) map[string]index.Document {
+func (p *pipeline) docs(t *testing.T) map[string]indexstore.Document {
 	t.Helper()
 	docs, err := p.store.List(context.Background(), p.res.Bucket, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]index.Document{}
+	out := map[string]indexstore.Document{}
 	for _, d := range docs {
 		out[d.Key] = d
 	}
@@ -331,7 +331,7 @@ func keys(m map[string]dlq.Failure) []string {
 	return out
 }
 
-func keysDocs(m map[string]index.Document) string {
+func keysDocs(m map[string]indexstore.Document) string {
 	var out []string
 	for k := range m {
 		out = append(out, k)

@@ -31,7 +31,7 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -143,7 +143,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		return err
 	}
 	defer fs.Close()
-	store := index.New(fs, boot.Collection, nil)
+	store := indexstore.New(fs, boot.Collection, nil)
 	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout, procs)
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func parseUpload(out []byte, root string) (map[string]string, error) {
 type row struct {
 	sample samples.Sample
 	key    string
-	doc    *index.Document
+	doc    *indexstore.Document
 	failed *dlq.Failure
 	ok     bool
 }
@@ -195,7 +195,7 @@ type report struct {
 }
 
 // await polls the index and the DLQ until every sample has its expected end, or timeout.
-func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot *localstack.Bootstrapped,
+func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *localstack.Bootstrapped,
 	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
 	failures := map[string]dlq.Failure{}
@@ -233,7 +233,7 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 			}
 			if d, err := store.Get(ctx, boot.Bucket, r.key); err == nil {
 				r.doc = d
-			} else if !errors.Is(err, index.ErrNotFound) {
+			} else if !errors.Is(err, indexstore.ErrNotFound) {
 				return nil, err
 			}
 			if s.Good {

@@ -24,8 +24,8 @@ import (
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/breaker"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/samples"
@@ -85,7 +85,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := index.New(fs, res.Collection, nil)
+	store := indexstore.New(fs, res.Collection, nil)
 	ix, err := indexer.New(ps, store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +117,12 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		}
 		keys[k] = true
 	}
-	docs := func() map[string]index.Document {
+	docs := func() map[string]indexstore.Document {
 		list, err := store.List(ctx, res.Bucket, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]index.Document{}
+		out := map[string]indexstore.Document{}
 		for _, d := range list {
 			out[d.Key] = d
 		}

@@ -1,7 +1,7 @@
 // Package indexer pulls analysis records from a Pub/Sub subscription and applies them to the
 // Firestore index, acknowledging each message only after its write is committed.
 //
-// Records are grouped into batched transactions (index.Batcher) by default; each message is
+// Records are grouped into batched transactions (indexstore.Batcher) by default; each message is
 // acknowledged once its own batch has committed, and a failed write nacks only its message.
 //
 // A message that can never be applied (undecodable, an unknown schema version, a record the
@@ -30,7 +30,7 @@ import (
 
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 )
 
@@ -78,7 +78,7 @@ type Metrics struct {
 // Indexer applies a subscription's records to a store.
 type Indexer struct {
 	client  *pubsub.Client
-	store   *index.Store
+	store   *indexstore.Store
 	opts    Options
 	metrics Metrics
 
@@ -88,7 +88,7 @@ type Indexer struct {
 }
 
 // New returns an indexer. It starts nothing until Run.
-func New(client *pubsub.Client, store *index.Store, opts *Options) (*Indexer, error) {
+func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexer, error) {
 	if opts == nil || opts.Subscription == "" {
 		return nil, errors.New("indexer: Subscription is required")
 	}
@@ -188,7 +188,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	}
 	apply := ix.store.Apply
 	if ix.opts.BatchSize > 1 {
-		b := ix.store.NewBatcher(&index.BatchOptions{
+		b := ix.store.NewBatcher(&indexstore.BatchOptions{
 			MaxRecords: ix.opts.BatchSize, MaxWait: ix.opts.BatchWait, Timeout: ix.opts.WriteTimeout,
 			OnBatch: func(n int, took time.Duration) {
 				ix.batchRecords.Observe(float64(n))
@@ -240,7 +240,7 @@ func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
 	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
 
-type applyFunc func(context.Context, *record.Analysis) (index.Outcome, error)
+type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, error)
 
 func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ix.metrics.Received.Add(1)
@@ -271,11 +271,11 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 	}
 	ix.writeSeconds.Observe(time.Since(start).Seconds())
 	switch outcome {
-	case index.Written:
+	case indexstore.Written:
 		ix.metrics.Written.Add(1)
-	case index.Deleted:
+	case indexstore.Deleted:
 		ix.metrics.Deleted.Add(1)
-	case index.Stale:
+	case indexstore.Stale:
 		ix.metrics.Stale.Add(1)
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))

@@ -19,8 +19,8 @@ import (
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/record"
@@ -59,14 +59,14 @@ func firestoreClient(t testing.TB, project string) *firestore.Client {
 // running is one indexer on its own Pub/Sub and Firestore clients.
 type running struct {
 	ix    *indexer.Indexer
-	store *index.Store
+	store *indexstore.Store
 	stop  func() // cancels Run and waits for it to return; safe to call twice
 }
 
 func startIndexer(t testing.TB, project string, b *localstack.Bootstrapped, opts *indexer.Options) *running {
 	t.Helper()
 	ps := pubsubClient(t, project)
-	store := index.New(firestoreClient(t, project), b.Collection, nil)
+	store := indexstore.New(firestoreClient(t, project), b.Collection, nil)
 	o := indexer.Options{}
 	if opts != nil {
 		o = *opts
@@ -191,7 +191,7 @@ func makePlan(bucket string, keys, versions int, seed uint64) plan {
 	return p
 }
 
-func checkPlan(t *testing.T, s *index.Store, bucket string, p plan) {
+func checkPlan(t *testing.T, s *indexstore.Store, bucket string, p plan) {
 	t.Helper()
 	docs, err := s.List(context.Background(), bucket, 100000)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 )
 
@@ -48,7 +48,7 @@ type ObjectStatus struct {
 	// InS3 reports whether the object exists in the bucket now.
 	InS3 bool `json:"inS3"`
 	// Document is the index entry of an indexed object.
-	Document *index.Document `json:"document,omitempty"`
+	Document *indexstore.Document `json:"document,omitempty"`
 	// Failure says why a failed object was dead-lettered.
 	Failure *FailureInfo `json:"failure,omitempty"`
 }
@@ -69,7 +69,7 @@ type FailureInfo struct {
 // LookupOptions tunes a Lookup. A nil *LookupOptions, and every zero field, takes the default.
 type LookupOptions struct {
 	// Index is the Firestore index; nil skips it (nothing is ever indexed).
-	Index *index.Store
+	Index *indexstore.Store
 	// SQS and DLQURL name the analyzer's dead-letter queue; without both, it is not looked at.
 	SQS    *sqs.Client
 	DLQURL string
@@ -146,7 +146,7 @@ func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, err
 			case err == nil:
 				out[i].State, out[i].Document = StateIndexed, doc
 				continue
-			case !errors.Is(err, index.ErrNotFound):
+			case !errors.Is(err, indexstore.ErrNotFound):
 				return nil, fmt.Errorf("index lookup of %s: %w", k, err)
 			}
 		}

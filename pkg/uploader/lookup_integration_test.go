@@ -18,7 +18,7 @@ import (
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/uploader"
@@ -28,7 +28,7 @@ import (
 type lookupEnv struct {
 	st    *localstack.Stack
 	b     *localstack.Bootstrapped
-	store *index.Store
+	store *indexstore.Store
 	sqs   *sqs.Client
 	dir   string
 	keys  map[string]string // file name -> key
@@ -44,7 +44,7 @@ func newLookupEnv(t *testing.T) *lookupEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	e := &lookupEnv{st: st, b: b, store: index.New(fs, b.Collection, nil), sqs: st.NewSQSClient(), dir: t.TempDir(), keys: map[string]string{}}
+	e := &lookupEnv{st: st, b: b, store: indexstore.New(fs, b.Collection, nil), sqs: st.NewSQSClient(), dir: t.TempDir(), keys: map[string]string{}}
 	writeTree(t, e.dir, map[string][]byte{
 		"indexed.jpg":   mustImage(t, 51, 300, 200, "jpeg"),
 		"failed é.png":  mustImage(t, 52, 40, 40, "png"),

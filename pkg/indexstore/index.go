@@ -1,4 +1,4 @@
-// Package index keeps the Firestore index of analysed objects: one document per live object,
+// Package indexstore keeps the Firestore index of analysed objects: one document per live object,
 // written so that duplicates and out-of-order events cannot regress it.
 //
 // Each live object has a document in the collection, with the ID record.DocumentID(bucket,
@@ -7,7 +7,7 @@
 // event cannot resurrect the object. Every write runs in a transaction that reads both
 // documents first, so two indexers racing on one key end in the newest state. ApplyBatch and
 // Batcher apply many records in one transaction under the same guard.
-package index
+package indexstore
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package index_test
+package indexstore_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
@@ -32,17 +32,17 @@ func newClient(t testing.TB) *firestore.Client {
 }
 
 // applier is one way of applying a record: one transaction per record, or through a Batcher.
-type applier func(ctx context.Context, rec *record.Analysis) (index.Outcome, error)
+type applier func(ctx context.Context, rec *record.Analysis) (indexstore.Outcome, error)
 
 // modes runs f once per way of applying records, each on a fresh collection.
-func modes(t *testing.T, f func(t *testing.T, s *index.Store, apply applier)) {
+func modes(t *testing.T, f func(t *testing.T, s *indexstore.Store, apply applier)) {
 	t.Run("single", func(t *testing.T) {
-		s := index.New(newClient(t), stacktest.Unique("images"), nil)
+		s := indexstore.New(newClient(t), stacktest.Unique("images"), nil)
 		f(t, s, s.Apply)
 	})
 	t.Run("batched", func(t *testing.T) {
-		s := index.New(newClient(t), stacktest.Unique("images"), nil)
-		b := s.NewBatcher(&index.BatchOptions{MaxRecords: 50, MaxWait: 5 * time.Millisecond})
+		s := indexstore.New(newClient(t), stacktest.Unique("images"), nil)
+		b := s.NewBatcher(&indexstore.BatchOptions{MaxRecords: 50, MaxWait: 5 * time.Millisecond})
 		t.Cleanup(func() { b.Close() })
 		f(t, s, b.Apply)
 	})
@@ -65,7 +65,7 @@ func rec(event record.Event, key string, seq uint64, tags ...string) *record.Ana
 	return r
 }
 
-func mustApply(t *testing.T, apply applier, r *record.Analysis, want index.Outcome) {
+func mustApply(t *testing.T, apply applier, r *record.Analysis, want indexstore.Outcome) {
 	t.Helper()
 	got, err := apply(context.Background(), r)
 	if err != nil {
@@ -77,14 +77,14 @@ func mustApply(t *testing.T, apply applier, r *record.Analysis, want index.Outco
 }
 
 // wantDoc checks that key's document holds version seq (0: no document).
-func wantDoc(t *testing.T, s *index.Store, key string, seq uint64) {
+func wantDoc(t *testing.T, s *indexstore.Store, key string, seq uint64) {
 	t.Helper()
 	d, err := s.Get(context.Background(), "images", key)
 	if seq == 0 {
 		if err == nil {
 			t.Fatalf("%q: want no document, got version %s", key, d.Sequencer)
 		}
-		if !strings.Contains(err.Error(), index.ErrNotFound.Error()) {
+		if !strings.Contains(err.Error(), indexstore.ErrNotFound.Error()) {
 			t.Fatalf("%q: %v", key, err)
 		}
 		return
@@ -98,10 +98,10 @@ func wantDoc(t *testing.T, s *index.Store, key string, seq uint64) {
 }
 
 func TestDuplicatesWriteOnce(t *testing.T) {
-	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), index.Written)
+	modes(t, func(t *testing.T, s *indexstore.Store, apply applier) {
+		mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), indexstore.Written)
 		for range 3 {
-			mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), index.Stale)
+			mustApply(t, apply, rec(record.Created, "upload/a.jpg", 5), indexstore.Stale)
 		}
 		wantDoc(t, s, "upload/a.jpg", 5)
 		docs, err := s.List(context.Background(), "images", 10)
@@ -115,32 +115,32 @@ func TestDuplicatesWriteOnce(t *testing.T) {
 }
 
 func TestOlderAfterNewerChangesNothing(t *testing.T) {
-	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(record.Created, "k", 9), index.Written)
-		mustApply(t, apply, rec(record.Created, "k", 3), index.Stale)
-		mustApply(t, apply, rec(record.Removed, "k", 4), index.Stale)
+	modes(t, func(t *testing.T, s *indexstore.Store, apply applier) {
+		mustApply(t, apply, rec(record.Created, "k", 9), indexstore.Written)
+		mustApply(t, apply, rec(record.Created, "k", 3), indexstore.Stale)
+		mustApply(t, apply, rec(record.Removed, "k", 4), indexstore.Stale)
 		wantDoc(t, s, "k", 9)
-		mustApply(t, apply, rec(record.Created, "k", 12), index.Written)
+		mustApply(t, apply, rec(record.Created, "k", 12), indexstore.Written)
 		wantDoc(t, s, "k", 12)
 	})
 }
 
 func TestDeleteThenLateCreate(t *testing.T) {
-	modes(t, func(t *testing.T, s *index.Store, apply applier) {
-		mustApply(t, apply, rec(record.Created, "k", 1), index.Written)
-		mustApply(t, apply, rec(record.Removed, "k", 7), index.Deleted)
+	modes(t, func(t *testing.T, s *indexstore.Store, apply applier) {
+		mustApply(t, apply, rec(record.Created, "k", 1), indexstore.Written)
+		mustApply(t, apply, rec(record.Removed, "k", 7), indexstore.Deleted)
 		wantDoc(t, s, "k", 0)
 		// The late, older create must not resurrect the object.
-		mustApply(t, apply, rec(record.Created, "k", 5), index.Stale)
+		mustApply(t, apply, rec(record.Created, "k", 5), indexstore.Stale)
 		wantDoc(t, s, "k", 0)
 		// A removal with no document before it still leaves a tombstone.
-		mustApply(t, apply, rec(record.Removed, "never-created", 7), index.Deleted)
-		mustApply(t, apply, rec(record.Created, "never-created", 6), index.Stale)
+		mustApply(t, apply, rec(record.Removed, "never-created", 7), indexstore.Deleted)
+		mustApply(t, apply, rec(record.Created, "never-created", 6), indexstore.Stale)
 		wantDoc(t, s, "never-created", 0)
 		// A newer create after the removal brings it back.
-		mustApply(t, apply, rec(record.Created, "k", 8), index.Written)
+		mustApply(t, apply, rec(record.Created, "k", 8), indexstore.Written)
 		wantDoc(t, s, "k", 8)
-		mustApply(t, apply, rec(record.Removed, "k", 7), index.Stale)
+		mustApply(t, apply, rec(record.Removed, "k", 7), indexstore.Stale)
 		wantDoc(t, s, "k", 8)
 	})
 }
@@ -149,8 +149,8 @@ func TestTombstoneKept(t *testing.T) {
 	c := newClient(t)
 	coll := stacktest.Unique("images")
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	s := index.New(c, coll, &index.Options{TombstoneTTL: time.Hour, Now: func() time.Time { return now }})
-	mustApply(t, s.Apply, rec(record.Removed, "gone.jpg", 7), index.Deleted)
+	s := indexstore.New(c, coll, &indexstore.Options{TombstoneTTL: time.Hour, Now: func() time.Time { return now }})
+	mustApply(t, s.Apply, rec(record.Removed, "gone.jpg", 7), indexstore.Deleted)
 	snap, err := c.Collection(coll + "-tombstones").Doc(record.DocumentID("images", "gone.jpg")).Get(context.Background())
 	if err != nil {
 		t.Fatalf("tombstone: %v", err)
@@ -160,7 +160,7 @@ func TestTombstoneKept(t *testing.T) {
 		t.Fatalf("tombstone holds %v", d)
 	}
 	// A newer create removes the tombstone: the document carries the position now.
-	mustApply(t, s.Apply, rec(record.Created, "gone.jpg", 8), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "gone.jpg", 8), indexstore.Written)
 	if _, err := snap.Ref.Get(context.Background()); err == nil {
 		t.Fatal("tombstone kept after a newer create")
 	}
@@ -171,9 +171,9 @@ func TestKeyShapes(t *testing.T) {
 		"plain.jpg", "upload/a/b/c.jpg", ".", "..", "/", "//", "a/../b", "__name__", "ünïcødé/日本語.png",
 		"with space+plus&amp=eq.jpg", strings.Repeat("k", 1000), strings.Repeat("é", 500), "upload/.hidden",
 	}
-	modes(t, func(t *testing.T, s *index.Store, apply applier) {
+	modes(t, func(t *testing.T, s *indexstore.Store, apply applier) {
 		for i, k := range keys {
-			mustApply(t, apply, rec(record.Created, k, uint64(i+1)), index.Written)
+			mustApply(t, apply, rec(record.Created, k, uint64(i+1)), indexstore.Written)
 		}
 		for i, k := range keys {
 			wantDoc(t, s, k, uint64(i+1))
@@ -194,7 +194,7 @@ func TestKeyShapes(t *testing.T) {
 }
 
 func TestInvalidRecordRejected(t *testing.T) {
-	modes(t, func(t *testing.T, s *index.Store, apply applier) {
+	modes(t, func(t *testing.T, s *indexstore.Store, apply applier) {
 		bad := rec(record.Created, "k", 1)
 		bad.Sequencer = "not-hex"
 		if _, err := apply(context.Background(), bad); err == nil {
@@ -215,17 +215,17 @@ func TestRacingIndexers(t *testing.T) {
 	coll := stacktest.Unique("images")
 	const keys, versions = 3, 40
 	type store struct {
-		s     *index.Store
+		s     *indexstore.Store
 		apply applier
 	}
 	var stores []store
 	for i := range 2 {
-		s := index.New(newClient(t), coll, nil)
+		s := indexstore.New(newClient(t), coll, nil)
 		if i == 0 {
 			stores = append(stores, store{s, s.Apply})
 			continue
 		}
-		b := s.NewBatcher(&index.BatchOptions{MaxRecords: 8, MaxWait: 2 * time.Millisecond})
+		b := s.NewBatcher(&indexstore.BatchOptions{MaxRecords: 8, MaxWait: 2 * time.Millisecond})
 		t.Cleanup(func() { b.Close() })
 		stores = append(stores, store{s, b.Apply})
 	}
@@ -274,14 +274,14 @@ func TestRacingIndexers(t *testing.T) {
 }
 
 func TestSearchTagAndGet(t *testing.T) {
-	s := index.New(newClient(t), stacktest.Unique("images"), nil)
+	s := indexstore.New(newClient(t), stacktest.Unique("images"), nil)
 	ctx := context.Background()
-	mustApply(t, s.Apply, rec(record.Created, "a.jpg", 1, "cat", "sofa"), index.Written)
-	mustApply(t, s.Apply, rec(record.Created, "b.jpg", 3, "cat"), index.Written)
-	mustApply(t, s.Apply, rec(record.Created, "c.jpg", 2, "dog", "cat"), index.Written)
-	mustApply(t, s.Apply, rec(record.Created, "d.jpg", 4, "dog"), index.Written)
-	mustApply(t, s.Apply, rec(record.Created, "e.jpg", 5, "cat"), index.Written)
-	mustApply(t, s.Apply, rec(record.Removed, "e.jpg", 6), index.Deleted)
+	mustApply(t, s.Apply, rec(record.Created, "a.jpg", 1, "cat", "sofa"), indexstore.Written)
+	mustApply(t, s.Apply, rec(record.Created, "b.jpg", 3, "cat"), indexstore.Written)
+	mustApply(t, s.Apply, rec(record.Created, "c.jpg", 2, "dog", "cat"), indexstore.Written)
+	mustApply(t, s.Apply, rec(record.Created, "d.jpg", 4, "dog"), indexstore.Written)
+	mustApply(t, s.Apply, rec(record.Created, "e.jpg", 5, "cat"), indexstore.Written)
+	mustApply(t, s.Apply, rec(record.Removed, "e.jpg", 6), indexstore.Deleted)
 
 	tests := []struct {
 		tag   string
@@ -335,9 +335,9 @@ func TestSearchTagAndGet(t *testing.T) {
 func TestApplyBatch(t *testing.T) {
 	c := newClient(t)
 	coll := stacktest.Unique("images")
-	s := index.New(c, coll, nil)
+	s := indexstore.New(c, coll, nil)
 	ctx := context.Background()
-	mustApply(t, s.Apply, rec(record.Created, "held-newer", 10), index.Written)
+	mustApply(t, s.Apply, rec(record.Created, "held-newer", 10), indexstore.Written)
 	// A document whose stored sequencer is not hex cannot be compared with anything.
 	if _, err := c.Collection(coll).Doc(record.DocumentID("images", "corrupt")).Set(ctx, map[string]any{"sequencer": "zz", "key": "corrupt", "bucket": "images"}); err != nil {
 		t.Fatal(err)
@@ -357,11 +357,11 @@ func TestApplyBatch(t *testing.T) {
 		rec(record.Created, "c", 1),
 	}
 	want := []struct {
-		outcome index.Outcome
+		outcome indexstore.Outcome
 		fails   bool
 	}{
-		{index.Stale, false}, {index.Written, false}, {index.Stale, false}, {index.Stale, false},
-		{0, true}, {index.Written, false}, {index.Stale, false}, {0, true}, {index.Deleted, false}, {index.Stale, false},
+		{indexstore.Stale, false}, {indexstore.Written, false}, {indexstore.Stale, false}, {indexstore.Stale, false},
+		{0, true}, {indexstore.Written, false}, {indexstore.Stale, false}, {0, true}, {indexstore.Deleted, false}, {indexstore.Stale, false},
 	}
 	got := s.ApplyBatch(ctx, recs)
 	for i, w := range want {

@@ -1,4 +1,4 @@
-package index_test
+package indexstore_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 )
 
@@ -49,11 +49,11 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 	b.Run("one-per-transaction", func(b *testing.B) {
-		s := index.New(newClient(b), stacktest.Unique("bench"), nil)
+		s := indexstore.New(newClient(b), stacktest.Unique("bench"), nil)
 		run(b, s.Apply)
 	})
 	b.Run("batched", func(b *testing.B) {
-		s := index.New(newClient(b), stacktest.Unique("bench"), nil)
+		s := indexstore.New(newClient(b), stacktest.Unique("bench"), nil)
 		bt := s.NewBatcher(nil)
 		defer bt.Close()
 		run(b, bt.Apply)
