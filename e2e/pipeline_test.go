@@ -26,7 +26,7 @@ import (
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/analyzer"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/publish"
@@ -133,9 +133,9 @@ func (p *pipeline) put(t *testing.T, key string, body []byte) {
 }
 
 // drainDLQ receives every message from the DLQ and returns key -> failure.
-func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
+func (p *pipeline) drainDLQ(t *testing.T) map[string]failure.Details {
 	t.Helper()
-	out := map[string]dlq.Failure{}
+	out := map[string]failure.Details{}
 	for _, d := range stacktest.DrainDLQ(t, p.sqs, p.res.DLQURL) {
 		msg, err := s3event.Parse([]byte(d.Body))
 		if err != nil {
@@ -240,7 +240,7 @@ func TestEndToEnd(t *testing.T) {
 		d := p.docs(t)
 		return len(d) >= n, fmt.Sprintf("%d documents", len(d))
 	})
-	failed := map[string]dlq.Failure{}
+	failed := map[string]failure.Details{}
 	stacktest.WaitFor(t, "every bad file in the DLQ", 2*time.Minute, func() (bool, string) {
 		for k, f := range p.drainDLQ(t) {
 			failed[k] = f
@@ -322,7 +322,7 @@ func victimOther(wants map[string]size, victim string) string {
 	return ""
 }
 
-func keys(m map[string]dlq.Failure) []string {
+func keys(m map[string]failure.Details) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)

@@ -30,7 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"imgpipe/internal/localstack"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
@@ -185,7 +185,7 @@ type row struct {
 	sample samples.Sample
 	key    string
 	doc    *indexstore.Document
-	failed *dlq.Failure
+	failed *failure.Details
 	ok     bool
 }
 
@@ -198,7 +198,7 @@ type report struct {
 func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *localstack.Bootstrapped,
 	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
-	failures := map[string]dlq.Failure{}
+	failures := map[string]failure.Details{}
 	for {
 		for _, p := range procs {
 			if err := p.exited(); err != nil {
@@ -219,7 +219,7 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, 
 			}
 			if msg, err := s3event.Parse([]byte(aws.ToString(m.Body))); err == nil {
 				for _, r := range msg.Records {
-					failures[r.Key] = dlq.Parse(attrs)
+					failures[r.Key] = failure.ParseDetails(attrs)
 				}
 			}
 			_, _ = sqsClient.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(boot.DLQURL), ReceiptHandle: m.ReceiptHandle})
@@ -354,7 +354,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintln(w)
 }
 
-func failureText(f *dlq.Failure) string {
+func failureText(f *failure.Details) string {
 	if f == nil {
 		return "not indexed"
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/s3event"
 )
 
@@ -22,7 +22,7 @@ const (
 )
 
 // AttrReplayedAt is set by dlq-replay on each replayed message: RFC 3339, when it was replayed.
-// The replay count itself is dlq.AttrReplayCount.
+// The replay count itself is failure.AttrReplayCount.
 const AttrReplayedAt = "imgpipe.replayed-at"
 
 // Attr is one message attribute with its data type. String holds the value of String and
@@ -58,7 +58,7 @@ func (m *Message) StringAttributes() map[string]string {
 
 // Failure returns what the analyzer recorded about why m is in the DLQ (zero fields when a
 // redrive policy, not the analyzer, put it there).
-func (m *Message) Failure() dlq.Failure { return dlq.Parse(m.StringAttributes()) }
+func (m *Message) Failure() failure.Details { return failure.ParseDetails(m.StringAttributes()) }
 
 // Key returns the object key m is about: the first record's key of an S3 event notification,
 // or the "key" field of a JSON body (the pipeline's analysis records); "" when neither.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/s3event"
 )
@@ -26,7 +25,7 @@ func s3Body(t testing.TB, key string) []byte {
 // msg builds a dead-lettered message; failedAgo < 0 leaves out the failure times.
 func msg(t testing.TB, key, reason string, class failure.Class, replays int, failedAgo time.Duration) *Message {
 	m := &Message{ID: key, Body: s3Body(t, key), Attributes: map[string]Attr{}}
-	f := dlq.Failure{Reason: reason, Class: class, Attempts: 1, ReplayCount: replays}
+	f := failure.Details{Reason: reason, Class: class, Attempts: 1, ReplayCount: replays}
 	if failedAgo >= 0 {
 		f.FirstFailure, f.LastFailure = now.Add(-failedAgo), now.Add(-failedAgo)
 	}
@@ -127,10 +126,10 @@ func TestMarked(t *testing.T) {
 			if strings.Join(dropped, ",") != strings.Join(c.wantDropped, ",") || len(out.Attributes) != c.wantLen {
 				t.Fatalf("dropped %v, %d attributes; want %v, %d", dropped, len(out.Attributes), c.wantDropped, c.wantLen)
 			}
-			if out.Attributes[dlq.AttrReplayCount].String != "2" {
-				t.Fatalf("replay count %q, want 2", out.Attributes[dlq.AttrReplayCount].String)
+			if out.Attributes[failure.AttrReplayCount].String != "2" {
+				t.Fatalf("replay count %q, want 2", out.Attributes[failure.AttrReplayCount].String)
 			}
-			if len(c.m.Attributes) != before || c.m.Attributes[dlq.AttrReplayCount].String != "1" {
+			if len(c.m.Attributes) != before || c.m.Attributes[failure.AttrReplayCount].String != "1" {
 				t.Fatal("Marked changed its input")
 			}
 			if len(dropped) == 0 && out.Attributes[AttrReplayedAt].String != now.Format(time.RFC3339Nano) {
@@ -143,9 +142,9 @@ func TestMarked(t *testing.T) {
 	for i := range 10 {
 		m.Attributes["a"+strconv.Itoa(i)] = Attr{DataType: DataString, String: "v"}
 	}
-	m.Attributes[dlq.AttrError] = Attr{DataType: DataString, String: "boom"}
+	m.Attributes[failure.AttrError] = Attr{DataType: DataString, String: "boom"}
 	out, dropped := Marked(m, now, 10)
-	if _, ok := out.Attributes[dlq.AttrReplayCount]; !ok || strings.Join(dropped, ",") != AttrReplayedAt+","+dlq.AttrError {
+	if _, ok := out.Attributes[failure.AttrReplayCount]; !ok || strings.Join(dropped, ",") != AttrReplayedAt+","+failure.AttrError {
 		t.Fatalf("dropped %v, attributes %v", dropped, out.Attributes)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"imgpipe/dlq-replay/replay"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/s3event"
 )
@@ -61,7 +60,7 @@ func Msg(t testing.TB, key, reason string, class failure.Class, replays int) *re
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	f := dlq.Failure{Reason: reason, Class: class, Error: "analyze " + key + ": " + reason, Attempts: 3,
+	f := failure.Details{Reason: reason, Class: class, Error: "analyze " + key + ": " + reason, Attempts: 3,
 		FirstFailure: now.Add(-time.Hour), LastFailure: now.Add(-time.Minute), ReplayCount: replays}
 	m := &replay.Message{ID: key, Body: body, Attributes: map[string]replay.Attr{}}
 	for k, v := range f.Attributes() {
@@ -153,7 +152,7 @@ func testFiltered(t *testing.T, e *Env) {
 	}
 	for k, m := range got {
 		a := m.StringAttributes()
-		if a[dlq.AttrReplayCount] != "1" || a[replay.AttrReplayedAt] == "" || a[dlq.AttrReason] != "VisionUnavailable" || a[dlq.AttrAttempts] != "3" {
+		if a[failure.AttrReplayCount] != "1" || a[replay.AttrReplayedAt] == "" || a[failure.AttrReason] != "VisionUnavailable" || a[failure.AttrAttempts] != "3" {
 			t.Fatalf("%s arrived with attributes %v", k, a)
 		}
 	}
@@ -311,7 +310,7 @@ func testMaxReplays(t *testing.T, e *Env) {
 		t.Fatalf("summary %+v", sum)
 	}
 	got := take(t, e.DestSrc)
-	if m := got["upload/fresh.jpg"]; m == nil || m.StringAttributes()[dlq.AttrReplayCount] != fmt.Sprint(replay.DefaultMaxReplays) {
+	if m := got["upload/fresh.jpg"]; m == nil || m.StringAttributes()[failure.AttrReplayCount] != fmt.Sprint(replay.DefaultMaxReplays) {
 		t.Fatalf("destination %v", keysOf(got))
 	}
 	if got := contents(t, e.DLQ); !slices.Equal(got, []string{"upload/loop.jpg"}) {

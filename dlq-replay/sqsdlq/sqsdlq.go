@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"imgpipe/dlq-replay/replay"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 )
 
@@ -238,10 +237,10 @@ func (r *Router) Send(ctx context.Context, msgs []*replay.Message) []error {
 	for i, m := range msgs {
 		dest := r.To
 		if dest == "" {
-			dest = m.StringAttributes()[dlq.AttrSourceQueue]
+			dest = m.StringAttributes()[failure.AttrSourceQueue]
 		}
 		if dest == "" {
-			res[i] = failure.Permanentf("NoDestination", "message %s: no destination (give --to; the DLQ has no source queue and the message no %s)", m.ID, dlq.AttrSourceQueue)
+			res[i] = failure.Permanentf("NoDestination", "message %s: no destination (give --to; the DLQ has no source queue and the message no %s)", m.ID, failure.AttrSourceQueue)
 			continue
 		}
 		if _, ok := groups[dest]; !ok {

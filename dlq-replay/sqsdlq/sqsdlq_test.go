@@ -10,7 +10,6 @@ import (
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 )
 
@@ -63,7 +62,7 @@ func TestRouteByAttribute(t *testing.T) {
 	c := st.NewSQSClient()
 	ctx := context.Background()
 	withSource := replaytest.Msg(t, "upload/routed.jpg", "VisionUnavailable", failure.Transient, 0)
-	withSource.Attributes[dlq.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
+	withSource.Attributes[failure.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
 	lost := replaytest.Msg(t, "upload/nowhere.jpg", "VisionUnavailable", failure.Transient, 0)
 	src := sqsdlq.New(c, b.DLQURL, nil)
 	if n, err := replay.Send(ctx, src, []*replay.Message{withSource, lost}, 10); n != 2 || err != nil {

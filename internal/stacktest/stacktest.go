@@ -30,7 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"imgpipe/internal/localstack"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 )
 
 var (
@@ -162,7 +162,7 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (ok b
 // attributes describe.
 type DeadLetter struct {
 	Body    string
-	Failure dlq.Failure
+	Failure failure.Details
 }
 
 // DrainDLQ receives every message on the queue at url, deletes it, and returns them all. It
@@ -186,7 +186,7 @@ func DrainDLQ(t testing.TB, client *sqs.Client, url string) []DeadLetter {
 			for k, v := range m.MessageAttributes {
 				attrs[k] = aws.ToString(v.StringValue)
 			}
-			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: dlq.Parse(attrs)})
+			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs)})
 			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
 				t.Fatalf("delete from %s: %v", url, err)
 			}

@@ -40,7 +40,6 @@ import (
 	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
@@ -752,12 +751,12 @@ func (a *Analyzer) setVisibility(log *zap.Logger, handle *string, d time.Duratio
 func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m sqstypes.Message, receives int, cause error) {
 	now := a.now()
 	first := time.Time{}
-	if prev := dlq.Parse(stringAttrs(m.MessageAttributes)); !prev.FirstFailure.IsZero() {
+	if prev := failure.ParseDetails(stringAttrs(m.MessageAttributes)); !prev.FirstFailure.IsZero() {
 		first = prev.FirstFailure
 	} else if sent, err := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateFirstReceiveTimestamp)], 10, 64); err == nil {
 		first = time.UnixMilli(sent)
 	}
-	f := dlq.FromError(cause, receives, a.opts.QueueURL, first, now)
+	f := failure.DetailsOf(cause, receives, a.opts.QueueURL, first, now)
 	attrs := map[string]sqstypes.MessageAttributeValue{}
 	for k, v := range m.MessageAttributes {
 		attrs[k] = v

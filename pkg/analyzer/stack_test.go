@@ -25,7 +25,7 @@ import (
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/autoscale"
 	"imgpipe/pkg/breaker"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/ratelimit"
@@ -319,7 +319,7 @@ func (r *rig) landed(t *testing.T, want int) map[string]map[string]bool {
 
 type dead struct {
 	body    string
-	failure dlq.Failure
+	failure failure.Details
 }
 
 // dlqContents receives everything on the DLQ (deleting it).

@@ -18,7 +18,7 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
@@ -320,7 +320,7 @@ func TestMalformedDeadLettered(t *testing.T) {
 	for _, m := range got {
 		var i int
 		fmt.Sscan(m.Attributes["case"], &i)
-		f := dlq.Parse(m.Attributes)
+		f := failure.ParseDetails(m.Attributes)
 		if f.Reason != bad[i].reason || f.Class.String() != "permanent" || f.Error == "" || string(m.Data) != bad[i].body {
 			t.Errorf("dead letter %d: reason %q class %s error %q body %q; want reason %q", i, f.Reason, f.Class, f.Error, m.Data, bad[i].reason)
 		}

@@ -16,7 +16,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 )
@@ -280,7 +280,7 @@ func failureInfo(m sqstypes.Message) FailureInfo {
 			attrs[k] = *v.StringValue
 		}
 	}
-	f := dlq.Parse(attrs)
+	f := failure.ParseDetails(attrs)
 	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: aws.ToString(m.MessageId)}
 	if f.Reason == "" {
 		info.Reason = ReasonRedriven

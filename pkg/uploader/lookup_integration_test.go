@@ -16,7 +16,6 @@ import (
 
 	"imgpipe/internal/localstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
@@ -115,7 +114,7 @@ func (e *lookupEnv) sendDLQErr(ctx context.Context, body string, err error) erro
 	if err != nil {
 		now := time.Now()
 		in.MessageAttributes = map[string]sqstypes.MessageAttributeValue{}
-		for k, v := range dlq.FromError(err, 3, e.b.QueueURL, now, now).Attributes() {
+		for k, v := range failure.DetailsOf(err, 3, e.b.QueueURL, now, now).Attributes() {
 			in.MessageAttributes[k] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 		}
 	}

@@ -1,13 +1,8 @@
-// Package dlq defines what a dead-lettered message carries about its failure, as SQS message
-// attributes or Pub/Sub attributes, so that the analyzer writes it and dlq-replay reads it in
-// one shape.
-package dlq
+package failure
 
 import (
 	"strconv"
 	"time"
-
-	"imgpipe/pkg/failure"
 )
 
 // Attribute names. SQS allows 10 attributes per message; these take at most 8.
@@ -25,10 +20,12 @@ const (
 // MaxErrorLen bounds the error text kept on a message.
 const MaxErrorLen = 1024
 
-// Failure is what a dead-lettered message says about why it is there.
-type Failure struct {
+// Details is what a dead-lettered message says about why it is there: a classified failure as
+// it travels with the message, as SQS message attributes or Pub/Sub attributes, so that the
+// analyzer and the indexer write it and dlq-replay reads it in one shape.
+type Details struct {
 	Reason       string
-	Class        failure.Class
+	Class        Class
 	Error        string
 	Attempts     int
 	FirstFailure time.Time
@@ -37,9 +34,9 @@ type Failure struct {
 	ReplayCount  int
 }
 
-// FromError describes err as it failed now on a message received attempts times from source.
+// DetailsOf describes err as it failed now on a message received attempts times from source.
 // first is when the message first failed (zero: now).
-func FromError(err error, attempts int, source string, first, now time.Time) Failure {
+func DetailsOf(err error, attempts int, source string, first, now time.Time) Details {
 	if first.IsZero() {
 		first = now
 	}
@@ -47,14 +44,14 @@ func FromError(err error, attempts int, source string, first, now time.Time) Fai
 	if len(text) > MaxErrorLen {
 		text = text[:MaxErrorLen]
 	}
-	return Failure{
-		Reason: failure.ReasonOf(err), Class: failure.ClassOf(err), Error: text,
+	return Details{
+		Reason: ReasonOf(err), Class: ClassOf(err), Error: text,
 		Attempts: attempts, FirstFailure: first.UTC(), LastFailure: now.UTC(), SourceQueue: source,
 	}
 }
 
 // Attributes returns f as string attributes.
-func (f Failure) Attributes() map[string]string {
+func (f Details) Attributes() map[string]string {
 	a := map[string]string{
 		AttrReason:       f.Reason,
 		AttrClass:        f.Class.String(),
@@ -75,11 +72,11 @@ func (f Failure) Attributes() map[string]string {
 	return a
 }
 
-// Parse reads a Failure back from attributes. Missing or unreadable fields stay zero: a
+// Parse reads a Details back from attributes. Missing or unreadable fields stay zero: a
 // message dead-lettered by SQS's redrive policy (not by the analyzer) carries none of them.
-func Parse(attrs map[string]string) Failure {
-	f := Failure{Reason: attrs[AttrReason], Error: attrs[AttrError], SourceQueue: attrs[AttrSourceQueue]}
-	if c, err := failure.ParseClass(attrs[AttrClass]); err == nil {
+func ParseDetails(attrs map[string]string) Details {
+	f := Details{Reason: attrs[AttrReason], Error: attrs[AttrError], SourceQueue: attrs[AttrSourceQueue]}
+	if c, err := ParseClass(attrs[AttrClass]); err == nil {
 		f.Class = c
 	}
 	f.Attempts, _ = strconv.Atoi(attrs[AttrAttempts])

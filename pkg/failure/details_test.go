@@ -1,4 +1,4 @@
-package dlq
+package failure
 
 import (
 	"errors"
@@ -6,28 +6,26 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"imgpipe/pkg/failure"
 )
 
 func TestRoundTrip(t *testing.T) {
 	first := time.Date(2026, 11, 22, 1, 2, 3, 4000, time.UTC)
 	now := first.Add(time.Minute)
-	err := fmt.Errorf("analyze upload/a.jpg: %w", failure.Permanentf("InvalidImageFormat", "not an image"))
-	f := FromError(err, 3, "https://sqs/q", first, now)
+	err := fmt.Errorf("analyze upload/a.jpg: %w", Permanentf("InvalidImageFormat", "not an image"))
+	f := DetailsOf(err, 3, "https://sqs/q", first, now)
 	f.ReplayCount = 2
-	got := Parse(f.Attributes())
+	got := ParseDetails(f.Attributes())
 	if got != f {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, f)
 	}
-	if got.Reason != "InvalidImageFormat" || got.Class != failure.Permanent || got.Attempts != 3 {
+	if got.Reason != "InvalidImageFormat" || got.Class != Permanent || got.Attempts != 3 {
 		t.Fatalf("fields: %+v", got)
 	}
 }
 
 func TestBoundsAndDefaults(t *testing.T) {
 	now := time.Now()
-	f := FromError(errors.New(strings.Repeat("x", 5000)), 1, "", time.Time{}, now)
+	f := DetailsOf(errors.New(strings.Repeat("x", 5000)), 1, "", time.Time{}, now)
 	if len(f.Error) != MaxErrorLen {
 		t.Fatalf("error text %d bytes", len(f.Error))
 	}
@@ -41,14 +39,14 @@ func TestBoundsAndDefaults(t *testing.T) {
 	if len(a) > 10 {
 		t.Fatalf("%d attributes, SQS allows 10", len(a))
 	}
-	if f.Reason != "Unclassified" || f.Class != failure.Transient {
+	if f.Reason != "Unclassified" || f.Class != Transient {
 		t.Fatalf("unclassified error described as %+v", f)
 	}
 }
 
 func TestParseForeignMessage(t *testing.T) {
-	f := Parse(map[string]string{"other": "x", AttrAttempts: "many"})
-	if f != (Failure{}) {
-		t.Fatalf("want zero Failure for a message without our attributes, got %+v", f)
+	f := ParseDetails(map[string]string{"other": "x", AttrAttempts: "many"})
+	if f != (Details{}) {
+		t.Fatalf("want zero Details for a message without our attributes, got %+v", f)
 	}
 }
