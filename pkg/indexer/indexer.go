@@ -6,7 +6,7 @@
 //
 // A message that can never be applied (undecodable, an unknown schema version, a record the
 // index rejects for good) is copied to the dead-letter topic with the reason as attributes
-// (pkg/dlq) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
+// (failure.Details) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
 // read from the subscription's dead-letter policy at start unless Options names it. If the
 // copy cannot be published, the message is nacked and the subscription's dead-letter policy
 // is the backstop. A transient Firestore error nacks the message; the subscription's retry
