@@ -3,7 +3,7 @@
 
 SHELL     := /bin/bash
 GO        ?= go
-FAUXQS    := localstack/fauxqs
+FAUXQS    := devstack/fauxqs
 GOTESTFLAGS ?= -count=1 -timeout 15m
 
 DEPLOY    := deploy
@@ -40,20 +40,20 @@ tools:
 
 ## up / down / env: the local stack on its own, for a shell.
 up: deps
-	$(GO) run ./cmd/localstack up
+	$(GO) run ./cmd/devstack up
 
 down:
-	$(GO) run ./cmd/localstack down
+	$(GO) run ./cmd/devstack down
 
 env:
-	@$(GO) run ./cmd/localstack env
+	@$(GO) run ./cmd/devstack env
 
 vet:
 	$(GO) vet ./...
 	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './devstack/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,

@@ -26,17 +26,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 )
 
-// stack is the local stack running as a child process (`localstack up`) and the binaries
+// stack is the local stack running as a child process (`devstack up`) and the binaries
 // built for the run. Every stand-in lives outside the test process.
 type stack struct {
 	root    string // module root
 	tmp     string // temp dir: binaries, state dir, logs
-	bin     string // folder with the analyzer and localstack binaries
+	bin     string // folder with the analyzer and devstack binaries
 	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the localstack process has exited
+	exited  chan struct{} // closed when the devstack process has exited
 	waitErr error         // its exit status, valid once exited is closed
 	stderr  *lineLog
 
@@ -50,7 +50,7 @@ type stack struct {
 	seq int // distinguishes the object keys of successive seedings
 }
 
-// missingError is `localstack up` failing on a missing prerequisite (node, Java, an emulator).
+// missingError is `devstack up` failing on a missing prerequisite (node, Java, an emulator).
 type missingError struct{ line string }
 
 func (e *missingError) Error() string { return e.line }
@@ -88,7 +88,7 @@ func stopShared() {
 }
 
 func startStack() (*stack, error) {
-	root, err := localstack.RepoRoot()
+	root, err := devstack.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func startStack() (*stack, error) {
 	return st, nil
 }
 
-// build compiles the analyzer and localstack commands into st.bin.
+// build compiles the analyzer and devstack commands into st.bin.
 func (st *stack) build() error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -117,7 +117,7 @@ func (st *stack) build() error {
 	if err := os.MkdirAll(st.bin, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command(goTool, "build", "-o", st.bin+string(filepath.Separator), "./cmd/analyzer", "./cmd/localstack")
+	cmd := exec.Command(goTool, "build", "-o", st.bin+string(filepath.Separator), "./cmd/analyzer", "./cmd/devstack")
 	cmd.Dir = st.root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -144,16 +144,16 @@ func (l *lineLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// up starts `localstack up` in its own process group and waits until it reports readiness:
-// `up` writes the env file, then the pid file, then prints "localstack: up" on stderr. The
+// up starts `devstack up` in its own process group and waits until it reports readiness:
+// `up` writes the env file, then the pid file, then prints "devstack: up" on stderr. The
 // env file is read only after that line, so it is never read half-written.
 func (st *stack) up() error {
 	stateDir := filepath.Join(st.tmp, "state")
-	cmd := exec.Command(filepath.Join(st.bin, "localstack"), "up",
+	cmd := exec.Command(filepath.Join(st.bin, "devstack"), "up",
 		"--parts", "sqs,s3,pubsub,vision", "--state-dir", stateDir)
 	cmd.Dir = st.root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := os.Create(filepath.Join(st.tmp, "localstack.stdout"))
+	stdout, err := os.Create(filepath.Join(st.tmp, "devstack.stdout"))
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (st *stack) up() error {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start localstack: %w", err)
+		return fmt.Errorf("start devstack: %w", err)
 	}
 	st.cmd = cmd
 	st.exited = make(chan struct{})
@@ -175,7 +175,7 @@ func (st *stack) up() error {
 		for sc.Scan() {
 			line := sc.Text()
 			st.stderr.add(line)
-			if !signalled && strings.HasPrefix(line, "localstack: up") {
+			if !signalled && strings.HasPrefix(line, "devstack: up") {
 				signalled = true
 				close(ready)
 			}
@@ -194,17 +194,17 @@ func (st *stack) up() error {
 				return &missingError{line: line}
 			}
 		}
-		return fmt.Errorf("localstack up exited (%v) before it was ready:\n%s", st.waitErr, out)
+		return fmt.Errorf("devstack up exited (%v) before it was ready:\n%s", st.waitErr, out)
 	case <-time.After(3 * time.Minute):
 		_ = st.stop()
-		return fmt.Errorf("localstack up not ready after 3m:\n%s", st.stderr.String())
+		return fmt.Errorf("devstack up not ready after 3m:\n%s", st.stderr.String())
 	}
 	raw, err := os.ReadFile(filepath.Join(stateDir, "env"))
 	if err != nil {
 		_ = st.stop()
 		return fmt.Errorf("read the stack's env file: %w", err)
 	}
-	st.env, err = localstack.ParseEnv(raw)
+	st.env, err = devstack.ParseEnv(raw)
 	if err != nil {
 		_ = st.stop()
 		return err
@@ -247,7 +247,7 @@ func (st *stack) stop() error {
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-st.exited
-	return fmt.Errorf("localstack did not stop within 10s of SIGTERM; killed:\n%s", st.stderr.String())
+	return fmt.Errorf("devstack did not stop within 10s of SIGTERM; killed:\n%s", st.stderr.String())
 }
 
 // childEnv is this process's environment without any setting the analyzer reads from the

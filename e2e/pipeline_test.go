@@ -23,7 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/failure"
@@ -37,13 +37,13 @@ import (
 	"imgpipe/pkg/vision"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
 
 // pipeline is one analyzer and one indexer running in this process against a fresh set of
 // resources on the shared stack.
 type pipeline struct {
-	st    *localstack.Stack
-	res   *localstack.Bootstrapped
+	st    *devstack.Stack
+	res   *devstack.Bootstrapped
 	s3    *s3.Client
 	sqs   *sqs.Client
 	store *indexstore.Store
@@ -53,7 +53,7 @@ type pipeline struct {
 func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 	t.Helper()
 	st := stacktest.Get(t)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 10 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient()}
 

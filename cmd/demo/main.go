@@ -2,7 +2,7 @@
 // was indexed and what failed and why, and shuts everything down. It is the README's main
 // command (`make run`).
 //
-// It starts the stand-ins (internal/localstack), creates the resources, builds and starts the
+// It starts the stand-ins (internal/devstack), creates the resources, builds and starts the
 // real analyzer and indexer binaries with the environment the stack prints, uploads the
 // generated samples with the real uploader binary, waits until every good image is indexed and
 // every bad one is dead-lettered, and exits 0 only if the pipeline did exactly that.
@@ -29,7 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
@@ -87,7 +87,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 	step("starting the local stack (SQS, S3, Pub/Sub, Firestore, Vision) on 127.0.0.1")
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	st, err := localstack.Start(startCtx, &localstack.Options{LogDir: logDir})
+	st, err := devstack.Start(startCtx, &devstack.Options{LogDir: logDir})
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		defer cancel()
 		_ = st.Close(closeCtx)
 	}()
-	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	boot, err := st.Bootstrap(startCtx, devstack.Resources{})
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ type report struct {
 }
 
 // await polls the index and the DLQ until every sample has its expected end, or timeout.
-func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *localstack.Bootstrapped,
+func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *devstack.Bootstrapped,
 	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
 	failures := map[string]failure.Details{}

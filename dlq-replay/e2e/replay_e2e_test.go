@@ -19,7 +19,7 @@ import (
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/analyzer"
@@ -32,7 +32,7 @@ import (
 	"imgpipe/pkg/vision"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
 
 // TestReplayAfterVisionOutage breaks Vision, lets uploads reach the DLQ through the queue's
 // redrive policy, fixes Vision, replays the DLQ and checks Firestore.
@@ -41,7 +41,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if st.VisionServer == nil {
 		t.Fatal("the stack runs no in-process Vision stand-in")
 	}
-	res := stacktest.Bootstrap(t, st, localstack.Resources{MaxReceiveCount: 2, VisibilityTimeout: 5 * time.Second})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{MaxReceiveCount: 2, VisibilityTimeout: 5 * time.Second})
 	log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -10,18 +10,18 @@ import (
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub) }
 
 type harness struct{}
 
 func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestFullName(t *testing.T) {
 // the dead-letter subscription and replayed to the topic like any other.
 func TestRealDeadLetteringThenReplay(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	ctx := context.Background()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
 	if err != nil {

@@ -8,18 +8,18 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS) }
 
 type harness struct{}
 
 func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	dlqQ := sqsdlq.New(c, b.DLQURL, nil)
 	dest := sqsdlq.New(c, b.QueueURL, nil)
@@ -43,8 +43,8 @@ func TestBehaviour(t *testing.T) { replaytest.Run(t, harness{}) }
 
 func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
-	other := stacktest.Bootstrap(t, st, localstack.Resources{}) // another pair: must not match
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	other := stacktest.Bootstrap(t, st, devstack.Resources{}) // another pair: must not match
 	got, err := sqsdlq.SourceQueues(context.Background(), st.NewSQSClient(), b.DLQURL)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 // imgpipe.source-queue; a message without one fails and stays.
 func TestRouteByAttribute(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	ctx := context.Background()
 	withSource := replaytest.Msg(t, "upload/routed.jpg", "VisionUnavailable", failure.Transient, 0)
@@ -88,7 +88,7 @@ func TestRouteByAttribute(t *testing.T) {
 // as an error rather than pretending. Against real SQS the call starts a task.
 func TestNativeMoveReportsUnsupported(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	if _, err := sqsdlq.StartMove(context.Background(), st.NewSQSClient(), b.DLQARN, "", 0); err == nil {
 		t.Fatal("the SQS stand-in now accepts StartMessageMoveTask: replace this test with one that checks the move")
 	}

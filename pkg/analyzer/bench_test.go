@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/publish"
@@ -109,7 +109,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 func benchRig(b *testing.B) *rig {
 	b.Helper()
-	return newRig(b, localstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 10})
+	return newRig(b, devstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 10})
 }
 
 // load puts n objects (one small PNG under n keys) and waits until the queue holds n

@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/s3standin"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
@@ -70,7 +70,7 @@ func waitOpen(t *testing.T, x *running) {
 // circuit opens, nothing is dead-lettered, and once the bucket lets Vision in again every
 // image is analysed once.
 func TestURLFetchRefusedOpensCircuit(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
 	var refusing atomic.Bool
 	refusing.Store(true)
 	var refused atomic.Int64
@@ -115,7 +115,7 @@ func TestSetupFaultsOpenCircuit(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
+			r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
 			set := tc.set
 			if set == nil {
 				var denying atomic.Bool
@@ -153,7 +153,7 @@ func TestSetupFaultsOpenCircuit(t *testing.T) {
 // not be published under the older event (its ETag, its sequencer): the older event is
 // skipped and the newer one, analysed on its own, is the key's only record.
 func TestURLModePinnedToETag(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second})
 	key := r.res.Prefix + "overwritten.png"
 	first, err := samples.Image(13000, 120, 90, "png")
 	if err != nil {
@@ -206,7 +206,7 @@ var signed = regexp.MustCompile(`(?i)x-amz-(signature|credential|security-token)
 // DLQ's imgpipe.error attribute, nor any log line, nor any metric label shows its signature
 // or credential, for a permanent failure (dead-lettered) and a setup fault (retried).
 func TestPresignedURLRedacted(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
 	core, logs := observer.New(zap.DebugLevel)
 	r.log = zap.New(core)
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{EchoURL: true}); err != nil {
@@ -471,7 +471,7 @@ func TestS3StalledRead(t *testing.T) {
 		large bool
 	}{{"headers of the first read", false}, {"body of the rest", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, localstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 20})
+			r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 20})
 			s := newStall()
 			defer s.lift()
 			r.s3Fault(t, func(w http.ResponseWriter, req *http.Request) (http.ResponseWriter, bool) {

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/record"
@@ -27,7 +27,7 @@ import (
 // TestLargeImageStreamed: images bigger than the head read reach Vision byte for byte (the
 // head bytes followed by the rest, read with a second ranged GET), and are analysed once.
 func TestLargeImageStreamed(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	images := map[string][]byte{}
 	for i, size := range [][2]int{{400, 300}, {1200, 900}} {
 		body, err := samples.Image(int64(9100+i), size[0], size[1], "bmp")
@@ -50,7 +50,7 @@ func TestLargeImageStreamed(t *testing.T) {
 // TestOpenNoticesChange: when the object changes or disappears between the head read and the
 // read of the rest, the second read says so (errObjectGone) instead of splicing two contents.
 func TestOpenNoticesChange(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
 		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL})
 	if err != nil {
@@ -125,7 +125,7 @@ func (g *gate) Publish(ctx context.Context, rec *record.Analysis) (string, error
 // The finishing stage is bounded too (as many messages as workers), so the third message
 // waits: nothing piles up in memory behind a stuck publish.
 func TestPublishDoesNotHoldWorker(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	g := &gate{next: r.pub.next, entered: make(chan struct{}), open: make(chan struct{})}
 	r.pub.next = g
 	images := r.putImages(t, 9300, 3)
@@ -163,7 +163,7 @@ func TestPublishDoesNotHoldWorker(t *testing.T) {
 // worker is busy on the image's slow Vision call, the non-image is identified from its first
 // bytes and dead-lettered without waiting for the worker.
 func TestNonImageTakesNoWorker(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(8 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 // leave it with a receiver that hung up, invisible for its whole visibility timeout: SQS and
 // fauxqs both hand messages to such polls.)
 func TestShutdownDuringLongPoll(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, WaitTime: 5 * time.Second, VisibilityTimeout: 30 * time.Second}, nil)
 	time.Sleep(time.Second) // the first long poll of the empty queue is waiting
 	x.cancel()

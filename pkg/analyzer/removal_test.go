@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
@@ -131,7 +131,7 @@ func describe(r record.Analysis) string {
 // deleting the last version publishes a removal; a delete marker publishes a removal and
 // deleting it republishes the version it hid.
 func TestVersionedRemovals(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	ctx := context.Background()
 	if _, err := r.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(r.res.Bucket),
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
@@ -224,7 +224,7 @@ func TestVersionedRemovals(t *testing.T) {
 // removal without reading S3, as before versioned buckets were handled: even when the key has
 // been written again since (the index orders the two by sequencer).
 func TestUnversionedRemovalUnchanged(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	pub := r.recordAll()
 	key := r.res.Prefix + "u/again.png"
 	r.putVersion(t, key, 601, 127, 95)
@@ -250,7 +250,7 @@ func TestUnversionedRemovalUnchanged(t *testing.T) {
 // write, so an event about it is pinned to its ETag like one of an unversioned bucket: once
 // overwritten, the older event is skipped instead of attaching the newer content to it.
 func TestNullVersionPinnedByETag(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	ctx := context.Background()
 	for _, status := range []s3types.BucketVersioningStatus{s3types.BucketVersioningStatusEnabled, s3types.BucketVersioningStatusSuspended} {
 		if _, err := r.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(r.res.Bucket),

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/autoscale"
@@ -39,14 +39,14 @@ import (
 // they must not run in parallel. Each uses its own images (distinct seeds), so per-image
 // statistics are its own.
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.SQS|localstack.S3|localstack.PubSub|localstack.Vision)
+	stacktest.Main(m, devstack.SQS|devstack.S3|devstack.PubSub|devstack.Vision)
 }
 
 // rig is a fresh set of resources on the shared stack, with the clients an analyzer needs
 // and a publisher that records what it published.
 type rig struct {
-	st  *localstack.Stack
-	res *localstack.Bootstrapped
+	st  *devstack.Stack
+	res *devstack.Bootstrapped
 	s3  *s3.Client
 	sqs *sqs.Client
 	ps  *pubsub.Client
@@ -57,7 +57,7 @@ type rig struct {
 	stats0 visionstandin.Stats
 }
 
-func newRig(t testing.TB, res localstack.Resources) *rig {
+func newRig(t testing.TB, res devstack.Resources) *rig {
 	t.Helper()
 	st := stacktest.Get(t)
 	if err := st.VisionServer.SetFaults(visionstandin.Faults{}); err != nil {
@@ -344,7 +344,7 @@ func (r *rig) checkDLQEmpty(t *testing.T) {
 // TestThrottleStorm: the stand-in allows 4 calls/s and the client asks for far more; the
 // client backs off on 429s and every image is still analysed once, none dead-lettered.
 func TestThrottleStorm(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 10})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 10})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{RateLimit: visionstandin.RateLimit{PerSecond: 4, Burst: 2}}); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestThrottleStorm(t *testing.T) {
 // TestTransientErrors: a third of Vision calls fail with 500 or 503; they are retried and
 // every image is analysed once.
 func TestTransientErrors(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 10})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 10})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Seed: 7, Transient: visionstandin.Transient{Rate: 0.35}}); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestTransientErrors(t *testing.T) {
 // analyzer is not ready), nothing reaches the DLQ though the queue dead-letters after 6
 // receives, and every image is analysed once after the outage.
 func TestOutage(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
 	vc := r.visionClient(t, &vision.Options{Retry: retry.Policy{MaxRetries: 1, BaseDelay: 100 * time.Millisecond, MaxDelay: 200 * time.Millisecond}})
 	var mu sync.Mutex
 	var transitions []string
@@ -450,7 +450,7 @@ func TestOutage(t *testing.T) {
 // TestPoison: malformed bodies and bad images go straight to the DLQ with their failure
 // attributes, after one receive; the good images are not delayed (no retry at all).
 func TestPoison(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
 	vc := r.visionClient(t, nil)
 	garbage := []string{"not json at all", `{"Records":[{"eventSource":"aws:s3"}]}`, `{"Records":"x"}`, "{\"Records\": [{\"s3\": {\"object\": {\"key\": \"%zz\"}}}]}"}
 	for _, body := range garbage {
@@ -520,7 +520,7 @@ func TestPoison(t *testing.T) {
 // TestSlowVision: each Vision call takes 7 s, more than twice the 3 s visibility timeout;
 // the heartbeat keeps every message invisible and each is received and analysed once.
 func TestSlowVision(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 3 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 3 * time.Second, MaxReceiveCount: 5})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(7 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +558,7 @@ func TestDrain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A long queue visibility: a message only comes back early if it was released.
-			r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 5})
+			r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 5})
 			if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(1500 * time.Millisecond)}}); err != nil {
 				t.Fatal(err)
 			}
@@ -619,7 +619,7 @@ func TestDrain(t *testing.T) {
 // TestKilled: an analyzer dies with messages in work (nothing settled, no release). They come
 // back after the 3 s visibility timeout and a second analyzer processes them once each.
 func TestKilled(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 3 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 3 * time.Second, MaxReceiveCount: 5})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(5 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +652,7 @@ func TestKilled(t *testing.T) {
 // TestMetricsAndAutoscale: with a backlog of slow images the autoscaler grows the pool from
 // its minimum, and /metrics, /healthz and /readyz serve the analyzer's figures.
 func TestMetricsAndAutoscale(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 5})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(400 * time.Millisecond)}}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/awsclient"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS|localstack.S3) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 
 // The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
 func TestEndpointsFromSDKEnvironment(t *testing.T) {

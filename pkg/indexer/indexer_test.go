@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
@@ -27,12 +27,12 @@ import (
 	"imgpipe/pkg/s3event"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub|localstack.Firestore) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub|devstack.Firestore) }
 
-func bootstrap(t testing.TB, attempts int) (*localstack.Stack, *localstack.Bootstrapped) {
+func bootstrap(t testing.TB, attempts int) (*devstack.Stack, *devstack.Bootstrapped) {
 	t.Helper()
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MaxDeliveryAttempts: attempts, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: attempts, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	return st, b
 }
 
@@ -63,7 +63,7 @@ type running struct {
 	stop  func() // cancels Run and waits for it to return; safe to call twice
 }
 
-func startIndexer(t testing.TB, project string, b *localstack.Bootstrapped, opts *indexer.Options) *running {
+func startIndexer(t testing.TB, project string, b *devstack.Bootstrapped, opts *indexer.Options) *running {
 	t.Helper()
 	ps := pubsubClient(t, project)
 	store := indexstore.New(firestoreClient(t, project), b.Collection, nil)
@@ -248,7 +248,7 @@ func TestDuplicatesAndReordering(t *testing.T) {
 // key): every key ends in its newest state.
 func TestTwoIndexersRace(t *testing.T) {
 	st, b := bootstrap(t, 5)
-	b2 := stacktest.Bootstrap(t, st, localstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b2 := stacktest.Bootstrap(t, st, devstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	p := makePlan(b.Bucket, 4, 30, 7)
 	r1 := startIndexer(t, st.ProjectID, b, &indexer.Options{BatchSize: 1})
 	r2 := startIndexer(t, st.ProjectID, b2, &indexer.Options{BatchSize: 20})

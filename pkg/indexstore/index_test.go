@@ -10,14 +10,14 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.Firestore) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.Firestore) }
 
 // newClient returns a Firestore client on the shared emulator, closed when the test ends.
 func newClient(t testing.TB) *firestore.Client {

@@ -9,14 +9,14 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/record"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub) }
 
 func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
@@ -30,7 +30,7 @@ func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 // body, and the object's ordering key only when ordering keys are on.
 func testPublish(t *testing.T, ordered bool) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)

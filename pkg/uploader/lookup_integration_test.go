@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
@@ -25,8 +25,8 @@ import (
 
 // lookupEnv is a bootstrapped stack with three uploaded files and an index store.
 type lookupEnv struct {
-	st    *localstack.Stack
-	b     *localstack.Bootstrapped
+	st    *devstack.Stack
+	b     *devstack.Bootstrapped
 	store *indexstore.Store
 	sqs   *sqs.Client
 	dir   string
@@ -35,8 +35,8 @@ type lookupEnv struct {
 
 func newLookupEnv(t *testing.T) *lookupEnv {
 	t.Helper()
-	st := stacktest.Require(t, localstack.S3|localstack.SQS|localstack.Firestore)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	st := stacktest.Require(t, devstack.S3|devstack.SQS|devstack.Firestore)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	fs, err := firestore.NewClient(ctx, st.ProjectID)
 	if err != nil {

@@ -1,4 +1,4 @@
-package localstack_test
+package devstack_test
 
 import (
 	"context"
@@ -18,15 +18,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
 
 func TestEveryPartAnswersAndEnvIsComplete(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	env := map[string]string{}
 	for _, e := range st.Env(b) {
 		env[e.Name] = e.Value
@@ -48,7 +48,7 @@ func TestEveryPartAnswersAndEnvIsComplete(t *testing.T) {
 func TestBootstrapIsIdempotentAndConfiguresRedrive(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx := context.Background()
-	res := localstack.Resources{Bucket: stacktest.Unique("b"), Queue: stacktest.Unique("q"), DLQ: stacktest.Unique("dlq"),
+	res := devstack.Resources{Bucket: stacktest.Unique("b"), Queue: stacktest.Unique("q"), DLQ: stacktest.Unique("dlq"),
 		Topic: stacktest.Unique("t"), Subscription: stacktest.Unique("s"), DeadLetterTopic: stacktest.Unique("dt"),
 		DeadLetterSubscription: stacktest.Unique("ds"), MaxReceiveCount: 2, VisibilityTimeout: time.Second}
 	first, err := st.Bootstrap(ctx, res)
@@ -90,7 +90,7 @@ func TestPubSubDeadLettersAfterMaxAttempts(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MinBackoff: time.Second, MaxBackoff: time.Second})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MinBackoff: time.Second, MaxBackoff: time.Second})
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestFirestoreWriteRead(t *testing.T) {
 func TestS3AndVisionAnswer(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx := context.Background()
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	if _, err := st.NewS3Client().HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.Bucket}); err != nil {
 		t.Fatalf("bucket: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestStopLeavesNothing(t *testing.T) {
 	stacktest.Get(t) // the same prerequisites as the shared stack
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := localstack.Start(ctx, &localstack.Options{Parts: localstack.SQS | localstack.PubSub | localstack.Firestore})
+	st, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.SQS | devstack.PubSub | devstack.Firestore})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Command localstack brings up the local stand-ins for AWS, Google Cloud and Azure on
+// Command devstack brings up the local stand-ins for AWS, Google Cloud and Azure on
 // loopback, creates the pipeline's resources on them and prints the environment the pipeline's
 // binaries need.
 package main
@@ -17,25 +17,25 @@ import (
 	"syscall"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/visionstandin"
 )
 
-const usage = `localstack: the pipeline's three clouds on one machine, on 127.0.0.1.
+const usage = `devstack: the pipeline's three clouds on one machine, on 127.0.0.1.
 
 Usage:
-  localstack up   [flags]   start the stand-ins, create the resources, print the environment,
-                            and run until Ctrl-C, SIGTERM or 'localstack down'
-  localstack down [flags]   stop a stack started by 'up' (from another shell)
-  localstack env  [flags]   print the environment of the running stack as shell exports
+  devstack up   [flags]   start the stand-ins, create the resources, print the environment,
+                            and run until Ctrl-C, SIGTERM or 'devstack down'
+  devstack down [flags]   stop a stack started by 'up' (from another shell)
+  devstack env  [flags]   print the environment of the running stack as shell exports
 
-Stand-ins: SQS = fauxqs (npm, pinned in localstack/fauxqs), S3 = the project's S3 stand-in
+Stand-ins: SQS = fauxqs (npm, pinned in devstack/fauxqs), S3 = the project's S3 stand-in
 with event notifications to SQS (bucket lifecycle expiration runs only on demand, at
 POST $AWS_ENDPOINT_URL_S3/_standin/lifecycle?at=TIME), Pub/Sub and Firestore = Google's emulators
 (Debian packages google-cloud-cli-pubsub-emulator and -firestore-emulator), Azure AI Vision =
 the project's Vision stand-in with fault injection at {vision}/admin/faults.
 
-In another shell:  eval "$(go run ./cmd/localstack env)"
+In another shell:  eval "$(go run ./cmd/devstack env)"
 
 Flags:
 `
@@ -62,7 +62,7 @@ func main() {
 		err = fmt.Errorf("unknown command %q (want up, down or env)", cmd)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "localstack: %v\n", err)
+		fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
 		os.Exit(1)
 	}
 }
@@ -70,7 +70,7 @@ func main() {
 type settings struct {
 	stateDir string
 	parts    string
-	ports    localstack.Ports
+	ports    devstack.Ports
 	timeout  time.Duration
 
 	// Vision stand-in faults, as text for the stand-in's own parsers.
@@ -134,7 +134,7 @@ func newFlags(name string, s *settings) *flag.FlagSet {
 }
 
 func printFlags(w io.Writer) {
-	fs := newFlags("localstack", &settings{})
+	fs := newFlags("devstack", &settings{})
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }
@@ -163,12 +163,12 @@ func up(args []string) error {
 	if err != nil {
 		return err
 	}
-	parts, err := localstack.ParseParts(s.parts)
+	parts, err := devstack.ParseParts(s.parts)
 	if err != nil {
 		return err
 	}
 	if pid, alive := runningPID(s.stateDir); alive {
-		return fmt.Errorf("a stack is already running (pid %d, state in %s); stop it with 'localstack down'", pid, s.stateDir)
+		return fmt.Errorf("a stack is already running (pid %d, state in %s); stop it with 'devstack down'", pid, s.stateDir)
 	}
 	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
 		return err
@@ -179,29 +179,29 @@ func up(args []string) error {
 	startCtx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	logDir := filepath.Join(s.stateDir, "logs")
-	fmt.Fprintf(os.Stderr, "localstack: starting %s (logs in %s)\n", parts, logDir)
+	fmt.Fprintf(os.Stderr, "devstack: starting %s (logs in %s)\n", parts, logDir)
 	faults, err := s.faults()
 	if err != nil {
 		return err
 	}
-	st, err := localstack.Start(startCtx, &localstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir, VisionFaults: faults})
+	st, err := devstack.Start(startCtx, &devstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir, VisionFaults: faults})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Fprintln(os.Stderr, "localstack: stopping")
+		fmt.Fprintln(os.Stderr, "devstack: stopping")
 		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = st.Close(closeCtx)
 		_ = os.Remove(filepath.Join(s.stateDir, "pid"))
 		_ = os.Remove(filepath.Join(s.stateDir, "env"))
 	}()
-	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	boot, err := st.Bootstrap(startCtx, devstack.Resources{})
 	if err != nil {
 		return err
 	}
 	var b strings.Builder
-	if err := localstack.WriteEnv(&b, st.Env(boot)); err != nil {
+	if err := devstack.WriteEnv(&b, st.Env(boot)); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(s.stateDir, "env"), []byte(b.String()), 0o644); err != nil {
@@ -211,7 +211,7 @@ func up(args []string) error {
 		return err
 	}
 	fmt.Print(b.String())
-	fmt.Fprintf(os.Stderr, "localstack: up; Vision fault injection at %s/admin/faults; Ctrl-C or 'localstack down' stops it\n", st.VisionEndpoint)
+	fmt.Fprintf(os.Stderr, "devstack: up; Vision fault injection at %s/admin/faults; Ctrl-C or 'devstack down' stops it\n", st.VisionEndpoint)
 	<-ctx.Done()
 	return nil
 }
@@ -236,7 +236,7 @@ func down(args []string) error {
 	}
 	pid, alive := runningPID(s.stateDir)
 	if !alive {
-		fmt.Fprintf(os.Stderr, "localstack: no stack is running (no live pid in %s)\n", s.stateDir)
+		fmt.Fprintf(os.Stderr, "devstack: no stack is running (no live pid in %s)\n", s.stateDir)
 		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -245,7 +245,7 @@ func down(args []string) error {
 	deadline := time.Now().Add(s.timeout)
 	for time.Now().Before(deadline) {
 		if syscall.Kill(pid, 0) != nil {
-			fmt.Fprintf(os.Stderr, "localstack: stopped (pid %d)\n", pid)
+			fmt.Fprintf(os.Stderr, "devstack: stopped (pid %d)\n", pid)
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -259,7 +259,7 @@ func env(args []string) error {
 		return err
 	}
 	if _, alive := runningPID(s.stateDir); !alive {
-		return errors.New("no stack is running; start one with 'localstack up'")
+		return errors.New("no stack is running; start one with 'devstack up'")
 	}
 	b, err := os.ReadFile(filepath.Join(s.stateDir, "env"))
 	if err != nil {

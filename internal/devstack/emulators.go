@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func fauxqsDir() (string, error) {
 		if err != nil {
 			return "", &MissingError{What: "fauxqs", Hint: "run from inside the project checkout or set " + envFauxqsDir}
 		}
-		dir = filepath.Join(root, "localstack", "fauxqs")
+		dir = filepath.Join(root, "devstack", "fauxqs")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "fauxqs", "package.json")); err != nil {
 		return "", &MissingError{What: "fauxqs (the SQS stand-in)", Hint: "run `make deps` (npm ci in " + dir + ")"}

@@ -1,11 +1,11 @@
-// Package localstack starts and stops the local stand-ins for the three clouds and creates the
+// Package devstack starts and stops the local stand-ins for the three clouds and creates the
 // pipeline's resources on them.
 //
 // The stand-ins are: fauxqs for SQS (a node process), the project's own S3 stand-in with event
 // notifications (in-process), Google's Pub/Sub and Firestore emulators (Java processes), and
 // the project's own Azure AI Vision stand-in (in-process). Everything binds 127.0.0.1.
 // Child processes run in their own process groups and are stopped as a whole.
-package localstack
+package devstack
 
 import (
 	"context"
