@@ -108,7 +108,9 @@ func startStack() (*stack, error) {
 	return st, nil
 }
 
-// build compiles the analyzer and devstack commands into st.bin.
+// build compiles the analyzer and devstack commands into st.bin. With BENCH_ANALYZER set, the
+// analyzer binary it names is run instead of one built from this tree (to compare two builds
+// in one session, alternately).
 func (st *stack) build() error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -117,11 +119,25 @@ func (st *stack) build() error {
 	if err := os.MkdirAll(st.bin, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command(goTool, "build", "-o", st.bin+string(filepath.Separator), "./cmd/analyzer", "./cmd/devstack")
+	pkgs := []string{"./cmd/analyzer", "./cmd/devstack"}
+	given := os.Getenv("BENCH_ANALYZER")
+	if given != "" {
+		pkgs = pkgs[1:]
+	}
+	cmd := exec.Command(goTool, append([]string{"build", "-o", st.bin + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = st.root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	if given != "" {
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(abs, filepath.Join(st.bin, "analyzer")); err != nil {
+			return fmt.Errorf("BENCH_ANALYZER: %w", err)
+		}
 	}
 	return nil
 }
@@ -500,6 +516,14 @@ func (st *stack) runAnalyzer(tb testing.TB, n int, c analyzerConfig) *analyzerRu
 		"--visibility-timeout", "30s",
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--log-level", "warn",
+	}
+	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" {
+		// One folder per run: CPU and allocation profiles of the whole process (obs.StartProfiles).
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs // the analyzer runs in st.tmp
+		}
+		name := strings.NewReplacer("/", "_", "=", "-", " ", "_").Replace(tb.Name())
+		args = append(args, "--profile-dir", filepath.Join(dir, fmt.Sprintf("%s-%d", name, time.Now().Unix())))
 	}
 	cmd := exec.Command(filepath.Join(st.bin, "analyzer"), append(args, c.flags...)...)
 	cmd.Env = st.childEnv()

@@ -65,7 +65,7 @@ type settings struct {
 	maxImageBytes                                       int
 	pathStyle, orderingKeys                             bool
 
-	metricsAddr                                   string
+	metricsAddr, profileDir                       string
 	minWorkers, maxWorkers, breakerFailures       int
 	receiveAhead                                  int
 	targetPerWorker                               float64
@@ -116,6 +116,7 @@ func newSet(s *settings) *config.Set {
 		return nil
 	}))
 	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	set.String(&s.profileDir, "profile-dir", "IMGPIPE_PROFILE_DIR", "", "write a CPU profile of the whole run and, at exit, an allocation profile (pprof files) into this folder; empty: none")
 	return set
 }
 
@@ -160,6 +161,17 @@ func run(args []string) error {
 	}
 	defer log.Sync()
 	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
+	if s.profileDir != "" {
+		stopProfiles, err := obs.StartProfiles(s.profileDir)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stopProfiles(); err != nil {
+				log.Error("profiles not written", zap.Error(err))
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
