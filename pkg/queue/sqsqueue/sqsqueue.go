@@ -65,7 +65,9 @@ func New(client *sqs.Client, url string, opts *Options) (*Queue, error) {
 func (q *Queue) Name() string { return q.url }
 
 // CheckHold implements queue.HoldChecker: SQS takes whole seconds from 1 s to 12 h.
-func (q *Queue) CheckHold(hold time.Duration) error { return config.Seconds(hold, time.Second, MaxHold) }
+func (q *Queue) CheckHold(hold time.Duration) error {
+	return config.Seconds(hold, time.Second, MaxHold)
+}
 
 // seconds is d as a visibility timeout: whole seconds, rounded up (a lease shorter than asked
 // could end under its holder), at most MaxHold.
