@@ -29,7 +29,9 @@ import (
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
@@ -74,8 +76,16 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 		t.Fatal(err)
 	}
 	pub := publish.New(ps, res.TopicName, nil)
-	a, err := analyzer.New(analyzer.Deps{SQS: p.sqs, S3: p.s3, Vision: vc, Publisher: pub}, &analyzer.Options{
-		QueueURL: res.QueueURL, DLQURL: res.DLQURL, Workers: 8, WaitTime: time.Second,
+	events, err := sqsqueue.New(p.sqs, res.QueueURL, &sqsqueue.Options{Wait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := sqsqueue.New(p.sqs, res.DLQURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: s3objects.New(p.s3), Vision: vc, Publisher: pub}, &analyzer.Options{
+		Workers:           8,
 		VisibilityTimeout: 10 * time.Second, DrainTimeout: 10 * time.Second, Logger: log.Named("analyzer"),
 	})
 	if err != nil {

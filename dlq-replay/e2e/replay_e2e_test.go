@@ -26,7 +26,9 @@ import (
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
@@ -74,8 +76,16 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	defer fs.Close()
 	pub := publish.New(ps, res.TopicName, nil)
 	defer pub.Close()
-	a, err := analyzer.New(analyzer.Deps{SQS: sqsc, S3: s3c, Vision: vc, Publisher: pub}, &analyzer.Options{
-		QueueURL: res.QueueURL, DLQURL: res.DLQURL, Workers: 4, WaitTime: time.Second,
+	events, err := sqsqueue.New(sqsc, res.QueueURL, &sqsqueue.Options{Wait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := sqsqueue.New(sqsc, res.DLQURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: s3objects.New(s3c), Vision: vc, Publisher: pub}, &analyzer.Options{
+		Workers:           4,
 		VisibilityTimeout: 5 * time.Second, DrainTimeout: 5 * time.Second, Logger: log.Named("analyzer"),
 		Backoff: retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: time.Second},
 		// Keep the breaker shut so that every receive reaches Vision and counts toward the

@@ -51,8 +51,7 @@ func TestLargeImageStreamed(t *testing.T) {
 // read of the rest, the second read says so (errObjectGone) instead of splicing two contents.
 func TestOpenNoticesChange(t *testing.T) {
 	r := newRig(t, devstack.Resources{})
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL})
+	a, err := New(r.deps(t, r.visionClient(t, nil), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +72,8 @@ func TestOpenNoticesChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if head.size != int64(len(first)) || len(head.buf) != headBytes || head.etag == "" {
-		t.Fatalf("head: size %d (want %d), %d bytes read (want %d), etag %q", head.size, len(first), len(head.buf), headBytes, head.etag)
+	if head.Size != int64(len(first)) || len(head.Bytes) != headBytes || head.ETag == "" {
+		t.Fatalf("head: size %d (want %d), %d bytes read (want %d), etag %q", head.Size, len(first), len(head.Bytes), headBytes, head.ETag)
 	}
 	rc, n, err := a.open(ctx, rec, head, new(atomic.Pointer[error]))
 	if err != nil {
@@ -173,7 +172,7 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 	x := r.start(t, r.visionClient(t, nil), Options{Workers: 1, VisibilityTimeout: 30 * time.Second}, nil)
 	r.waitQueued(t, r.res.DLQURL, 1)
 	if got := r.pub.counts(); len(got) != 0 {
-		t.Fatalf("published %v while the only worker was still in its Vision call: the non-image did not overtake it (%+v)", got, x.a.Metrics().Snapshot())
+		t.Fatalf("published %v while the only worker was still in its Vision call: the non-image did not overtake it (%+v)", got, snap(x.a))
 	}
 	r.waitPublished(t, images, 60*time.Second)
 	dead := r.dlqContents(t)
@@ -188,7 +187,7 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 // fauxqs both hand messages to such polls.)
 func TestShutdownDuringLongPoll(t *testing.T) {
 	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
-	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, WaitTime: 5 * time.Second, VisibilityTimeout: 30 * time.Second}, nil)
+	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 30 * time.Second}, &startWith{wait: 5 * time.Second})
 	time.Sleep(time.Second) // the first long poll of the empty queue is waiting
 	x.cancel()
 	time.Sleep(200 * time.Millisecond)
@@ -208,7 +207,7 @@ func TestShutdownDuringLongPoll(t *testing.T) {
 	if visible != "1" || hidden != "0" {
 		t.Fatalf("after the analyzer stopped: %s visible, %s in flight; want the message visible at once", visible, hidden)
 	}
-	if s := x.a.Metrics().Snapshot(); s.Released != 1 || s.Succeeded != 0 {
+	if s := snap(x.a); s.Released != 1 || s.Succeeded != 0 {
 		t.Fatalf("released %d, succeeded %d; want the one message released unstarted", s.Released, s.Succeeded)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,8 +259,7 @@ func TestNullVersionPinnedByETag(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL})
+	a, err := New(r.deps(t, r.visionClient(t, nil), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestNullVersionPinnedByETag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &s3event.Record{Bucket: r.res.Bucket, Key: key, VersionID: s3event.NullVersionID, ETag: trimETag(aws.ToString(head.ETag))}
+	rec := &s3event.Record{Bucket: r.res.Bucket, Key: key, VersionID: s3event.NullVersionID, ETag: strings.Trim(aws.ToString(head.ETag), `"`)}
 	if _, _, why, err := a.prepareObject(ctx, rec); err != nil || why != "" {
 		t.Fatalf("before the overwrite: why %q, %v", why, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -24,10 +27,14 @@ import (
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/autoscale"
+	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
@@ -49,9 +56,11 @@ type rig struct {
 	res *devstack.Bootstrapped
 	s3  *s3.Client
 	sqs *sqs.Client
-	ps  *pubsub.Client
-	pub *recorder
-	log *zap.Logger
+	// calls counts the SQS calls made through sqs, the analyzers' included.
+	calls *prometheus.CounterVec
+	ps    *pubsub.Client
+	pub   *recorder
+	log   *zap.Logger
 	// stats0 is the stand-in's statistics when the rig was made: they are per process, and
 	// a test run with -count=2 sees its images twice.
 	stats0 visionstandin.Stats
@@ -74,8 +83,13 @@ func newRig(t testing.TB, res devstack.Resources) *rig {
 		p.Close()
 		ps.Close()
 	})
+	calls := NewSQSCalls()
+	sqsClient := sqs.NewFromConfig(st.AWSConfig(), func(o *sqs.Options) {
+		o.BaseEndpoint = aws.String(st.SQSEndpoint)
+		o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls))
+	})
 	r := &rig{
-		st: st, res: b, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps,
+		st: st, res: b, s3: st.NewS3Client(), sqs: sqsClient, calls: calls, ps: ps,
 		pub:    &recorder{next: p, count: map[string]int{}, last: map[string]record.Analysis{}},
 		log:    zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		stats0: st.VisionServer.Stats(),
@@ -184,13 +198,38 @@ func (x *running) stop() {
 	<-x.done
 }
 
-// start runs an analyzer; opts needs no queue URLs. It is stopped at the end of the test.
-func (r *rig) start(t testing.TB, vc Vision, opts Options, tweak func(*Analyzer)) *running {
+// startWith varies how an analyzer of the rig reaches its queue.
+type startWith struct {
+	wait time.Duration                   // the long-poll wait; default 1s
+	wrap func(queue.Source) queue.Source // wraps the event queue (failure injection)
+}
+
+// deps are the edges of an analyzer on the rig's resources: the SQS and S3 drivers over the
+// stand-ins, vc and the recording publisher.
+func (r *rig) deps(t testing.TB, vc Vision, with *startWith) Deps {
 	t.Helper()
-	opts.QueueURL, opts.DLQURL = r.res.QueueURL, r.res.DLQURL
-	if opts.WaitTime == 0 {
-		opts.WaitTime = time.Second
+	w := startWith{wait: time.Second}
+	if with != nil && with.wait != 0 {
+		w.wait = with.wait
 	}
+	events, err := sqsqueue.New(r.sqs, r.res.QueueURL, &sqsqueue.Options{Wait: w.wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := sqsqueue.New(r.sqs, r.res.DLQURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src queue.Source = events
+	if with != nil && with.wrap != nil {
+		src = with.wrap(events)
+	}
+	return Deps{Queue: src, DLQ: dlq, Objects: s3objects.New(r.s3), Vision: vc, Publisher: r.pub}
+}
+
+// start runs an analyzer. It is stopped at the end of the test.
+func (r *rig) start(t testing.TB, vc Vision, opts Options, with *startWith) *running {
+	t.Helper()
 	if opts.Backoff == (retry.Policy{}) {
 		opts.Backoff = retry.Policy{BaseDelay: time.Second, MaxDelay: 2 * time.Second}
 	}
@@ -198,12 +237,9 @@ func (r *rig) start(t testing.TB, vc Vision, opts Options, tweak func(*Analyzer)
 		opts.DepthInterval = time.Second
 	}
 	opts.Logger = r.log
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: vc, Publisher: r.pub}, &opts)
+	a, err := New(r.deps(t, vc, with), &opts)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if tweak != nil {
-		tweak(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &running{a: a, cancel: cancel, done: make(chan struct{})}
@@ -362,12 +398,12 @@ func TestThrottleStorm(t *testing.T) {
 	if got := r.st.VisionServer.Stats().Throttled - before; got == 0 {
 		t.Errorf("the stand-in answered no 429: the storm did not happen")
 	}
-	if obs.Throttled() == 0 {
+	if testutil.ToFloat64(obs.throttled) == 0 {
 		t.Errorf("the observer saw no 429")
 	}
 	r.checkOnce(t, images)
 	r.checkDLQEmpty(t)
-	if s := x.a.Metrics().Snapshot(); s.DeadLettered != 0 {
+	if s := snap(x.a); s.DeadLettered != 0 {
 		t.Errorf("dead-lettered %d", s.DeadLettered)
 	}
 }
@@ -440,7 +476,7 @@ func TestOutage(t *testing.T) {
 	if !strings.HasPrefix(got, "open,half-open") || !strings.HasSuffix(got, "closed") {
 		t.Errorf("circuit transitions %q: want open, half-open ... closed", got)
 	}
-	if s := x.a.Metrics().Snapshot(); s.Deferred == 0 || s.DeadLettered != 0 {
+	if s := snap(x.a); s.Deferred == 0 || s.DeadLettered != 0 {
 		t.Errorf("deferred %d, dead-lettered %d: want some deferred, none dead-lettered", s.Deferred, s.DeadLettered)
 	}
 	r.checkOnce(t, images)
@@ -481,11 +517,11 @@ func TestPoison(t *testing.T) {
 	r.waitPublished(t, images, time.Minute)
 	want := len(garbage) + len(badReasons)
 	stacktest.WaitFor(t, "poison dead-lettered", time.Minute, func() (bool, string) {
-		n := x.a.Metrics().Snapshot().DeadLettered
+		n := snap(x.a).DeadLettered
 		return n >= int64(want), fmt.Sprintf("%d of %d", n, want)
 	})
 	x.stop()
-	s := x.a.Metrics().Snapshot()
+	s := snap(x.a)
 	// Every message was received once and settled at once.
 	if s.Retried != 0 || s.Received != int64(want+len(images)) || s.Received != s.Succeeded+s.DeadLettered {
 		t.Errorf("received %d, succeeded %d, dead-lettered %d, retried %d: want one receive per message, no retry", s.Received, s.Succeeded, s.DeadLettered, s.Retried)
@@ -529,7 +565,7 @@ func TestSlowVision(t *testing.T) {
 	x := r.start(t, vc, Options{Workers: 4, VisibilityTimeout: 3 * time.Second}, nil)
 	r.waitPublished(t, images, time.Minute)
 	x.stop()
-	s := x.a.Metrics().Snapshot()
+	s := snap(x.a)
 	if s.Received != int64(len(images)) {
 		t.Errorf("received %d messages for %d images: a message came back while in work", s.Received, len(images))
 	}
@@ -572,11 +608,11 @@ func TestDrain(t *testing.T) {
 			opts := Options{Workers: 4, VisibilityTimeout: 30 * time.Second, DrainTimeout: tc.drain, MaxMessages: 4 + tc.ahead, ReceiveAhead: ahead}
 			first := r.start(t, vc, opts, nil)
 			stacktest.WaitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
-				s := first.a.Metrics().Snapshot()
+				s := snap(first.a)
 				return s.InFlight == 4 && s.Received == int64(4+tc.ahead), fmt.Sprintf("%d in flight, %d received", s.InFlight, s.Received)
 			})
 			first.stop()
-			s1 := first.a.Metrics().Snapshot()
+			s1 := snap(first.a)
 			switch {
 			case tc.released && s1.Released == 0:
 				t.Errorf("nothing released past the drain deadline")
@@ -603,7 +639,7 @@ func TestDrain(t *testing.T) {
 						missing++
 					}
 				}
-				lost := first.a.Metrics().Snapshot().ReceiveErrors + second.a.Metrics().Snapshot().ReceiveErrors
+				lost := snap(first.a).ReceiveErrors + snap(second.a).ReceiveErrors
 				if missing > 0 && time.Since(start) > 25*time.Second && lost == 0 {
 					t.Fatalf("%d of %d images not published 25 s after the second analyzer started, with no receive lost: the first did not release them", missing, len(images))
 				}
@@ -616,8 +652,39 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-// TestKilled: an analyzer dies with messages in work (nothing settled, no release). They come
-// back after the 3 s visibility timeout and a second analyzer processes them once each.
+// killable is a queue whose analyzer can be killed: from kill on, nothing it asks of the
+// queue reaches SQS (no delete, release or visibility change), as from a process that died.
+type killable struct {
+	queue.Source
+	dead atomic.Bool
+}
+
+func (k *killable) kill() { k.dead.Store(true) }
+
+func (k *killable) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
+	if k.dead.Load() {
+		return queue.Each(len(msgs), nil)
+	}
+	return k.Source.Extend(ctx, msgs, hold)
+}
+
+func (k *killable) Release(ctx context.Context, msgs []*queue.Message) []error {
+	if k.dead.Load() {
+		return queue.Each(len(msgs), nil)
+	}
+	return k.Source.Release(ctx, msgs)
+}
+
+func (k *killable) Delete(ctx context.Context, msgs []*queue.Message) []error {
+	if k.dead.Load() {
+		return queue.Each(len(msgs), nil)
+	}
+	return k.Source.Delete(ctx, msgs)
+}
+
+// TestKilled: an analyzer dies with messages in work (nothing it does after reaches SQS).
+// They come back after the 3 s visibility timeout and a second analyzer processes them once
+// each.
 func TestKilled(t *testing.T) {
 	r := newRig(t, devstack.Resources{VisibilityTimeout: 3 * time.Second, MaxReceiveCount: 5})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(5 * time.Second)}}); err != nil {
@@ -626,15 +693,22 @@ func TestKilled(t *testing.T) {
 	vc := r.visionClient(t, nil)
 	images := r.putImages(t, 7000, 4)
 	opts := Options{Workers: 4, VisibilityTimeout: 3 * time.Second, DrainTimeout: time.Nanosecond}
-	first := r.start(t, vc, opts, func(a *Analyzer) { a.abandon = true })
+	var victim *killable
+	first := r.start(t, vc, opts, &startWith{wrap: func(q queue.Source) queue.Source {
+		victim = &killable{Source: q}
+		return victim
+	}})
 	stacktest.WaitFor(t, "4 messages in work", 30*time.Second, func() (bool, string) {
-		n := first.a.Metrics().Snapshot().InFlight
+		n := snap(first.a).InFlight
 		return n == 4, fmt.Sprintf("%d in flight", n)
 	})
+	victim.kill()
 	first.stop()
-	s1 := first.a.Metrics().Snapshot()
-	if s1.Succeeded != 0 || s1.Released != 0 || len(r.pub.counts()) != 0 {
-		t.Fatalf("the killed analyzer settled messages: %+v", s1)
+	if n := len(r.pub.counts()); n != 0 {
+		t.Fatalf("the killed analyzer published %d records", n)
+	}
+	if d, err := r.deps(t, vc, nil).Queue.Depth(context.Background()); err != nil || d.Visible+d.NotVisible != len(images) {
+		t.Fatalf("queue after the kill: %+v, %v; want all %d messages still there", d, err, len(images))
 	}
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{}); err != nil {
 		t.Fatal(err)
@@ -642,7 +716,7 @@ func TestKilled(t *testing.T) {
 	second := r.start(t, vc, opts, nil)
 	r.waitPublished(t, images, time.Minute)
 	second.stop()
-	if s2 := second.a.Metrics().Snapshot(); s2.Received != int64(len(images)) {
+	if s2 := snap(second.a); s2.Received != int64(len(images)) {
 		t.Errorf("second analyzer received %d, want %d", s2.Received, len(images))
 	}
 	r.checkOnce(t, images)
@@ -660,6 +734,7 @@ func TestMetricsAndAutoscale(t *testing.T) {
 	vc := r.visionClient(t, &vision.Options{Observer: vobs, Concurrency: ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: 16, Initial: 16})})
 	images := r.putImages(t, 8000, 40)
 	reg := obs.NewRegistry()
+	reg.MustRegister(r.calls) // as cmd/analyzer registers its SQS client's counter
 	x := r.start(t, vc, Options{
 		Workers: 1, VisibilityTimeout: 10 * time.Second, DepthInterval: 200 * time.Millisecond,
 		Autoscale:  &autoscale.Options{Min: 1, Max: 8, TargetPerWorker: 4, Cooldown: 300 * time.Millisecond},

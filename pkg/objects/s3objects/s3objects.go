@@ -104,7 +104,18 @@ func (s *Store) Open(ctx context.Context, ref objects.Ref, etag string, offset, 
 		obj.Body.Close()
 		return nil, objects.Mark(objects.ErrChanged, failure.Permanentf("PreconditionFailed", "get %s/%s: ETag %s, want %s", ref.Bucket, ref.Key, got, etag))
 	}
-	return obj.Body, nil
+	return classifiedBody{obj.Body}, nil
+}
+
+// classifiedBody classifies the errors of reading a GET's body by the AWS table.
+type classifiedBody struct{ io.ReadCloser }
+
+func (b classifiedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = awserr.Classify(err)
+	}
+	return n, err
 }
 
 // ReasonPresignNeedsHeader: the presigned GET signs a header besides Host, which the service
