@@ -14,6 +14,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/analyzer"
@@ -66,7 +67,7 @@ type settings struct {
 	visionTimeout, attemptTimeout                       time.Duration
 	visibility, wait, drain, s3Timeout                  time.Duration
 	maxImageBytes                                       int
-	pathStyle, orderingKeys                             bool
+	pathStyle, orderingKeys, adaptiveRate               bool
 
 	metricsAddr, profileDir                       string
 	minWorkers, maxWorkers, breakerFailures       int
@@ -91,8 +92,9 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
 	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
-	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers (free tier: 0.33)")
+	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers: the Vision resource's quota (free tier: 0.33); the ceiling of the adaptive rate")
 	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
+	set.Bool(&s.adaptiveRate, "vision-rate-adaptive", "IMGPIPE_VISION_RATE_ADAPTIVE", true, "let the Vision call rate adapt to 429s below --vision-rate, starting at a sixteenth of it (replicas sharing one quota, each given the whole quota, settle on their shares); false: a fixed rate")
 	set.Int(&s.visionRetries, "vision-retries", "IMGPIPE_VISION_RETRIES", retry.DefaultMaxRetries, "retries of one Vision call before the message is rescheduled", config.Validate(config.Between(&s.visionRetries, 0, 20)))
 	set.Duration(&s.visionTimeout, "vision-timeout", "IMGPIPE_VISION_TIMEOUT", vision.DefaultTimeout, "bound on one analysis, retries and waits included", config.Validate(config.PositiveDuration(&s.visionTimeout)))
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
@@ -110,7 +112,7 @@ func newSet(s *settings) *config.Set {
 	set.Int(&s.minWorkers, "min-workers", "IMGPIPE_MIN_WORKERS", 1, "smallest autoscaled worker pool", config.Validate(config.Between(&s.minWorkers, 1, 1024)))
 	set.Float(&s.targetPerWorker, "target-backlog-per-worker", "IMGPIPE_TARGET_BACKLOG_PER_WORKER", 10, "autoscaler target: messages waiting or in work per worker")
 	set.Duration(&s.scaleCooldown, "scale-cooldown", "IMGPIPE_SCALE_COOLDOWN", 30*time.Second, "least time between two resizes of the worker pool", config.Validate(config.PositiveDuration(&s.scaleCooldown)))
-	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue depth is read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
+	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue and dead-letter queue depths are read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
 	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive messages failed by S3, Vision or Pub/Sub being down or by a setup fault (access denied, bad key, a URL Vision cannot fetch) that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
 	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe (up to 12h: messages given back wait as long)", config.Validate(func() error {
 		if s.breakerCooldown <= 0 || s.breakerCooldown > sqsqueue.MaxHold {
@@ -190,18 +192,28 @@ func run(args []string) error {
 	if s.visionAPI == "3.2" {
 		api = vision.V32
 	}
+	bucketOpts := &ratelimit.BucketOptions{}
+	if s.adaptiveRate {
+		bucketOpts.Adaptive = &ratelimit.Adaptive{}
+	}
+	rate := ratelimit.NewBucket(s.visionRate, s.visionBurst, bucketOpts)
+	conc := ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true, Rate: rate})
 	vc, err := vision.New(s.visionEndpoint, cred, &vision.Options{
 		APIVersion:     api,
 		Timeout:        s.visionTimeout,
 		AttemptTimeout: s.attemptTimeout,
 		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
-		RateLimit:      ratelimit.NewBucket(s.visionRate, s.visionBurst, nil),
-		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true}),
+		RateLimit:      rate,
+		Concurrency:    conc,
 		Observer:       vobs,
 	})
 	if err != nil {
 		return fmt.Errorf("vision client: %w", err)
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgpipe_analyzer_vision_rate", Help: "Client-side limit on Vision calls per second now (adapted to 429s unless --vision-rate-adaptive=false)."}, rate.Rate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgpipe_analyzer_vision_concurrency_limit", Help: "Adaptive limit on Vision calls in flight now."}, func() float64 { return float64(conc.Limit()) }),
+	)
 	defer vc.Close()
 
 	gcreds, err := gcpauth.Load(ctx, nil)
@@ -246,7 +258,7 @@ func run(args []string) error {
 			return err
 		}
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), analyzer.MetricsShutdownTimeout)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()

@@ -115,8 +115,8 @@ func (s *settings) faults() (visionstandin.Faults, error) {
 
 func newFlags(name string, s *settings) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&s.stateDir, "state-dir", envOr("LOCALSTACK_STATE_DIR", ".stack"),
-		"folder for the running stack's pid, env file and logs (env LOCALSTACK_STATE_DIR)")
+	fs.StringVar(&s.stateDir, "state-dir", envOr("DEVSTACK_STATE_DIR", ".stack"),
+		"folder for the running stack's pid, env file and logs (env DEVSTACK_STATE_DIR)")
 	fs.StringVar(&s.parts, "parts", "all", "parts to start: all, or a comma list of sqs,s3,pubsub,firestore,vision")
 	fs.IntVar(&s.ports.SQS, "sqs-port", 0, "SQS port (0 = free port)")
 	fs.IntVar(&s.ports.S3, "s3-port", 0, "S3 port (0 = free port)")

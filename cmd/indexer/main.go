@@ -169,6 +169,7 @@ func run(cmd string, args []string) error {
 			defer cancel()
 			_ = srv.Shutdown(ctx)
 		}()
+		log.Info("metrics listening", zap.String("addr", srv.Addr()))
 	}
 	log.Info("indexer starting", obs.Settings(set.Describe()))
 	if err := ix.Run(ctx); err != nil {

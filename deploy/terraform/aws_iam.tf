@@ -87,7 +87,7 @@ data "aws_iam_policy_document" "analyzer" {
 
   statement {
     sid       = "DeadLetter"
-    actions   = ["sqs:SendMessage"]
+    actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"] # its depth is a metric
     resources = [aws_sqs_queue.dlq.arn]
   }
 }

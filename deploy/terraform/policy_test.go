@@ -26,7 +26,7 @@ var awsGrants = map[string]map[string][]string{
 		objects: {"s3:GetObject", "s3:GetObjectVersion"},
 		bucket:  {"s3:ListBucket"},
 		queue:   {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"},
-		dlq:     {"sqs:SendMessage"},
+		dlq:     {"sqs:GetQueueAttributes", "sqs:SendMessage"},
 	},
 	"indexer": {},
 	"uploader": {

@@ -15,9 +15,16 @@ const sqsStore = new SqsStore();
 sqsStore.host = ""; // empty: build queue URLs from the request's Host header
 const app = buildApp({ logger: false, stores: { sqsStore } });
 const address = await app.listen({ port, host: "127.0.0.1" });
+// fauxqs moves messages whose visibility timeout ended back to the queue only while a receive
+// is waiting, so without a receive GetQueueAttributes kept counting them in flight and a message
+// hidden by a lost receive never showed up in the depth. Run its timers on their own, as SQS
+// does.
+const timers = setInterval(() => sqsStore.processAllTimers(), 250);
+timers.unref();
 // The parent process reads this line to learn the bound address.
 console.log(`fauxqs listening on ${address}`);
 const stop = async () => {
+  clearInterval(timers);
   await app.close();
   process.exit(0);
 };

@@ -92,6 +92,11 @@ const (
 	SkipReplays
 	// SkipMax leaves the message: the replay already selected its maximum count.
 	SkipMax
+	// SkipCameBack leaves the message: a replay stamped it after the run started (this run
+	// moved it and the pipeline sent it back, or another run did).
+	SkipCameBack
+	// SkipArrived leaves the message: it was sent to the DLQ after the run started.
+	SkipArrived
 )
 
 // String returns the decision as the summaries and --json print it.
@@ -105,6 +110,10 @@ func (d Decision) String() string {
 		return "too-many-replays"
 	case SkipMax:
 		return "skip-max"
+	case SkipCameBack:
+		return "came-back"
+	case SkipArrived:
+		return "arrived"
 	}
 	return "decision(" + strconv.Itoa(int(d)) + ")"
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"time"
 	"unicode/utf8"
 )
@@ -95,27 +96,44 @@ func WriteRecord(w io.Writer, m *Message) error {
 // ReadRecords calls fn with each message of a JSONL export, in file order; blank lines are
 // skipped. It stops at the first unreadable line, naming it.
 func ReadRecords(r io.Reader, fn func(*Message) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), MaxLine)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(b) == 0 {
-			continue
-		}
-		m, err := ParseRecord(b)
+	for m, err := range Records(r) {
 		if err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
+			return err
 		}
 		if err := fn(m); err != nil {
 			return err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("line %d: %w", line+1, err)
-	}
 	return nil
+}
+
+// Records yields each message of a JSONL export as it reads it, in file order, holding one
+// line at a time; blank lines are skipped. At the first unreadable line it yields an error
+// naming the line, and stops.
+func Records(r io.Reader) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), MaxLine)
+		line := 0
+		for sc.Scan() {
+			line++
+			b := sc.Bytes()
+			if len(b) == 0 {
+				continue
+			}
+			m, err := ParseRecord(b)
+			if err != nil {
+				yield(nil, fmt.Errorf("line %d: %w", line, err))
+				return
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			yield(nil, fmt.Errorf("line %d: %w", line+1, err))
+		}
+	}
 }
 
 // ParseRecord reads one line of an export file.

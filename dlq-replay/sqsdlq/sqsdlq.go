@@ -23,9 +23,14 @@ import (
 // Options configures a Queue. A nil *Options means the defaults.
 type Options struct {
 	// Wait is the long-poll wait of each receive; the queue counts as empty after one empty
-	// receive. 0 means 1s; at most 20s.
+	// receive (a long poll asks every server, unlike a short poll). 0 means 1s; SQS takes
+	// whole seconds from 1 to 20, so a part of a second counts as a whole one (never 0: a
+	// short poll) and more than 20s as 20s.
 	Wait time.Duration
 }
+
+// MaxHold is the longest lease (visibility timeout) SQS grants.
+const MaxHold = 12 * time.Hour
 
 // Queue is an SQS queue used as a replay.Source (the DLQ) or a replay.Sink (a source queue).
 type Queue struct {
@@ -40,7 +45,7 @@ func New(client *sqs.Client, url string, opts *Options) *Queue {
 	if opts != nil && opts.Wait > 0 {
 		w = min(opts.Wait, 20*time.Second)
 	}
-	return &Queue{client: client, url: url, wait: int32(w / time.Second)}
+	return &Queue{client: client, url: url, wait: int32((w + time.Second - 1) / time.Second)}
 }
 
 // URL returns the queue's URL.
@@ -49,17 +54,50 @@ func (q *Queue) URL() string { return q.url }
 // MaxAttributes implements replay.Source.
 func (q *Queue) MaxAttributes() int { return replay.SQSMaxAttributes }
 
+// ApproximateSize implements replay.Sizer: ApproximateNumberOfMessages, what a receive can
+// get (not counting messages in flight or delayed).
+func (q *Queue) ApproximateSize(ctx context.Context) (int, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+	})
+	if err != nil {
+		return 0, classify(fmt.Errorf("size of %s: %w", q.url, err))
+	}
+	n, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
+	return n, nil
+}
+
+// leaseSeconds returns hold as the visibility timeout SQS takes: whole seconds from 1 to 12 h.
+// Anything else is refused, not rounded: a lease shorter than asked can run out under a
+// batch.
+func leaseSeconds(hold time.Duration) (int32, error) {
+	secs, err := replay.Seconds(hold, time.Second, MaxHold)
+	if err != nil {
+		return 0, failure.New(failure.Permanent, "InvalidHold", fmt.Errorf("SQS lease: %w", err))
+	}
+	return secs, nil
+}
+
 // Receive implements replay.Source.
 func (q *Queue) Receive(ctx context.Context, n int, hold time.Duration) ([]*replay.Message, error) {
+	secs, err := leaseSeconds(hold)
+	if err != nil {
+		return nil, err
+	}
 	out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:              &q.url,
 		MaxNumberOfMessages:   int32(min(max(n, 1), 10)),
-		VisibilityTimeout:     int32(min(max(hold/time.Second, 1), 12*time.Hour/time.Second)),
+		VisibilityTimeout:     secs,
 		WaitTimeSeconds:       q.wait,
 		MessageAttributeNames: []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
 		},
+	}, func(o *sqs.Options) {
+		// No silent SDK retry: a receive whose answer was lost on the way (the connection
+		// closed under it) leaves its batch invisible for the hold, and the caller must know;
+		// the pass retries and counts it (replay.Pass.FailedReceives).
+		o.RetryMaxAttempts = 1
 	})
 	if err != nil {
 		return nil, classify(fmt.Errorf("receive from %s: %w", q.url, err))
@@ -82,21 +120,43 @@ func (q *Queue) Receive(ctx context.Context, n int, hold time.Duration) ([]*repl
 	return msgs, nil
 }
 
-// Release implements replay.Source: visibility timeout 0.
+// Release implements replay.Source: visibility timeout 0. A message whose lease already ran
+// out is visible already, as asked: SQS answers MessageNotInflight for it (fauxqs
+// ReceiptHandleIsInvalid), which Release does not count as a failure.
 func (q *Queue) Release(ctx context.Context, msgs []*replay.Message) error {
+	return q.visibility(ctx, msgs, 0, "release", true)
+}
+
+// Extend implements replay.Source: the visibility timeout set to hold from now.
+func (q *Queue) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) error {
+	secs, err := leaseSeconds(hold)
+	if err != nil {
+		return err
+	}
+	return q.visibility(ctx, msgs, secs, "extend", false)
+}
+
+func (q *Queue) visibility(ctx context.Context, msgs []*replay.Message, secs int32, what string, lapsedOK bool) error {
 	var errs []error
 	for chunk := range chunks(msgs) {
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
 		for i, m := range chunk {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.Handle), VisibilityTimeout: 0}
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.Handle), VisibilityTimeout: secs}
 		}
 		out, err := q.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &q.url, Entries: entries})
 		if err != nil {
-			errs = append(errs, classify(fmt.Errorf("release on %s: %w", q.url, err)))
+			errs = append(errs, classify(fmt.Errorf("%s on %s: %w", what, q.url, err)))
 			continue
 		}
 		for _, f := range out.Failed {
-			errs = append(errs, fmt.Errorf("release entry %s: %s", aws.ToString(f.Id), aws.ToString(f.Message)))
+			if code := aws.ToString(f.Code); lapsedOK && (strings.HasSuffix(code, "MessageNotInflight") || strings.HasSuffix(code, "ReceiptHandleIsInvalid")) {
+				continue
+			}
+			id := aws.ToString(f.Id)
+			if i, err := strconv.Atoi(id); err == nil && i >= 0 && i < len(chunk) {
+				id = chunk[i].ID
+			}
+			errs = append(errs, fmt.Errorf("%s %s: %s: %s", what, id, aws.ToString(f.Code), aws.ToString(f.Message)))
 		}
 	}
 	return errors.Join(errs...)

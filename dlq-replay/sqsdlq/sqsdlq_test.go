@@ -25,7 +25,7 @@ func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	dest := sqsdlq.New(c, b.QueueURL, nil)
 	return &replaytest.Env{
 		DLQ: dlqQ, Seed: dlqQ, Dest: sqsdlq.NewRouter(c, b.QueueURL, nil), DestSrc: dest,
-		Typed: true, Hold: time.Second,
+		Typed: true, Hold: time.Second, MaxHold: 12 * time.Hour,
 		Depth: func(t *testing.T) (int, int) {
 			d := func(url string) int {
 				v, f, err := sqsdlq.Depth(context.Background(), c, url)
@@ -35,6 +35,13 @@ func (harness) NewEnv(t *testing.T) *replaytest.Env {
 				return v + f
 			}
 			return d(b.DLQURL), d(b.QueueURL)
+		},
+		InFlight: func(t *testing.T) int {
+			_, f, err := sqsdlq.Depth(context.Background(), c, b.DLQURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
 		},
 	}
 }
@@ -76,7 +83,7 @@ func TestRouteByAttribute(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	var keys []string
-	if err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, m.Key()); return nil }); err != nil {
+	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, m.Key()); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 1 || keys[0] != "upload/routed.jpg" {
@@ -91,5 +98,31 @@ func TestNativeMoveReportsUnsupported(t *testing.T) {
 	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	if _, err := sqsdlq.StartMove(context.Background(), st.NewSQSClient(), b.DLQARN, "", 0); err == nil {
 		t.Fatal("the SQS stand-in now accepts StartMessageMoveTask: replace this test with one that checks the move")
+	}
+}
+
+// A wait under a second must still long-poll: SQS takes whole seconds, and a wait cut to 0 is
+// a short poll, which may come back empty while the queue holds messages (it samples a subset
+// of the servers), and one empty receive ends a scan.
+func TestSubSecondWaitStillLongPolls(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	c := st.NewSQSClient()
+	q := sqsdlq.New(c, b.DLQURL, &sqsdlq.Options{Wait: 500 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // while the receive below waits
+		_, err := replay.Send(context.Background(), q, []*replay.Message{replaytest.Msg(t, "upload/late.jpg", "VisionUnavailable", failure.Transient, 0)}, 10)
+		done <- err
+	}()
+	msgs, err := q.Receive(context.Background(), 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("a receive with a 500ms wait returned %d messages; the message sent 300ms into it was missed (short poll)", len(msgs))
 	}
 }

@@ -13,9 +13,9 @@ import (
 // Where the stand-ins live. Each can be overridden by an environment variable, for machines
 // where they are installed somewhere else.
 const (
-	envFauxqsDir   = "LOCALSTACK_FAUXQS_DIR"         // folder holding serve.mjs and node_modules
-	envPubSubBin   = "LOCALSTACK_PUBSUB_EMULATOR"    // cloud-pubsub-emulator start script
-	envFirestoreJa = "LOCALSTACK_FIRESTORE_EMULATOR" // cloud-firestore-emulator.jar
+	envFauxqsDir   = "DEVSTACK_FAUXQS_DIR"         // folder holding serve.mjs and node_modules
+	envPubSubBin   = "DEVSTACK_PUBSUB_EMULATOR"    // cloud-pubsub-emulator start script
+	envFirestoreJa = "DEVSTACK_FIRESTORE_EMULATOR" // cloud-firestore-emulator.jar
 )
 
 func needCommand(name, hint string) (string, error) {

@@ -31,7 +31,7 @@ func TestMissingPrerequisiteIsNamed(t *testing.T) {
 		})
 	}
 	t.Run("fauxqs not installed", func(t *testing.T) {
-		t.Setenv("LOCALSTACK_FAUXQS_DIR", t.TempDir())
+		t.Setenv("DEVSTACK_FAUXQS_DIR", t.TempDir())
 		_, err := devstack.Start(context.Background(), &devstack.Options{Parts: devstack.SQS, LogDir: t.TempDir()})
 		if !devstack.IsMissing(err) || !strings.Contains(err.Error(), "make deps") {
 			t.Fatalf("error %v: want a missing-prerequisite error pointing at make deps", err)

@@ -113,9 +113,9 @@ func tail(path string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// freePort asks the kernel for a free loopback port. Another process may take it before the
+// FreePort asks the kernel for a free loopback port. Another process may take it before the
 // caller binds it; callers that cannot bind port 0 themselves retry on a start failure.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

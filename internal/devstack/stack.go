@@ -242,6 +242,8 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 			AccountID:   AccountID,
 			SQSEndpoint: s.SQSEndpoint,
 			Logger:      o.Logger.Named("s3"),
+			// The stack's static credentials (see AWSConfig, Env): presigned URLs are verified.
+			Credentials: map[string]string{"test": "test"},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start S3 stand-in: %w", err)
@@ -275,7 +277,7 @@ func withPort(fixed int, start func(port int) (*process, string, error)) (*proce
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, "", err
 		}

@@ -66,6 +66,30 @@
 // one. After Close, object writes are refused with 503 so that no write happens without its
 // event.
 //
+// # Presigned URLs and CORS
+//
+// With Options.Credentials (access key ID -> secret key) every request authenticated in its
+// query string, a presigned URL, is verified as S3 verifies Signature Version 4: the
+// signature over the method, the path as sent, the query, the signed headers as the request
+// carries them (so a presigned PUT's signed Content-Type, Content-Length and x-amz-meta-*
+// values are enforced) and UNSIGNED-PAYLOAD; the expiry (X-Amz-Expires, at most 7 days) and a
+// signing time at most 15 minutes ahead; and no x-amz-* header that was not signed. Failures
+// answer as S3 does: 403 SignatureDoesNotMatch, InvalidAccessKeyId or AccessDenied ("Request
+// has expired", "There were headers present in the request which were not signed"), 400
+// AuthorizationQueryParametersError. Without Credentials presigned requests are served
+// unchecked. Requests signed in the Authorization header are never verified.
+//
+// PUT, GET and DELETE /BUCKET?cors (PutBucketCors, GetBucketCors, DeleteBucketCors) store a
+// bucket's CORSRule list (origins with one '*' wildcard at most, methods GET PUT HEAD POST
+// DELETE, allowed headers with wildcards, expose headers, max age). A preflight (OPTIONS with
+// Origin and Access-Control-Request-Method) is answered 200 from the first rule allowing the
+// origin, the method and every requested header, else 403 AccessForbidden, as is every
+// preflight on a bucket without CORS. Other answers carry Access-Control-* headers only when
+// the request has an Origin that a rule allows with the request's method; gofakes3's own
+// allow-everything CORS headers are removed.
+//
+// # What gofakes3 does not do
+
 // # Versioning
 //
 // The storage keeps every version of every object as S3 does (gofakes3's own in-memory backend

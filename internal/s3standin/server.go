@@ -43,6 +43,11 @@ type Options struct {
 	// QueueCapacity is how many undelivered event messages the stand-in holds before it
 	// starts holding S3 writers back. Default 10000.
 	QueueCapacity int
+	// Credentials maps access key IDs to their secret keys. With it, requests authenticated
+	// in the query string (presigned URLs) are verified as S3 verifies them (see presign.go);
+	// without it they are served unchecked. Requests signed in the Authorization header are
+	// never verified.
+	Credentials map[string]string
 }
 
 func (o *Options) withDefaults() Options {
@@ -94,6 +99,7 @@ type Server struct {
 
 	mu      sync.RWMutex
 	configs map[string][]queueConfig // bucket -> its validated queue configurations
+	cors    map[string][]corsRule    // bucket -> its CORS rules
 
 	locks     keyLocks
 	mp        multipartChecksums
@@ -114,6 +120,7 @@ func New(opts *Options) (*Server, error) {
 		backend: backend,
 		fake:    gofakes3.New(backend, gofakes3.WithLogger(zapLogger{o.Logger})).Server(),
 		configs: make(map[string][]queueConfig),
+		cors:    make(map[string][]corsRule),
 	}
 	s.locks.m = make(map[string]*keyLock)
 	// Request IDs of the stand-in's own answers live in a range gofakes3's counter never reaches.
@@ -279,6 +286,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	q := r.URL.Query()
+	if isPreflight(r) {
+		s.servePreflight(w, r, bucket)
+		return
+	}
+	w = s.withCORS(w, r, bucket)
+	if err := s.verifyPresigned(r, time.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if bucket != "" && object == "" && q.Has("cors") {
+		s.serveCORSConfig(w, r, bucket)
+		return
+	}
 	if bucket != "" && object == "" && q.Has("notification") {
 		s.serveNotification(w, r, bucket)
 		return
@@ -417,6 +437,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 	if o == opDeleteBucket {
 		s.mu.Lock()
 		delete(s.configs, bucket)
+		delete(s.cors, bucket)
 		s.mu.Unlock()
 		return
 	}

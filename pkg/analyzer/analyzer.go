@@ -72,10 +72,17 @@ type Publisher interface {
 	Publish(ctx context.Context, rec *record.Analysis) (string, error)
 }
 
+// DeadLetters is the dead-letter queue: where permanent failures are sent, and whose depth is
+// exported.
+type DeadLetters interface {
+	queue.Sink
+	Depth(ctx context.Context) (queue.Depth, error)
+}
+
 // Deps are the analyzer's edges. All are required.
 type Deps struct {
 	Queue     queue.Source  // the queue of S3 event notifications (sqsqueue)
-	DLQ       queue.Sink    // the dead-letter queue of permanent failures (sqsqueue)
+	DLQ       DeadLetters   // the dead-letter queue of permanent failures (sqsqueue)
 	Objects   objects.Store // the bucket the events are about (s3objects)
 	Vision    Vision        // Azure AI Vision (pkg/vision)
 	Publisher Publisher     // the Pub/Sub topic of analysis records (pkg/publish)
@@ -429,6 +436,7 @@ func (a *Analyzer) receiveLoop(st *runState) {
 		failures = 0
 		a.queueErr.Store(nil)
 		a.metrics.received.Add(float64(len(msgs)))
+		a.metrics.observeReceive(msgs, a.now())
 		a.keeper.Keep(msgs...)
 		st.inflight.Add(len(msgs))
 		for _, m := range msgs {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 )
 
 // metrics are the analyzer's counters, kept once: as Prometheus collectors, which tests read
@@ -18,7 +19,8 @@ type metrics struct {
 	inFlight                                                                prometheus.Gauge
 	failed                                                                  *prometheus.CounterVec
 	visionCall                                                              *prometheus.HistogramVec
-	queueDepth                                                              *prometheus.GaugeVec
+	queueDepth, dlqDepth                                                    *prometheus.GaugeVec
+	receiveAge                                                              prometheus.Gauge
 	wanted                                                                  prometheus.Gauge
 	decisions                                                               *prometheus.CounterVec
 
@@ -30,7 +32,7 @@ func newMetrics() *metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "imgpipe_analyzer_" + name, Help: help})
 	}
-	return &metrics{
+	m := &metrics{
 		received:        counter("messages_received_total", "Messages received from the source queue."),
 		succeeded:       counter("messages_succeeded_total", "Messages fully processed and deleted."),
 		retried:         counter("messages_retried_total", "Messages left on the queue with a backoff after a transient failure."),
@@ -55,6 +57,12 @@ func newMetrics() *metrics {
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "imgpipe_analyzer_queue_messages", Help: "Approximate number of messages on the source queue, by state (visible, not_visible, delayed).",
 		}, []string{"state"}),
+		dlqDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "imgpipe_analyzer_dlq_messages", Help: "Approximate number of messages on the dead-letter queue, by state (visible, not_visible, delayed), read with the source queue's depth.",
+		}, []string{"state"}),
+		receiveAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "imgpipe_analyzer_receive_oldest_age_seconds", Help: "Age (from its SentTimestamp) of the oldest message in the latest receive; 0 after a receive that brought none.",
+		}),
 		wanted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "imgpipe_analyzer_autoscale_wanted_workers", Help: "Worker count the autoscaler last asked for, before hysteresis and cooldown.",
 		}),
@@ -62,6 +70,31 @@ func newMetrics() *metrics {
 			Name: "imgpipe_analyzer_autoscale_changes_total", Help: "Worker pool resizes made by the autoscaler, by direction.",
 		}, []string{"direction"}),
 	}
+	// Every class is exported from the start, at 0: a series born at its first failure would
+	// hide that failure from increase() and rate(), and so from the error-rate alert.
+	for _, c := range []failure.Class{failure.Transient, failure.Throttled, failure.Permanent} {
+		m.failed.WithLabelValues(c.String())
+	}
+	return m
+}
+
+// observeReceive sets the age of the oldest message of a receive, from each message's sent
+// time; messages without one are left out, and a time ahead of now counts as 0.
+func (m *metrics) observeReceive(msgs []*queue.Message, now time.Time) {
+	oldest := time.Duration(0)
+	for _, msg := range msgs {
+		if !msg.SentAt.IsZero() {
+			oldest = max(oldest, now.Sub(msg.SentAt))
+		}
+	}
+	m.receiveAge.Set(oldest.Seconds())
+}
+
+// setDepth exports a queue's depth on g.
+func setDepth(g *prometheus.GaugeVec, d queue.Depth) {
+	g.WithLabelValues("visible").Set(float64(d.Visible))
+	g.WithLabelValues("not_visible").Set(float64(d.NotVisible))
+	g.WithLabelValues("delayed").Set(float64(d.Delayed))
 }
 
 func (m *metrics) failure(err error) { m.failed.WithLabelValues(failure.ClassOf(err).String()).Inc() }
@@ -109,7 +142,7 @@ func (a *Analyzer) collectors() []prometheus.Collector {
 		m.panics, m.receiveErrors, m.heartbeats, m.heartbeatErrors, m.inFlight,
 		gauge("workers", "Size of the worker pool.", func() float64 { return float64(a.capacity.size()) }),
 		gauge("circuit_state", "Circuit breaker on the analyzer's dependencies (S3 reads, Vision, Pub/Sub, setup faults): 0 closed, 1 open, 2 half-open.", func() float64 { return float64(a.breaker.State()) }),
-		m.failed, m.visionCall, m.queueDepth, m.wanted, m.decisions,
+		m.failed, m.visionCall, m.queueDepth, m.dlqDepth, m.receiveAge, m.wanted, m.decisions,
 	}
 }
 

@@ -114,13 +114,10 @@ func (a *Analyzer) retryDelay(receives int, serverWait time.Duration) time.Durat
 	return max(a.opts.Backoff.Delay(receives, 0, nil), serverWait, minRetryDelay)
 }
 
-// settleTimeout bounds one call that settles a message.
-const settleTimeout = 10 * time.Second
-
 // setVisibility gives m back to the queue after d (0: at once). A failure is logged: the
 // message comes back when its lease ends anyway.
 func (a *Analyzer) setVisibility(log *zap.Logger, m *queue.Message, d time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseCallTimeout)
 	defer cancel()
 	msgs := []*queue.Message{m}
 	var errs []error
@@ -139,7 +136,7 @@ func (a *Analyzer) releaseUnstarted(msgs []*queue.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseCallTimeout)
 	defer cancel()
 	failed := 0
 	var last error
@@ -158,10 +155,6 @@ func (a *Analyzer) releaseUnstarted(msgs []*queue.Message) {
 	a.log.Info("released messages received during shutdown", zap.Int("count", len(msgs)))
 }
 
-// deadLetterTimeout bounds the send of a message to the dead-letter queue. It is detached
-// from the drain deadline, so a send begun just before it runs on.
-const deadLetterTimeout = 15 * time.Second
-
 // deadLetter sends the message to the DLQ with its failure and, once that is confirmed,
 // deletes it from the source. If the send fails the message stays on the source queue and is
 // retried like a transient failure.
@@ -178,7 +171,7 @@ func (a *Analyzer) deadLetter(log *zap.Logger, m *queue.Message, cause error) {
 	for k, v := range d.Attributes() {
 		attrs[k] = queue.StringAttr(v)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), deadLetterTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), deadLetterSendTimeout)
 	defer cancel()
 	if err := a.deps.DLQ.Send(ctx, []*queue.Message{{ID: m.ID, Body: m.Body, Attributes: attrs}})[0]; err != nil {
 		log.Error("dead-letter send failed; message stays on the queue", zap.Error(err), zap.NamedError("cause", cause))

@@ -84,6 +84,7 @@ type Indexer struct {
 	writeSeconds prometheus.Histogram
 	batchRecords prometheus.Histogram
 	batchSeconds prometheus.Histogram
+	endToEnd     *prometheus.HistogramVec
 }
 
 // New returns an indexer. It starts nothing until Run.
@@ -133,6 +134,7 @@ func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexe
 			Name: "imgpipe_indexer_batch_seconds", Help: "Time of one batched Firestore transaction, fallbacks included.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
+		endToEnd: newEndToEnd(),
 	}
 	if o.Registerer != nil {
 		if err := ix.register(o.Registerer); err != nil {
@@ -156,7 +158,7 @@ func (ix *Indexer) register(reg prometheus.Registerer) error {
 		counter("messages_nacked_total", "Messages nacked for redelivery.", &m.Nacked),
 		counter("messages_invalid_total", "Messages that can never be applied.", &m.Invalid),
 		counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged.", &m.DeadLettered),
-		ix.writeSeconds, ix.batchRecords, ix.batchSeconds,
+		ix.writeSeconds, ix.batchRecords, ix.batchSeconds, ix.endToEnd,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -269,6 +271,9 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 		return
 	}
 	ix.writeSeconds.Observe(time.Since(start).Seconds())
+	if s, ok := endToEndSeconds(outcome, rec.EventTime, time.Now()); ok {
+		ix.endToEnd.WithLabelValues(outcome.String()).Observe(s)
+	}
 	switch outcome {
 	case indexstore.Written:
 		ix.metrics.Written.Add(1)

@@ -209,11 +209,14 @@ func (s *Store) Get(ctx context.Context, bucket, key string) (*Document, error) 
 	return &d, nil
 }
 
-// SearchTag returns up to limit documents carrying tag, newest analysis first. It needs the
-// composite index declared in deploy/firestore/firestore.indexes.json.
+// SearchTag returns up to limit documents carrying tag, newest analysis first (the first page
+// of Newest). It needs the composite index declared in deploy/firestore/firestore.indexes.json.
 func (s *Store) SearchTag(ctx context.Context, tag string, limit int) ([]Document, error) {
-	q := s.docs.Where("tagNames", "array-contains", tag).OrderBy("analyzedAt", firestore.Desc).Limit(limit)
-	return s.collect(ctx, q)
+	p, err := s.Newest(ctx, limit, &PageOptions{Tag: tag})
+	if err != nil {
+		return nil, err
+	}
+	return p.Documents, nil
 }
 
 // List returns up to limit documents of a bucket, in key order. It needs the composite index
@@ -224,22 +227,30 @@ func (s *Store) List(ctx context.Context, bucket string, limit int) ([]Document,
 }
 
 func (s *Store) collect(ctx context.Context, q firestore.Query) ([]Document, error) {
+	docs, _, err := s.collectIDs(ctx, q)
+	return docs, err
+}
+
+// collectIDs runs q and returns its documents and their IDs.
+func (s *Store) collectIDs(ctx context.Context, q firestore.Query) ([]Document, []string, error) {
 	it := q.Documents(ctx)
 	defer it.Stop()
 	var out []Document
+	var ids []string
 	for {
 		snap, err := it.Next()
 		if errors.Is(err, iterator.Done) {
-			return out, nil
+			return out, ids, nil
 		}
 		if err != nil {
-			return nil, classify(fmt.Errorf("query: %w", err))
+			return nil, nil, classify(fmt.Errorf("query: %w", err))
 		}
 		var d Document
 		if err := snap.DataTo(&d); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", snap.Ref.ID, err)
+			return nil, nil, fmt.Errorf("decode %s: %w", snap.Ref.ID, err)
 		}
 		out = append(out, d)
+		ids = append(ids, snap.Ref.ID)
 	}
 }
 

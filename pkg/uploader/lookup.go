@@ -79,7 +79,16 @@ type LookupOptions struct {
 	// Scanned messages are made visible again right after the scan; the hold only matters if
 	// that fails (or the process dies), then they reappear after it. Nothing is deleted.
 	DLQHold time.Duration
-	Logger  *zap.Logger
+	// Failures, when set, is asked about failures instead of a scan of SQS/DLQURL: a view of
+	// the dead-letter queues shared by many lookups (the console keeps one).
+	Failures FailureSource
+	Logger   *zap.Logger
+}
+
+// FailureSource tells what dead-letter queues say about objects.
+type FailureSource interface {
+	// Failures returns the failures it knows of, by key, among keys of bucket.
+	Failures(ctx context.Context, bucket string, keys map[string]bool) (map[string]FailureInfo, error)
 }
 
 // Lookup finds out what the pipeline made of uploads to one bucket.
@@ -152,8 +161,14 @@ func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, err
 		}
 		open[k] = true
 	}
-	if len(open) > 0 && l.o.SQS != nil && l.o.DLQURL != "" {
-		failed, err := l.scanDLQ(ctx, open)
+	if len(open) > 0 && (l.o.Failures != nil || l.o.SQS != nil && l.o.DLQURL != "") {
+		var failed map[string]FailureInfo
+		var err error
+		if l.o.Failures != nil {
+			failed, err = l.o.Failures.Failures(ctx, l.bucket, open)
+		} else {
+			failed, err = l.scanDLQ(ctx, open)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -280,11 +295,17 @@ func failureInfo(m sqstypes.Message) FailureInfo {
 			attrs[k] = *v.StringValue
 		}
 	}
-	f := failure.ParseDetails(attrs)
-	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: aws.ToString(m.MessageId)}
+	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	return NewFailureInfo(failure.ParseDetails(attrs), aws.ToString(m.MessageId), received)
+}
+
+// NewFailureInfo describes a dead-lettered message: what its attributes say (f), its ID and
+// how often it was received. A message without a reason was moved by the queue's redrive
+// policy (ReasonRedriven), after as many attempts as it was received.
+func NewFailureInfo(f failure.Details, messageID string, received int) FailureInfo {
+	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: messageID}
 	if f.Reason == "" {
-		info.Reason = ReasonRedriven
-		info.Attempts, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+		info.Reason, info.Attempts = ReasonRedriven, received
 	} else {
 		info.Class = f.Class.String()
 	}

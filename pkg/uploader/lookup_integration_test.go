@@ -247,3 +247,60 @@ func TestWaitEndsWhenIndexedOrFailedAndTimesOut(t *testing.T) {
 		t.Fatalf("Wait = %+v, %v; want indexed and failed", st, err)
 	}
 }
+
+// fixedFailures is a FailureSource that knows one failure and records what it was asked.
+type fixedFailures struct {
+	key   string
+	asked []map[string]bool
+}
+
+func (f *fixedFailures) Failures(_ context.Context, bucket string, keys map[string]bool) (map[string]uploader.FailureInfo, error) {
+	f.asked = append(f.asked, keys)
+	if !keys[f.key] {
+		return nil, nil
+	}
+	return map[string]uploader.FailureInfo{f.key: uploader.NewFailureInfo(failure.Details{Reason: "NotAnImage", Class: failure.Permanent}, "m-1", 1)}, nil
+}
+
+// With a FailureSource, Status asks it (for the keys not indexed only) instead of scanning the
+// dead-letter queue, which is left alone.
+func TestStatusAsksTheFailureSource(t *testing.T) {
+	e := newLookupEnv(t)
+	ctx := testCtx(t)
+	e.index(t, e.keys["indexed.jpg"])
+	e.deadLetter(t, e.keys["pending.gif"], failure.Permanentf("CorruptImage", "in the queue, not in the source"))
+	src := &fixedFailures{key: e.keys["failed é.png"]}
+	l := uploader.NewLookup(e.st.NewS3Client(), e.b.Bucket, &uploader.LookupOptions{Index: e.store, SQS: e.sqs, DLQURL: e.b.DLQURL, Failures: src})
+	keys := []string{e.keys["indexed.jpg"], e.keys["failed é.png"], e.keys["pending.gif"]}
+	got, err := l.Status(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].State != uploader.StateIndexed || got[1].State != uploader.StateFailed || got[1].Failure.Reason != "NotAnImage" ||
+		got[1].Failure.Class != "permanent" || got[2].State != uploader.StatePending {
+		t.Fatalf("statuses %+v", got)
+	}
+	if len(src.asked) != 1 || len(src.asked[0]) != 2 || src.asked[0][keys[0]] {
+		t.Fatalf("source asked %v; want once, for the two keys not indexed", src.asked)
+	}
+	// Only now is the dead-letter message received for the first time.
+	out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.b.DLQURL, WaitTimeSeconds: 1,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receive the DLQ message: %v, %d messages", err, len(out.Messages))
+	}
+	if n := out.Messages[0].Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]; n != "1" {
+		t.Fatalf("the DLQ message was received %s times: Status scanned the queue", n)
+	}
+}
+
+func TestNewFailureInfo(t *testing.T) {
+	f := uploader.NewFailureInfo(failure.Details{Reason: "InvalidImageSize", Class: failure.Permanent, Error: "small", Attempts: 2}, "id", 7)
+	if f.Reason != "InvalidImageSize" || f.Class != "permanent" || f.Attempts != 2 || f.MessageID != "id" || f.Error != "small" {
+		t.Fatalf("with a reason: %+v", f)
+	}
+	f = uploader.NewFailureInfo(failure.Details{}, "id", 7)
+	if f.Reason != uploader.ReasonRedriven || f.Attempts != 7 || f.Class != "" {
+		t.Fatalf("redriven: %+v", f)
+	}
+}

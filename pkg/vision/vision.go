@@ -383,6 +383,11 @@ func (c *Client) analyze(ctx context.Context, body bodyFunc) (*Result, error) {
 				return nil, retry.Interrupted(ctxErr(ctx, err), last)
 			}
 		}
+		if rsv.Again {
+			// An adaptive bucket gives tokens only so far ahead: take a place in line again.
+			wait = 0
+			continue
+		}
 		if err := c.conc.Acquire(ctx); err != nil {
 			return nil, retry.Interrupted(err, last)
 		}
