@@ -18,24 +18,24 @@ import (
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
 	v2 "k8s.io/api/autoscaling/v2"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
 
 func TestMain(m *testing.M) {
 	// The stack finds fauxqs from the module root, which here is deploy/: point it at the
 	// product's pinned install.
-	if os.Getenv("LOCALSTACK_FAUXQS_DIR") == "" {
-		os.Setenv("LOCALSTACK_FAUXQS_DIR", filepath.Join(Dir(), "..", "..", "localstack", "fauxqs"))
+	if os.Getenv("DEVSTACK_FAUXQS_DIR") == "" {
+		os.Setenv("DEVSTACK_FAUXQS_DIR", filepath.Join(Dir(), "..", "..", "devstack", "fauxqs"))
 	}
-	stacktest.Main(m, localstack.SQS)
+	stacktest.Main(m, devstack.SQS)
 }
 
 // KEDA's own aws-sqs-queue scaler, configured from each overlay's ScaledObject and
 // TriggerAuthentication, reads a known backlog from the SQS stand-in: the metric it reports
 // and the replica count the HPA derives from it.
 func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
-	st := stacktest.Require(t, localstack.SQS)
+	st := stacktest.Require(t, devstack.SQS)
 	client := st.NewSQSClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -52,7 +52,7 @@ func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			so := s.ScaledObjects[analyzerName]
-			res := stacktest.Bootstrap(t, st, localstack.Resources{})
+			res := stacktest.Bootstrap(t, st, devstack.Resources{})
 			scaler, target := newSQSScaler(ctx, t, s, so, res.QueueURL, st.SQSEndpoint)
 			defer scaler.Close(ctx)
 			if target != 160 {

@@ -340,7 +340,8 @@ func checkAnalyzerShutdown(t *testing.T, s *Set) {
 	d := s.Deployments[analyzerName]
 	e := env(t, s, container(t, d))
 	opts := &analyzer.Options{}
-	for key, field := range map[string]*time.Duration{"IMGPIPE_WAIT_TIME": &opts.WaitTime, "IMGPIPE_DRAIN_TIMEOUT": &opts.DrainTimeout} {
+	var wait time.Duration // the binary's 0 means no long poll
+	for key, field := range map[string]*time.Duration{"IMGPIPE_WAIT_TIME": &wait, "IMGPIPE_DRAIN_TIMEOUT": &opts.DrainTimeout} {
 		v, ok := e[key]
 		if !ok {
 			t.Fatalf("%s: %s not set; the grace period is computed from it", d.Name, key)
@@ -351,14 +352,11 @@ func checkAnalyzerShutdown(t *testing.T, s *Set) {
 		}
 		*field = dur
 	}
-	if opts.WaitTime == 0 {
-		opts.WaitTime = -1 // the binary's 0 means no long poll
-	}
-	bound := analyzer.ShutdownBound(opts)
+	bound := analyzer.ShutdownBound(opts, wait)
 	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	if grace <= bound {
 		t.Errorf("%s: terminationGracePeriodSeconds %s is not longer than the worst-case shutdown %s (wait %s, drain %s)",
-			d.Name, grace, bound, opts.WaitTime, opts.DrainTimeout)
+			d.Name, grace, bound, wait, opts.DrainTimeout)
 	}
 }
 

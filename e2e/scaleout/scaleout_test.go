@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"imgpipe/internal/proctest"
+	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/samples"
 )
 
@@ -141,13 +142,10 @@ func analyzerFlags(workers int, visionRate float64, drain time.Duration, more ..
 	}, more...)
 }
 
-// analyzerShutdownBound is the longest an analyzer started with --drain-timeout drain may
-// take to exit after SIGTERM: the drain timeout, then up to the deleter's 15 s delete grace
-// (deletes of work finished just before the deadline), then up to 5 s for the metrics
-// server's shutdown. It is the arithmetic of analyzer.ShutdownBound(*Options), which
-// pkg/analyzer is to export; once it does, this helper is to be replaced by it.
+// analyzerShutdownBound is the longest an analyzer started by analyzerFlags with
+// --drain-timeout drain may take to exit after SIGTERM (its 2 s long poll included).
 func analyzerShutdownBound(drain time.Duration) time.Duration {
-	return drain + 15*time.Second + 5*time.Second
+	return analyzer.ShutdownBound(&analyzer.Options{DrainTimeout: drain}, 2*time.Second)
 }
 
 // exitWithinGrace waits for replicas that were sent SIGTERM, and fails tb unless each exits 0
