@@ -3,29 +3,53 @@
 
 SHELL     := /bin/bash
 GO        ?= go
-FAUXQS    := localstack/fauxqs
+FAUXQS    := devstack/fauxqs
+BROWSER   := e2e/browser
 GOTESTFLAGS ?= -count=1 -timeout 15m
+# Test artefacts (the console's browser screenshots) go under ARTIFACTS/_artifacts/.
+ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: run test deps tools up down env vet fmt-check bench build clean
+# The image tests compile the binaries for two platforms inside the test run: from an empty
+# build cache that takes minutes on its own.
+DEPLOY_TESTFLAGS ?= -count=1 -timeout 30m
+
+DEPLOY    := deploy
+
+.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env images
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
-## was indexed and what failed, and shut everything down.
+## was indexed and what failed, start the web console and print its address, and shut
+## everything down; KEEP=1 keeps it all up until Ctrl-C.
 run: deps
-	$(GO) run ./cmd/demo
+	$(GO) run ./cmd/demo $(if $(KEEP),-keep)
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
-## from the test cache: the integration tests depend on processes the cache cannot see.
-test: deps tools vet fmt-check
-	$(GO) test $(GOTESTFLAGS) ./...
+## from the test cache: the integration tests depend on processes the cache cannot see. Then
+## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
+## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
+## Prometheus's own PromQL parser, the Kubernetes manifests, KEDA's scaler on the SQS stand-in,
+## the container images (built, and run with podman against the local stack).
+test: deps browser-deps tools vet fmt-check
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	@status=0; $(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
+	for f in $$(find $(ARTIFACTS)/_artifacts -name '*.png' 2>/dev/null | sort); do echo "test artefact: $$f"; done; \
+	exit $$status
+	cd $(DEPLOY) && $(GO) test $(DEPLOY_TESTFLAGS) ./...
 
-## deps: install the pinned SQS stand-in (npm lock file) and the Go modules.
+## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
+## and the deploy module's).
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
+	cd $(DEPLOY) && $(GO) mod download
 
-$(FAUXQS)/node_modules/.installed: $(FAUXQS)/package.json $(FAUXQS)/package-lock.json
+## browser-deps: the pinned axe-core of the console's browser test (npm lock file).
+browser-deps: $(BROWSER)/node_modules/.installed
+
+# An npm folder of the project, installed from its lock file.
+%/node_modules/.installed: %/package.json %/package-lock.json
 	@command -v node >/dev/null || { echo "missing prerequisite: node: install Node.js 20 or newer (apt-get install nodejs)"; exit 1; }
 	@command -v npm >/dev/null || { echo "missing prerequisite: npm: install npm (apt-get install npm)"; exit 1; }
-	cd $(FAUXQS) && npm ci --no-audit --no-fund --loglevel=error
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## tools: the Debian packages the tests need (scripts/debs.txt), installed when missing.
@@ -34,35 +58,77 @@ tools:
 
 ## up / down / env: the local stack on its own, for a shell.
 up: deps
-	$(GO) run ./cmd/localstack up
+	$(GO) run ./cmd/devstack up
 
 down:
-	$(GO) run ./cmd/localstack down
+	$(GO) run ./cmd/devstack down
 
 env:
-	@$(GO) run ./cmd/localstack env
+	@$(GO) run ./cmd/devstack env
 
 vet:
 	$(GO) vet ./...
+	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './devstack/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
-## docs/indexer.md, dlq-replay/README.md); output in bench.txt, and the analyzer process
-## figures as markdown rows in bench-analyzer.md. Takes about 10 minutes.
+## docs/indexer.md, docs/scaleout.md, dlq-replay/README.md, docs/console.md); output in bench.txt, the analyzer
+## process figures as markdown rows in bench-analyzer.md, then bench-scaleout. Takes about
+## 20 minutes.
 bench: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
 	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
-	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
+	$(GO) test ./pkg/indexstore -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
-	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt
+	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
+	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt && \
+	$(GO) test ./pkg/console -run '^$$' -bench . -benchtime 50x -count 3 | tee -a bench.txt
+	$(MAKE) bench-scaleout
+
+## bench-dlq: dlq-replay on DLQs of 10,000 and 100,000 messages (stats, filtered replay, export,
+## import as processes of their own): msgs/s, peak memory and the lease window, as markdown rows
+## in bench-dlq.md (see dlq-replay/README.md). Takes about 4 minutes.
+bench-dlq: deps
+	set -o pipefail; \
+	DLQ_BENCH_SIZES=10000,100000 DLQ_BENCH_OUT=bench-dlq.md $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 60m | tee bench-dlq.txt
+
+## bench-scaleout: K analyzer replicas (K = 1, 2, 4) and 2 indexers on one local stack: use
+## of one shared Vision quota and the share of 429s, throughput and scaling efficiency vs K
+## (docs/scaleout.md), as markdown rows in bench-scaleout.md and output in bench-scaleout.txt;
+## plus the adaptive rate's fair share in simulated time up to 8 replicas. About 8 minutes.
+bench-scaleout: deps
+	set -o pipefail; \
+	BENCH_OUT=bench-scaleout.md $(GO) test ./e2e/scaleout -run '^$$' -bench ScaleOut -benchtime 1x -timeout 60m | tee bench-scaleout.txt && \
+	$(GO) test ./pkg/ratelimit -run '^$$' -bench AdaptiveQuotaShare -benchtime 5x | tee -a bench-scaleout.txt
+
+## tf-env: the binaries' settings from `terraform output -json` of deploy/terraform:
+## TF_OUTPUT=out.json (default: run terraform, or tofu, in deploy/terraform), FORMAT=configmap
+## (default) or FORMAT=env BINARY=analyzer. Writes to standard output.
+TF_OUTPUT ?=
+FORMAT    ?= configmap
+BINARY    ?=
+tf-env:
+	@set -o pipefail; \
+	if [ -n "$(TF_OUTPUT)" ]; then cat "$(TF_OUTPUT)"; \
+	elif command -v terraform >/dev/null; then terraform -chdir=$(DEPLOY)/terraform output -json; \
+	elif command -v tofu >/dev/null; then tofu -chdir=$(DEPLOY)/terraform output -json; \
+	else echo "tf-env: give TF_OUTPUT=FILE (the output of terraform output -json), or install terraform or tofu" >&2; exit 1; fi | \
+	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)))
+
+## images: the container images (analyzer, indexer, tools) for linux/amd64 and linux/arm64,
+## reproducibly, as OCI layouts in .build/images (plus docker archives of this machine's
+## platform for podman load); prints their digests and sizes (docs/deploy.md).
+IMAGEFLAGS ?=
+images: tools
+	cd $(DEPLOY) && $(GO) run ./cmd/imagebuild --out ../.build/images --archive $(IMAGEFLAGS)
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
 
 clean:
-	rm -rf bin .stack bench.txt bench-analyzer.md
+	rm -rf bin .build .stack .artifacts bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md

@@ -1,5 +1,5 @@
 // Package bench measures the pipeline's binaries as deployed: each one runs as its own
-// process, built from ./cmd, against the local stand-ins started by `localstack up` in
+// process, built from ./cmd, against the local stand-ins started by `devstack up` in
 // other processes, so that the CPU time and peak memory the kernel reports for the process
 // are the binary's alone.
 package bench
@@ -8,21 +8,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"imgpipe/internal/proctest"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	stopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m, "sqs,s3,pubsub,vision") }
 
 // Settings of the analyzer runs that must not be bounded by the client-side Vision limiter.
 var unlimited = analyzerConfig{workers: 64, visionRate: 100000, visionBurst: 1000}
@@ -53,22 +49,22 @@ func pngs(base int64) func(i int) ([]byte, error) {
 
 // assertClean fails tb when the analyzer failed or dead-lettered any message, or when the
 // queue still holds messages after the run.
-func assertClean(tb testing.TB, st *stack, r *analyzerRun) {
+func assertClean(tb testing.TB, st *proctest.Stack, r *analyzerRun) {
 	tb.Helper()
 	if f, d := r.metric("messages_failed_total"), r.metric("messages_dead_lettered_total"); f != 0 || d != 0 {
 		tb.Fatalf("analyzer failed %v and dead-lettered %v messages, want 0 and 0 (metrics %v)", f, d, r.metrics)
 	}
-	if v, fl, err := st.queueDepth(context.Background()); err != nil || v+fl != 0 {
+	if v, fl, err := st.QueueDepth(context.Background()); err != nil || v+fl != 0 {
 		tb.Fatalf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, fl, err)
 	}
 }
 
 // BenchmarkAnalyzerProcess measures the analyzer binary (built from ./cmd/analyzer) as a
 // process of its own, with SQS, S3, Pub/Sub and the Vision stand-in in other processes
-// (`localstack up --parts sqs,s3,pubsub,vision`, one stack for all scenarios, which run one
+// (`devstack up --parts sqs,s3,pubsub,vision`, one stack for all scenarios, which run one
 // after another on its one queue, each draining it). CPU time (user + system) and peak RSS
 // are the analyzer's own: CPU from the kernel's rusage of the exited process, peak RSS from its
-// VmHWM (see runAnalyzer for why not rusage's Maxrss). Run:
+// VmHWM (see proctest.Proc.SamplePeak for why not rusage's Maxrss). Run:
 //
 //	go test ./bench -run '^$' -bench AnalyzerProcess -benchtime 2000x -timeout 30m
 //
@@ -105,12 +101,12 @@ func benchReceiveDelete(b *testing.B) {
 	if probe(b) {
 		return
 	}
-	st := getStack(b)
-	st.seed(b, b.N, "png", pngs(1_000_000))
+	st := proctest.Get(b)
+	st.Seed(b, "bench", b.N, "png", pngs(1_000_000))
 	ctx := context.Background()
 	b.ResetTimer()
 	start := time.Now()
-	got, calls, delErr := stacktest.ReceiveDelete(ctx, st.sqs, st.env["IMGPIPE_QUEUE_URL"], b.N, func(err error) { b.Fatalf("receive: %v", err) })
+	got, calls, delErr := stacktest.ReceiveDelete(ctx, st.SQS, st.Env["IMGPIPE_QUEUE_URL"], b.N, func(err error) { b.Fatalf("receive: %v", err) })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if delErr != nil {
@@ -119,12 +115,12 @@ func benchReceiveDelete(b *testing.B) {
 	if got != b.N {
 		b.Fatalf("received %d messages, want %d", got, b.N)
 	}
-	if v, f, err := st.queueDepth(ctx); err != nil || v+f != 0 {
+	if v, f, err := st.QueueDepth(ctx); err != nil || v+f != 0 {
 		b.Fatalf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, f, err)
 	}
-	report(b, st.root, "ReceiveDelete", b.N, []figure{
-		{float64(b.N) / elapsed.Seconds(), "msgs/s"},
-		{float64(calls) / float64(b.N), "sqs-calls/msg"},
+	st.Report(b, "ReceiveDelete", b.N, []proctest.Figure{
+		proctest.Fig(float64(b.N)/elapsed.Seconds(), "msgs/s"),
+		proctest.Fig(float64(calls)/float64(b.N), "sqs-calls/msg"),
 	}, fmt.Sprintf("bench process receives 10/poll, batch delete; %v", elapsed.Round(time.Millisecond)))
 }
 
@@ -151,34 +147,34 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 	if probe(b) {
 		return
 	}
-	st := getStack(b)
-	if err := st.setVisionFaults(latency, 0, 0); err != nil {
+	st := proctest.Get(b)
+	if err := st.SetVisionFaults(proctest.LatencyQuota(latency, 0, 0)); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
-	st.seed(b, b.N, "png", pngs(2_000_000+int64(latency/time.Millisecond)*10_000))
+	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
+	st.Seed(b, "bench", b.N, "png", pngs(2_000_000+int64(latency/time.Millisecond)*10_000))
 	b.ResetTimer()
 	c := unlimited
 	c.flags = flags
-	r := st.runAnalyzer(b, b.N, c)
+	r := runAnalyzer(b, st, b.N, c)
 	b.StopTimer()
 	assertClean(b, st, r)
 	n := float64(b.N)
-	figs := []figure{
-		{r.throughput, "msgs/s"},
-		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
-		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
-		{r.metric("sqs_calls_total") / n, "sqs-calls/msg"},
+	figs := []proctest.Figure{
+		proctest.Fig(r.Throughput, "msgs/s"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/n, "cpu-ms/msg"),
+		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
+		proctest.Fig(r.metric("sqs_calls_total")/n, "sqs-calls/msg"),
 	}
 	if latency > 0 {
 		bound := float64(unlimited.workers) / latency.Seconds()
-		figs = append(figs, figure{bound, "bound-msgs/s"}, figure{r.throughput / bound * 100, "%-of-bound"})
+		figs = append(figs, proctest.Fig(bound, "bound-msgs/s"), proctest.Fig(r.Throughput/bound*100, "%-of-bound"))
 	}
 	note := fmt.Sprintf("64 workers, Vision latency %v %s; window %v of %v; machine CPU busy %.0f%%", latency, strings.Join(flags, " "),
-		r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond), r.machineBusy*100)
+		r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond), r.MachineBusy*100)
 	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v; receive errors %v", b.N, note, r.cpu, r.maxRSSKiB,
 		r.metric("messages_succeeded_total"), r.metric("receive_errors_total"))
-	report(b, st.root, name, b.N, figs, note)
+	st.Report(b, name, b.N, figs, note)
 }
 
 // benchMemory measures the analyzer's peak memory on large images: 128 objects (b.N is
@@ -194,7 +190,7 @@ func benchMemory(b *testing.B) {
 		return
 	}
 	const m = 128
-	st := getStack(b)
+	st := proctest.Get(b)
 	first, err := samples.Image(3_000_000, 2560, 1960, "bmp")
 	if err != nil {
 		b.Fatal(err)
@@ -202,12 +198,12 @@ func benchMemory(b *testing.B) {
 	if len(first) < 14_000_000 || len(first) > 20_000_000 {
 		b.Fatalf("2560x1960 BMP is %d bytes, want about 15 MB and under Vision's 20 MB", len(first))
 	}
-	if err := st.setVisionFaults(100*time.Millisecond, 0, 0); err != nil {
+	if err := st.SetVisionFaults(proctest.LatencyQuota(100*time.Millisecond, 0, 0)); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
+	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
 	genStart := time.Now()
-	st.seed(b, m, "bmp", func(i int) ([]byte, error) {
+	st.Seed(b, "bench", m, "bmp", func(i int) ([]byte, error) {
 		if i == 0 {
 			return first, nil
 		}
@@ -215,48 +211,50 @@ func benchMemory(b *testing.B) {
 	})
 	b.Logf("generated and put %d BMPs of %d bytes in %v", m, len(first), time.Since(genStart).Round(time.Millisecond))
 	b.ResetTimer()
-	r := st.runAnalyzer(b, m, unlimited)
+	r := runAnalyzer(b, st, m, unlimited)
 	b.StopTimer()
 	assertClean(b, st, r)
-	figs := []figure{
-		{float64(r.maxRSSKiB) / 1024, "peak-MB"},
-		{float64(r.cpu.Microseconds()) / 1000 / m, "cpu-ms/image"},
-		{r.throughput, "images/s"},
-		{float64(len(first)) / 1e6, "image-MB"},
+	figs := []proctest.Figure{
+		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/m, "cpu-ms/image"),
+		proctest.Fig(r.Throughput, "images/s"),
+		proctest.Fig(float64(len(first))/1e6, "image-MB"),
 	}
 	note := fmt.Sprintf("%d distinct BMPs 2560x1960, 64 workers, Vision latency 100ms, --mode stream; window %v of %v",
-		m, r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+		m, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
 	b.Logf("%s; cpu %v; peak RSS %d KiB", note, r.cpu, r.maxRSSKiB)
-	report(b, st.root, "Memory15MB", m, figs, note)
+	st.Report(b, "Memory15MB", m, figs, note)
 }
 
 // benchQuota measures the analyzer against a Vision quota: the stand-in answers 429 beyond
 // 20 calls/s (burst 20) and after 50 ms otherwise; the analyzer runs with --workers 64
-// --vision-rate 20 --vision-burst 20 on 300 messages (b.N is ignored). Reports analyses/s
-// (over the same 5%-to-100% window as msgs/s in benchAnalyzer), %-of-quota (analyses/s / 20),
-// %-429 (share of the Vision calls of the whole run answered 429, from the stand-in's
-// /admin/stats), run-analyses/s (300 / process start to the last success) and cpu-ms/msg.
+// --vision-rate 20 --vision-burst 20 (its adaptive rate's ceiling; it starts at a sixteenth
+// of it) on 600 messages (b.N is ignored). Reports analyses/s from 20 s after the start (past
+// the slow start) to 95% done (the last messages are too few to use the quota),
+// %-of-quota (analyses/s / 20), %-429 (share of the Vision calls of the whole run answered
+// 429, from the stand-in's /admin/stats), run-analyses/s (600 / process start to the last
+// success, slow start and tail included) and cpu-ms/msg.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Quota' -benchtime 2000x
 func benchQuota(b *testing.B) {
 	if probe(b) {
 		return
 	}
-	const n = 300
-	st := getStack(b)
-	if err := st.setVisionFaults(50*time.Millisecond, 20, 20); err != nil {
+	const n = 600
+	st := proctest.Get(b)
+	if err := st.SetVisionFaults(proctest.LatencyQuota(50*time.Millisecond, 20, 20)); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = st.setVisionFaults(0, 0, 0) }()
-	st.seed(b, n, "png", pngs(4_000_000))
-	s0, err := st.visionStats()
+	defer func() { _ = st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)) }()
+	st.Seed(b, "bench", n, "png", pngs(4_000_000))
+	s0, err := st.VisionStats()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	r := st.runAnalyzer(b, n, analyzerConfig{workers: 64, visionRate: 20, visionBurst: 20})
+	r := runAnalyzer(b, st, n, analyzerConfig{workers: 64, visionRate: 20, visionBurst: 20, windowFrom: 20 * time.Second, windowTo: 0.95})
 	b.StopTimer()
-	s1, err := st.visionStats()
+	s1, err := st.VisionStats()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -265,17 +263,17 @@ func benchQuota(b *testing.B) {
 	if calls < n {
 		b.Fatalf("the Vision stand-in counted %d calls for %d messages", calls, n)
 	}
-	figs := []figure{
-		{r.throughput, "analyses/s"},
-		{r.throughput / 20 * 100, "%-of-quota"},
-		{float64(throttled) / float64(calls) * 100, "%-429"},
-		{n / r.fromStart.Seconds(), "run-analyses/s"},
-		{float64(r.cpu.Microseconds()) / 1000 / n, "cpu-ms/msg"},
+	figs := []proctest.Figure{
+		proctest.Fig(r.Throughput, "analyses/s"),
+		proctest.Fig(r.Throughput/20*100, "%-of-quota"),
+		proctest.Fig(float64(throttled)/float64(calls)*100, "%-429"),
+		proctest.Fig(n/r.FromStart.Seconds(), "run-analyses/s"),
+		proctest.Fig(float64(r.cpu.Microseconds())/1000/n, "cpu-ms/msg"),
 	}
 	note := fmt.Sprintf("quota 20/s burst 20, latency 50ms, client 20/s burst 20; %d Vision calls, %d answered 429; window %v of %v",
-		calls, throttled, r.window.Round(time.Millisecond), r.fromStart.Round(time.Millisecond))
+		calls, throttled, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
 	b.Logf("%s", note)
-	report(b, st.root, "Quota", n, figs, note)
+	st.Report(b, "Quota", n, figs, note)
 }
 
 // TestAnalyzerProcess runs the analyzer binary through the benchmark's harness on 40 small
@@ -286,14 +284,14 @@ func benchQuota(b *testing.B) {
 //	go test ./bench -run TestAnalyzerProcess -count=1 -v
 func TestAnalyzerProcess(t *testing.T) {
 	const n = 40
-	st := getStack(t)
-	if err := st.setVisionFaults(0, 0, 0); err != nil {
+	st := proctest.Get(t)
+	if err := st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	st.seed(t, n, "png", pngs(5_000_000))
+	st.Seed(t, "bench", n, "png", pngs(5_000_000))
 	c := unlimited
 	c.flags = []string{"--wait-time", "2s"} // a short last long poll: the test stops quickly
-	r := st.runAnalyzer(t, n, c)
+	r := runAnalyzer(t, st, n, c)
 	if got := r.metric("messages_succeeded_total"); got != n {
 		t.Errorf("succeeded = %v, want %d", got, n)
 	}
@@ -312,8 +310,8 @@ func TestAnalyzerProcess(t *testing.T) {
 	if r.maxRSSKiB <= 0 {
 		t.Errorf("peak RSS %d KiB, want > 0", r.maxRSSKiB)
 	}
-	if v, f, err := st.queueDepth(context.Background()); err != nil || v+f != 0 {
+	if v, f, err := st.QueueDepth(context.Background()); err != nil || v+f != 0 {
 		t.Errorf("queue after the run: visible=%d in flight=%d err=%v, want empty", v, f, err)
 	}
-	t.Logf("%d messages: %.1f msgs/s, cpu %v, peak RSS %d KiB, sqs calls %v", n, r.throughput, r.cpu, r.maxRSSKiB, r.metric("sqs_calls_total"))
+	t.Logf("%d messages: %.1f msgs/s, cpu %v, peak RSS %d KiB, sqs calls %v", n, r.Throughput, r.cpu, r.maxRSSKiB, r.metric("sqs_calls_total"))
 }

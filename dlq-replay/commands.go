@@ -21,6 +21,7 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
 )
 
@@ -57,7 +58,7 @@ func connect(ctx context.Context, s *settings) (*conn, error) {
 	log.Info("dlq-replay starting", zap.String("command", s.command), obs.Settings(s.described))
 	switch s.source {
 	case "sqs":
-		cfg, err := awsclient.Config(ctx, nil)
+		cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +68,12 @@ func connect(ctx context.Context, s *settings) (*conn, error) {
 			c.srcDesc = s.dlqURL
 		}
 	case "pubsub":
-		c.ps, err = pubsub.NewClient(ctx, s.project)
+		gcreds, err := gcpauth.Load(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		log.Debug("google credentials", zap.Stringer("credential", gcreds))
+		c.ps, err = pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 		if err != nil {
 			return nil, fmt.Errorf("pubsub client: %w", err)
 		}
@@ -152,6 +158,10 @@ func orDash(s string) string {
 	return s
 }
 
+func (s *settings) scanOptions(max int) *replay.ScanOptions {
+	return &replay.ScanOptions{Max: max, Hold: s.hold, Window: s.window}
+}
+
 func runStats(ctx context.Context, e *env, s *settings, _ []string) error {
 	c, err := connect(ctx, s)
 	if err != nil {
@@ -159,7 +169,8 @@ func runStats(ctx context.Context, e *env, s *settings, _ []string) error {
 	}
 	defer c.Close()
 	b := &replay.StatsBuilder{PrefixDepth: s.prefixDepth}
-	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Hold: s.hold}, func(m *replay.Message) error { b.Add(m); return nil }); err != nil {
+	p, err := replay.Scan(ctx, c.src, s.scanOptions(0), func(m *replay.Message) error { b.Add(m); return nil })
+	if err != nil {
 		return err
 	}
 	st := b.Stats()
@@ -167,12 +178,14 @@ func runStats(ctx context.Context, e *env, s *settings, _ []string) error {
 		return printJSON(e.stdout, struct {
 			Source string `json:"source"`
 			replay.Stats
-		}{c.srcDesc, st})
+			Scan replay.Pass `json:"scan"`
+		}{c.srcDesc, st, p})
 	}
 	now := time.Now()
 	w := table(e.stdout)
 	fmt.Fprintf(w, "DLQ\t%s\n", c.srcDesc)
 	fmt.Fprintf(w, "messages\t%d\n", st.Messages)
+	passLines(w, p, "scan")
 	if st.Messages > 0 {
 		fmt.Fprintf(w, "oldest\t%s\t(%s ago)\n", st.Oldest.UTC().Format(time.RFC3339), age(now, st.Oldest))
 		fmt.Fprintf(w, "newest\t%s\t(%s ago)\n", st.Newest.UTC().Format(time.RFC3339), age(now, st.Newest))
@@ -190,6 +203,30 @@ func runStats(ctx context.Context, e *env, s *settings, _ []string) error {
 		}
 	}
 	return w.Flush()
+}
+
+// passLines prints what a pass over the DLQ says beyond its counts: what came in meanwhile,
+// then coverLines.
+func passLines(w io.Writer, p replay.Pass, what string) {
+	if n := p.Arrived + p.CameBack; n > 0 {
+		fmt.Fprintf(w, "came in during the %s (left, not counted)\t%d\n", what, n)
+	}
+	coverLines(w, p, what)
+}
+
+// coverLines prints the service's own count at the start, receives that failed (a lost answer
+// hides its batch) and, for a pass that went round short of the count (a service that hands
+// released messages straight back: see --window), a note.
+func coverLines(w io.Writer, p replay.Pass, what string) {
+	if p.AtStart > 0 {
+		fmt.Fprintf(w, "at start (the service's approximate count)\t%d\n", p.AtStart)
+	}
+	if p.FailedReceives > 0 {
+		fmt.Fprintf(w, "receives that failed and were retried\t%d\t(each may hide up to a batch from this %s until --hold ends)\n", p.FailedReceives, what)
+	}
+	if p.Ended == replay.EndRound && p.AtStart > p.Seen {
+		fmt.Fprintf(w, "note\tthe %s went round after %d messages of about %d: the service handed released messages back first; a larger --window reaches further\n", what, p.Seen, p.AtStart)
+	}
 }
 
 // peekRow is one message as peek shows it.
@@ -214,7 +251,7 @@ func rowOf(m *replay.Message) peekRow {
 	if _, ok := a["imgpipe.class"]; ok {
 		class = f.Class.String()
 	}
-	return peekRow{ID: m.ID, Key: m.Key(), Reason: f.Reason, Class: class, Attempts: f.Attempts, ReceiveCount: m.ReceiveCount,
+	return peekRow{ID: m.ID, Key: replay.Key(m), Reason: f.Reason, Class: class, Attempts: f.Attempts, ReceiveCount: m.ReceiveCount,
 		ReplayCount: f.ReplayCount, FailedAt: m.FailedAt(), Error: f.Error, Body: excerpt(m.Body, 200), Attributes: a}
 }
 
@@ -232,7 +269,7 @@ func runPeek(ctx context.Context, e *env, s *settings, args []string) error {
 	}
 	defer c.Close()
 	rows := []peekRow{}
-	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Max: n, Hold: s.hold}, func(m *replay.Message) error {
+	if _, err := replay.Scan(ctx, c.src, s.scanOptions(n), func(m *replay.Message) error {
 		rows = append(rows, rowOf(m))
 		return nil
 	}); err != nil {
@@ -275,93 +312,40 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 	if s.dryRun {
 		verb = "dry run: would replay"
 	}
-	fmt.Fprintf(e.stderr, "%s from %s to %s; filter: %s; max %s; rate %s; messages replayed %d times stay\n",
-		verb, c.srcDesc, destDesc, describeFilter(f), orAll(s.max), rateText(s.rate), s.maxReplays)
-	type item struct {
-		Key      string `json:"key"`
-		ID       string `json:"message_id"`
-		Reason   string `json:"reason,omitempty"`
-		Decision string `json:"decision"`
-	}
-	items := []item{}
+	fmt.Fprintf(e.stderr, "%s from %s to %s; filter: %s; max %s; rate %s; messages replayed %d times stay; at most %d leased at once\n",
+		verb, c.srcDesc, destDesc, describeFilter(f), orAll(s.max), rateText(s.rate), s.maxReplays, s.window)
+	progress := e.terminal && !s.json
+	list := newListing(e, s, c.srcDesc, destDesc, progress)
 	opts := &replay.Options{
-		Filter: f, MaxReplays: s.maxReplays, Max: s.max, Batch: s.batch, Rate: s.rate, DryRun: s.dryRun, Hold: s.hold,
+		Filter: f, MaxReplays: s.maxReplays, Max: s.max, Batch: s.batch, Rate: s.rate, DryRun: s.dryRun, Hold: s.hold, Window: s.window,
 		OnDecision: func(m *replay.Message, d replay.Decision) {
-			if d == replay.Move && s.dryRun || d == replay.SkipReplays {
-				items = append(items, item{Key: m.Key(), ID: m.ID, Reason: m.Failure().Reason, Decision: d.String()})
+			if d == replay.Move && s.dryRun || d == replay.SkipReplays || d == replay.SkipCameBack {
+				list.add(listed{Key: replay.Key(m), ID: m.ID, Reason: m.Failure().Reason, Decision: d.String()})
 			}
 		},
-	}
-	type failedItem struct {
-		Key   string `json:"key"`
-		ID    string `json:"message_id"`
-		Error string `json:"error"`
-	}
-	var failed []failedItem
-	opts.OnFailure = func(m *replay.Message, err error) {
-		failed = append(failed, failedItem{m.Key(), m.ID, err.Error()})
-	}
-	if e.terminal && !s.json {
-		total := c.approxDepth(ctx)
-		opts.OnProgress = func(p replay.Summary) {
-			fmt.Fprintf(e.stderr, "\r%s %s: %d moved, %d skipped, %d too many replays, %d failed ", progressBar(p.Seen, total), verb, p.Moved, p.SkippedFilter, p.TooManyReplays, p.Failed)
-		}
+		OnFailure: func(m *replay.Message, err error) {
+			d := "failed"
+			if errors.Is(err, replay.ErrSentNotDeleted) {
+				d = "not-deleted"
+			}
+			list.add(listed{Key: replay.Key(m), ID: m.ID, Reason: m.Failure().Reason, Decision: d, Error: err.Error()})
+		},
+		OnProgress: func(p replay.Summary) {
+			list.flush()
+			if progress {
+				fmt.Fprintf(e.stderr, "\r%s %s: %d moved, %d skipped, %d too many replays, %d came back, %d failed ", progressBar(p.Seen, p.AtStart), verb, p.Moved, p.SkippedFilter, p.TooManyReplays, p.CameBack, p.Failed)
+			}
+		},
 	}
 	if e.hooks != nil {
 		opts.AfterSend = e.hooks.afterSend
 	}
 	sum, runErr := replay.Run(ctx, c.src, dst, opts)
-	if opts.OnProgress != nil {
+	if progress {
 		fmt.Fprintln(e.stderr)
 	}
-	if s.json {
-		if err := printJSON(e.stdout, struct {
-			Source      string `json:"source"`
-			Destination string `json:"destination"`
-			replay.Summary
-			Messages []item       `json:"messages"`
-			Failures []failedItem `json:"failures,omitempty"`
-			Error    string       `json:"error,omitempty"`
-		}{c.srcDesc, destDesc, sum, items, failed, errText(runErr)}); err != nil {
-			return err
-		}
-	} else {
-		w := table(e.stdout)
-		if len(items) > 0 {
-			fmt.Fprintln(w, "KEY\tMESSAGE ID\tREASON\tACTION")
-			for _, it := range items {
-				action := "would move"
-				if it.Decision == replay.SkipReplays.String() {
-					action = fmt.Sprintf("left: replayed %d times already", s.maxReplays)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", orDash(it.Key), it.ID, orDash(it.Reason), action)
-			}
-			fmt.Fprintln(w)
-		}
-		if len(failed) > 0 {
-			fmt.Fprintln(w, "KEY\tMESSAGE ID\tFAILED")
-			for _, f := range failed {
-				fmt.Fprintf(w, "%s\t%s\t%s\n", orDash(f.Key), f.ID, f.Error)
-			}
-			fmt.Fprintln(w)
-		}
-		moved := "moved"
-		if sum.DryRun {
-			moved = "would move"
-		}
-		fmt.Fprintf(w, "seen\t%d\n%s\t%d\nskipped by filter\t%d\nleft: too many replays\t%d\nfailed (left in DLQ)\t%d\n", sum.Seen, moved, sum.Moved, sum.SkippedFilter, sum.TooManyReplays, sum.Failed)
-		if sum.DeleteFailed > 0 {
-			fmt.Fprintf(w, "sent but not deleted (will be duplicates)\t%d\n", sum.DeleteFailed)
-		}
-		if sum.Trimmed > 0 {
-			fmt.Fprintf(w, "attributes trimmed to the 10-attribute limit\t%d\n", sum.Trimmed)
-		}
-		if sum.Interrupted {
-			fmt.Fprintln(w, "interrupted\tyes: stopped after the current batch")
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
+	if err := list.end(sum, runErr); err != nil {
+		return err
 	}
 	if runErr != nil {
 		return runErr
@@ -372,17 +356,129 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 	return nil
 }
 
-// approxDepth is the DLQ's approximate size for the progress bar; 0 when unknown (Pub/Sub
-// has no cheap count).
-func (c *conn) approxDepth(ctx context.Context) int {
-	if c.sqs == nil {
-		return 0
+// listed is one message a replay reports: a dry run's moves, messages left for too many
+// replays or because they came back during the run, and failed sends and deletes.
+type listed struct {
+	Key      string `json:"key"`
+	ID       string `json:"message_id"`
+	Reason   string `json:"reason,omitempty"`
+	Decision string `json:"decision"`
+	Error    string `json:"error,omitempty"`
+}
+
+// listing prints a replay's report as the run goes, so that a run over a large DLQ keeps no
+// list in memory: --json streams one JSON document whose "messages" array is written element
+// by element and whose summary fields follow it; text prints table rows, aligned batch by
+// batch, then the summary table.
+type listing struct {
+	e        *env
+	s        *settings
+	progress bool // a progress line on stderr must be cleared before rows are printed
+	tw       *tabwriter.Writer
+	rows     int
+	err      error // the first write error
+}
+
+func newListing(e *env, s *settings, src, dest string, progress bool) *listing {
+	l := &listing{e: e, s: s, progress: progress}
+	if s.json {
+		field := func(k, v string) string { b, _ := json.Marshal(v); return fmt.Sprintf("  %q: %s,\n", k, b) }
+		l.write("{\n" + field("source", src) + field("destination", dest) + `  "messages": [`)
+	} else {
+		l.tw = table(e.stdout)
 	}
-	v, f, err := sqsdlq.Depth(ctx, c.sqs, c.s.dlqURL)
-	if err != nil {
-		return 0
+	return l
+}
+
+func (l *listing) write(text string) {
+	if _, err := io.WriteString(l.e.stdout, text); err != nil && l.err == nil {
+		l.err = err
 	}
-	return v + f
+}
+
+func (l *listing) add(it listed) {
+	if l.s.json {
+		b, _ := json.Marshal(it)
+		sep := "\n    "
+		if l.rows > 0 {
+			sep = ",\n    "
+		}
+		l.write(sep + string(b))
+		l.rows++
+		return
+	}
+	if l.rows == 0 {
+		fmt.Fprintln(l.tw, "KEY\tMESSAGE ID\tREASON\tACTION")
+	}
+	action := "would move"
+	switch it.Decision {
+	case replay.SkipReplays.String():
+		action = fmt.Sprintf("left: replayed %d times already", l.s.maxReplays)
+	case replay.SkipCameBack.String():
+		action = "left: came back during the run"
+	case "failed":
+		action = "failed, left in the DLQ: " + it.Error
+	case "not-deleted":
+		action = "sent, not deleted (a duplicate): " + it.Error
+	}
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\n", orDash(it.Key), it.ID, orDash(it.Reason), action)
+	l.rows++
+}
+
+// flush prints the rows added since the last flush.
+func (l *listing) flush() {
+	if l.tw == nil || l.rows == 0 {
+		return
+	}
+	if l.progress {
+		fmt.Fprint(l.e.stderr, "\r\033[K")
+	}
+	if err := l.tw.Flush(); err != nil && l.err == nil {
+		l.err = err
+	}
+}
+
+// end prints the summary after the list.
+func (l *listing) end(sum replay.Summary, runErr error) error {
+	if l.s.json {
+		tail, err := json.MarshalIndent(struct {
+			replay.Summary
+			Error string `json:"error,omitempty"`
+		}{sum, errText(runErr)}, "", "  ")
+		if err != nil {
+			return err
+		}
+		l.write("\n  ],\n" + strings.TrimPrefix(string(tail), "{\n") + "\n")
+		return l.err
+	}
+	l.flush()
+	w := table(l.e.stdout)
+	if l.rows > 0 {
+		fmt.Fprintln(w)
+	}
+	moved := "moved"
+	if sum.DryRun {
+		moved = "would move"
+	}
+	fmt.Fprintf(w, "seen\t%d\n%s\t%d\nskipped by filter\t%d\nleft: too many replays\t%d\nfailed (left in DLQ)\t%d\n", sum.Seen, moved, sum.Moved, sum.SkippedFilter, sum.TooManyReplays, sum.Failed)
+	fmt.Fprintf(w, "came back during the run (left in the DLQ)\t%d\n", sum.CameBack)
+	if sum.Arrived > 0 {
+		fmt.Fprintf(w, "arrived during the run (left for another run)\t%d\n", sum.Arrived)
+	}
+	if sum.DeleteFailed > 0 {
+		fmt.Fprintf(w, "sent but not deleted (will be duplicates)\t%d\n", sum.DeleteFailed)
+	}
+	if sum.Trimmed > 0 {
+		fmt.Fprintf(w, "attributes trimmed to the 10-attribute limit\t%d\n", sum.Trimmed)
+	}
+	coverLines(w, sum.Pass, "run")
+	if sum.Interrupted {
+		fmt.Fprintln(w, "interrupted\tyes: stopped after the current batch")
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return l.err
 }
 
 // progressBar draws done of total as a 20-cell bar ("[#####---------------] 25/100"), or
@@ -535,9 +631,9 @@ func runExport(ctx context.Context, e *env, s *settings, args []string) (err err
 		fmt.Fprintf(e.stderr, "exporting every message of %s to %s (the DLQ is left as it is)\n", c.srcDesc, path)
 	}
 	written := 0
-	deleted, derr := replay.Drain(ctx, c.src, !s.del, func(ms []*replay.Message) error {
+	deleted, p, derr := replay.Drain(ctx, c.src, s.scanOptions(0), !s.del, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			if err := replay.WriteRecord(f, m); err != nil {
+			if err := replay.WriteLine(f, m); err != nil {
 				return fmt.Errorf("write %s: %w", path, err)
 			}
 		}
@@ -548,11 +644,16 @@ func runExport(ctx context.Context, e *env, s *settings, args []string) (err err
 		return nil
 	})
 	if s.json {
-		if err := printJSON(e.stdout, map[string]any{"file": path, "written": written, "deleted": deleted, "error": errText(derr)}); err != nil {
+		if err := printJSON(e.stdout, map[string]any{"file": path, "written": written, "deleted": deleted, "scan": p, "error": errText(derr)}); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(e.stdout, "wrote %d message(s) to %s; deleted %d from the DLQ\n", written, path, deleted)
+		w := table(e.stdout)
+		passLines(w, p, "export")
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
 	if errors.Is(derr, context.Canceled) {
 		return errPartial
@@ -582,25 +683,41 @@ func runImport(ctx context.Context, e *env, s *settings, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Two passes over the file, each holding one line (then one batch) at a time: the first
+	// checks every line, so that a file with a bad line sends nothing; the second sends.
+	read := 0
+	if err := eachRecord(args[0], func(*replay.Message) error { read++; return nil }); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "importing %d message(s) from %s to %s\n", read, args[0], destDesc)
 	f, err := os.Open(args[0])
 	if err != nil {
 		return fmt.Errorf("import file: %w", err)
 	}
 	defer f.Close()
-	var msgs []*replay.Message
-	if err := replay.ReadRecords(f, func(m *replay.Message) error { msgs = append(msgs, m); return nil }); err != nil {
-		return usagef("%s: %v", args[0], err)
-	}
-	fmt.Fprintf(e.stderr, "importing %d message(s) from %s to %s\n", len(msgs), args[0], destDesc)
-	sent, serr := replay.Send(ctx, dst, msgs, s.batch)
+	sent, serr := replay.SendAll(ctx, dst, replay.Lines(f), s.batch)
 	if s.json {
-		if err := printJSON(e.stdout, map[string]any{"file": args[0], "destination": destDesc, "read": len(msgs), "sent": sent, "error": errText(serr)}); err != nil {
+		if err := printJSON(e.stdout, map[string]any{"file": args[0], "destination": destDesc, "read": read, "sent": sent, "error": errText(serr)}); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "sent %d of %d message(s) to %s\n", sent, len(msgs), destDesc)
+		fmt.Fprintf(e.stdout, "sent %d of %d message(s) to %s\n", sent, read, destDesc)
 	}
 	return serr
+}
+
+// eachRecord calls fn with each message of the export file at path, reading it line by line;
+// an unreadable line is the operator's to fix (a usage error naming it).
+func eachRecord(path string, fn func(*replay.Message) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("import file: %w", err)
+	}
+	defer f.Close()
+	if err := replay.ReadLines(f, fn); err != nil {
+		return usagef("%s: %v", path, err)
+	}
+	return nil
 }
 
 func runPurge(ctx context.Context, e *env, s *settings, _ []string) error {
@@ -610,7 +727,7 @@ func runPurge(ctx context.Context, e *env, s *settings, _ []string) error {
 	}
 	defer c.Close()
 	b := &replay.StatsBuilder{PrefixDepth: 2}
-	if err := replay.Scan(ctx, c.src, &replay.ScanOptions{Hold: s.hold}, func(m *replay.Message) error { b.Add(m); return nil }); err != nil {
+	if _, err := replay.Scan(ctx, c.src, s.scanOptions(0), func(m *replay.Message) error { b.Add(m); return nil }); err != nil {
 		return err
 	}
 	st := b.Stats()
@@ -619,7 +736,7 @@ func runPurge(ctx context.Context, e *env, s *settings, _ []string) error {
 		return usagef("purge refused: add --yes to delete these messages (consider dlq-replay export FILE --delete instead)")
 	}
 	removed := replay.StatsBuilder{PrefixDepth: 2}
-	n, derr := replay.Drain(ctx, c.src, false, func(ms []*replay.Message) error {
+	n, p, derr := replay.Drain(ctx, c.src, s.scanOptions(0), false, func(ms []*replay.Message) error {
 		for _, m := range ms {
 			removed.Add(m)
 		}
@@ -627,11 +744,16 @@ func runPurge(ctx context.Context, e *env, s *settings, _ []string) error {
 	})
 	rs := removed.Stats()
 	if s.json {
-		if err := printJSON(e.stdout, map[string]any{"deleted": n, "by_reason": rs.ByReason, "error": errText(derr)}); err != nil {
+		if err := printJSON(e.stdout, map[string]any{"deleted": n, "by_reason": rs.ByReason, "scan": p, "error": errText(derr)}); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(e.stdout, "deleted %d message(s) from %s; by reason: %s\n", n, c.srcDesc, counts(rs.ByReason))
+		w := table(e.stdout)
+		passLines(w, p, "purge")
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
 	if errors.Is(derr, context.Canceled) {
 		return errPartial

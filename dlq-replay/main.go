@@ -41,14 +41,21 @@ Sources: --source sqs reads the SQS DLQ (--dlq-url); replays go to --to, else to
 whose redrive policy names the DLQ, else to each message's imgpipe.source-queue attribute.
 --source pubsub reads the dead-letter subscription (--dead-letter-subscription) and replays
 to the pipeline's topic (--to-topic): every subscription of that topic receives the message
-again. Messages a command looks at without removing them are released at once (SQS
-visibility 0, Pub/Sub nack); on SQS this counts as a receive.
+again.
+
+Every command makes one pass over the DLQ as it was when it started, of any size: it keeps at
+most --window messages leased (invisible to others) at once and releases the oldest as it goes
+(SQS visibility 0, Pub/Sub nack; on SQS a look counts as a receive), remembers only a small
+fingerprint of each message seen, and ends when the DLQ hands out nothing more or only what it
+has already seen. Messages that came back during a replay (it moved them and the pipeline
+dead-lettered them again) or arrived after the start are left and counted, never moved twice.
 
 Replays keep every attribute, set imgpipe.replay-count (incremented) and imgpipe.replayed-at,
 and leave a message already replayed --max-replays times in the DLQ, reported. Each batch is
-sent (SendMessageBatch / Publish), then only the messages whose send was confirmed are deleted:
-a crash leaves at worst a duplicate, which the pipeline tolerates. Ctrl-C stops after the
-current batch and prints the summary so far; a second Ctrl-C exits at once.
+sent (SendMessageBatch / Publish), then only the messages whose send was confirmed are deleted,
+while their leases hold (renewed while --rate makes a batch wait): a crash leaves at worst a
+duplicate, which the pipeline tolerates. Ctrl-C stops after the current batch and prints the
+summary so far; a second Ctrl-C exits at once.
 
 Output: tables on stdout, --json for scripts; progress on stderr when it is a terminal.
 

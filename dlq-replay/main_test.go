@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	stacktest.Main(m, localstack.SQS|localstack.PubSub)
+	stacktest.Main(m, devstack.SQS|devstack.PubSub)
 }
 
 // TestCLIInterrupt runs the command as a process, interrupts a rate-limited replay with
@@ -123,6 +124,13 @@ func TestUsage(t *testing.T) {
 		{[]string{"peek", "zero"}, exitUsage, "positive"},
 		{[]string{"stats", "--source", "pubsub"}, exitUsage, "--project"},
 		{[]string{"tasks", "--source", "pubsub", "--project", "p", "--dead-letter-subscription", "s"}, exitUsage, "SQS only"},
+		// Every duration that reaches SQS as seconds is checked against what SQS takes.
+		{[]string{"stats", "--hold", "500ms"}, exitUsage, "--hold"},
+		{[]string{"stats", "--hold", "1500ms"}, exitUsage, "--hold"},
+		{[]string{"replay", "--hold", "13h"}, exitUsage, "--hold"},
+		{[]string{"peek", "--wait", "500ms"}, exitUsage, "--wait"},
+		{[]string{"peek", "--wait", "21s"}, exitUsage, "--wait"},
+		{[]string{"stats", "--source", "pubsub", "--project", "p", "--dead-letter-subscription", "s", "--hold", "11m"}, exitUsage, "--hold"},
 	} {
 		r := cli(t, vars, nil, c.args...)
 		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
@@ -167,9 +175,9 @@ func TestFlagsFirst(t *testing.T) {
 
 // stack bootstraps fresh resources and returns the settings the CLI would read from the
 // local stack's env file.
-func stack(t *testing.T) (map[string]string, *localstack.Bootstrapped, *localstack.Stack) {
+func stack(t *testing.T) (map[string]string, *devstack.Bootstrapped, *devstack.Stack) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	vars := map[string]string{}
 	for _, e := range st.Env(b) {
 		vars[e.Name] = e.Value
@@ -181,20 +189,20 @@ func stack(t *testing.T) (map[string]string, *localstack.Bootstrapped, *localsta
 	return vars, b, st
 }
 
-func seedSQS(t *testing.T, st *localstack.Stack, url string, msgs ...*replay.Message) {
+func seedSQS(t *testing.T, st *devstack.Stack, url string, msgs ...*replay.Message) {
 	t.Helper()
 	if n, err := replay.Send(context.Background(), sqsdlq.New(st.NewSQSClient(), url, nil), msgs, 10); err != nil || n != len(msgs) {
 		t.Fatalf("seed: %d %v", n, err)
 	}
 }
 
-func depth(t *testing.T, st *localstack.Stack, url string) int {
+func depth(t *testing.T, st *devstack.Stack, url string) int {
 	t.Helper()
-	v, f, err := sqsdlq.Depth(context.Background(), st.NewSQSClient(), url)
+	d, err := sqsdlq.New(st.NewSQSClient(), url, nil).Depth(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v + f
+	return d.Visible + d.NotVisible
 }
 
 func TestCLIPurgeRefusesWithoutYes(t *testing.T) {
@@ -323,7 +331,7 @@ func TestCLIPubSubStatsAndReplay(t *testing.T) {
 	file := filepath.Join(dir, "in.jsonl")
 	var buf bytes.Buffer
 	for _, m := range []*replay.Message{replaytest.Msg(t, "upload/ps1.jpg", "IndexUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/ps2.jpg", "IndexUnavailable", failure.Transient, 0)} {
-		if err := replay.WriteRecord(&buf, m); err != nil {
+		if err := replay.WriteLine(&buf, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -345,5 +353,80 @@ func TestCLIPubSubStatsAndReplay(t *testing.T) {
 	r = cli(t, vars, nil, "stats", "--source", "pubsub", "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 0 {
 		t.Fatalf("stats after replay: %+v (%v)", r, err)
+	}
+}
+
+// TestCLIReplayCountsWhatCameBack: the pipeline sends every replayed message straight back to
+// the DLQ (a permanently bad image, as the analyzer does), here between the send and the delete
+// of each batch. One run moves each message once and reports what came back, in text and JSON.
+func TestCLIReplayCountsWhatCameBack(t *testing.T) {
+	vars, b, st := stack(t)
+	c := st.NewSQSClient()
+	queue, dlq := sqsdlq.New(c, b.QueueURL, nil), sqsdlq.New(c, b.DLQURL, nil)
+	analyzer := &hooks{afterSend: func(sent []*replay.Message) error {
+		// Take what arrived on the queue and dead-letter it again with its attributes.
+		_, _, err := replay.Drain(context.Background(), queue, nil, false, func(ms []*replay.Message) error {
+			_, err := replay.Send(context.Background(), dlq, ms, 10)
+			return err
+		})
+		return err
+	}}
+	seedSQS(t, st, b.DLQURL,
+		replaytest.Msg(t, "upload/bad1.jpg", "InvalidImageFormat", failure.Permanent, 0),
+		replaytest.Msg(t, "upload/bad2.jpg", "InvalidImageFormat", failure.Permanent, 0),
+		replaytest.Msg(t, "upload/bad3.jpg", "InvalidImageFormat", failure.Permanent, 0))
+	r := cli(t, vars, analyzer, "replay", "--json")
+	var out struct {
+		Moved          int
+		CameBack       int `json:"came_back"`
+		TooManyReplays int `json:"too_many_replays"`
+		Messages       []struct{ Key, Decision string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != exitOK {
+		t.Fatalf("replay: %+v (%v)", r, err)
+	}
+	if out.Moved != 3 || out.CameBack != 3 || out.TooManyReplays != 0 {
+		t.Fatalf("replay moved %d, came back %d, too many replays %d; want 3, 3, 0:\n%s", out.Moved, out.CameBack, out.TooManyReplays, r.stdout)
+	}
+	listed := 0
+	for _, m := range out.Messages {
+		if m.Decision == "came-back" {
+			listed++
+		}
+	}
+	if listed != 3 {
+		t.Fatalf("%d messages listed as came-back, want 3:\n%s", listed, r.stdout)
+	}
+	if d, q := depth(t, st, b.DLQURL), depth(t, st, b.QueueURL); d != 3 || q != 0 {
+		t.Fatalf("after the run DLQ %d queue %d, want the 3 that came back and 0", d, q)
+	}
+	// The next run moves them once more (their second replay), and says so in text.
+	r = cli(t, vars, analyzer, "replay")
+	if r.code != exitOK || !regexp.MustCompile(`(?m)^moved\s+3$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^came back during the run \(left in the DLQ\)\s+3$`).MatchString(r.stdout) {
+		t.Fatalf("second replay: %+v", r)
+	}
+}
+
+// An import file with a bad line sends nothing: the file is checked line by line before the
+// first send (import streams the file twice rather than holding it).
+func TestCLIImportChecksTheWholeFileFirst(t *testing.T) {
+	vars, b, st := stack(t)
+	var buf bytes.Buffer
+	for i := range 25 {
+		if err := replay.WriteLine(&buf, replaytest.Msg(t, "upload/imp"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf.WriteString("{\"message_id\":\"broken\"\n")
+	file := filepath.Join(t.TempDir(), "bad.jsonl")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, vars, nil, "import", file, "--to", b.QueueURL)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "line 26") {
+		t.Fatalf("import of a file with a bad line 26: %+v", r)
+	}
+	if q := depth(t, st, b.QueueURL); q != 0 {
+		t.Fatalf("%d messages sent from a file with a bad line, want 0", q)
 	}
 }

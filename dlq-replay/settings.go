@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"imgpipe/dlq-replay/pubsubdlq"
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/config"
 )
 
@@ -17,6 +20,7 @@ type settings struct {
 	to, toTopic                                      string
 	json                                             bool
 	hold, wait                                       time.Duration
+	window                                           int
 
 	// replay
 	reasons, classes, prefix, glob string
@@ -93,8 +97,9 @@ func newSet(name string, c *command, s *settings) *config.Set {
 	set.String(&s.project, "project", "GOOGLE_CLOUD_PROJECT", "", "Google Cloud project (Pub/Sub)")
 	set.String(&s.deadLetterSub, "dead-letter-subscription", "IMGPIPE_DEAD_LETTER_SUBSCRIPTION", "", "Pub/Sub dead-letter subscription, ID or full name")
 	set.Bool(&s.json, "json", "", false, "print JSON instead of tables")
-	set.Duration(&s.hold, "hold", "DLQ_REPLAY_HOLD", 10*time.Minute, "how long messages being looked at stay invisible to others (released at once when done)", config.Validate(config.PositiveDuration(&s.hold)))
-	set.Duration(&s.wait, "wait", "DLQ_REPLAY_WAIT", time.Second, "receive wait; one empty receive ends a scan", config.Validate(config.PositiveDuration(&s.wait)))
+	set.Duration(&s.hold, "hold", "DLQ_REPLAY_HOLD", 10*time.Minute, "how long a message being looked at stays invisible to others at most (whole seconds, 1s to 12h; Pub/Sub at most 10m)", config.Validate(config.SecondsBetween(&s.hold, time.Second, sqsdlq.MaxHold)))
+	set.Duration(&s.wait, "wait", "DLQ_REPLAY_WAIT", time.Second, "receive wait (whole seconds, 1s to 20s); an empty receive ends a pass (Pub/Sub: 3 in a row)", config.Validate(config.SecondsBetween(&s.wait, time.Second, 20*time.Second)))
+	set.Int(&s.window, "window", "DLQ_REPLAY_WINDOW", replay.DefaultWindow, "most messages a pass keeps leased at once; the oldest are released as new ones come", config.Validate(config.Between(&s.window, 10, 100000)))
 	set.String(&s.logLevel, "log-level", "DLQ_REPLAY_LOG_LEVEL", "warn", "log level (JSON logs on stderr): debug, info, warn, error")
 	if c.flags != nil {
 		c.flags(set, s)
@@ -118,6 +123,9 @@ func (s *settings) check(cmd string) error {
 		}
 		if cmd == "tasks" || cmd == "cancel" || s.native {
 			return usagef("%s is SQS only (--source sqs)", map[bool]string{true: "--native", false: cmd}[s.native])
+		}
+		if s.hold > pubsubdlq.MaxHold {
+			return usagef("invalid setting --hold (DLQ_REPLAY_HOLD): Pub/Sub leases a message for at most %v, got %v", pubsubdlq.MaxHold, s.hold)
 		}
 	}
 	if s.rate < 0 {

@@ -24,7 +24,7 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin, "./cmd/analyzer", "./cmd/indexer", "./cmd/uploader")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/analyzer", "./cmd/indexer", "./cmd/uploader", "./cmd/console")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -39,6 +39,7 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 		{"indexer", "run", "--help"}, {"indexer", "get", "--help"}, {"indexer", "search", "--help"},
 		{"uploader", "put", "--help"}, {"uploader", "status", "--help"}, {"uploader", "wait", "--help"},
 		{"uploader", "watch", "--help"}, {"uploader", "load", "--help"},
+		{"console", "--help"},
 		{"dlq-replay", "stats", "--help"}, {"dlq-replay", "peek", "--help"}, {"dlq-replay", "replay", "--help"},
 		{"dlq-replay", "export", "--help"}, {"dlq-replay", "import", "--help"}, {"dlq-replay", "purge", "--help"},
 	}

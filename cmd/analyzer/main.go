@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/analyzer"
@@ -20,8 +22,11 @@ import (
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpauth"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/vision"
@@ -37,25 +42,34 @@ object, calls Azure AI Vision (Image Analysis 4.0 or 3.2), publishes an analysis
 Pub/Sub topic (a removal record for a deleted object) and then deletes the SQS message.
 Permanent failures (not an image, too large, malformed event) go to the dead-letter queue at
 once with their reason; transient ones are retried with backoff through the queue's visibility
-timeout until its redrive policy moves them to the DLQ. SIGINT/SIGTERM drain gracefully.
+timeout until its redrive policy moves them to the DLQ. A run of failures of S3, Vision or
+Pub/Sub, or of setup faults (access denied, a refused key, a URL Vision cannot fetch), opens
+the circuit: receiving stops and the messages wait on the queue instead of reaching the DLQ.
+SIGINT/SIGTERM drain gracefully. Logs are JSON lines on stderr.
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credential chain,
 AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS. Google settings: GOOGLE_CLOUD_PROJECT,
 Application Default Credentials (external_account files for workload identity federation),
-PUBSUB_EMULATOR_HOST. Give exactly one Vision credential: a key, a key file or a token file.`
+PUBSUB_EMULATOR_HOST; when GOOGLE_APPLICATION_CREDENTIALS names an AWS external_account file,
+its AWS credentials come from the AWS SDK's default chain (IRSA web identity, ECS, SSO, EC2).
+Give exactly one Vision credential: a key, a key file, an access token file, or a federated
+token file for Entra ID workload identity federation (with the tenant and client IDs; on AKS
+the workload identity webhook sets AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
+AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).`
 
 type settings struct {
 	queueURL, dlqURL, topic, project                    string
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
+	azureTenant, azureClient, federatedFile, authority  string
 	visionAPI, mode, logLevel                           string
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
 	visionTimeout, attemptTimeout                       time.Duration
-	visibility, wait, drain                             time.Duration
+	visibility, wait, drain, s3Timeout                  time.Duration
 	maxImageBytes                                       int
-	pathStyle, orderingKeys                             bool
+	pathStyle, orderingKeys, adaptiveRate               bool
 
-	metricsAddr                                   string
+	metricsAddr, profileDir                       string
 	minWorkers, maxWorkers, breakerFailures       int
 	receiveAhead                                  int
 	targetPerWorker                               float64
@@ -73,29 +87,41 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.visionKey, "vision-key", "AZURE_VISION_KEY", "", "Azure AI Vision subscription key (prefer --vision-key-file)", config.Secret())
 	set.String(&s.visionKeyFile, "vision-key-file", "AZURE_VISION_KEY_FILE", "", "file holding the subscription key; re-read when it changes (a mounted secret)")
 	set.String(&s.tokenFile, "vision-token-file", "AZURE_VISION_TOKEN_FILE", "", "file holding an Entra ID access token for https://cognitiveservices.azure.com/.default; re-read when it changes")
+	set.String(&s.federatedFile, "azure-federated-token-file", "AZURE_FEDERATED_TOKEN_FILE", "", "Entra ID workload identity federation: file holding the federated token (a projected service account token) exchanged for Vision access tokens; re-read as it rotates")
+	set.String(&s.azureTenant, "azure-tenant-id", "AZURE_TENANT_ID", "", "Entra ID tenant of the workload identity (with --azure-federated-token-file)")
+	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
+	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
-	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers (free tier: 0.33)")
+	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers: the Vision resource's quota (free tier: 0.33); the ceiling of the adaptive rate")
 	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
+	set.Bool(&s.adaptiveRate, "vision-rate-adaptive", "IMGPIPE_VISION_RATE_ADAPTIVE", true, "let the Vision call rate adapt to 429s below --vision-rate, starting at a sixteenth of it (replicas sharing one quota, each given the whole quota, settle on their shares); false: a fixed rate")
 	set.Int(&s.visionRetries, "vision-retries", "IMGPIPE_VISION_RETRIES", retry.DefaultMaxRetries, "retries of one Vision call before the message is rescheduled", config.Validate(config.Between(&s.visionRetries, 0, 20)))
 	set.Duration(&s.visionTimeout, "vision-timeout", "IMGPIPE_VISION_TIMEOUT", vision.DefaultTimeout, "bound on one analysis, retries and waits included", config.Validate(config.PositiveDuration(&s.visionTimeout)))
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
 	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
 	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages in their Vision call at once (the first S3 read comes before, publishing and deleting after, outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
-	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages, renewed by a heartbeat while in work", config.Validate(config.PositiveDuration(&s.visibility)))
-	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", 20*time.Second, "SQS long-poll wait (0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this")
+	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages (whole seconds, 1s-12h), renewed by a heartbeat while in work", config.Validate(config.SecondsBetween(&s.visibility, time.Second, sqsqueue.MaxHold)))
+	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", sqsqueue.MaxWait, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, sqsqueue.MaxWait)))
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
+	set.Duration(&s.s3Timeout, "s3-timeout", "IMGPIPE_S3_TIMEOUT", analyzer.DefaultS3Timeout, "bound on each S3 read: the first ranged GET, and for the rest of a larger image the wait for headers and each pause between bytes; a stalled read is retried later", config.Validate(config.PositiveDuration(&s.s3Timeout)))
 	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 10, "messages that may wait, visibility extended, for a worker to free (receiving pauses while every worker is busy or has one waiting; 0: receive only for free workers)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
 	set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address of /metrics, /healthz and /readyz; empty disables them")
 	set.Int(&s.maxWorkers, "max-workers", "IMGPIPE_MAX_WORKERS", 0, "autoscale the worker pool up to this size from the queue depth (0: a fixed pool of --workers)", config.Validate(config.Between(&s.maxWorkers, 0, 1024)))
 	set.Int(&s.minWorkers, "min-workers", "IMGPIPE_MIN_WORKERS", 1, "smallest autoscaled worker pool", config.Validate(config.Between(&s.minWorkers, 1, 1024)))
 	set.Float(&s.targetPerWorker, "target-backlog-per-worker", "IMGPIPE_TARGET_BACKLOG_PER_WORKER", 10, "autoscaler target: messages waiting or in work per worker")
 	set.Duration(&s.scaleCooldown, "scale-cooldown", "IMGPIPE_SCALE_COOLDOWN", 30*time.Second, "least time between two resizes of the worker pool", config.Validate(config.PositiveDuration(&s.scaleCooldown)))
-	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue depth is read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
-	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive Vision failures that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
-	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe", config.Validate(config.PositiveDuration(&s.breakerCooldown)))
+	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue and dead-letter queue depths are read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
+	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive messages failed by S3, Vision or Pub/Sub being down or by a setup fault (access denied, bad key, a URL Vision cannot fetch) that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
+	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe (up to 12h: messages given back wait as long)", config.Validate(func() error {
+		if s.breakerCooldown <= 0 || s.breakerCooldown > sqsqueue.MaxHold {
+			return fmt.Errorf("must be above 0 and at most %s, got %s", sqsqueue.MaxHold, s.breakerCooldown)
+		}
+		return nil
+	}))
 	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	set.String(&s.profileDir, "profile-dir", "IMGPIPE_PROFILE_DIR", "", "write a CPU profile of the whole run and, at exit, an allocation profile (pprof files) into this folder; empty: none")
 	return set
 }
 
@@ -121,9 +147,6 @@ func run(args []string) error {
 	if len(set.Args()) > 0 {
 		return fmt.Errorf("unexpected arguments %q (see --help)", set.Args())
 	}
-	if s.wait < 0 || s.wait > 20*time.Second {
-		return fmt.Errorf("invalid setting --wait-time (IMGPIPE_WAIT_TIME): must be 0 to 20s, got %s", s.wait)
-	}
 	if s.maxWorkers > 0 && s.minWorkers > s.maxWorkers {
 		return fmt.Errorf("invalid setting --min-workers (IMGPIPE_MIN_WORKERS): %d is above --max-workers %d", s.minWorkers, s.maxWorkers)
 	}
@@ -142,11 +165,23 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
+	if s.profileDir != "" {
+		stopProfiles, err := obs.StartProfiles(s.profileDir)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stopProfiles(); err != nil {
+				log.Error("profiles not written", zap.Error(err))
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle}
+	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle, Logger: log}
 	cfg, err := awsclient.Config(ctx, awsOpts)
 	if err != nil {
 		return err
@@ -157,21 +192,36 @@ func run(args []string) error {
 	if s.visionAPI == "3.2" {
 		api = vision.V32
 	}
+	bucketOpts := &ratelimit.BucketOptions{}
+	if s.adaptiveRate {
+		bucketOpts.Adaptive = &ratelimit.Adaptive{}
+	}
+	rate := ratelimit.NewBucket(s.visionRate, s.visionBurst, bucketOpts)
+	conc := ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true, Rate: rate})
 	vc, err := vision.New(s.visionEndpoint, cred, &vision.Options{
 		APIVersion:     api,
 		Timeout:        s.visionTimeout,
 		AttemptTimeout: s.attemptTimeout,
 		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
-		RateLimit:      ratelimit.NewBucket(s.visionRate, s.visionBurst, nil),
-		Concurrency:    ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true}),
+		RateLimit:      rate,
+		Concurrency:    conc,
 		Observer:       vobs,
 	})
 	if err != nil {
 		return fmt.Errorf("vision client: %w", err)
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgpipe_analyzer_vision_rate", Help: "Client-side limit on Vision calls per second now (adapted to 429s unless --vision-rate-adaptive=false)."}, rate.Rate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgpipe_analyzer_vision_concurrency_limit", Help: "Adaptive limit on Vision calls in flight now."}, func() float64 { return float64(conc.Limit()) }),
+	)
 	defer vc.Close()
 
-	ps, err := pubsub.NewClient(ctx, s.project)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("google credentials", zap.Stringer("credential", gcreds))
+	ps, err := pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
@@ -179,11 +229,21 @@ func run(args []string) error {
 	pub := publish.New(ps, s.topic, &publish.Options{OrderingKeys: s.orderingKeys})
 	defer pub.Close()
 
+	calls := analyzer.NewSQSCalls()
+	reg.MustRegister(calls)
+	sqsClient := awsclient.SQS(cfg, func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls)) })
+	events, err := sqsqueue.New(sqsClient, s.queueURL, &sqsqueue.Options{Wait: zeroMeansNone(s.wait)})
+	if err != nil {
+		return err
+	}
+	dlq, err := sqsqueue.New(sqsClient, s.dlqURL, nil)
+	if err != nil {
+		return err
+	}
 	a, err := analyzer.New(analyzer.Deps{
-		SQS: awsclient.SQS(cfg), S3: awsclient.S3(cfg, awsOpts), Vision: vc, Publisher: pub,
+		Queue: events, DLQ: dlq, Objects: s3objects.New(awsclient.S3(cfg, awsOpts)), Vision: vc, Publisher: pub,
 	}, &analyzer.Options{
-		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: zeroMeansNone(s.wait),
-		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode),
+		Workers: s.workers, VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
 		Autoscale:     autoscaleOptions(s),
@@ -198,7 +258,7 @@ func run(args []string) error {
 			return err
 		}
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), analyzer.MetricsShutdownTimeout)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
@@ -229,15 +289,24 @@ func retriesSetting(n int) int {
 
 func credential(s *settings) (vision.Credential, error) {
 	given := 0
-	for _, v := range []string{s.visionKey, s.visionKeyFile, s.tokenFile} {
+	for _, v := range []string{s.visionKey, s.visionKeyFile, s.tokenFile, s.federatedFile} {
 		if v != "" {
 			given++
 		}
 	}
 	if given != 1 {
-		return nil, errors.New("setting Vision credential: give exactly one of --vision-key (AZURE_VISION_KEY), --vision-key-file (AZURE_VISION_KEY_FILE), --vision-token-file (AZURE_VISION_TOKEN_FILE)")
+		return nil, errors.New("setting Vision credential: give exactly one of --vision-key (AZURE_VISION_KEY), --vision-key-file (AZURE_VISION_KEY_FILE), --vision-token-file (AZURE_VISION_TOKEN_FILE), --azure-federated-token-file (AZURE_FEDERATED_TOKEN_FILE)")
 	}
 	switch {
+	case s.federatedFile != "":
+		if s.azureTenant == "" || s.azureClient == "" {
+			return nil, errors.New("missing setting --azure-tenant-id (AZURE_TENANT_ID) or --azure-client-id (AZURE_CLIENT_ID): workload identity federation with --azure-federated-token-file needs both")
+		}
+		c, err := vision.NewWorkloadIdentityCredential(s.azureTenant, s.azureClient, s.federatedFile, &vision.WorkloadIdentityOptions{AuthorityHost: s.authority})
+		if err != nil {
+			return nil, fmt.Errorf("invalid setting --azure-federated-token-file (AZURE_FEDERATED_TOKEN_FILE): %w", err)
+		}
+		return c, nil
 	case s.visionKey != "":
 		return vision.NewKeyCredential(s.visionKey)
 	case s.visionKeyFile != "":
@@ -250,8 +319,8 @@ func credential(s *settings) (vision.Credential, error) {
 	return vision.NewTokenCredential(vision.NewFileTokenSource(s.tokenFile)), nil
 }
 
-// zeroMeansNone maps a flag whose 0 means "none" to the analyzer option whose 0 means "the
-// default" and whose negative values mean "none" (ReceiveAhead, WaitTime).
+// zeroMeansNone maps a flag whose 0 means "none" to the option whose 0 means "the default" and
+// whose negative values mean "none" (analyzer.Options.ReceiveAhead, sqsqueue.Options.Wait).
 func zeroMeansNone[T int | time.Duration](v T) T {
 	if v == 0 {
 		return -1

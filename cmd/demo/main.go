@@ -2,10 +2,12 @@
 // was indexed and what failed and why, and shuts everything down. It is the README's main
 // command (`make run`).
 //
-// It starts the stand-ins (internal/localstack), creates the resources, builds and starts the
+// It starts the stand-ins (internal/devstack), creates the resources, builds and starts the
 // real analyzer and indexer binaries with the environment the stack prints, uploads the
 // generated samples with the real uploader binary, waits until every good image is indexed and
-// every bad one is dead-lettered, and exits 0 only if the pipeline did exactly that.
+// every bad one is dead-lettered, starts the web console on the results and prints its
+// address, and exits 0 only if the pipeline did exactly that. With -keep (make run KEEP=1)
+// everything stays up until Ctrl-C, so the results can be looked at in a browser.
 package main
 
 import (
@@ -15,6 +17,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,9 +33,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/internal/devstack"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -39,6 +43,8 @@ import (
 func main() {
 	workDir := flag.String("dir", ".stack/demo", "folder for the built binaries, the samples and the logs")
 	timeout := flag.Duration("timeout", 4*time.Minute, "how long to wait for the pipeline to finish the samples")
+	keep := flag.Bool("keep", false, "keep the stack, the pipeline and the console up until Ctrl-C")
+	consoleAddr := flag.String("console-addr", "127.0.0.1:8080", "address of the web console (a free loopback port when taken)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "demo: the whole pipeline on the local stack, on generated sample images.\n\nUsage: demo [flags]\n\nFlags:\n")
 		flag.PrintDefaults()
@@ -46,7 +52,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *workDir, *timeout); err != nil {
+	if err := run(ctx, *workDir, *timeout, *keep, *consoleAddr); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
@@ -56,7 +62,7 @@ func step(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
 }
 
-func run(ctx context.Context, dir string, timeout time.Duration) error {
+func run(ctx context.Context, dir string, timeout time.Duration, keep bool, consoleAddr string) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -71,8 +77,8 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		}
 	}
 
-	step("building analyzer, indexer and uploader")
-	build := exec.CommandContext(ctx, "go", "build", "-o", binDir, "./cmd/analyzer", "./cmd/indexer", "./cmd/uploader")
+	step("building analyzer, indexer, uploader and console")
+	build := exec.CommandContext(ctx, "go", "build", "-o", binDir, "./cmd/analyzer", "./cmd/indexer", "./cmd/uploader", "./cmd/console")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build: %w", err)
@@ -87,7 +93,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 	step("starting the local stack (SQS, S3, Pub/Sub, Firestore, Vision) on 127.0.0.1")
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	st, err := localstack.Start(startCtx, &localstack.Options{LogDir: logDir})
+	st, err := devstack.Start(startCtx, &devstack.Options{LogDir: logDir})
 	if err != nil {
 		return err
 	}
@@ -97,7 +103,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		defer cancel()
 		_ = st.Close(closeCtx)
 	}()
-	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	boot, err := st.Bootstrap(startCtx, devstack.Resources{})
 	if err != nil {
 		return err
 	}
@@ -143,7 +149,7 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		return err
 	}
 	defer fs.Close()
-	store := index.New(fs, boot.Collection, nil)
+	store := indexstore.New(fs, boot.Collection, nil)
 	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout, procs)
 	if err != nil {
 		return err
@@ -153,7 +159,57 @@ func run(ctx context.Context, dir string, timeout time.Duration) error {
 		return fmt.Errorf("%d samples did not end as expected (see above)", res.problems)
 	}
 	step("done: every good image indexed, every bad file dead-lettered with its reason")
+
+	url, err := startConsole(filepath.Join(binDir, "console"), filepath.Join(logDir, "console.log"), env, consoleAddr, &procs)
+	if err != nil {
+		return err
+	}
+	if !keep {
+		fmt.Printf("console: %s (stopped with the rest now; make run KEEP=1 keeps it up)\n", url)
+		return nil
+	}
+	fmt.Printf("console: %s\n", url)
+	step("keeping the stack, the analyzer, the indexer and the console up: open %s; Ctrl-C stops everything", url)
+	<-ctx.Done()
 	return nil
+}
+
+// startConsole starts the console binary on addr (or a free loopback port when addr is
+// taken), telling it to give the bucket the CORS rule for uploads from its page, waits until
+// it serves, and returns its address.
+func startConsole(bin, logPath string, env []string, addr string, procs *[]*child) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("console address: %w", err)
+		}
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	url := "http://" + addr
+	p, err := startChild(bin, logPath, append(env, "IMGPIPE_CONSOLE_ADDR="+addr, "IMGPIPE_CONSOLE_BUCKET_CORS="+url))
+	if err != nil {
+		return "", err
+	}
+	*procs = append(*procs, p)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := p.exited(); err != nil {
+			return "", err
+		}
+		resp, err := client.Get(url + "/api/v1/info")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url + "/", nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("the console did not answer on %s within 30s (log: %s)", url, logPath)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // parseUpload maps each sample's relative path to the key the uploader gave it.
@@ -184,8 +240,8 @@ func parseUpload(out []byte, root string) (map[string]string, error) {
 type row struct {
 	sample samples.Sample
 	key    string
-	doc    *index.Document
-	failed *dlq.Failure
+	doc    *indexstore.Document
+	failed *failure.Details
 	ok     bool
 }
 
@@ -195,19 +251,20 @@ type report struct {
 }
 
 // await polls the index and the DLQ until every sample has its expected end, or timeout.
-func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot *localstack.Bootstrapped,
+func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *devstack.Bootstrapped,
 	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
-	failures := map[string]dlq.Failure{}
+	failures := map[string]failure.Details{}
 	for {
 		for _, p := range procs {
 			if err := p.exited(); err != nil {
 				return nil, err
 			}
 		}
-		// Collect dead letters (each once: they are deleted after reading, the demo owns them).
+		// Peek at the dead letters: each is visible again a second later and stays in the DLQ,
+		// for the console to show.
 		got, err := sqsClient.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(boot.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"},
+			QueueUrl: aws.String(boot.DLQURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 1, MessageAttributeNames: []string{"All"},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("read DLQ: %w", err)
@@ -219,10 +276,9 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 			}
 			if msg, err := s3event.Parse([]byte(aws.ToString(m.Body))); err == nil {
 				for _, r := range msg.Records {
-					failures[r.Key] = dlq.Parse(attrs)
+					failures[r.Key] = failure.ParseDetails(attrs)
 				}
 			}
-			_, _ = sqsClient.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(boot.DLQURL), ReceiptHandle: m.ReceiptHandle})
 		}
 
 		rep := &report{}
@@ -233,7 +289,7 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 			}
 			if d, err := store.Get(ctx, boot.Bucket, r.key); err == nil {
 				r.doc = d
-			} else if !errors.Is(err, index.ErrNotFound) {
+			} else if !errors.Is(err, indexstore.ErrNotFound) {
 				return nil, err
 			}
 			if s.Good {
@@ -354,7 +410,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintln(w)
 }
 
-func failureText(f *dlq.Failure) string {
+func failureText(f *failure.Details) string {
 	if f == nil {
 		return "not indexed"
 	}

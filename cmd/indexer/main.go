@@ -17,11 +17,13 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/gcpclient"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 )
 
@@ -33,8 +35,10 @@ Usage:
   indexer search [settings] TAG       print objects carrying TAG, newest first
 
 Google credentials come from Application Default Credentials (including external_account
-files for workload identity federation); PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST point
-the clients at the emulators.`
+files for workload identity federation); when GOOGLE_APPLICATION_CREDENTIALS names an AWS
+external_account file, its AWS credentials come from the AWS SDK's default chain (IRSA web
+identity, ECS, SSO, EC2; AWS_REGION required). PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST
+point the clients at the emulators.`
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
@@ -126,12 +130,17 @@ func run(cmd string, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcpclient.Options()...)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("google credentials", zap.Stringer("credential", gcreds))
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, append(gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST"), gcpclient.Options()...)...)
 	if err != nil {
 		return fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	store := index.New(fs, s.collection, nil)
+	store := indexstore.New(fs, s.collection, nil)
 
 	switch cmd {
 	case "get":
@@ -139,7 +148,7 @@ func run(cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printDocs(os.Stdout, []index.Document{*doc}, s.json)
+		return printDocs(os.Stdout, []indexstore.Document{*doc}, s.json)
 	case "search":
 		docs, err := store.SearchTag(ctx, set.Args()[0], s.limit)
 		if err != nil {
@@ -148,7 +157,7 @@ func run(cmd string, args []string) error {
 		return printDocs(os.Stdout, docs, s.json)
 	}
 
-	ps, err := pubsub.NewClient(ctx, s.project, gcpclient.Options()...)
+	ps, err := pubsub.NewClient(ctx, s.project, append(gcreds.ClientOptions("PUBSUB_EMULATOR_HOST"), gcpclient.Options()...)...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
@@ -178,6 +187,7 @@ func run(cmd string, args []string) error {
 			defer cancel()
 			_ = srv.Shutdown(ctx)
 		}()
+		log.Info("metrics listening", zap.String("addr", srv.Addr()))
 	}
 	log.Info("indexer starting", obs.Settings(set.Describe()))
 	if err := ix.Run(ctx); err != nil {
@@ -187,7 +197,7 @@ func run(cmd string, args []string) error {
 	return nil
 }
 
-func printDocs(w io.Writer, docs []index.Document, asJSON bool) error {
+func printDocs(w io.Writer, docs []indexstore.Document, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

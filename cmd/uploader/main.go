@@ -32,12 +32,16 @@ put sniffs the content type from the bytes, skips files that are not images (lis
 summary), uploads large files in concurrent parts, stores the original name and the SHA-256 as
 object metadata, and skips content the bucket already holds under the same key. With the
 default key scheme (hash) the key is PREFIX + 16 hex digits of the SHA-256 + "/" + file name,
-so status and wait accept the FILE itself.
+so status and wait accept the FILE itself. Every upload (each part of a large one) carries the
+SHA-256 computed first as its S3 checksum, so S3 refuses a file that changed while it was sent;
+a file that changed after S3 accepted it has that object deleted again. Both are reported as
+FileChanged.
 
 watch sends each file that appears in DIR (subfolders included) once its size stops changing,
 then moves it to DIR/done/, or to DIR/failed/ with a .reason file when it can never be sent
-(not an image, a permanent S3 error); transient failures stay and are retried. A state file
-in DIR makes a restarted watcher send nothing twice.
+(not an image, a permanent S3 error); transient failures stay and are retried, and a file that
+changed while it was sent is sent again once it settles, leaving one object. A state file in
+DIR makes a restarted watcher send nothing twice.
 
 load uploads images made by the project's sample generator (a new one per upload) or the
 IMAGE files given, at --rate per second for --count uploads or --duration, and reports the

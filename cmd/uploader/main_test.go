@@ -5,20 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/uploader"
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.S3|localstack.SQS|localstack.Firestore)
+	stacktest.Main(m, devstack.S3|devstack.SQS|devstack.Firestore)
 }
 
 func TestPermute(t *testing.T) {
@@ -145,10 +146,10 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 
 // stackEnv points the command at a fresh bootstrap of the test stack through the environment,
 // as a user's shell would.
-func stackEnv(t *testing.T) *localstack.Bootstrapped {
+func stackEnv(t *testing.T) *devstack.Bootstrapped {
 	t.Helper()
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	for _, e := range st.Env(b) {
 		t.Setenv(e.Name, e.Value)
 	}
@@ -273,5 +274,59 @@ func TestWatchAndLoadThroughTheCommand(t *testing.T) {
 	}
 	if code := run(ctx, []string{"watch", dir, "other"}, &out, &errOut); code != uploader.ExitUsage {
 		t.Errorf("watch with two dirs: exit %d", code)
+	}
+}
+
+// TestStderrIsJSON runs the uploader binary at debug level (put of a small image and a
+// multipart one, status, a put to a missing bucket) and checks that every line it writes on
+// stderr is JSON: the SDKs' own log lines go through zap or nowhere.
+func TestStderrIsJSON(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	bin := filepath.Join(t.TempDir(), "uploader")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := stacktest.ChildEnv(st.Env(b))
+	dir := t.TempDir()
+	small, err := samples.Image(71, 80, 60, "jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := samples.Image(72, 1400, 1000, "bmp") // over the 5 MiB part size below
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"small.jpg": small, "large.bmp": large} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := 0
+	for _, args := range [][]string{
+		{"put", "--log-level", "debug", "--part-size", "5MiB", "--quiet", dir},
+		{"status", "--log-level", "debug", filepath.Join(dir, "small.jpg"), filepath.Join(dir, "large.bmp")},
+		{"put", "--log-level", "debug", "--bucket", "no-such-bucket", "--force", "--quiet", dir},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		cmd.Stderr = &stderr
+		out, _ := cmd.Output() // exit codes vary (pending, failed): only the logs matter here
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			lines++
+			if !json.Valid([]byte(line)) {
+				t.Errorf("%s: not a JSON line on stderr: %q", args[0], line)
+			}
+		}
+		if len(out) == 0 {
+			t.Errorf("%q printed nothing on stdout: the command did not run", args)
+		}
+	}
+	if lines == 0 {
+		t.Error("no log line at debug level: the test saw nothing")
 	}
 }

@@ -95,7 +95,7 @@ func (s *sending) newUploader(ctx context.Context, c *common, log *zap.Logger) (
 }
 
 func newUploader(ctx context.Context, c *common, opts *uploader.Options) (*uploader.Uploader, error) {
-	cfg, err := awsclient.Config(ctx, &awsclient.Options{MaxAttempts: 3})
+	cfg, err := awsclient.Config(ctx, &awsclient.Options{MaxAttempts: 3, Logger: opts.Logger})
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"go.uber.org/zap"
 
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/gcpauth"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/uploader"
 )
 
@@ -58,16 +60,21 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	}
 	defer log.Sync()
 
-	cfg, err := awsclient.Config(ctx, nil)
+	cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
 	if err != nil {
 		return 0, usageError{err}
 	}
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	log.Debug("google credentials", zap.Stringer("credential", gcreds))
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
 	if err != nil {
 		return 0, fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	opts := &uploader.LookupOptions{Index: index.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
+	opts := &uploader.LookupOptions{Index: indexstore.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
 	if s.dlqURL != "" {
 		opts.SQS, opts.DLQURL = awsclient.SQS(cfg), s.dlqURL
 	}

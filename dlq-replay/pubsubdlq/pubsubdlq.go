@@ -1,6 +1,6 @@
 // Package pubsubdlq is dlq-replay's Pub/Sub edge: a dead-letter subscription as a
 // replay.Source (unary Pull, ModifyAckDeadline, Acknowledge) and a topic as a replay.Sink
-// (Publish).
+// (Publish). Errors are classified by the Google table (pkg/failure/grpcerr).
 package pubsubdlq
 
 import (
@@ -17,7 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"imgpipe/dlq-replay/replay"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
+	"imgpipe/pkg/queue"
 )
 
 // AttrSourceDeliveryCount is the attribute Pub/Sub sets on a dead-lettered message: how many
@@ -27,9 +30,15 @@ const AttrSourceDeliveryCount = "CloudPubSubDeadLetterSourceDeliveryCount"
 // MaxHold is the longest lease Pub/Sub grants (ModifyAckDeadline's limit).
 const MaxHold = 600 * time.Second
 
+// EmptyPulls is how many Pulls in a row must come back empty before the subscription counts
+// as empty: Pub/Sub answers a Pull with no message when none could be returned before the
+// request's deadline, whether or not there is a backlog, so one empty Pull proves nothing.
+const EmptyPulls = 3
+
 // Options configures a Subscription. A nil *Options means the defaults.
 type Options struct {
-	// Wait bounds one Pull; the subscription counts as empty after one empty pull. 0 means 2s.
+	// Wait bounds one Pull; the subscription counts as empty after EmptyPulls empty pulls in
+	// a row. 0 means 2s.
 	Wait time.Duration
 }
 
@@ -61,22 +70,36 @@ func NewSubscription(client *vkit.SubscriptionAdminClient, name string, opts *Op
 // MaxAttributes implements replay.Source: Pub/Sub's 100 attributes never bind here.
 func (s *Subscription) MaxAttributes() int { return 100 }
 
-// Receive implements replay.Source.
-func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) ([]*replay.Message, error) {
-	pctx, cancel := context.WithTimeout(ctx, s.wait)
-	defer cancel()
-	out, err := s.client.Pull(pctx, &pubsubpb.PullRequest{Subscription: s.name, MaxMessages: int32(min(max(n, 1), 10))})
-	if err != nil {
-		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded) {
-			return nil, nil // nothing arrived within the wait: empty
-		}
-		return nil, classify(fmt.Errorf("pull %s: %w", s.name, err))
+// leaseSeconds returns hold as the ack deadline Pub/Sub takes: whole seconds from 1 to 600.
+// Anything else is refused, not rounded: a lease shorter than asked can run out under a batch.
+func leaseSeconds(hold time.Duration) (int32, error) {
+	if err := config.Seconds(hold, time.Second, MaxHold); err != nil {
+		return 0, failure.New(failure.Permanent, "InvalidHold", fmt.Errorf("Pub/Sub lease: %w", err))
 	}
-	if len(out.ReceivedMessages) == 0 {
+	return int32(hold / time.Second), nil
+}
+
+// Receive implements replay.Source: a Pull, then a ModifyAckDeadline that sets the lease to
+// hold. If that fails the messages would stay leased only for the subscription's ack
+// deadline: they are nacked (best effort) and the failure returned.
+func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) ([]*replay.Message, error) {
+	secs, err := leaseSeconds(hold)
+	if err != nil {
+		return nil, err
+	}
+	var out *pubsubpb.PullResponse
+	for empty := 0; empty < EmptyPulls; empty++ {
+		if out, err = s.pull(ctx, n); err != nil {
+			return nil, err
+		}
+		if len(out.GetReceivedMessages()) > 0 {
+			break
+		}
+	}
+	if len(out.GetReceivedMessages()) == 0 {
 		return nil, nil
 	}
 	msgs := make([]*replay.Message, 0, len(out.ReceivedMessages))
-	ids := make([]string, 0, len(out.ReceivedMessages))
 	for _, rm := range out.ReceivedMessages {
 		pm := rm.GetMessage()
 		m := &replay.Message{
@@ -98,14 +121,50 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 			m.ReceiveCount, _ = strconv.Atoi(pm.GetAttributes()[AttrSourceDeliveryCount])
 		}
 		msgs = append(msgs, m)
-		ids = append(ids, rm.GetAckId())
 	}
-	secs := int32(min(max(hold, time.Second), MaxHold) / time.Second)
-	if err := s.client.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: s.name, AckIds: ids, AckDeadlineSeconds: secs}); err != nil {
-		// Still leased for the subscription's ack deadline; a short lease is no loss.
-		return msgs, nil
+	if err := s.modify(ctx, msgs, secs, "lease"); err != nil {
+		if nerr := s.modify(ctx, msgs, 0, "nack"); nerr != nil {
+			err = errors.Join(err, nerr)
+		}
+		return nil, err
 	}
 	return msgs, nil
+}
+
+// pull makes one Pull of up to n messages, bounded by the wait; one that runs out of time
+// comes back empty.
+func (s *Subscription) pull(ctx context.Context, n int) (*pubsubpb.PullResponse, error) {
+	pctx, cancel := context.WithTimeout(ctx, s.wait)
+	defer cancel()
+	out, err := s.client.Pull(pctx, &pubsubpb.PullRequest{Subscription: s.name, MaxMessages: int32(min(max(n, 1), 10))})
+	if err != nil {
+		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded) {
+			return &pubsubpb.PullResponse{}, nil // nothing came within the wait
+		}
+		return nil, grpcerr.Classify(fmt.Errorf("pull %s: %w", s.name, err))
+	}
+	return out, nil
+}
+
+// Extend implements replay.Source: the ack deadline set to hold from now, in one call whose
+// outcome every message shares.
+func (s *Subscription) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) []error {
+	secs, err := leaseSeconds(hold)
+	if err == nil {
+		err = s.modify(ctx, msgs, secs, "extend")
+	}
+	return queue.Each(len(msgs), err)
+}
+
+func (s *Subscription) modify(ctx context.Context, msgs []*replay.Message, secs int32, what string) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	err := s.client.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: s.name, AckIds: ackIDs(msgs), AckDeadlineSeconds: secs})
+	if err != nil {
+		return grpcerr.Classify(fmt.Errorf("%s on %s: %w", what, s.name, err))
+	}
+	return nil
 }
 
 func ackIDs(msgs []*replay.Message) []string {
@@ -116,32 +175,23 @@ func ackIDs(msgs []*replay.Message) []string {
 	return ids
 }
 
-// Release implements replay.Source: a nack (ack deadline 0).
-func (s *Subscription) Release(ctx context.Context, msgs []*replay.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	err := s.client.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: s.name, AckIds: ackIDs(msgs), AckDeadlineSeconds: 0})
-	if err != nil {
-		return classify(fmt.Errorf("nack on %s: %w", s.name, err))
-	}
-	return nil
+// Release implements replay.Source: a nack (ack deadline 0), in one call whose outcome every
+// message shares.
+func (s *Subscription) Release(ctx context.Context, msgs []*replay.Message) []error {
+	return queue.Each(len(msgs), s.modify(ctx, msgs, 0, "nack"))
 }
 
 // Delete implements replay.Source: an acknowledgement of every message in one call, so all
 // entries share its outcome.
 func (s *Subscription) Delete(ctx context.Context, msgs []*replay.Message) []error {
-	res := make([]error, len(msgs))
 	if len(msgs) == 0 {
-		return res
+		return nil
 	}
-	if err := s.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: s.name, AckIds: ackIDs(msgs)}); err != nil {
-		err = classify(fmt.Errorf("ack on %s: %w", s.name, err))
-		for i := range res {
-			res[i] = err
-		}
+	err := s.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: s.name, AckIds: ackIDs(msgs)})
+	if err != nil {
+		err = grpcerr.Classify(fmt.Errorf("ack on %s: %w", s.name, err))
 	}
-	return res
+	return queue.Each(len(msgs), err)
 }
 
 // Topic is a Pub/Sub topic used as a replay.Sink.
@@ -186,24 +236,10 @@ func (t *Topic) Send(ctx context.Context, msgs []*replay.Message) []error {
 		err = fmt.Errorf("publish returned %d ids for %d messages", len(out.GetMessageIds()), len(pms))
 	}
 	if err != nil {
-		err = classify(fmt.Errorf("publish to %s: %w", t.name, err))
+		err = grpcerr.Classify(fmt.Errorf("publish to %s: %w", t.name, err))
 		for _, i := range idx {
 			res[i] = err
 		}
 	}
 	return res
-}
-
-func classify(err error) error {
-	switch status.Code(err) {
-	case codes.NotFound:
-		return failure.New(failure.Permanent, "NotFound", err)
-	case codes.PermissionDenied, codes.Unauthenticated:
-		return failure.New(failure.Permanent, "PermissionDenied", err)
-	case codes.InvalidArgument:
-		return failure.New(failure.Permanent, "InvalidArgument", err)
-	case codes.ResourceExhausted:
-		return failure.New(failure.Throttled, "ResourceExhausted", err)
-	}
-	return err
 }

@@ -4,32 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/ratelimit"
 )
 
-// Source is a dead-letter queue or subscription. Implementations: sqsdlq, pubsubdlq.
+// Source is a dead-letter queue or subscription: a pkg/queue source (sqsdlq: SQS; pubsubdlq:
+// Pub/Sub) as the replay uses it, with the attribute limit of its messages. Every method that
+// takes messages answers one error per message.
 type Source interface {
 	// Receive leases up to max messages (1..10) for hold, so that no other receive sees them
 	// until they are released, deleted or the hold ends. It returns no messages, and no
-	// error, when the source looks empty.
+	// error, when the source looks empty. A hold the service cannot grant as asked is a
+	// permanent error.
 	Receive(ctx context.Context, max int, hold time.Duration) ([]*Message, error)
+	// Extend renews the leases of msgs for hold from now.
+	Extend(ctx context.Context, msgs []*Message, hold time.Duration) []error
 	// Release makes leased messages receivable again at once (SQS visibility 0, Pub/Sub nack).
-	Release(ctx context.Context, msgs []*Message) error
-	// Delete removes leased messages. The result has one entry per message: nil when it was
-	// deleted.
+	// Releasing a message whose lease already ran out is not an error.
+	Release(ctx context.Context, msgs []*Message) []error
+	// Delete removes leased messages.
 	Delete(ctx context.Context, msgs []*Message) []error
 	// MaxAttributes is how many attributes one message may carry (0: no limit that matters).
 	MaxAttributes() int
 }
 
-// Sink is where messages are sent: the pipeline's queue or topic.
-type Sink interface {
-	// Send sends msgs. The result has one entry per message: nil when the service confirmed
-	// it stored the message.
-	Send(ctx context.Context, msgs []*Message) []error
-}
+// Sink is where messages are sent: the pipeline's queue or topic (pkg/queue's Sink).
+type Sink = queue.Sink
 
 // DefaultHold is how long received messages stay leased by default.
 const DefaultHold = 10 * time.Minute
@@ -42,14 +45,18 @@ type Options struct {
 	Batch      int     // messages per receive, send and delete (1..10); 0 means 10
 	Rate       float64 // messages sent per second; 0: unlimited
 	DryRun     bool    // decide and report, change nothing
-	// Hold is how long received messages stay leased; skipped messages stay leased until the
-	// end of the run so that the run sees each message once. 0 means DefaultHold.
+	// Hold is how long received messages stay leased (renewed while a batch waits for the
+	// rate limit); 0 means DefaultHold.
 	Hold time.Duration
-	Now  func() time.Time
+	// Window is how many messages the run keeps leased at most (see Pass); 0 means
+	// DefaultWindow.
+	Window int
+	// Now is the clock of decisions (message ages) and replay stamps; nil means time.Now.
+	Now func() time.Time
 	// OnDecision, when set, is called for each message seen with what the run does with it.
 	OnDecision func(m *Message, d Decision)
 	// OnFailure, when set, is called for each message whose send (left in the DLQ) or delete
-	// (sent, so it will be a duplicate) failed, with the error.
+	// (sent, so it will be a duplicate: the error wraps ErrSentNotDeleted) failed.
 	OnFailure func(m *Message, err error)
 	// OnProgress, when set, is called after each batch with the summary so far.
 	OnProgress func(Summary)
@@ -59,12 +66,17 @@ type Options struct {
 	AfterSend func(sent []*Message) error
 }
 
+// ErrSentNotDeleted marks a message that was sent but could not be deleted from the DLQ.
+var ErrSentNotDeleted = errors.New("sent but not deleted (it will be a duplicate)")
+
 // DefaultMaxReplays is how many times a message may be replayed before it is left in the DLQ.
 const DefaultMaxReplays = 5
 
-// Summary is the outcome of a replay.
+// Summary is the outcome of a replay. Of the messages seen, each is counted once in one of
+// Moved, SkippedFilter, TooManyReplays, Failed, DeleteFailed, CameBack or Arrived (an
+// interrupted run may also leave selected messages it did not get to send).
 type Summary struct {
-	Seen           int  `json:"seen"`
+	Pass
 	Moved          int  `json:"moved"`            // sent and deleted (in a dry run: would move)
 	SkippedFilter  int  `json:"skipped_filter"`   // not selected by the filter or past --max
 	TooManyReplays int  `json:"too_many_replays"` // left: replayed MaxReplays times already
@@ -93,6 +105,9 @@ func (o *Options) withDefaults() Options {
 	if r.Hold <= 0 {
 		r.Hold = DefaultHold
 	}
+	if r.Window <= 0 {
+		r.Window = DefaultWindow
+	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -102,11 +117,13 @@ func (o *Options) withDefaults() Options {
 // releaseTimeout bounds the release of held messages at the end of a run.
 const releaseTimeout = 30 * time.Second
 
-// Run moves messages from src to dst as opts says. It stops when src is empty, Max messages
-// were moved, or ctx is done; a cancelled ctx stops it after the current batch (whose send and
-// delete complete), with Summary.Interrupted set. A message is deleted from src only after dst
-// confirmed its send; a failure between the two leaves a duplicate, never a loss. Messages left
-// in src are released before Run returns.
+// Run moves messages from src to dst as opts says, in one pass over the DLQ as it was when
+// the run started (see Pass): messages that come back during the run, or arrive, are counted
+// and left. It stops when the pass ends, Max messages were moved, or ctx is done; a cancelled
+// ctx stops it after the current batch (whose send and delete complete), with
+// Summary.Interrupted set. A message is deleted from src only after dst confirmed its send,
+// and while its lease is alive; a failure between the two leaves a duplicate, never a loss.
+// Messages left in src are released before Run returns.
 func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary, err error) {
 	o := opts.withDefaults()
 	if err := o.Filter.Validate(); err != nil {
@@ -118,42 +135,42 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 	if o.Rate > 0 {
 		bucket = ratelimit.NewBucket(o.Rate, o.Batch, nil)
 	}
-	var held leases
+	w := newPass(io, src, o.Hold, o.Window, o.Now())
 	crashed := false
 	defer func() {
-		if crashed || len(held.order) == 0 {
-			return
+		if !crashed {
+			w.close(io, &err)
 		}
-		held.release(io, src, &err)
+		sum.Pass = w.p
 	}()
-	seen := map[string]bool{}
 	selected := 0
 	for {
+		sum.Pass = w.p
 		if ctx.Err() != nil {
 			sum.Interrupted = true
+			w.p.Ended = EndInterrupted
 			return sum, nil
 		}
 		if o.Max > 0 && selected >= o.Max {
+			w.p.Ended = EndMax
 			return sum, nil
 		}
-		msgs, err := src.Receive(io, o.Batch, o.Hold)
+		rs, err := w.receive(io, o.Batch)
 		if err != nil {
 			return sum, err
 		}
-		if len(msgs) == 0 {
+		if len(rs) == 0 {
 			return sum, nil
 		}
+		leased := time.Now() // leases run on the real clock, whatever o.Now says
 		var move []*Message
-		for _, m := range msgs {
-			if seen[m.ID] { // a lease ran out and the message came back: keep it once
-				held.add(m)
-				continue
-			}
-			seen[m.ID] = true
-			sum.Seen++
-			d := Decide(m, &o.Filter, o.MaxReplays, o.Now())
-			if d == Move && o.Max > 0 && selected >= o.Max {
-				d = SkipMax
+		for _, r := range rs {
+			m, d := r.m, r.d
+			if d == Move {
+				d = Decide(m, &o.Filter, o.MaxReplays, o.Now())
+				if d == Move && o.Max > 0 && selected >= o.Max {
+					d = SkipMax
+				}
 			}
 			switch d {
 			case Move:
@@ -161,34 +178,33 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 				move = append(move, m)
 			case SkipReplays:
 				sum.TooManyReplays++
-				held.add(m)
-			default:
+			case SkipFilter, SkipMax:
 				sum.SkippedFilter++
-				held.add(m)
+			}
+			if d != Move {
+				w.keep(m)
 			}
 			if o.OnDecision != nil {
 				o.OnDecision(m, d)
 			}
 		}
+		sum.Pass = w.p
 		if o.DryRun {
 			sum.Moved += len(move)
-			held.add(move...)
+			w.keep(move...)
 			o.progress(sum)
 			continue
 		}
 		// The rate limit applies per message; Ctrl-C during the wait sends what was cleared.
-		n := len(move)
-		if bucket != nil {
-			for i := range move {
-				if bucket.Wait(ctx) != nil {
-					n = i
-					sum.Interrupted = true
-					break
-				}
-			}
+		n, err := clearRate(ctx, io, w, bucket, move, &leased)
+		if n < len(move) {
+			sum.Interrupted = err == nil
+			w.keep(move[n:]...)
+			move = move[:n]
 		}
-		held.add(move[n:]...)
-		move = move[:n]
+		if err != nil {
+			return sum, err
+		}
 		if len(move) == 0 {
 			continue
 		}
@@ -204,7 +220,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		for i, e := range dst.Send(io, out) {
 			if e != nil {
 				sum.Failed++
-				held.add(move[i])
+				w.keep(move[i])
 				o.failed(move[i], e)
 				continue
 			}
@@ -220,14 +236,63 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 			for i, e := range src.Delete(io, sent) {
 				if e != nil {
 					sum.DeleteFailed++
-					o.failed(sent[i], e)
+					o.failed(sent[i], fmt.Errorf("%w: %w", ErrSentNotDeleted, e))
 				} else {
 					sum.Moved++
 				}
 			}
 		}
+		sum.Pass = w.p
 		o.progress(sum)
 	}
+}
+
+// clearRate waits until the rate limit lets each message of move go, renewing the leases of the
+// whole batch whenever half the hold has passed since *leased, so that no lease runs out
+// before the batch is deleted (a delete with a lapsed lease may leave the message in the DLQ
+// after its send: a duplicate). It returns how many may go: all, fewer when ctx is done
+// (Ctrl-C during the wait), none when a renewal failed (with its error: the leases are in
+// doubt, so nothing is sent).
+func clearRate(ctx, io context.Context, w *pass, bucket *ratelimit.Bucket, move []*Message, leased *time.Time) (int, error) {
+	renew := func() error {
+		if time.Since(*leased) < w.hold/2 {
+			return nil
+		}
+		if err := w.extend(io, move); err != nil {
+			return err
+		}
+		*leased = time.Now()
+		return nil
+	}
+	for i := range move {
+		if bucket == nil {
+			break
+		}
+		r := bucket.Reserve()
+		ready := time.Now().Add(r.Delay)
+		for {
+			if err := renew(); err != nil {
+				r.Cancel()
+				return 0, err
+			}
+			now := time.Now()
+			if !now.Before(ready) {
+				break
+			}
+			t := time.NewTimer(min(ready.Sub(now), leased.Add(w.hold/2).Sub(now)))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				r.Cancel()
+				return i, nil
+			}
+		}
+	}
+	if err := renew(); err != nil {
+		return 0, err
+	}
+	return len(move), nil
 }
 
 func (o *Options) failed(m *Message, err error) {
@@ -242,180 +307,184 @@ func (o *Options) progress(s Summary) {
 	}
 }
 
-// leases holds the messages a run keeps leased until it ends, the latest lease per message: a
-// message whose lease ran out and that was received again has a new handle, and only that one
-// can release it.
-type leases struct {
-	order []string
-	byID  map[string]*Message
-}
-
-func (l *leases) add(ms ...*Message) {
-	if l.byID == nil {
-		l.byID = map[string]*Message{}
-	}
-	for _, m := range ms {
-		if _, ok := l.byID[m.ID]; !ok {
-			l.order = append(l.order, m.ID)
-		}
-		l.byID[m.ID] = m
-	}
-}
-
-// release gives every held message back to src (within releaseTimeout, even when ctx is
-// done) and stores a release error in *err unless *err already holds one.
-func (l *leases) release(ctx context.Context, src Source, err *error) {
-	rctx, cancel := context.WithTimeout(ctx, releaseTimeout)
-	defer cancel()
-	if rerr := releaseAll(rctx, src, l.list()); rerr != nil && *err == nil {
-		*err = rerr
-	}
-}
-
-func (l *leases) list() []*Message {
-	out := make([]*Message, 0, len(l.order))
-	for _, id := range l.order {
-		out = append(out, l.byID[id])
-	}
-	return out
-}
-
-func releaseAll(ctx context.Context, src Source, msgs []*Message) error {
-	var errs []error
-	for len(msgs) > 0 {
-		n := min(10, len(msgs))
-		if err := src.Release(ctx, msgs[:n]); err != nil {
-			errs = append(errs, err)
-		}
-		msgs = msgs[n:]
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("release: %w", err)
-	}
-	return nil
-}
-
-// ScanOptions configures Scan. A nil *ScanOptions scans everything with the defaults.
+// ScanOptions configures Scan and Drain. A nil *ScanOptions means the defaults.
 type ScanOptions struct {
-	Max  int           // look at most this many messages; 0: all
-	Hold time.Duration // lease while scanning; 0 means DefaultHold
+	Max    int           // Scan: look at most this many messages; 0: all
+	Hold   time.Duration // lease while scanning; 0 means DefaultHold
+	Window int           // messages kept leased at most; 0 means DefaultWindow
+	// Now is the clock the pass's start is read from; nil means time.Now.
+	Now func() time.Time
 }
 
-// Scan calls fn with each message of src, once, and releases them all before it returns,
-// consuming nothing (each receive does count as a receive on SQS). It stops early when ctx is
-// done or fn returns an error.
-func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) error) (err error) {
-	var o ScanOptions
-	if opts != nil {
-		o = *opts
+func (o *ScanOptions) start(ctx context.Context, src Source) *pass {
+	var r ScanOptions
+	if o != nil {
+		r = *o
 	}
-	if o.Hold <= 0 {
-		o.Hold = DefaultHold
+	if r.Now == nil {
+		r.Now = time.Now
 	}
+	return newPass(ctx, src, r.Hold, r.Window, r.Now())
+}
+
+// Scan calls fn with each message of src as it was when the scan started, once, in one pass
+// (see Pass), and releases them as it goes, consuming nothing (each receive does count as a
+// receive on SQS). It stops early when ctx is done or fn returns an error.
+func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) error) (p Pass, err error) {
 	io := context.WithoutCancel(ctx)
-	var held leases
-	defer func() { held.release(io, src, &err) }()
-	seen := map[string]bool{}
+	w := opts.start(io, src)
+	defer func() {
+		w.close(io, &err)
+		p = w.p
+	}()
+	limit := 0
+	if opts != nil {
+		limit = opts.Max
+	}
 	n := 0
-	for ctx.Err() == nil && (o.Max <= 0 || n < o.Max) {
+	for {
+		if ctx.Err() != nil {
+			w.p.Ended = EndInterrupted
+			return w.p, ctx.Err()
+		}
+		if limit > 0 && n >= limit {
+			w.p.Ended = EndMax
+			return w.p, nil
+		}
 		want := 10
-		if o.Max > 0 {
-			want = min(want, o.Max-n)
+		if limit > 0 {
+			want = min(want, limit-n)
 		}
-		msgs, err := src.Receive(io, want, o.Hold)
-		if err != nil {
-			return err
+		rs, err := w.receive(io, want)
+		if err != nil || len(rs) == 0 {
+			return w.p, err
 		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		held.add(msgs...)
-		for _, m := range msgs {
-			if seen[m.ID] {
+		for _, r := range rs {
+			w.keep(r.m)
+			if r.d != Move {
 				continue
 			}
-			seen[m.ID] = true
 			n++
-			if err := fn(m); err != nil {
-				return err
+			if err := fn(r.m); err != nil {
+				return w.p, err
 			}
 		}
 	}
-	return ctx.Err()
 }
 
-// Drain receives every message of src in batches, calls fn with each batch and then deletes
-// the batch when fn succeeded (export with --delete writes and fsyncs in fn; purge passes a
-// fn that only counts). keep=true releases instead of deleting. It returns how many messages
-// were deleted; a failed delete is reported in the error and the message stays.
-func Drain(ctx context.Context, src Source, keep bool, fn func([]*Message) error) (deleted int, err error) {
+// Drain receives every message of src as it was when the drain started, in batches, calls fn
+// with each batch and then deletes the batch when fn succeeded (export with --delete writes
+// and fsyncs in fn; purge passes a fn that only counts). leave=true releases instead of
+// deleting (export without --delete). Messages that came in after the start are left. It
+// returns how many messages were deleted; a failed delete is reported in the error and the
+// message stays.
+func Drain(ctx context.Context, src Source, opts *ScanOptions, leave bool, fn func([]*Message) error) (deleted int, p Pass, err error) {
 	io := context.WithoutCancel(ctx)
-	var held leases
-	defer func() { held.release(io, src, &err) }()
-	seen := map[string]bool{}
+	w := opts.start(io, src)
+	defer func() {
+		w.close(io, &err)
+		p = w.p
+	}()
 	var errs []error
 	for ctx.Err() == nil {
-		msgs, err := src.Receive(io, 10, DefaultHold)
+		rs, err := w.receive(io, 10)
 		if err != nil {
-			return deleted, err
+			return deleted, w.p, err
 		}
-		if len(msgs) == 0 {
+		if len(rs) == 0 {
 			break
 		}
-		var fresh []*Message
-		for _, m := range msgs {
-			if seen[m.ID] {
-				held.add(m)
+		var batch []*Message
+		for _, r := range rs {
+			if r.d != Move {
+				w.keep(r.m)
 				continue
 			}
-			seen[m.ID] = true
-			fresh = append(fresh, m)
+			batch = append(batch, r.m)
 		}
-		if len(fresh) == 0 {
+		if len(batch) == 0 {
 			continue
 		}
-		if err := fn(fresh); err != nil {
-			held.add(fresh...)
-			return deleted, err
+		if err := fn(batch); err != nil {
+			w.keep(batch...)
+			return deleted, w.p, err
 		}
-		if keep {
-			held.add(fresh...)
+		if leave {
+			w.keep(batch...)
 			continue
 		}
-		for i, e := range src.Delete(io, fresh) {
+		for i, e := range src.Delete(io, batch) {
 			if e != nil {
-				errs = append(errs, fmt.Errorf("delete %s: %w", fresh[i].ID, e))
+				errs = append(errs, fmt.Errorf("delete %s: %w", batch[i].ID, e))
 				continue
 			}
 			deleted++
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return deleted, err
+	if ctx.Err() != nil {
+		w.p.Ended = EndInterrupted
 	}
-	return deleted, ctx.Err()
+	if err := errors.Join(errs...); err != nil {
+		return deleted, w.p, err
+	}
+	return deleted, w.p, ctx.Err()
 }
 
 // Send sends msgs to dst in batches of batch (1..10) and returns how many were confirmed and
-// the first error of those that were not (import).
+// the first error of those that were not.
 func Send(ctx context.Context, dst Sink, msgs []*Message, batch int) (sent int, err error) {
+	return SendAll(ctx, dst, func(yield func(*Message, error) bool) {
+		for _, m := range msgs {
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}, batch)
+}
+
+// SendAll sends the messages of seq to dst in batches of batch (1..10), reading the next batch
+// only once the previous one is sent, so that it holds one batch at a time (import streams a
+// file through it). It stops at the first error seq yields, after sending what it had read. It
+// returns how many sends were confirmed and the first error of those that were not.
+func SendAll(ctx context.Context, dst Sink, seq iter.Seq2[*Message, error], batch int) (sent int, err error) {
 	if batch <= 0 || batch > 10 {
 		batch = 10
 	}
 	var errs []error
-	for len(msgs) > 0 && ctx.Err() == nil {
-		n := min(batch, len(msgs))
-		for i, e := range dst.Send(ctx, msgs[:n]) {
+	pending := make([]*Message, 0, batch)
+	flush := func() {
+		for i, e := range dst.Send(ctx, pending) {
 			if e != nil {
-				errs = append(errs, fmt.Errorf("send %s: %w", msgs[i].ID, e))
+				errs = append(errs, fmt.Errorf("send %s: %w", pending[i].ID, e))
 				continue
 			}
 			sent++
 		}
-		msgs = msgs[n:]
+		clear(pending)
+		pending = pending[:0]
 	}
+	var readErr error
+	for m, err := range seq {
+		if err != nil {
+			readErr = err
+			break
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if pending = append(pending, m); len(pending) == batch {
+			flush()
+		}
+	}
+	if len(pending) > 0 && ctx.Err() == nil {
+		flush()
+	}
+	var sendErr error
 	if len(errs) > 0 {
-		return sent, fmt.Errorf("%d not sent: %w", len(errs), errs[0])
+		sendErr = fmt.Errorf("%d not sent: %w", len(errs), errs[0])
+	}
+	if err := errors.Join(readErr, sendErr); err != nil {
+		return sent, err
 	}
 	return sent, ctx.Err()
 }

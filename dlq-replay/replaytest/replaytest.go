@@ -11,11 +11,11 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"imgpipe/dlq-replay/replay"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/s3event"
 )
@@ -29,12 +29,17 @@ type Env struct {
 	// Depth, when set, reports the DLQ's and the destination's message counts from the
 	// service's own attributes (visible plus in flight), independently of Receive.
 	Depth func(t *testing.T) (dlq, dest int)
+	// InFlight, when set, reports how many of the DLQ's messages the service counts as in
+	// flight (leased).
+	InFlight func(t *testing.T) int
 	// Typed reports whether attributes keep their data types, Binary ones included (SQS
 	// does; Pub/Sub attributes are all text).
 	Typed bool
 	// Hold is the shortest lease the suite uses to simulate a crash; its expiry must make
 	// messages receivable again.
 	Hold time.Duration
+	// MaxHold is the longest lease the service grants (SQS 12 h, Pub/Sub 600 s).
+	MaxHold time.Duration
 }
 
 // Harness makes an Env per test.
@@ -51,6 +56,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TooManyReplaysStays", func(t *testing.T) { testMaxReplays(t, h.NewEnv(t)) })
 	t.Run("MaxCount", func(t *testing.T) { testMax(t, h.NewEnv(t)) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, h.NewEnv(t)) })
+	t.Run("WhatComesBackIsNotMovedAgain", func(t *testing.T) { testCameBack(t, h.NewEnv(t)) })
+	t.Run("SlowRateKeepsLeasesAlive", func(t *testing.T) { testSlowRate(t, h.NewEnv(t)) })
+	t.Run("HoldOutOfRangeRefused", func(t *testing.T) { testHoldRange(t, h.NewEnv(t)) })
+	t.Run("LeaseWindowStaysBounded", func(t *testing.T) { testWindow(t, h.NewEnv(t)) })
 }
 
 // Msg builds a dead-lettered S3 event message for key, failed for reason.
@@ -61,7 +70,7 @@ func Msg(t testing.TB, key, reason string, class failure.Class, replays int) *re
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	f := dlq.Failure{Reason: reason, Class: class, Error: "analyze " + key + ": " + reason, Attempts: 3,
+	f := failure.Details{Reason: reason, Class: class, Error: "analyze " + key + ": " + reason, Attempts: 3,
 		FirstFailure: now.Add(-time.Hour), LastFailure: now.Add(-time.Minute), ReplayCount: replays}
 	m := &replay.Message{ID: key, Body: body, Attributes: map[string]replay.Attr{}}
 	for k, v := range f.Attributes() {
@@ -101,8 +110,8 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func contents(t *testing.T, src replay.Source) []string {
 	t.Helper()
 	var keys []string
-	if err := replay.Scan(ctx(t), src, &replay.ScanOptions{Hold: 30 * time.Second}, func(m *replay.Message) error {
-		keys = append(keys, m.Key())
+	if _, err := replay.Scan(ctx(t), src, &replay.ScanOptions{Hold: 30 * time.Second}, func(m *replay.Message) error {
+		keys = append(keys, replay.Key(m))
 		return nil
 	}); err != nil {
 		t.Fatalf("scan: %v", err)
@@ -115,15 +124,30 @@ func contents(t *testing.T, src replay.Source) []string {
 func take(t *testing.T, src replay.Source) map[string]*replay.Message {
 	t.Helper()
 	out := map[string]*replay.Message{}
-	if _, err := replay.Drain(ctx(t), src, false, func(ms []*replay.Message) error {
+	if _, _, err := replay.Drain(ctx(t), src, nil, false, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			out[m.Key()] = m
+			out[replay.Key(m)] = m
 		}
 		return nil
 	}); err != nil {
 		t.Fatalf("drain destination: %v", err)
 	}
 	return out
+}
+
+// tally removes everything at the destination and counts it by object key: duplicates show.
+func tally(t *testing.T, src replay.Source) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	if _, _, err := replay.Drain(ctx(t), src, nil, false, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			n[replay.Key(m)]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("drain destination: %v", err)
+	}
+	return n
 }
 
 func keysOf(m map[string]*replay.Message) []string { return slices.Sorted(maps.Keys(m)) }
@@ -139,7 +163,7 @@ func testFiltered(t *testing.T, e *Env) {
 	var decided []string
 	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
 		Filter:     replay.Filter{Classes: []string{"transient"}, Prefix: "upload/cats/"},
-		OnDecision: func(m *replay.Message, d replay.Decision) { decided = append(decided, m.Key()+"="+d.String()) },
+		OnDecision: func(m *replay.Message, d replay.Decision) { decided = append(decided, replay.Key(m)+"="+d.String()) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +177,7 @@ func testFiltered(t *testing.T, e *Env) {
 	}
 	for k, m := range got {
 		a := m.StringAttributes()
-		if a[dlq.AttrReplayCount] != "1" || a[replay.AttrReplayedAt] == "" || a[dlq.AttrReason] != "VisionUnavailable" || a[dlq.AttrAttempts] != "3" {
+		if a[failure.AttrReplayCount] != "1" || a[replay.AttrReplayedAt] == "" || a[failure.AttrReason] != "VisionUnavailable" || a[failure.AttrAttempts] != "3" {
 			t.Fatalf("%s arrived with attributes %v", k, a)
 		}
 	}
@@ -173,7 +197,7 @@ func testDryRun(t *testing.T, e *Env) {
 		DryRun: true, Filter: replay.Filter{Reasons: []string{"VisionUnavailable"}},
 		OnDecision: func(m *replay.Message, d replay.Decision) {
 			if d == replay.Move {
-				would = append(would, m.Key())
+				would = append(would, replay.Key(m))
 			}
 		},
 	})
@@ -208,9 +232,9 @@ func testRoundTrip(t *testing.T, e *Env) {
 	b := &replay.Message{ID: "plain", Body: []byte(`{"key":"upload/plain.jpg","note":"no attributes"}`)}
 	seed(t, e, a, b)
 	var file bytes.Buffer
-	n, err := replay.Drain(ctx(t), e.DLQ, false, func(ms []*replay.Message) error {
+	n, _, err := replay.Drain(ctx(t), e.DLQ, nil, false, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			if err := replay.WriteRecord(&file, m); err != nil {
+			if err := replay.WriteLine(&file, m); err != nil {
 				return err
 			}
 		}
@@ -223,7 +247,7 @@ func testRoundTrip(t *testing.T, e *Env) {
 		t.Fatalf("DLQ holds %v after export --delete", got)
 	}
 	var back []*replay.Message
-	if err := replay.ReadRecords(&file, func(m *replay.Message) error { back = append(back, m); return nil }); err != nil {
+	if err := replay.ReadLines(&file, func(m *replay.Message) error { back = append(back, m); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if sent, err := replay.Send(ctx(t), e.Dest, back, 10); err != nil || sent != 2 {
@@ -231,15 +255,15 @@ func testRoundTrip(t *testing.T, e *Env) {
 	}
 	got := take(t, e.DestSrc)
 	for _, want := range []*replay.Message{a, b} {
-		m := got[want.Key()]
+		m := got[replay.Key(want)]
 		if m == nil {
-			t.Fatalf("%s missing after import; have %v", want.Key(), keysOf(got))
+			t.Fatalf("%s missing after import; have %v", replay.Key(want), keysOf(got))
 		}
 		if !bytes.Equal(m.Body, want.Body) {
-			t.Errorf("%s body changed:\n got %q\nwant %q", want.Key(), m.Body, want.Body)
+			t.Errorf("%s body changed:\n got %q\nwant %q", replay.Key(want), m.Body, want.Body)
 		}
 		if !attrsEqual(m.Attributes, want.Attributes) {
-			t.Errorf("%s attributes changed:\n got %v\nwant %v", want.Key(), m.Attributes, want.Attributes)
+			t.Errorf("%s attributes changed:\n got %v\nwant %v", replay.Key(want), m.Attributes, want.Attributes)
 		}
 	}
 }
@@ -281,7 +305,7 @@ func testCrash(t *testing.T, e *Env) {
 	// tolerates).
 	want := make([]string, len(msgs))
 	for i, m := range msgs {
-		want[i] = m.Key()
+		want[i] = replay.Key(m)
 	}
 	slices.Sort(want)
 	waitFor(t, "the crashed run's messages back in the DLQ", func() bool { return slices.Equal(contents(t, e.DLQ), want) })
@@ -311,7 +335,7 @@ func testMaxReplays(t *testing.T, e *Env) {
 		t.Fatalf("summary %+v", sum)
 	}
 	got := take(t, e.DestSrc)
-	if m := got["upload/fresh.jpg"]; m == nil || m.StringAttributes()[dlq.AttrReplayCount] != fmt.Sprint(replay.DefaultMaxReplays) {
+	if m := got["upload/fresh.jpg"]; m == nil || m.StringAttributes()[failure.AttrReplayCount] != fmt.Sprint(replay.DefaultMaxReplays) {
 		t.Fatalf("destination %v", keysOf(got))
 	}
 	if got := contents(t, e.DLQ); !slices.Equal(got, []string{"upload/loop.jpg"}) {
@@ -339,7 +363,7 @@ func testMax(t *testing.T, e *Env) {
 
 func testPurge(t *testing.T, e *Env) {
 	seed(t, e, Msg(t, "upload/p1.jpg", "InvalidImageFormat", failure.Permanent, 0), Msg(t, "upload/p2.jpg", "InvalidImageFormat", failure.Permanent, 0))
-	n, err := replay.Drain(ctx(t), e.DLQ, false, func([]*replay.Message) error { return nil })
+	n, _, err := replay.Drain(ctx(t), e.DLQ, nil, false, func([]*replay.Message) error { return nil })
 	if err != nil || n != 2 {
 		t.Fatalf("purge removed %d: %v", n, err)
 	}
@@ -382,5 +406,201 @@ func Bench(b *testing.B, n int, seed replay.Sink, src replay.Source, dst replay.
 			}
 			b.ReportMetric(float64(moved)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// bounce is a destination that fails every message at once and sends it back to the DLQ with
+// the attributes it arrived with, as the analyzer does with a permanently bad image.
+type bounce struct {
+	dst, back replay.Sink
+	t         *testing.T
+}
+
+func (b bounce) Send(ctx context.Context, msgs []*replay.Message) []error {
+	res := b.dst.Send(ctx, msgs)
+	var ok []*replay.Message
+	for i, e := range res {
+		if e == nil {
+			ok = append(ok, msgs[i])
+		}
+	}
+	if n, err := replay.Send(ctx, b.back, ok, 10); err != nil || n != len(ok) {
+		b.t.Errorf("send back to the DLQ: %d of %d: %v", n, len(ok), err)
+	}
+	return res
+}
+
+// testCameBack: a run works on the DLQ as it was when it started. Messages it moved that the
+// pipeline sends straight back are not moved again by the same run.
+func testCameBack(t *testing.T, e *Env) {
+	var msgs []*replay.Message
+	for i := range 4 {
+		msgs = append(msgs, Msg(t, "upload/back/"+strconv.Itoa(i)+".jpg", "InvalidImageFormat", failure.Permanent, 0))
+	}
+	seed(t, e, msgs...)
+	sum, err := replay.Run(ctx(t), e.DLQ, bounce{e.Dest, e.Seed, t}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tally(t, e.DestSrc)
+	for _, m := range msgs {
+		if got[replay.Key(m)] != 1 {
+			t.Errorf("%s reached the destination %d times in one run, want 1 (summary %+v)", replay.Key(m), got[replay.Key(m)], sum)
+		}
+	}
+	if sum.Moved != len(msgs) || sum.CameBack != len(msgs) || sum.TooManyReplays != 0 || sum.Seen != 2*len(msgs) {
+		t.Errorf("summary %+v: want %d moved, the same number came back, none too many replays", sum, len(msgs))
+	}
+	// What came back stays in the DLQ, replayed once, for the operator to look at.
+	back := 0
+	if _, err := replay.Scan(ctx(t), e.DLQ, nil, func(m *replay.Message) error {
+		if m.Failure().ReplayCount != 1 {
+			t.Errorf("%s in the DLQ with replay count %d, want 1", replay.Key(m), m.Failure().ReplayCount)
+		}
+		back++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if back != len(msgs) {
+		t.Errorf("DLQ holds %d after the run, want the %d that came back", back, len(msgs))
+	}
+}
+
+// testSlowRate: a rate limit that makes a batch wait longer than its lease must not let the
+// leases lapse before the delete. Meanwhile another reader peeks at the DLQ (as `uploader
+// status` does): a lapsed message goes to it, and a delete with the lapsed lease then leaves
+// the message in the DLQ although it was sent, so a later run would replay it twice.
+func testSlowRate(t *testing.T, e *Env) {
+	var msgs []*replay.Message
+	for i := range 14 {
+		msgs = append(msgs, Msg(t, "upload/slow/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0))
+	}
+	seed(t, e, msgs...)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := replay.Scan(ctx(t), e.DLQ, &replay.ScanOptions{Max: 2, Hold: time.Second}, func(*replay.Message) error { return nil }); err != nil {
+				t.Errorf("peek: %v", err)
+				return
+			}
+		}
+	})
+	// Burst 4 then 2 a second: each later batch of 4 waits about 2 s on a 1 s lease.
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{Batch: 4, Rate: 2, Hold: time.Second})
+	close(done)
+	wg.Wait()
+	if err != nil || sum.Moved == 0 {
+		t.Fatalf("summary %+v: %v", sum, err)
+	}
+	sent := tally(t, e.DestSrc)
+	left := map[string]bool{}
+	for _, k := range contents(t, e.DLQ) {
+		left[k] = true
+	}
+	for _, m := range msgs {
+		k := replay.Key(m)
+		switch {
+		case sent[k] > 1:
+			t.Errorf("%s sent %d times", k, sent[k])
+		case sent[k] == 1 && left[k]:
+			t.Errorf("%s was sent and is still in the DLQ: its delete used a lapsed lease (summary %+v)", k, sum)
+		case sent[k] == 0 && !left[k]:
+			t.Errorf("%s lost: neither sent nor in the DLQ", k)
+		}
+	}
+}
+
+// testHoldRange: a lease the service would not grant as asked (under a second, a fraction of a
+// second, over the service's maximum) is refused with a permanent error before anything is
+// received, rather than rounded to another lease behind the caller's back.
+func testHoldRange(t *testing.T, e *Env) {
+	seed(t, e, Msg(t, "upload/hold.jpg", "VisionUnavailable", failure.Transient, 0))
+	for _, hold := range []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, e.MaxHold + time.Second} {
+		msgs, err := e.DLQ.Receive(ctx(t), 1, hold)
+		if err == nil || !failure.IsPermanent(err) {
+			t.Errorf("Receive with hold %v: %d messages, error %v; want a permanent error", hold, len(msgs), err)
+		}
+		if len(msgs) > 0 {
+			_ = e.DLQ.Release(ctx(t), msgs)
+		}
+	}
+	if got := contents(t, e.DLQ); len(got) != 1 {
+		t.Fatalf("DLQ holds %v", got)
+	}
+}
+
+// testWindow: a scan and a filtered replay over more messages than their lease window look at
+// each message once while holding at most the window plus one batch leased, by their own
+// count and, where the service counts, by the service's (messages not visible).
+func testWindow(t *testing.T, e *Env) {
+	const n, window = 75, 20
+	var msgs []*replay.Message
+	for i := range n {
+		reason := "InvalidImageFormat"
+		if i%5 == 0 {
+			reason = "VisionUnavailable"
+		}
+		msgs = append(msgs, Msg(t, fmt.Sprintf("upload/win/%02d.jpg", i), reason, failure.Permanent, 0))
+	}
+	seed(t, e, msgs...)
+	inFlight := 0 // the most the service counted in flight, sampled as the scan goes
+	got := map[string]int{}
+	p, err := replay.Scan(ctx(t), e.DLQ, &replay.ScanOptions{Window: window, Hold: 30 * time.Second}, func(m *replay.Message) error {
+		if got[replay.Key(m)]++; len(got)%10 == 0 && e.InFlight != nil {
+			inFlight = max(inFlight, e.InFlight(t))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || p.Seen != n {
+		t.Fatalf("scan saw %d distinct of %d (pass %+v)", len(got), n, p)
+	}
+	for k, c := range got {
+		if c != 1 {
+			t.Errorf("%s handed out %d times", k, c)
+		}
+	}
+	if p.MaxLeased > window+10 || inFlight > window+10 {
+		t.Errorf("held %d leased at once by the scan's count, %d by the service's; want at most %d", p.MaxLeased, inFlight, window+10)
+	}
+	// Export without --delete: each batch handed out once, then kept in the window.
+	exported := map[string]int{}
+	if _, p, err := replay.Drain(ctx(t), e.DLQ, &replay.ScanOptions{Window: window, Hold: 30 * time.Second}, true, func(ms []*replay.Message) error {
+		for _, m := range ms {
+			exported[replay.Key(m)]++
+		}
+		if e.InFlight != nil {
+			inFlight = max(inFlight, e.InFlight(t))
+		}
+		return nil
+	}); err != nil || len(exported) != n || p.Seen != n || p.MaxLeased > window+10 || inFlight > window+10 {
+		t.Fatalf("export saw %d distinct of %d, pass %+v, service counted %d in flight at most: %v", len(exported), n, p, inFlight, err)
+	}
+	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{Window: window, Hold: 30 * time.Second,
+		Filter: replay.Filter{Reasons: []string{"VisionUnavailable"}},
+		OnProgress: func(replay.Summary) {
+			if e.InFlight != nil {
+				inFlight = max(inFlight, e.InFlight(t))
+			}
+		}})
+	if err != nil || sum.Moved != n/5 || sum.SkippedFilter != n-n/5 || sum.MaxLeased > window+10 || inFlight > window+10 {
+		t.Fatalf("replay %+v (service counted %d in flight at most): %v", sum, inFlight, err)
+	}
+	if got := take(t, e.DestSrc); len(got) != n/5 {
+		t.Fatalf("destination has %d, want %d", len(got), n/5)
+	}
+	if e.InFlight != nil {
+		if f := e.InFlight(t); f != 0 {
+			t.Fatalf("%d still in flight after the run: not released", f)
+		}
 	}
 }

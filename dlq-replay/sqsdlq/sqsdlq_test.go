@@ -8,34 +8,40 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS) }
 
 type harness struct{}
 
 func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	dlqQ := sqsdlq.New(c, b.DLQURL, nil)
 	dest := sqsdlq.New(c, b.QueueURL, nil)
 	return &replaytest.Env{
 		DLQ: dlqQ, Seed: dlqQ, Dest: sqsdlq.NewRouter(c, b.QueueURL, nil), DestSrc: dest,
-		Typed: true, Hold: time.Second,
+		Typed: true, Hold: time.Second, MaxHold: 12 * time.Hour,
 		Depth: func(t *testing.T) (int, int) {
 			d := func(url string) int {
-				v, f, err := sqsdlq.Depth(context.Background(), c, url)
+				d, err := sqsdlq.New(c, url, nil).Depth(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
-				return v + f
+				return d.Visible + d.NotVisible
 			}
 			return d(b.DLQURL), d(b.QueueURL)
+		},
+		InFlight: func(t *testing.T) int {
+			d, err := sqsdlq.New(c, b.DLQURL, nil).Depth(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.NotVisible
 		},
 	}
 }
@@ -44,8 +50,8 @@ func TestBehaviour(t *testing.T) { replaytest.Run(t, harness{}) }
 
 func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
-	other := stacktest.Bootstrap(t, st, localstack.Resources{}) // another pair: must not match
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	other := stacktest.Bootstrap(t, st, devstack.Resources{}) // another pair: must not match
 	got, err := sqsdlq.SourceQueues(context.Background(), st.NewSQSClient(), b.DLQURL)
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +65,11 @@ func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 // imgpipe.source-queue; a message without one fails and stays.
 func TestRouteByAttribute(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	ctx := context.Background()
 	withSource := replaytest.Msg(t, "upload/routed.jpg", "VisionUnavailable", failure.Transient, 0)
-	withSource.Attributes[dlq.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
+	withSource.Attributes[failure.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
 	lost := replaytest.Msg(t, "upload/nowhere.jpg", "VisionUnavailable", failure.Transient, 0)
 	src := sqsdlq.New(c, b.DLQURL, nil)
 	if n, err := replay.Send(ctx, src, []*replay.Message{withSource, lost}, 10); n != 2 || err != nil {
@@ -77,7 +83,7 @@ func TestRouteByAttribute(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	var keys []string
-	if err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, m.Key()); return nil }); err != nil {
+	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, replay.Key(m)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 1 || keys[0] != "upload/routed.jpg" {
@@ -89,8 +95,34 @@ func TestRouteByAttribute(t *testing.T) {
 // as an error rather than pretending. Against real SQS the call starts a task.
 func TestNativeMoveReportsUnsupported(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	if _, err := sqsdlq.StartMove(context.Background(), st.NewSQSClient(), b.DLQARN, "", 0); err == nil {
 		t.Fatal("the SQS stand-in now accepts StartMessageMoveTask: replace this test with one that checks the move")
+	}
+}
+
+// A wait under a second must still long-poll: SQS takes whole seconds, and a wait cut to 0 is
+// a short poll, which may come back empty while the queue holds messages (it samples a subset
+// of the servers), and one empty receive ends a scan.
+func TestSubSecondWaitStillLongPolls(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	c := st.NewSQSClient()
+	q := sqsdlq.New(c, b.DLQURL, &sqsdlq.Options{Wait: 500 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // while the receive below waits
+		_, err := replay.Send(context.Background(), q, []*replay.Message{replaytest.Msg(t, "upload/late.jpg", "VisionUnavailable", failure.Transient, 0)}, 10)
+		done <- err
+	}()
+	msgs, err := q.Receive(context.Background(), 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("a receive with a 500ms wait returned %d messages; the message sent 300ms into it was missed (short poll)", len(msgs))
 	}
 }

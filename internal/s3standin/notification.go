@@ -20,12 +20,16 @@ const (
 	eventRemovedAll      = "s3:ObjectRemoved:*"
 	eventRemovedDelete   = "s3:ObjectRemoved:Delete"
 	eventRemovedMarker   = "s3:ObjectRemoved:DeleteMarkerCreated"
+	eventLifecycleAll    = "s3:LifecycleExpiration:*"
+	eventLifecycleDelete = "s3:LifecycleExpiration:Delete"
+	eventLifecycleMarker = "s3:LifecycleExpiration:DeleteMarkerCreated"
 )
 
 // supportedEvents are the configuration event types the stand-in accepts.
 var supportedEvents = map[string]bool{
 	eventCreatedAll: true, eventCreatedPut: true, eventCreatedPost: true, eventCreatedCopy: true,
 	eventCreatedComplete: true, eventRemovedAll: true, eventRemovedDelete: true, eventRemovedMarker: true,
+	eventLifecycleAll: true, eventLifecycleDelete: true, eventLifecycleMarker: true,
 }
 
 // notificationXML is the wire form of NotificationConfiguration, for both directions.
@@ -152,8 +156,9 @@ func parseNotification(body []byte) ([]queueConfig, error) {
 			e = strings.TrimSpace(e)
 			if !supportedEvents[e] {
 				return nil, invalidArgument("The event is not supported for notifications "+
-					"(s3standin supports s3:ObjectCreated:* / Put / Post / Copy / CompleteMultipartUpload and "+
-					"s3:ObjectRemoved:* / Delete / DeleteMarkerCreated)", "Event", e)
+					"(s3standin supports s3:ObjectCreated:* / Put / Post / Copy / CompleteMultipartUpload, "+
+					"s3:ObjectRemoved:* / Delete / DeleteMarkerCreated and "+
+					"s3:LifecycleExpiration:* / Delete / DeleteMarkerCreated)", "Event", e)
 			}
 			c.Events = append(c.Events, e)
 		}

@@ -206,7 +206,7 @@ func TestClassify(t *testing.T) {
 		{"POST", "/b/k?uploads", "", opOther},
 		{"DELETE", "/b/k", "", opDelete},
 		{"DELETE", "/b/k?versionId=abc", "", opDeleteVersion},
-		{"DELETE", "/b/k?versionId=null", "", opDelete},
+		{"DELETE", "/b/k?versionId=null", "", opDeleteVersion}, // the null version, as in S3
 		{"DELETE", "/b", "", opDeleteBucket},
 		{"PUT", "/b", "", opOther},
 		{"PUT", "/b?versioning", "", opOther},

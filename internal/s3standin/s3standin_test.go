@@ -431,10 +431,7 @@ func TestVersionedBucketEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	ctx := testCtx(t)
-	if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &e.bucket,
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		t.Fatal(err)
-	}
+	setVersioning(t, e.s3, e.bucket, s3types.BucketVersioningStatusEnabled)
 	e.configureAll(t)
 	put := e.put(t, "v/key", "v1")
 	r := one(t, records(t, e.drain(t)))

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/s3event"
@@ -44,6 +43,11 @@ type Options struct {
 	// QueueCapacity is how many undelivered event messages the stand-in holds before it
 	// starts holding S3 writers back. Default 10000.
 	QueueCapacity int
+	// Credentials maps access key IDs to their secret keys. With it, requests authenticated
+	// in the query string (presigned URLs) are verified as S3 verifies them (see presign.go);
+	// without it they are served unchecked. Requests signed in the Authorization header are
+	// never verified.
+	Credentials map[string]string
 }
 
 func (o *Options) withDefaults() Options {
@@ -83,35 +87,40 @@ type Stats struct {
 	Pending int
 }
 
-// Server is an S3 endpoint (gofakes3 over its in-memory backend, path-style addressing only)
-// that also delivers S3 event notifications to SQS queues. It is an http.Handler.
+// Server is an S3 endpoint (gofakes3's protocol layer over the stand-in's own versioned
+// in-memory storage, path-style addressing only) that also delivers S3 event notifications to
+// SQS queues. It is an http.Handler.
 type Server struct {
 	opts    Options
 	log     *zap.Logger
-	backend *s3mem.Backend
+	backend *store
 	fake    http.Handler
 	sender  *sender // nil when no SQS is configured
 
 	mu      sync.RWMutex
 	configs map[string][]queueConfig // bucket -> its validated queue configurations
+	cors    map[string][]corsRule    // bucket -> its CORS rules
 
 	locks     keyLocks
+	mp        multipartChecksums
 	seqMu     sync.Mutex
 	lastSeq   uint64
 	requestID atomic.Uint64
 	closed    atomic.Bool
+	fault     atomic.Pointer[Fault]
 }
 
 // New returns a Server with empty in-memory storage. Its delivery goroutine runs until Close.
 func New(opts *Options) (*Server, error) {
 	o := opts.withDefaults()
-	backend := s3mem.New()
+	backend := newStore(nil)
 	s := &Server{
 		opts:    o,
 		log:     o.Logger,
 		backend: backend,
 		fake:    gofakes3.New(backend, gofakes3.WithLogger(zapLogger{o.Logger})).Server(),
 		configs: make(map[string][]queueConfig),
+		cors:    make(map[string][]corsRule),
 	}
 	s.locks.m = make(map[string]*keyLock)
 	// Request IDs of the stand-in's own answers live in a range gofakes3's counter never reaches.
@@ -202,7 +211,7 @@ func classify(r *http.Request, bucket, object string, q url.Values) op {
 			return opComplete
 		}
 	case q.Has("uploads"), q.Has("versioning"), q.Has("versions"):
-	case versionFromQuery(q) != "":
+	case q.Get("versionId") != "":
 		if r.Method == http.MethodDelete {
 			return opDeleteVersion
 		}
@@ -230,21 +239,94 @@ func classify(r *http.Request, bucket, object string, q url.Values) op {
 	return opOther
 }
 
-// versionFromQuery is gofakes3's reading of ?versionId: "null" means none.
-func versionFromQuery(q url.Values) string {
-	if v := q["versionId"]; len(v) > 0 && v[0] != "" && v[0] != "null" {
-		return v[0]
+// routeVersion prepares a request naming a version (?versionId=) for gofakes3, or answers it
+// itself; it reports whether the request still has to be served. gofakes3 reads
+// ?versionId=null as "no version" and acts on the current version instead of the null one,
+// so "null" is passed on as an alias the storage resolves. A GET or HEAD of a version that is
+// a delete marker is answered here as S3 does (405 with x-amz-delete-marker), and a HEAD of a
+// version is served as a GET without body (gofakes3's HEAD ignores the version).
+func (s *Server) routeVersion(w http.ResponseWriter, r *http.Request, bucket, object string) (*http.Request, bool) {
+	q := r.URL.Query()
+	id := q.Get("versionId")
+	if id == "" || object == "" || q.Has("uploadId") || q.Has("uploads") {
+		return r, true
 	}
-	return ""
+	if id == nullVersion {
+		q.Set("versionId", nullVersionAlias)
+		r = r.Clone(r.Context())
+		r.URL.RawQuery = q.Encode()
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return r, true
+	}
+	if s.backend.isDeleteMarker(bucket, object, gofakes3.VersionID(q.Get("versionId"))) {
+		w.Header().Set("x-amz-delete-marker", "true")
+		w.Header().Set("x-amz-version-id", id)
+		s.writeError(w, r, &argError{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed",
+			Message: "The specified method is not allowed against this resource."})
+		return nil, false
+	}
+	if r.Method == http.MethodHead {
+		// The server discards the body of an answer to a HEAD request.
+		r = r.Clone(r.Context())
+		r.Method = http.MethodGet
+	}
+	return r, true
 }
 
 // ServeHTTP serves the S3 API (path-style: /bucket/key).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == lifecycleAdminPath {
+		s.serveLifecycleAdmin(w, r)
+		return
+	}
+	w, handled := s.applyFault(w, r)
+	if handled {
+		return
+	}
 	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	q := r.URL.Query()
+	if isPreflight(r) {
+		s.servePreflight(w, r, bucket)
+		return
+	}
+	w = s.withCORS(w, r, bucket)
+	if err := s.verifyPresigned(r, time.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if bucket != "" && object == "" && q.Has("cors") {
+		s.serveCORSConfig(w, r, bucket)
+		return
+	}
 	if bucket != "" && object == "" && q.Has("notification") {
 		s.serveNotification(w, r, bucket)
 		return
+	}
+	if bucket != "" && object == "" && q.Has("lifecycle") {
+		s.serveLifecycle(w, r, bucket)
+		return
+	}
+	if bucket != "" && object == "" && q.Has("uploads") && r.Method == http.MethodGet {
+		s.serveListUploads(w, r, bucket)
+		return
+	}
+	r, ok := s.routeVersion(w, r, bucket, object)
+	if !ok {
+		return
+	}
+	if object != "" {
+		switch {
+		case r.Method == http.MethodPut && q.Get("uploadId") != "" && q.Has("partNumber") && r.Header.Get("X-Amz-Copy-Source") == "":
+			s.servePart(w, r)
+			return
+		case r.Method == http.MethodPost && q.Has("uploads"):
+			s.serveCreateMultipart(w, r)
+			return
+		case r.Method == http.MethodDelete && q.Get("uploadId") != "":
+			s.serveAbort(w, r)
+			return
+		}
 	}
 	o := classify(r, bucket, object, q)
 	if o == opOther {
@@ -294,6 +376,17 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, o op, bucket
 	var keys []string
 	var del deleteRequestXML
 	switch o {
+	case opPut:
+		// Verified before the key is locked: reading a large body takes time.
+		if _, err := checkedBody(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	case opComplete:
+		if err := s.checkComplete(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	case opPost:
 		// Parse the form here to learn the key; gofakes3 then reuses the parsed form.
 		if err := r.ParseMultipartForm(postFormMemory); err == nil {
@@ -324,6 +417,15 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, o op, bucket
 	rec := &recorder{header: w.Header(), status: http.StatusOK}
 	s.fake.ServeHTTP(rec, r)
 	if rec.status >= 200 && rec.status < 300 {
+		switch o {
+		case opPut:
+			// S3 answers with the checksum it verified.
+			if algo, v, _ := headerChecksum(r.Header, false); algo != nil {
+				rec.header.Set(algo.header(), v)
+			}
+		case opComplete:
+			s.mp.forget(r.URL.Query().Get("uploadId"))
+		}
 		s.afterWrite(r, rec, o, bucket, object, &del)
 	}
 	w.WriteHeader(rec.status)
@@ -335,6 +437,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 	if o == opDeleteBucket {
 		s.mu.Lock()
 		delete(s.configs, bucket)
+		delete(s.cors, bucket)
 		s.mu.Unlock()
 		return
 	}
@@ -368,7 +471,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 		switch {
 		case o == opDeleteVersion:
 			rc = event("ObjectRemoved:Delete", object)
-			rc.VersionID = versionFromQuery(r.URL.Query())
+			rc.VersionID = resolveVersion(gofakes3.VersionID(r.URL.Query().Get("versionId")))
 		case rec.header.Get("x-amz-delete-marker") == "true":
 			rc = event("ObjectRemoved:DeleteMarkerCreated", object)
 			rc.VersionID = rec.header.Get("x-amz-version-id")
@@ -383,7 +486,7 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 		for _, e := range res.Errors {
 			failed[[2]string{e.Key, e.VersionID}] = true
 		}
-		versioned := s.versioningEnabled(bucket)
+		versioned := s.backend.versioning(bucket) != gofakes3.VersioningNone
 		seen := make(map[[2]string]bool, len(del.Objects))
 		for _, obj := range del.Objects {
 			id := [2]string{obj.Key, obj.VersionID}
@@ -395,12 +498,10 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 			switch {
 			case obj.VersionID != "":
 				rc = event("ObjectRemoved:Delete", obj.Key)
-				if obj.VersionID != "null" {
-					rc.VersionID = obj.VersionID
-				}
+				rc.VersionID = obj.VersionID
 			case versioned:
 				rc = event("ObjectRemoved:DeleteMarkerCreated", obj.Key)
-				rc.VersionID = s.latestDeleteMarker(bucket, obj.Key)
+				rc.VersionID = s.backend.latestDeleteMarker(bucket, obj.Key)
 			default:
 				rc = event("ObjectRemoved:Delete", obj.Key)
 			}
@@ -412,18 +513,10 @@ func (s *Server) afterWrite(r *http.Request, rec *recorder, o op, bucket, object
 // describeObject fills size, ETag and version ID of a created object. The key is locked, so
 // the object read back is the one just written.
 func (s *Server) describeObject(rc *s3event.Record, o op, rec *recorder) {
-	obj, err := s.backend.HeadObject(rc.Bucket, rc.Key)
-	if err != nil {
-		s.log.Error("read back written object", zap.String("bucket", rc.Bucket), zap.String("key", rc.Key), zap.Error(err))
+	if size, etag, version, ok := s.backend.currentInfo(rc.Bucket, rc.Key); ok {
+		rc.Size, rc.ETag, rc.VersionID = size, etag, version
 	} else {
-		if obj.Contents != nil {
-			obj.Contents.Close()
-		}
-		rc.Size = obj.Size
-		rc.ETag = fmt.Sprintf("%x", obj.Hash)
-		if s.versioningEnabled(rc.Bucket) {
-			rc.VersionID = string(obj.VersionID)
-		}
+		s.log.Error("read back written object: not found", zap.String("bucket", rc.Bucket), zap.String("key", rc.Key))
 	}
 	if o == opComplete {
 		// A multipart upload's ETag ("md5-of-md5s-N") is only in the answer; the backend
@@ -436,26 +529,6 @@ func (s *Server) describeObject(rc *s3event.Record, o op, rec *recorder) {
 		}
 	}
 	rc.ETag = strings.Trim(rc.ETag, `"`)
-}
-
-func (s *Server) versioningEnabled(bucket string) bool {
-	v, err := s.backend.VersioningConfiguration(bucket)
-	return err == nil && v.Enabled()
-}
-
-// latestDeleteMarker returns the version ID of the delete marker that is now the latest
-// version of key, or "" if there is none.
-func (s *Server) latestDeleteMarker(bucket, key string) string {
-	res, err := s.backend.ListBucketVersions(bucket, &gofakes3.Prefix{HasPrefix: true, Prefix: key}, nil)
-	if err != nil {
-		return ""
-	}
-	for _, v := range res.Versions {
-		if dm, ok := v.(*gofakes3.DeleteMarker); ok && dm.Key == key && dm.IsLatest {
-			return string(dm.VersionID)
-		}
-	}
-	return ""
 }
 
 // emit gives rc a sequencer and enqueues one message per configuration that selects it.
@@ -504,11 +577,53 @@ func (s *Server) configsOf(bucket string) []queueConfig {
 	return s.configs[bucket]
 }
 
-// serveNotification serves GET and PUT /bucket?notification.
-func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucket string) {
+// serveListUploads serves ListMultipartUploads. gofakes3 answers 404 NoSuchUpload for a bucket
+// that never had an upload; S3 answers an empty list.
+func (s *Server) serveListUploads(w http.ResponseWriter, r *http.Request, bucket string) {
+	rec := &recorder{header: w.Header(), status: http.StatusOK}
+	s.fake.ServeHTTP(rec, r)
+	if rec.status == http.StatusNotFound && bytes.Contains(rec.body.Bytes(), []byte("NoSuchUpload")) {
+		if !s.bucketExists(w, r, bucket) {
+			return
+		}
+		q := r.URL.Query()
+		body, err := xml.Marshal(gofakes3.ListMultipartUploadsResult{Bucket: bucket, Prefix: q.Get("prefix"),
+			Delimiter: q.Get("delimiter"), MaxUploads: 1000})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write(append([]byte(xml.Header), body...))
+		return
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// bucketExists answers 404 NoSuchBucket, as S3 does, when bucket does not exist.
+func (s *Server) bucketExists(w http.ResponseWriter, r *http.Request, bucket string) bool {
 	if ok, _ := s.backend.BucketExists(bucket); !ok {
 		s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchBucket",
 			Message: "The specified bucket does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
+		return false
+	}
+	return true
+}
+
+// configBody reads the body of a bucket configuration request (at most 1 MiB).
+func (s *Server) configBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		return nil, false
+	}
+	return body, true
+}
+
+// serveNotification serves GET and PUT /bucket?notification.
+func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucket string) {
+	if !s.bucketExists(w, r, bucket) {
 		return
 	}
 	switch r.Method {
@@ -527,9 +642,8 @@ func (s *Server) serveNotification(w http.ResponseWriter, r *http.Request, bucke
 				Message: "s3standin is closed"})
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			s.writeError(w, r, &argError{Status: 400, Code: "IncompleteBody", Message: "read body: " + err.Error()})
+		body, ok := s.configBody(w, r)
+		if !ok {
 			return
 		}
 		configs, err := parseNotification(body)

@@ -323,3 +323,70 @@ func TestClassifySQS(t *testing.T) {
 		}
 	}
 }
+
+func TestDueAt(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tt := range []struct {
+		from string
+		days int
+		want string
+	}{
+		{"2026-03-01T10:00:00Z", 1, "2026-03-03T00:00:00Z"}, // +1 day, rounded up to midnight
+		{"2026-03-01T00:00:00Z", 1, "2026-03-02T00:00:00Z"}, // already midnight
+		{"2026-03-31T23:59:59Z", 1, "2026-04-02T00:00:00Z"},
+		{"2026-03-01T10:00:00+05:00", 1, "2026-03-03T00:00:00Z"}, // 05:00 UTC
+		{"2026-12-31T12:00:00Z", 30, "2027-01-31T00:00:00Z"},
+	} {
+		if got := dueAt(at(tt.from), tt.days); !got.Equal(at(tt.want)) {
+			t.Errorf("dueAt(%s, %d) = %s, want %s", tt.from, tt.days, got.Format(time.RFC3339), tt.want)
+		}
+	}
+}
+
+func TestParseLifecycleLegacyPrefix(t *testing.T) {
+	cfg, err := parseLifecycle([]byte(`<LifecycleConfiguration><Rule><ID>a</ID><Prefix>logs/</Prefix><Status>Enabled</Status>` +
+		`<Expiration><Days>3</Days></Expiration></Rule></LifecycleConfiguration>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.rules) != 1 || cfg.rules[0].prefix != "logs/" || cfg.rules[0].expirationDays != 3 || !cfg.rules[0].enabled {
+		t.Errorf("rules %+v", cfg.rules)
+	}
+	for _, body := range []string{
+		`<LifecycleConfiguration><Rule><Prefix>a</Prefix><Filter><Prefix>b</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>`,
+		`<LifecycleConfiguration><Rule><Status>On</Status><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>`,
+		`<LifecycleConfiguration></LifecycleConfiguration>`,
+		`<LifecycleConfiguration><Rule>`,
+	} {
+		if _, err := parseLifecycle([]byte(body)); err == nil || !strings.Contains(err.Error(), "MalformedXML") {
+			t.Errorf("%s: %v, want MalformedXML", body, err)
+		}
+	}
+}
+
+// TestChecksumCheckValues: each algorithm against the standard check value of "123456789"
+// (the CRC catalogue's CRC-32/ISO-HDLC, CRC-32/ISCSI and CRC-64/NVME entries) or its digest.
+func TestChecksumCheckValues(t *testing.T) {
+	want := map[string]string{
+		"crc32":     "cbf43926",
+		"crc32c":    "e3069283",
+		"crc64nvme": "ae8b14860a799888",
+		"sha1":      "f7c3bc1d808e04732adf679965ccc34ca7ae3441",
+		"sha256":    "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225",
+		"md5":       "25f9e794323b453885f5181f1b624d0b",
+	}
+	for _, a := range checksumAlgos {
+		h := a.new()
+		h.Write([]byte("123456789"))
+		got := fmt.Sprintf("%x", h.Sum(nil))
+		if w, ok := want[a.name]; ok && got != w {
+			t.Errorf("%s(123456789) = %s, want %s", a.name, got, w)
+		}
+	}
+}

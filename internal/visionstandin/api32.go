@@ -162,12 +162,7 @@ func (s *Server) analyze32(w http.ResponseWriter, r *http.Request, reqID string)
 		writeError(w, aerr, reqID, true)
 		return ""
 	}
-	b, aerr := s.readImage(r, spec32)
-	if aerr != nil {
-		writeError(w, aerr, reqID, true)
-		return ""
-	}
-	d, aerr := s.inspect(r.Context(), b, spec32)
+	b, d, aerr := s.image(r, spec32)
 	if aerr != nil {
 		writeError(w, aerr, reqID, true)
 		return ""

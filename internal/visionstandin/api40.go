@@ -228,12 +228,7 @@ func (s *Server) analyze40(w http.ResponseWriter, r *http.Request, reqID string)
 		writeError(w, aerr, reqID, false)
 		return ""
 	}
-	b, aerr := s.readImage(r, spec40)
-	if aerr != nil {
-		writeError(w, aerr, reqID, false)
-		return ""
-	}
-	d, aerr := s.inspect(r.Context(), b, spec40)
+	b, d, aerr := s.image(r, spec40)
 	if aerr != nil {
 		writeError(w, aerr, reqID, false)
 		return ""

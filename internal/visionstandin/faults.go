@@ -30,6 +30,10 @@ type Faults struct {
 	BadKey bool `json:"badKey,omitempty"`
 	// QuotaExceeded makes every authenticated call fail with 403 (call volume quota used up).
 	QuotaExceeded bool `json:"quotaExceeded,omitempty"`
+	// EchoURL makes the error answers to calls that give the image by URL quote that URL in
+	// their messages, as services do in the wild: a client must keep a presigned URL's
+	// signature out of its logs and errors.
+	EchoURL bool `json:"echoURL,omitempty"`
 	// Seed seeds the random source used for latency and transient errors, so a run is
 	// repeatable for a given order of calls.
 	Seed int64 `json:"seed,omitempty"`

@@ -51,44 +51,63 @@ var spec32 = apiSpec{
 	},
 }
 
+// image reads and inspects the image of an analysis request. With the EchoURL fault, an
+// error about an image given by URL quotes the URL.
+func (s *Server) image(r *http.Request, spec apiSpec) ([]byte, description, *apiError) {
+	b, imageURL, aerr := s.readImage(r, spec)
+	var d description
+	if aerr == nil {
+		d, aerr = s.inspect(r.Context(), b, spec)
+	}
+	if aerr != nil && imageURL != "" && s.Faults().EchoURL {
+		aerr.message += " Image URL: " + imageURL
+		if aerr.innerMsg != "" {
+			aerr.innerMsg += " Image URL: " + imageURL
+		}
+	}
+	return b, d, aerr
+}
+
 // readImage returns the image bytes of a request: the body itself, or what its
-// {"url": ...} points at. Nothing larger than spec.maxBytes+1 bytes is ever read.
-func (s *Server) readImage(r *http.Request, spec apiSpec) ([]byte, *apiError) {
+// {"url": ...} points at (and that URL). Nothing larger than spec.maxBytes+1 bytes is ever
+// read.
+func (s *Server) readImage(r *http.Request, spec apiSpec) ([]byte, string, *apiError) {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return nil, unsupportedMediaType(ct)
+		return nil, "", unsupportedMediaType(ct)
 	}
 	switch {
 	case mt == "application/json":
 		raw, tooBig, err := readAtMost(r.Body, maxJSONBody)
 		if err != nil {
-			return nil, badArgument("Read the request body: %v", err)
+			return nil, "", badArgument("Read the request body: %v", err)
 		}
 		if tooBig {
-			return nil, badArgument("The JSON body is larger than %d bytes.", maxJSONBody)
+			return nil, "", badArgument("The JSON body is larger than %d bytes.", maxJSONBody)
 		}
 		var body struct {
 			URL string `json:"url"`
 		}
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return nil, badArgument("The JSON body is not valid: %v", err)
+			return nil, "", badArgument("The JSON body is not valid: %v", err)
 		}
-		return s.fetchURL(r.Context(), body.URL, spec)
+		b, aerr := s.fetchURL(r.Context(), body.URL, spec)
+		return b, body.URL, aerr
 	case mt == "application/octet-stream", strings.HasPrefix(mt, "image/"):
 		if r.ContentLength > spec.maxBytes {
-			return nil, spec.sizeErr()
+			return nil, "", spec.sizeErr()
 		}
 		b, tooBig, err := readAtMost(r.Body, spec.maxBytes)
 		if err != nil {
-			return nil, badArgument("Read the request body: %v", err)
+			return nil, "", badArgument("Read the request body: %v", err)
 		}
 		if tooBig || len(b) == 0 {
-			return nil, spec.sizeErr()
+			return nil, "", spec.sizeErr()
 		}
-		return b, nil
+		return b, "", nil
 	}
-	return nil, unsupportedMediaType(ct)
+	return nil, "", unsupportedMediaType(ct)
 }
 
 // readAtMost reads up to limit bytes and reports whether there was more.

@@ -218,3 +218,36 @@ func TestDefaultKey(t *testing.T) {
 	h := newHarness(t, &Options{Tokens: []string{"t"}}) // no Keys: the default key works
 	decode40(t, h.analyze40("tags", solidPNG(t, 60, 60, red)))
 }
+
+// TestEchoURL: with the EchoURL fault, the error answers about an image given by URL quote
+// the URL (both a download failure and a verdict on the image); without it they do not, and
+// answers to images sent as bytes never do.
+func TestEchoURL(t *testing.T) {
+	small := solidPNG(t, 40, 40, red)
+	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/small.png" {
+			_, _ = w.Write(small)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer images.Close()
+	jsonHeader := map[string]string{"Ocp-Apim-Subscription-Key": DefaultKey, "Content-Type": "application/json"}
+	const query = "?X-Amz-Signature=0123abcd&X-Amz-Credential=AKIDEXAMPLE"
+	for _, echo := range []bool{false, true} {
+		h := newHarness(t, &Options{Faults: Faults{EchoURL: echo}})
+		for _, tc := range []struct {
+			path, inner string
+		}{{"/small.png", CodeInvalidImageSize}, {"/missing.png", CodeInvalidImageURL}} {
+			u := images.URL + tc.path + query
+			e := wantError(t, h.do("POST", path40("tags"), jsonHeader, `{"url":"`+u+`"}`), 400, CodeInvalidRequest, tc.inner)
+			if got := strings.Contains(e.Error.Message, u) && strings.Contains(e.Error.InnerError.Message, u); got != echo {
+				t.Errorf("echo %v, %s: message %q quotes the URL: %v", echo, tc.path, e.Error.Message, got)
+			}
+		}
+		e := wantError(t, h.analyze40("tags", small), 400, CodeInvalidRequest, CodeInvalidImageSize)
+		if strings.Contains(e.Error.Message, "URL") {
+			t.Errorf("echo %v: an answer to bytes mentions a URL: %q", echo, e.Error.Message)
+		}
+	}
+}

@@ -2,55 +2,30 @@ package analyzer
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/autoscale"
+	"imgpipe/pkg/queue"
 )
 
 // Depth is the source queue's approximate depth.
-type Depth struct {
-	Visible, NotVisible, Delayed int
-}
+type Depth = queue.Depth
 
 // QueueDepth reads the source queue's approximate depth.
-func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) {
-	out, err := a.deps.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(a.opts.QueueURL),
-		AttributeNames: []sqstypes.QueueAttributeName{
-			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-		},
-	})
-	a.metrics.sqsCall("GetQueueAttributes")
-	if err != nil {
-		return Depth{}, fmt.Errorf("queue depth: %w", err)
-	}
-	num := func(n sqstypes.QueueAttributeName) int {
-		v, _ := strconv.Atoi(out.Attributes[string(n)])
-		return v
-	}
-	return Depth{
-		Visible:    num(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
-		NotVisible: num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
-		Delayed:    num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
-	}, nil
-}
+func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) { return a.deps.Queue.Depth(ctx) }
 
 // watchQueue reads the queue's depth every DepthInterval until ctx ends, exports it and, with
-// an autoscaler, resizes the worker pool.
+// an autoscaler, resizes the worker pool. The dead-letter queue's depth is read and exported
+// on the same interval.
 func (a *Analyzer) watchQueue(ctx context.Context) {
 	t := time.NewTicker(a.opts.DepthInterval)
 	defer t.Stop()
+	dlqFailing := false
 	for {
 		a.pollDepth(ctx)
+		dlqFailing = a.pollDLQDepth(ctx, dlqFailing)
 		select {
 		case <-ctx.Done():
 			return
@@ -65,23 +40,21 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			a.sqsErr.Store(&err)
+			a.queueErr.Store(&err)
 			a.log.Warn("queue depth unavailable", zap.Error(err))
 		}
 		return
 	}
-	a.sqsErr.Store(nil)
-	a.metrics.queueDepth.WithLabelValues("visible").Set(float64(d.Visible))
-	a.metrics.queueDepth.WithLabelValues("not_visible").Set(float64(d.NotVisible))
-	a.metrics.queueDepth.WithLabelValues("delayed").Set(float64(d.Delayed))
+	a.queueErr.Store(nil)
+	setDepth(a.metrics.queueDepth, d)
 	if a.scaler == nil {
 		return
 	}
-	cur := a.pool.size()
+	cur := a.capacity.size()
 	dec := a.scaler.Decide(autoscale.Input{
-		Now: a.now(), Current: cur, Backlog: d.Visible + d.NotVisible, Latency: a.metrics.meanHandle(),
+		Now: a.now(), Current: cur, Backlog: d.Visible + d.NotVisible, Latency: a.metrics.handle.mean(),
 	})
-	a.metrics.wantedGauge.Set(float64(dec.Wanted))
+	a.metrics.wanted.Set(float64(dec.Wanted))
 	if !dec.Changed {
 		return
 	}
@@ -90,8 +63,28 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 		dir = "down"
 	}
 	a.metrics.decisions.WithLabelValues(dir).Inc()
-	a.pool.resize(dec.Workers)
-	a.tickets.resize(dec.Workers + a.opts.ReceiveAhead)
+	a.capacity.resize(dec.Workers)
 	a.log.Info("worker pool resized", zap.Int("from", cur), zap.Int("to", dec.Workers), zap.String("why", dec.Reason),
 		zap.Int("visible", d.Visible), zap.Int("not_visible", d.NotVisible))
+}
+
+// pollDLQDepth exports the dead-letter queue's depth and reports whether the read failed. A
+// failure is logged when it begins (say, a policy without sqs:GetQueueAttributes on the DLQ),
+// not on every interval, and the gauges keep their last value; it does not make the analyzer
+// unready.
+func (a *Analyzer) pollDLQDepth(ctx context.Context, wasFailing bool) bool {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	d, err := a.deps.DLQ.Depth(cctx)
+	cancel()
+	if err != nil {
+		if !wasFailing && ctx.Err() == nil {
+			a.log.Warn("dead-letter queue depth unavailable", zap.Error(err))
+		}
+		return true
+	}
+	if wasFailing {
+		a.log.Info("dead-letter queue depth readable again")
+	}
+	setDepth(a.metrics.dlqDepth, d)
+	return false
 }

@@ -1,7 +1,14 @@
-// Package autoscale decides how many workers a queue consumer should run from the queue's
-// backlog: enough for a target backlog per worker, between a minimum and a maximum, never more
-// than the downstream rate limit can keep busy, with a hysteresis band and a cooldown so that
-// the pool does not flap. It is pure logic; the caller supplies the clock and the figures.
+// Package autoscale decides how many consumers of a queue should run from the queue's backlog,
+// at two levels that share one formula, Needed (backlog / target per consumer, rounded up):
+//
+//   - Scaler sizes the worker pool inside one analyzer: enough workers for a target backlog
+//     per worker, between a minimum and a maximum, never more than the downstream rate limit
+//     can keep busy, with a hysteresis band and a cooldown so that the pool does not flap.
+//   - Replicas sizes the replicas of a Deployment as KEDA and the HorizontalPodAutoscaler do
+//     for a queue trigger (aws-sqs-queue): activation, the HPA's tolerance, its stabilisation
+//     windows, min/max replicas and KEDA's cooldown to zero.
+//
+// It is pure logic; the caller supplies the clock and the figures.
 package autoscale
 
 import (
@@ -71,7 +78,7 @@ func New(opts Options) (*Scaler, error) {
 // Wanted is the pool size the figures ask for: ceil(backlog / target), capped by what the
 // rate limit can serve, clamped to [min, max].
 func Wanted(o Options, backlog int, latency time.Duration) (int, string) {
-	n := int(math.Ceil(float64(max(backlog, 0)) / o.TargetPerWorker))
+	n := Needed(float64(backlog), o.TargetPerWorker)
 	why := fmt.Sprintf("backlog %d / target %g", backlog, o.TargetPerWorker)
 	if o.RatePerSecond > 0 && latency > 0 {
 		if c := int(math.Ceil(o.RatePerSecond * latency.Seconds())); n > c {
@@ -115,6 +122,12 @@ func (s *Scaler) Decide(in Input) Decision {
 	d.Workers, d.Changed, d.Reason = wanted, true, why
 	s.lastChange = in.Now
 	return d
+}
+
+// Needed is how many consumers a backlog needs at target messages each: ceil(backlog /
+// target), and 0 for an empty (or negative) backlog. target must be positive.
+func Needed(backlog, target float64) int {
+	return int(math.Ceil(max(backlog, 0) / target))
 }
 
 func abs(n int) int {

@@ -235,6 +235,23 @@ func PositiveDuration(p *time.Duration) func() error {
 	}
 }
 
+// Seconds checks that d is whole seconds from lo to hi: what SQS takes for a visibility
+// timeout (1s to 12h) or a long-poll wait (0 to 20s), given in seconds.
+func Seconds(d, lo, hi time.Duration) error {
+	switch {
+	case d < lo || d > hi:
+		return fmt.Errorf("must be from %s to %s, got %s", lo, hi, d)
+	case d%time.Second != 0:
+		return fmt.Errorf("must be whole seconds, got %s", d)
+	}
+	return nil
+}
+
+// SecondsBetween checks *p with Seconds.
+func SecondsBetween(p *time.Duration, lo, hi time.Duration) func() error {
+	return func() error { return Seconds(*p, lo, hi) }
+}
+
 // OneOf checks that *p is one of the allowed values.
 func OneOf(p *string, allowed ...string) func() error {
 	return func() error {

@@ -99,3 +99,27 @@ func TestUndocumented(t *testing.T) {
 		t.Fatalf("Undocumented = %v, want [IMGPIPE_WAIT IMGPIPE_RATE]", got)
 	}
 }
+
+func TestSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		d      time.Duration
+		lo, hi time.Duration
+		ok     bool
+	}{
+		{time.Second, time.Second, 12 * time.Hour, true},
+		{12 * time.Hour, time.Second, 12 * time.Hour, true},
+		{0, 0, 20 * time.Second, true},
+		{999 * time.Millisecond, time.Second, 12 * time.Hour, false},
+		{1500 * time.Millisecond, time.Second, 12 * time.Hour, false},
+		{12*time.Hour + time.Second, time.Second, 12 * time.Hour, false},
+		{-time.Second, 0, 20 * time.Second, false},
+	} {
+		if err := Seconds(tc.d, tc.lo, tc.hi); (err == nil) != tc.ok {
+			t.Errorf("Seconds(%s, %s, %s) = %v, want ok %v", tc.d, tc.lo, tc.hi, err, tc.ok)
+		}
+	}
+	d := 500 * time.Millisecond
+	if SecondsBetween(&d, time.Second, time.Minute)() == nil {
+		t.Error("SecondsBetween accepted 500ms")
+	}
+}

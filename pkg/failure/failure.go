@@ -10,6 +10,16 @@
 //
 // An unclassified error is treated as Transient: losing a message because of an unexpected
 // error is worse than retrying it until the queue's redrive policy gives up.
+//
+// Independently of its class, an error can be a setup fault: it says more about the
+// deployment than about the message (access denied, a missing bucket, topic or queue, a
+// refused key, a URL the far side cannot fetch). Every message would fail alike until an
+// operator mends the setup, so a consumer must not dead-letter such a message as bad input: a
+// run of setup faults opens the analyzer's circuit and stops its intake, and a command-line
+// run stops retrying. Setup faults are Transient or Throttled, never Permanent. The tables
+// that decide each cloud error's class and setup mark live next to their SDK: awserr (S3 and
+// SQS), grpcerr (Pub/Sub and Firestore) and pkg/vision (Azure AI Vision); docs/errors.md
+// lists them.
 package failure
 
 import (
@@ -65,14 +75,21 @@ type Error struct {
 	Class      Class
 	Reason     string
 	RetryAfter time.Duration // set only for Throttled errors that said how long to wait
-	Err        error
+	// Setup marks a setup fault (see the package documentation); never set on a Permanent
+	// error.
+	Setup bool
+	Err   error
 }
 
 func (e *Error) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("%s (%s)", e.Reason, e.Class)
+	kind := e.Class.String()
+	if e.Setup {
+		kind += ", setup"
 	}
-	return fmt.Sprintf("%s (%s): %v", e.Reason, e.Class, e.Err)
+	if e.Err == nil {
+		return fmt.Sprintf("%s (%s)", e.Reason, kind)
+	}
+	return fmt.Sprintf("%s (%s): %v", e.Reason, kind, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -83,6 +100,41 @@ func New(class Class, reason string, err error) error {
 		return nil
 	}
 	return &Error{Class: class, Reason: reason, Err: err}
+}
+
+// SetupFault marks err as a setup fault of the given class (Transient or Throttled; a
+// Permanent class is taken as Transient, since a mended setup makes the message work). A nil
+// err yields nil.
+func SetupFault(class Class, reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return Verdict{Class: class, Reason: reason, Setup: true}.Wrap(err)
+}
+
+// Verdict is what a classification table decides of an error: its class, its reason and
+// whether it is a setup fault.
+type Verdict struct {
+	Class  Class
+	Reason string
+	Setup  bool // never with Permanent (see SetupFault)
+}
+
+// Wrap returns err classified by v; err must not be nil.
+func (v Verdict) Wrap(err error) *Error {
+	class := v.Class
+	if v.Setup && class == Permanent {
+		class = Transient
+	}
+	return &Error{Class: class, Reason: v.Reason, Setup: v.Setup, Err: err}
+}
+
+// Settled reports whether err needs no classification: nil, a call its caller cancelled
+// (context.Canceled in its chain; ReasonOf reads "Canceled"), or an error already classified.
+// The tables classify only the rest.
+func Settled(err error) bool {
+	var fe *Error
+	return err == nil || errors.Is(err, context.Canceled) || errors.As(err, &fe)
 }
 
 // Permanentf returns a permanent error with a formatted message.
@@ -139,3 +191,9 @@ func RetryAfterOf(err error) time.Duration {
 
 // IsPermanent reports whether err can never succeed on retry.
 func IsPermanent(err error) bool { return err != nil && ClassOf(err) == Permanent }
+
+// IsSetup reports whether the outermost *Error in err's chain is a setup fault.
+func IsSetup(err error) bool {
+	var fe *Error
+	return errors.As(err, &fe) && fe.Setup
+}

@@ -1,12 +1,12 @@
 // Package indexer pulls analysis records from a Pub/Sub subscription and applies them to the
 // Firestore index, acknowledging each message only after its write is committed.
 //
-// Records are grouped into batched transactions (index.Batcher) by default; each message is
+// Records are grouped into batched transactions (indexstore.Batcher) by default; each message is
 // acknowledged once its own batch has committed, and a failed write nacks only its message.
 //
 // A message that can never be applied (undecodable, an unknown schema version, a record the
 // index rejects for good) is copied to the dead-letter topic with the reason as attributes
-// (pkg/dlq) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
+// (failure.Details) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
 // read from the subscription's dead-letter policy at start unless Options names it. If the
 // copy cannot be published, the message is nacked and the subscription's dead-letter policy
 // is the backstop.
@@ -14,7 +14,7 @@
 // A write that fails transiently (Firestore unavailable, a refused transaction) is retried
 // with backoff while the message is held, its lease extended by the client, for up to
 // Options.RetryFor; only then is the message nacked, and the subscription's retry policy
-// spaces the redeliveries. A record whose writes Firestore refused (index.ReasonRejected) on
+// spaces the redeliveries. A record whose writes Firestore refused (indexstore.ReasonRejected) on
 // every attempt of that window is dead-lettered: a refused transaction mends in a new one, a
 // record Firestore can never store does not.
 //
@@ -37,10 +37,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
 )
 
@@ -102,7 +101,7 @@ type Metrics struct {
 // Indexer applies a subscription's records to a store.
 type Indexer struct {
 	client  *pubsub.Client
-	store   *index.Store
+	store   *indexstore.Store
 	opts    Options
 	metrics Metrics
 	revival *revival // set by Run
@@ -110,10 +109,11 @@ type Indexer struct {
 	writeSeconds prometheus.Histogram
 	batchRecords prometheus.Histogram
 	batchSeconds prometheus.Histogram
+	endToEnd     *prometheus.HistogramVec
 }
 
 // New returns an indexer. It starts nothing until Run.
-func New(client *pubsub.Client, store *index.Store, opts *Options) (*Indexer, error) {
+func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexer, error) {
 	if opts == nil || opts.Subscription == "" {
 		return nil, errors.New("indexer: Subscription is required")
 	}
@@ -168,6 +168,7 @@ func New(client *pubsub.Client, store *index.Store, opts *Options) (*Indexer, er
 			Name: "imgpipe_indexer_batch_seconds", Help: "Time of one batched Firestore transaction, fallbacks included.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
+		endToEnd: newEndToEnd(),
 	}
 	if o.Registerer != nil {
 		if err := ix.register(o.Registerer); err != nil {
@@ -193,7 +194,7 @@ func (ix *Indexer) register(reg prometheus.Registerer) error {
 		counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged.", &m.DeadLettered),
 		counter("write_retries_total", "Writes tried again after a transient failure, their message held.", &m.Retried),
 		counter("write_revivals_total", "Held writes whose attempt or wait was cut short because Firestore answered again.", &m.Revived),
-		ix.writeSeconds, ix.batchRecords, ix.batchSeconds,
+		ix.writeSeconds, ix.batchRecords, ix.batchSeconds, ix.endToEnd,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -224,7 +225,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	}
 	apply := ix.store.Apply
 	if ix.opts.BatchSize > 1 {
-		b := ix.store.NewBatcher(&index.BatchOptions{
+		b := ix.store.NewBatcher(&indexstore.BatchOptions{
 			MaxRecords: ix.opts.BatchSize, MaxWait: ix.opts.BatchWait, Timeout: ix.opts.WriteTimeout,
 			OnBatch: func(n int, took time.Duration) {
 				ix.batchRecords.Observe(float64(n))
@@ -286,7 +287,7 @@ func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
 	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
 
-type applyFunc func(context.Context, *analysis.Record) (index.Outcome, error)
+type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, error)
 
 // handle applies one message's record and acks, nacks or dead-letters the message. stop is
 // Run's context: when it ends, no new attempt starts, but the attempt in flight finishes so
@@ -295,11 +296,11 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 	ctx := context.WithoutCancel(stop)
 	ix.metrics.Received.Add(1)
 	log := ix.opts.Logger.With(zap.String("pubsub_message_id", m.ID),
-		zap.String("bucket", m.Attributes[analysis.AttrBucket]), zap.String("key", m.Attributes[analysis.AttrKey]))
+		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
 	if m.DeliveryAttempt != nil {
 		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
 	}
-	rec, err := analysis.Unmarshal(m.Data)
+	rec, err := record.Unmarshal(m.Data)
 	if err != nil {
 		ix.reject(ctx, log, m, err, deadLetter)
 		return
@@ -318,12 +319,15 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 		return
 	}
 	ix.writeSeconds.Observe(time.Since(start).Seconds())
+	if s, ok := endToEndSeconds(outcome, rec.EventTime, time.Now()); ok {
+		ix.endToEnd.WithLabelValues(outcome.String()).Observe(s)
+	}
 	switch outcome {
-	case index.Written:
+	case indexstore.Written:
 		ix.metrics.Written.Add(1)
-	case index.Deleted:
+	case indexstore.Deleted:
 		ix.metrics.Deleted.Add(1)
-	case index.Stale:
+	case indexstore.Stale:
 		ix.metrics.Stale.Add(1)
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
@@ -341,7 +345,7 @@ var retryPolicy = retry.Policy{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * 
 // the attempt is cut short and tried again at once. With RetryFor negative nothing is held:
 // one attempt, never cut short (cutting it would turn a write the client may still finish
 // into a nack).
-func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *analysis.Record, apply applyFunc) (index.Outcome, error) {
+func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *record.Analysis, apply applyFunc) (indexstore.Outcome, error) {
 	ctx := context.WithoutCancel(stop)
 	if ix.opts.RetryFor < 0 {
 		actx, cancel := context.WithTimeout(ctx, ix.opts.WriteTimeout)
@@ -378,10 +382,10 @@ func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *analysis.Re
 		if err == nil || failure.IsPermanent(err) {
 			return outcome, err
 		}
-		refused = refused && failure.ReasonOf(err) == index.ReasonRejected
+		refused = refused && failure.ReasonOf(err) == indexstore.ReasonRejected
 		if !time.Now().Before(deadline) || stop.Err() != nil {
 			if refused && attempt > 1 && stop.Err() == nil {
-				return 0, failure.New(failure.Permanent, index.ReasonRejected,
+				return 0, failure.New(failure.Permanent, indexstore.ReasonRejected,
 					fmt.Errorf("refused in each of %d transactions over %s: %w", attempt, ix.opts.RetryFor, err))
 			}
 			return 0, err
@@ -434,7 +438,7 @@ func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Messag
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	maps.Copy(attrs, dlq.FromError(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
+	maps.Copy(attrs, failure.DetailsOf(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)

@@ -16,12 +16,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/gcpclient"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 // indexerChild runs an indexer with its defaults in a process of its own (args: project,
@@ -40,7 +40,7 @@ var indexerChild = stacktest.Child{Name: "indexer", Run: func(args []string) err
 		return err
 	}
 	defer fs.Close()
-	ix, err := indexer.New(ps, index.New(fs, args[2], nil), &indexer.Options{Subscription: args[1]})
+	ix, err := indexer.New(ps, indexstore.New(fs, args[2], nil), &indexer.Options{Subscription: args[1]})
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func TestKilledIndexersLoseNothing(t *testing.T) {
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
 	s := startStream(t, pub, b.Bucket, "kill", 25*time.Millisecond)
-	reader := index.New(firestoreClient(t, st.ProjectID), b.Collection, nil)
+	reader := indexstore.New(firestoreClient(t, st.ProjectID), b.Collection, nil)
 	indexed := func() int {
 		docs, err := reader.List(context.Background(), b.Bucket, 100000)
 		if err != nil {
@@ -130,18 +130,18 @@ func TestRefusedRecordDeadLettered(t *testing.T) {
 	r := startIndexer(t, st.ProjectID, b, &indexer.Options{RetryFor: 3 * time.Second})
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
-	huge := rec(analysis.Created, b.Bucket, "upload/huge.jpg", 1)
+	huge := rec(record.Created, b.Bucket, "upload/huge.jpg", 1)
 	huge.Caption = strings.Repeat("x", 1100000)
-	good := []*analysis.Record{rec(analysis.Created, b.Bucket, "upload/a.jpg", 1), rec(analysis.Created, b.Bucket, "upload/b.jpg", 1)}
-	publishAll(t, pub, append([]*analysis.Record{huge}, good...))
+	good := []*record.Analysis{rec(record.Created, b.Bucket, "upload/a.jpg", 1), rec(record.Created, b.Bucket, "upload/b.jpg", 1)}
+	publishAll(t, pub, append([]*record.Analysis{huge}, good...))
 
 	got := receiveAll(t, pubsubClient(t, st.ProjectID), b.DeadLetterSubscriptionName, 1, 90*time.Second)
 	if len(got) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(got))
 	}
-	f := dlq.Parse(got[0].Attributes)
-	if f.Reason != index.ReasonRejected || f.Class.String() != "permanent" || got[0].Attributes["CloudPubSubDeadLetterSourceSubscription"] != "" {
-		t.Errorf("dead letter: reason %q class %s attributes %v; want the indexer's copy with %s", f.Reason, f.Class, got[0].Attributes, index.ReasonRejected)
+	f := failure.ParseDetails(got[0].Attributes)
+	if f.Reason != indexstore.ReasonRejected || f.Class.String() != "permanent" || got[0].Attributes["CloudPubSubDeadLetterSourceSubscription"] != "" {
+		t.Errorf("dead letter: reason %q class %s attributes %v; want the indexer's copy with %s", f.Reason, f.Class, got[0].Attributes, indexstore.ReasonRejected)
 	}
 	eventually(t, "the other records indexed", func() bool { return settled(r) >= 2 })
 	m := r.ix.Metrics()

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 // stream publishes a record for a new key every interval until stopped, and remembers the
@@ -34,7 +34,7 @@ func startStream(t testing.TB, pub *publish.Publisher, bucket, prefix string, in
 			case <-time.After(interval):
 			}
 			key := fmt.Sprintf("%s/%05d.jpg", prefix, i)
-			if _, err := pub.Publish(context.Background(), rec(analysis.Created, bucket, key, 1)); err != nil {
+			if _, err := pub.Publish(context.Background(), rec(record.Created, bucket, key, 1)); err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}
@@ -93,7 +93,7 @@ func TestFirestoreRestart(t *testing.T) {
 	s := startStream(t, pub, b.Bucket, "stream", 20*time.Millisecond)
 
 	eventually(t, "records flowing", func() bool { return settled(r) >= 20 })
-	if err := st.RestartFirestore(context.Background(), &localstack.RestartOptions{Down: 4 * time.Second}); err != nil {
+	if err := st.RestartFirestore(context.Background(), &devstack.RestartOptions{Down: 4 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	restarted := s.count()
@@ -122,19 +122,19 @@ func TestStopDuringOutage(t *testing.T) {
 	r := startIndexer(t, st.ProjectID, b, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 2 * time.Second})
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
-	publishAll(t, pub, []*analysis.Record{rec(analysis.Created, b.Bucket, "first", 1)})
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "first", 1)})
 	eventually(t, "first record indexed", func() bool { return settled(r) >= 1 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outage := make(chan error, 1)
-	go func() { outage <- st.Outage(ctx, localstack.Firestore, 5*time.Minute) }()
+	go func() { outage <- st.Outage(ctx, devstack.Firestore, 5*time.Minute) }()
 	stacktest.WaitFor(t, "Firestore cut off", 30*time.Second, func() (bool, string) {
 		return st.FirestoreFront.Stats().Cut > 0, fmt.Sprintf("%+v", st.FirestoreFront.Stats())
 	})
-	var recs []*analysis.Record
+	var recs []*record.Analysis
 	for i := range 20 {
-		recs = append(recs, rec(analysis.Created, b.Bucket, fmt.Sprintf("held/%d", i), 1))
+		recs = append(recs, rec(record.Created, b.Bucket, fmt.Sprintf("held/%d", i), 1))
 	}
 	publishAll(t, pub, recs)
 	eventually(t, "writes held and retried", func() bool { return r.ix.Metrics().Retried.Load() >= 5 })
@@ -190,19 +190,19 @@ func outageWhileWriting(t *testing.T, opts *indexer.Options) *indexer.Metrics {
 	r := startIndexer(t, st.ProjectID, b, opts)
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
-	publishAll(t, pub, []*analysis.Record{rec(analysis.Created, b.Bucket, "first", 1)})
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "first", 1)})
 	eventually(t, "first record indexed", func() bool { return settled(r) >= 1 })
 
 	outage := make(chan error, 1)
-	go func() { outage <- st.Outage(context.Background(), localstack.Firestore, 10*time.Second) }()
+	go func() { outage <- st.Outage(context.Background(), devstack.Firestore, 10*time.Second) }()
 	stacktest.WaitFor(t, "Firestore cut off", 30*time.Second, func() (bool, string) {
 		return st.FirestoreFront.Stats().Cut > 0, fmt.Sprintf("%+v", st.FirestoreFront.Stats())
 	})
 	var keys []string
-	var recs []*analysis.Record
+	var recs []*record.Analysis
 	for i := range 50 {
 		keys = append(keys, fmt.Sprintf("held/%02d", i))
-		recs = append(recs, rec(analysis.Created, b.Bucket, keys[i], 1))
+		recs = append(recs, rec(record.Created, b.Bucket, keys[i], 1))
 	}
 	publishAll(t, pub, recs)
 	if err := <-outage; err != nil {

@@ -4,27 +4,41 @@ package obs
 
 import (
 	"fmt"
+	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zapgrpc"
+	"google.golang.org/grpc/grpclog"
 )
 
-// NewLogger returns a JSON logger at level (debug, info, warn, error) naming the component.
+// NewLogger returns a JSON logger on stderr at level (debug, info, warn, error) naming the
+// component. A binary's logs are JSON only: NewLogger also routes what libraries print on
+// their own through it, the standard library's log package (used by Google's Pub/Sub and
+// Firestore clients) at warn level and gRPC's logger at error level (what gRPC prints by
+// default). The AWS SDK's logger is given the same logger through awsclient.Options. Call it
+// once, at start, before any client is made.
 func NewLogger(component, level string) (*zap.Logger, error) {
+	return newLogger(component, level, zapcore.Lock(os.Stderr))
+}
+
+func newLogger(component, level string, out zapcore.WriteSyncer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.EncoderConfig.TimeKey = "time"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.Sampling = nil // every failure line matters to an operator
-	log, err := cfg.Build()
-	if err != nil {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	// No sampling: every failure line matters to an operator.
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, zap.NewAtomicLevelAt(lvl))
+	log := zap.New(core, zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel), zap.ErrorOutput(out)).
+		With(zap.String("component", component))
+	if _, err := zap.RedirectStdLogAt(log.Named("stdlog"), zap.WarnLevel); err != nil {
 		return nil, err
 	}
-	return log.With(zap.String("component", component)), nil
+	grpclog.SetLoggerV2(zapgrpc.NewLogger(log.Named("grpc").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))))
+	return log, nil
 }
 
 // Settings is a zap field for a binary's effective settings, logged once at start.

@@ -4,14 +4,14 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"cloud.google.com/go/pubsub/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
+	"imgpipe/pkg/record"
 )
 
 // Publisher publishes records to one topic. It is safe for concurrent use.
@@ -22,7 +22,7 @@ type Publisher struct {
 // Options tunes the publisher. A nil *Options keeps the client's defaults.
 type Options struct {
 	// OrderingKeys publishes each record with its object's ordering key
-	// (analysis.Record.OrderingKey), so that a subscription with message ordering enabled
+	// (record.Analysis.OrderingKey), so that a subscription with message ordering enabled
 	// receives the events of one object in order. It only matters to such subscriptions, and
 	// it costs throughput: messages with different keys are never batched together, so with
 	// one key per object every record is its own publish request.
@@ -37,8 +37,8 @@ func New(client *pubsub.Client, topic string, opts *Options) *Publisher {
 }
 
 // Publish sends rec and waits until the server has stored it, returning its message ID.
-func (p *Publisher) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
-	body, err := analysis.Marshal(rec)
+func (p *Publisher) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
+	body, err := record.Marshal(rec)
 	if err != nil {
 		return "", err
 	}
@@ -58,19 +58,25 @@ func (p *Publisher) Publish(ctx context.Context, rec *analysis.Record) (string, 
 	return id, nil
 }
 
-// classify marks errors that retrying cannot fix as permanent; everything else is transient.
+// Reasons of the Pub/Sub client's own errors (the service's gRPC codes are grpcerr's).
+const (
+	// ReasonRecordTooLarge: the record is larger than a Pub/Sub message may be.
+	ReasonRecordTooLarge = "RecordTooLarge"
+	// ReasonFlowControl: the client's flow control refused the message.
+	ReasonFlowControl = "FlowControl"
+)
+
+// classify sorts the Pub/Sub client's own errors, then the service's gRPC codes through the
+// Google table (grpcerr): a missing topic or a denied identity is a setup fault, a refused
+// record permanent.
 func classify(err error) error {
-	switch status.Code(err) {
-	case codes.InvalidArgument:
-		return failure.New(failure.Permanent, "PublishRejected", err)
-	case codes.NotFound, codes.PermissionDenied, codes.Unauthenticated:
-		// The topic or the identity is misconfigured: not the message's fault, so retry (the
-		// queue's redrive policy bounds it) and let the operator fix the configuration.
-		return failure.New(failure.Transient, "PublishConfig", err)
-	case codes.ResourceExhausted:
-		return failure.New(failure.Throttled, "PublishThrottled", err)
+	switch {
+	case errors.Is(err, pubsub.ErrOversizedMessage):
+		return failure.New(failure.Permanent, ReasonRecordTooLarge, err)
+	case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages), errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingBytes):
+		return failure.New(failure.Throttled, ReasonFlowControl, err)
 	}
-	return failure.New(failure.Transient, "PublishFailed", err)
+	return grpcerr.Classify(err)
 }
 
 // Close flushes pending publishes and stops the publisher's goroutines.

@@ -47,6 +47,10 @@ type AIMDOptions struct {
 	// calls) until the first throttled call, as TCP's slow start does; from then on it grows
 	// additively. Without it, climbing from 8 to 64 takes about 2,000 successful calls.
 	SlowStart bool
+	// Rate, when set, is given every outcome released (Bucket.Adapt): an adaptive bucket
+	// then adapts its calls per second to the same throttling as this limit adapts its
+	// calls in flight.
+	Rate *Bucket
 }
 
 // AIMD bounds the number of calls in flight with a limit that adapts: additive increase
@@ -64,6 +68,7 @@ type AIMDOptions struct {
 type AIMD struct {
 	min, max int
 	backoff  float64
+	rate     *Bucket
 
 	mu        sync.Mutex
 	limit     int
@@ -99,6 +104,7 @@ func NewAIMD(opts *AIMDOptions) *AIMD {
 		backoff:   o.Backoff,
 		limit:     min(max(o.Initial, o.Min), o.Max),
 		slowStart: o.SlowStart,
+		rate:      o.Rate,
 	}
 }
 
@@ -150,9 +156,12 @@ func (l *AIMD) Acquire(ctx context.Context) error {
 	}
 }
 
-// Release ends a call started by Acquire and adapts the limit to its outcome.
-// It panics when nothing is in flight.
+// Release ends a call started by Acquire and adapts the limit (and the Rate bucket, if any) to
+// its outcome. It panics when nothing is in flight.
 func (l *AIMD) Release(o Outcome) {
+	if l.rate != nil {
+		defer l.rate.Adapt(o)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.inFlight == 0 {

@@ -131,6 +131,11 @@ func TestParseFixtures(t *testing.T) {
 			{"LifecycleExpiration:Delete", "upload/old/2019 summer.jpg", "", "0066000000ABCDEF01", "", Removed, 0, "2025-04-01T00:07:12.41Z"},
 			{"LifecycleExpiration:DeleteMarkerCreated", "upload/dog.jpg", "nGjB4bq0Ue2tQ7xWlY8cHdK3mZpR9sVa", "0066000000ABCDEF02", "", Removed, 0, "2025-04-01T00:07:12.998Z"},
 		}},
+		{"version_deletes.json", EnvelopeRaw, "", []want{
+			{"ObjectRemoved:Delete", "upload/dog.jpg", "Zk6b7qR2s.PB3tYQx_9GhVwXo8LmNcD1", "0065F6E2F000000001", "", Removed, 0, "2025-03-17T08:00:00.5Z"},
+			{"LifecycleExpiration:Delete", "upload/dog.jpg", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", "0066010000ABCDEF03", "", Removed, 0, "2025-04-02T00:03:10.12Z"},
+			{"ObjectRemoved:Delete", "upload/cat.png", NullVersionID, "0065F6E31000000002", "", Removed, 0, "2025-03-17T08:05:00Z"},
+		}},
 		{"restore.json", EnvelopeRaw, "", []want{{"ObjectRestore:Completed", "upload/archive/scan.tiff", "", "0066010203040506AA", "aaaabbbbccccddddeeeeffff00001111", Other, 5242880, "2025-04-02T03:04:05.6Z"}}},
 		{"replication.json", EnvelopeRaw, "", []want{{"Replication:OperationFailedReplication", "upload/cat.png", "1XyZ", "0066020304050607BB", "9b2cf535f27731c974343645a3985328", Other, 53211, "2025-04-03T10:11:12.13Z"}}},
 		{"multi_record.json", EnvelopeRaw, "", []want{
@@ -396,5 +401,37 @@ func TestKindOf(t *testing.T) {
 	}
 	if EnvelopeRaw.String() != "raw" || EnvelopeSNS.String() != "sns" {
 		t.Error("Envelope.String")
+	}
+}
+
+// TestVersionRemovals: which removals may leave a key with a current version, from AWS-shaped
+// fixtures (versioned deletes, lifecycle expirations, delete markers, unversioned deletes).
+func TestVersionRemovals(t *testing.T) {
+	tests := []struct {
+		file            string
+		record          int
+		removes, expiry bool
+	}{
+		{"version_deletes.json", 0, true, false},       // DELETE ?versionId=
+		{"version_deletes.json", 1, true, true},        // lifecycle: a noncurrent version expired
+		{"version_deletes.json", 2, true, false},       // DELETE ?versionId=null (suspended bucket)
+		{"delete.json", 0, false, false},               // unversioned bucket
+		{"delete_marker.json", 0, false, false},        // a delete marker hides the object
+		{"lifecycle_expiration.json", 0, false, false}, // lifecycle, unversioned bucket
+		{"lifecycle_expiration.json", 1, false, false}, // lifecycle added a delete marker
+		{"versioned.json", 0, false, false},            // a creation
+	}
+	for _, tt := range tests {
+		m, err := Parse(readFixture(t, tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &m.Records[tt.record]
+		if got := r.RemovesVersion(); got != tt.removes {
+			t.Errorf("%s record %d (%s, version %q): RemovesVersion %v, want %v", tt.file, tt.record, r.EventName, r.VersionID, got, tt.removes)
+		}
+		if got := r.ExpiresVersion(); got != tt.expiry {
+			t.Errorf("%s record %d (%s, version %q): ExpiresVersion %v, want %v", tt.file, tt.record, r.EventName, r.VersionID, got, tt.expiry)
+		}
 	}
 }

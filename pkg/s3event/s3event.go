@@ -92,8 +92,10 @@ const (
 	// Created is ObjectCreated:* (Put, Post, Copy, CompleteMultipartUpload, ...).
 	Created
 	// Removed is ObjectRemoved:* (Delete, DeleteMarkerCreated), LifecycleExpiration:Delete and
-	// LifecycleExpiration:DeleteMarkerCreated: after each of them the object is no longer
-	// readable under its key.
+	// LifecycleExpiration:DeleteMarkerCreated. In an unversioned bucket, and for a delete
+	// marker, the object is no longer readable under its key afterwards; the permanent deletion
+	// of one version of a versioned object (see Record.RemovesVersion) may leave the key with a
+	// current version.
 	Removed
 )
 
@@ -130,6 +132,35 @@ func KindOf(eventName string) Kind {
 		return Removed
 	}
 	return Other
+}
+
+// NullVersionID is the version ID S3 gives an object written while its bucket's versioning
+// was suspended, or before it was first enabled: the "null" version. A later write while
+// versioning is suspended replaces it, so it names no fixed content.
+const NullVersionID = "null"
+
+// RemovesVersion reports whether r is the permanent deletion of one version of an object in
+// a versioned bucket: ObjectRemoved:Delete (DELETE with a version ID) or
+// LifecycleExpiration:Delete (a noncurrent version expired) with a version ID. Unlike a delete
+// marker or a removal in an unversioned bucket, it may leave the key with a current version:
+// the version deleted may have been noncurrent, or the previous version became current again.
+func (r *Record) RemovesVersion() bool {
+	if r.VersionID == "" {
+		return false
+	}
+	switch r.EventName {
+	case "ObjectRemoved:Delete", "LifecycleExpiration:Delete":
+		return true
+	}
+	return false
+}
+
+// ExpiresVersion reports whether r is S3 Lifecycle's permanent deletion of one version
+// (LifecycleExpiration:Delete with a version ID). Lifecycle never deletes the current version of
+// an object in a versioned bucket (its expiration adds a delete marker instead), so such an
+// event never changes what the key reads as.
+func (r *Record) ExpiresVersion() bool {
+	return r.VersionID != "" && r.EventName == "LifecycleExpiration:Delete"
 }
 
 // Message is one parsed SQS message body.
@@ -184,7 +215,8 @@ type Record struct {
 	Size int64
 	// ETag is s3.object.eTag, as sent (S3 sends it without quotes).
 	ETag string
-	// VersionID is s3.object.versionId; empty for unversioned buckets.
+	// VersionID is s3.object.versionId; empty for unversioned buckets, NullVersionID for the
+	// null version of a versioned one.
 	VersionID string
 	// Sequencer orders events for the same key (see CompareSequencer); empty when absent.
 	Sequencer string

@@ -247,8 +247,9 @@ func (u *Uploader) putBytes(ctx context.Context, name string, data []byte) (stri
 	defer u.release()
 	_, err := u.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &u.bucket, Key: &key, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-		ContentType: &ctype,
-		Metadata:    map[string]string{MetaOriginalName: EncodeName(name), MetaSHA256: hexSum, MetaUploader: "imgpipe-uploader/" + Version},
+		ContentType:    &ctype,
+		Metadata:       map[string]string{MetaOriginalName: EncodeName(name), MetaSHA256: hexSum, MetaUploader: "imgpipe-uploader/" + Version},
+		ChecksumSHA256: aws.String(base64Sum(sum)),
 	})
 	if err != nil {
 		return "", classifyS3("put "+key, err)

@@ -16,8 +16,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 )
 
@@ -48,7 +48,7 @@ type ObjectStatus struct {
 	// InS3 reports whether the object exists in the bucket now.
 	InS3 bool `json:"inS3"`
 	// Document is the index entry of an indexed object.
-	Document *index.Document `json:"document,omitempty"`
+	Document *indexstore.Document `json:"document,omitempty"`
 	// Failure says why a failed object was dead-lettered.
 	Failure *FailureInfo `json:"failure,omitempty"`
 }
@@ -69,7 +69,7 @@ type FailureInfo struct {
 // LookupOptions tunes a Lookup. A nil *LookupOptions, and every zero field, takes the default.
 type LookupOptions struct {
 	// Index is the Firestore index; nil skips it (nothing is ever indexed).
-	Index *index.Store
+	Index *indexstore.Store
 	// SQS and DLQURL name the analyzer's dead-letter queue; without both, it is not looked at.
 	SQS    *sqs.Client
 	DLQURL string
@@ -79,7 +79,16 @@ type LookupOptions struct {
 	// Scanned messages are made visible again right after the scan; the hold only matters if
 	// that fails (or the process dies), then they reappear after it. Nothing is deleted.
 	DLQHold time.Duration
-	Logger  *zap.Logger
+	// Failures, when set, is asked about failures instead of a scan of SQS/DLQURL: a view of
+	// the dead-letter queues shared by many lookups (the console keeps one).
+	Failures FailureSource
+	Logger   *zap.Logger
+}
+
+// FailureSource tells what dead-letter queues say about objects.
+type FailureSource interface {
+	// Failures returns the failures it knows of, by key, among keys of bucket.
+	Failures(ctx context.Context, bucket string, keys map[string]bool) (map[string]FailureInfo, error)
 }
 
 // Lookup finds out what the pipeline made of uploads to one bucket.
@@ -146,14 +155,20 @@ func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, err
 			case err == nil:
 				out[i].State, out[i].Document = StateIndexed, doc
 				continue
-			case !errors.Is(err, index.ErrNotFound):
+			case !errors.Is(err, indexstore.ErrNotFound):
 				return nil, fmt.Errorf("index lookup of %s: %w", k, err)
 			}
 		}
 		open[k] = true
 	}
-	if len(open) > 0 && l.o.SQS != nil && l.o.DLQURL != "" {
-		failed, err := l.scanDLQ(ctx, open)
+	if len(open) > 0 && (l.o.Failures != nil || l.o.SQS != nil && l.o.DLQURL != "") {
+		var failed map[string]FailureInfo
+		var err error
+		if l.o.Failures != nil {
+			failed, err = l.o.Failures.Failures(ctx, l.bucket, open)
+		} else {
+			failed, err = l.scanDLQ(ctx, open)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -280,11 +295,17 @@ func failureInfo(m sqstypes.Message) FailureInfo {
 			attrs[k] = *v.StringValue
 		}
 	}
-	f := dlq.Parse(attrs)
-	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: aws.ToString(m.MessageId)}
+	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	return NewFailureInfo(failure.ParseDetails(attrs), aws.ToString(m.MessageId), received)
+}
+
+// NewFailureInfo describes a dead-lettered message: what its attributes say (f), its ID and
+// how often it was received. A message without a reason was moved by the queue's redrive
+// policy (ReasonRedriven), after as many attempts as it was received.
+func NewFailureInfo(f failure.Details, messageID string, received int) FailureInfo {
+	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: messageID}
 	if f.Reason == "" {
-		info.Reason = ReasonRedriven
-		info.Attempts, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+		info.Reason, info.Attempts = ReasonRedriven, received
 	} else {
 		info.Class = f.Class.String()
 	}

@@ -2,10 +2,12 @@ package uploader
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,23 +35,30 @@ func partSizeFor(size, partSize int64) int64 {
 }
 
 // multipart uploads f as a multipart upload with concurrent parts and returns the number of
-// parts. On error the upload is left open in st for a later attempt (or abandon's abort);
-// when S3 no longer knows the upload ID, st is reset so the next attempt starts over.
-func (u *Uploader) multipart(ctx context.Context, f *os.File, size int64, key, contentType string, meta map[string]string, st *multipartState, onSent func(int64)) (int, error) {
+// parts and the version ID S3 gave the object. Each part carries its SHA-256 from d, and the
+// complete request their composite checksum, so S3 refuses a part that changed after hashing
+// and never assembles the object. On error the upload is left open in st for a later attempt
+// (or abandon's abort); when S3 no longer knows the upload ID, st is reset so the next attempt
+// starts over.
+func (u *Uploader) multipart(ctx context.Context, f *os.File, size int64, key, contentType string, meta map[string]string, d fileDigest, st *multipartState, onSent func(int64)) (int, string, error) {
 	if st.uploadID == "" {
 		out, err := u.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 			Bucket:            &u.bucket,
 			Key:               &key,
 			ContentType:       &contentType,
 			Metadata:          meta,
-			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+			ChecksumType:      types.ChecksumTypeComposite,
 		})
 		if err != nil {
-			return 0, classifyS3("create multipart upload "+key, err)
+			return 0, "", classifyS3("create multipart upload "+key, err)
 		}
 		st.uploadID = aws.ToString(out.UploadId)
 		st.partSize = partSizeFor(size, u.o.PartSize)
 		st.parts = make([]types.CompletedPart, (size+st.partSize-1)/st.partSize)
+	}
+	if len(d.parts) != len(st.parts) {
+		return 0, "", fmt.Errorf("multipart upload of %s: %d part digests for %d parts", key, len(d.parts), len(st.parts))
 	}
 
 	partCtx, cancel := context.WithCancelCause(ctx)
@@ -65,43 +74,56 @@ func (u *Uploader) multipart(ctx context.Context, f *os.File, size int64, key, c
 		off := int64(i) * st.partSize
 		n := min(st.partSize, size-off)
 		num := int32(i + 1)
+		sum := aws.String(base64Sum(d.parts[i]))
 		wg.Go(func() {
 			defer u.release()
 			out, err := u.client.UploadPart(partCtx, &s3.UploadPartInput{
-				Bucket:            &u.bucket,
-				Key:               &key,
-				UploadId:          &st.uploadID,
-				PartNumber:        &num,
-				Body:              io.NewSectionReader(f, off, n),
-				ContentLength:     &n,
-				ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+				Bucket:         &u.bucket,
+				Key:            &key,
+				UploadId:       &st.uploadID,
+				PartNumber:     &num,
+				Body:           io.NewSectionReader(f, off, n),
+				ContentLength:  &n,
+				ChecksumSHA256: sum,
 			})
 			if err != nil {
-				cancel(classifyS3(fmt.Sprintf("upload part %d of %s", num, key), err))
+				cancel(sentChanged(f, classifyS3(fmt.Sprintf("upload part %d of %s", num, key), err)))
 				return
 			}
-			st.parts[i] = types.CompletedPart{PartNumber: &num, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32}
+			st.parts[i] = types.CompletedPart{PartNumber: &num, ETag: out.ETag, ChecksumSHA256: sum}
 			onSent(n)
 		})
 	}
 	wg.Wait()
 	if err := context.Cause(partCtx); err != nil {
 		u.resetIfGone(err, st)
-		return 0, err
+		return 0, "", err
 	}
 
-	_, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &u.bucket,
 		Key:             &key,
 		UploadId:        &st.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: st.parts},
+		ChecksumSHA256:  aws.String(compositeSHA256(d.parts)),
+		ChecksumType:    types.ChecksumTypeComposite,
 	})
 	if err != nil {
 		err = classifyS3("complete multipart upload "+key, err)
 		u.resetIfGone(err, st)
-		return 0, err
+		return 0, "", err
 	}
-	return len(st.parts), nil
+	return len(st.parts), aws.ToString(out.VersionId), nil
+}
+
+// compositeSHA256 is S3's COMPOSITE checksum of a multipart object: the base64 SHA-256 of the
+// parts' SHA-256 digests concatenated, then "-" and the number of parts.
+func compositeSHA256(parts [][sha256.Size]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p[:])
+	}
+	return base64Sum([sha256.Size]byte(h.Sum(nil))) + "-" + strconv.Itoa(len(parts))
 }
 
 // resetIfGone forgets an upload S3 no longer knows, so that the next attempt starts a new one.

@@ -3,8 +3,10 @@ package uploader
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -71,10 +73,15 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 		}
 	}
 
-	sum, err := hashFile(ctx, f, st.Size())
+	var partSize int64
+	if st.Size() > u.o.PartSize {
+		partSize = partSizeFor(st.Size(), u.o.PartSize)
+	}
+	digest, err := digestFile(ctx, f, st.Size(), partSize)
 	if err != nil {
 		return failedResult(res, err)
 	}
+	sum := digest.hex()
 	res.SHA256 = sum
 	res.Key = j.key
 	if res.Key == "" {
@@ -93,7 +100,7 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 		MetaUploader:     "imgpipe-uploader/" + Version,
 	}
 
-	a := &attemptState{file: f, stat: st, res: &res, meta: meta, dedupe: j.dedupe}
+	a := &attemptState{file: f, stat: st, res: &res, meta: meta, digest: digest, dedupe: j.dedupe}
 	pol := retry.Policy{MaxRetries: u.o.Retries, BaseDelay: u.o.RetryBaseDelay, MaxDelay: maxRetryDelay}
 	for attempt := 1; ; attempt++ {
 		res.Attempts = attempt
@@ -106,7 +113,7 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 			}
 			return res
 		}
-		if failure.IsPermanent(err) || ctx.Err() != nil || attempt > pol.Retries() {
+		if !retryable(err) || ctx.Err() != nil || attempt > pol.Retries() {
 			r.abandon(a)
 			return failedResult(res, err)
 		}
@@ -131,6 +138,9 @@ type attemptState struct {
 	stat os.FileInfo
 	res  *FileResult
 	meta map[string]string
+	// digest is the content's SHA-256 (and its parts'), sent as the upload's checksum so that
+	// S3 refuses bytes that changed after hashing.
+	digest fileDigest
 	// dedupe: check whether the key already holds the same content before sending.
 	dedupe bool
 	mp     *multipartState
@@ -167,20 +177,52 @@ func (r *putRun) attempt(ctx context.Context, a *attemptState) (duplicate bool, 
 		a.sent.Add(n)
 		r.bytesSent.Add(n)
 	}
+	if u.beforeSend != nil {
+		u.beforeSend(a.file.Name())
+	}
 	size := a.stat.Size()
+	var version string
 	if size > u.o.PartSize {
 		if a.mp == nil {
 			a.mp = &multipartState{}
 		}
-		a.res.Parts, err = u.multipart(ctx, a.file, size, key, a.res.ContentType, a.meta, a.mp, onSent)
-		if err != nil {
-			return false, err
+		a.res.Parts, version, err = u.multipart(ctx, a.file, size, key, a.res.ContentType, a.meta, a.digest, a.mp, onSent)
+		if err == nil {
+			a.mp = nil
 		}
-		a.mp = nil
-	} else if err := u.putObject(ctx, a.file, size, key, a.res.ContentType, a.meta, onSent); err != nil {
+	} else {
+		version, err = u.putObject(ctx, a.file, size, key, a.res.ContentType, a.meta, a.digest, onSent)
+	}
+	if err != nil {
 		return false, err
 	}
-	return false, unchanged(a.file, a.stat)
+	if u.afterSend != nil {
+		u.afterSend(a.file.Name())
+	}
+	if err := unchanged(a.file, a.stat); err != nil {
+		// The object holds what was hashed, but the file no longer does (it is still being
+		// written): left in place it would be a second document once the file is sent again.
+		return false, u.removeWritten(key, version, err)
+	}
+	return false, nil
+}
+
+// removeWritten deletes the object version an upload just wrote, because of why (a file that
+// changed once sent); in a versioned bucket exactly that version, so the previous one is
+// current again. It runs on its own context, like abortMultipart. It returns why, with the
+// outcome of the delete.
+func (u *Uploader) removeWritten(key, version string, why error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := &s3.DeleteObjectInput{Bucket: &u.bucket, Key: &key}
+	if version != "" {
+		in.VersionId = &version
+	}
+	if _, err := u.client.DeleteObject(ctx, in); err != nil {
+		u.log.Warn("delete the object of a file that changed", zap.String("key", key), zap.String("versionId", version), zap.Error(err))
+		return fmt.Errorf("%w; the object it wrote (%s version %q) could not be deleted: %v", why, key, version, err)
+	}
+	return fmt.Errorf("%w; the object it wrote was deleted", why)
 }
 
 // unchanged checks that f still has the size and modification time it had when it was hashed.
@@ -232,47 +274,94 @@ func (u *Uploader) sameObject(ctx context.Context, key, sum string) (bool, error
 	return strings.EqualFold(out.Metadata[MetaSHA256], sum), nil
 }
 
-// putObject uploads a whole file in one request.
-func (u *Uploader) putObject(ctx context.Context, f *os.File, size int64, key, contentType string, meta map[string]string, onSent func(int64)) error {
+// putObject uploads a whole file in one request with its SHA-256 as the checksum, and
+// returns the version ID S3 gave it (empty in an unversioned bucket).
+func (u *Uploader) putObject(ctx context.Context, f *os.File, size int64, key, contentType string, meta map[string]string, d fileDigest, onSent func(int64)) (string, error) {
 	if err := u.acquire(ctx); err != nil {
-		return err
+		return "", err
 	}
 	defer u.release()
-	_, err := u.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &u.bucket,
-		Key:           &key,
-		Body:          io.NewSectionReader(f, 0, size),
-		ContentLength: aws.Int64(size),
-		ContentType:   &contentType,
-		Metadata:      meta,
+	out, err := u.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:         &u.bucket,
+		Key:            &key,
+		Body:           io.NewSectionReader(f, 0, size),
+		ContentLength:  aws.Int64(size),
+		ContentType:    &contentType,
+		Metadata:       meta,
+		ChecksumSHA256: aws.String(base64Sum(d.sum)),
 	})
 	if err != nil {
-		return classifyS3("put "+key, err)
+		return "", sentChanged(f, classifyS3("put "+key, err))
 	}
 	onSent(size)
-	return nil
+	return aws.ToString(out.VersionId), nil
 }
 
-// hashFile returns the hex SHA-256 of the first size bytes of f, reading with ReadAt so that
-// f's offset does not matter. It stops early when ctx ends.
+// sentChanged turns S3's BadDigest for bytes read from f into ReasonFileChanged: S3 computed
+// another SHA-256 than the one sent, so the bytes read for the upload are not the ones hashed.
+// S3 stored nothing.
+func sentChanged(f *os.File, err error) error {
+	if failure.ReasonOf(err) != "BadDigest" {
+		return err
+	}
+	return failure.New(failure.Permanent, ReasonFileChanged,
+		fmt.Errorf("%s changed after it was hashed (S3 refused its SHA-256): %w", f.Name(), err))
+}
+
+// fileDigest is the SHA-256 of a file and, for a multipart upload, of each of its parts.
+type fileDigest struct {
+	sum   [sha256.Size]byte
+	parts [][sha256.Size]byte
+}
+
+func (d fileDigest) hex() string { return hex.EncodeToString(d.sum[:]) }
+
+func base64Sum(sum [sha256.Size]byte) string { return base64.StdEncoding.EncodeToString(sum[:]) }
+
+// hashFile returns the hex SHA-256 of the first size bytes of f.
 func hashFile(ctx context.Context, f *os.File, size int64) (string, error) {
-	h := sha256.New()
+	d, err := digestFile(ctx, f, size, 0)
+	return d.hex(), err
+}
+
+// digestFile hashes the first size bytes of f in one pass, and with partSize > 0 also each
+// partSize-byte part (the last one shorter). It reads with ReadAt so that f's offset does not
+// matter, and stops early when ctx ends.
+func digestFile(ctx context.Context, f *os.File, size, partSize int64) (fileDigest, error) {
+	var d fileDigest
+	whole := sha256.New()
 	buf := make([]byte, 1<<20)
-	r := io.NewSectionReader(f, 0, size)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
+	for off := int64(0); ; {
+		n := size - off
+		if partSize > 0 {
+			n = min(partSize, n)
 		}
-		n, err := r.Read(buf)
-		h.Write(buf[:n])
-		if errors.Is(err, io.EOF) {
+		part := sha256.New()
+		r := io.NewSectionReader(f, off, n)
+		for {
+			if err := ctx.Err(); err != nil {
+				return fileDigest{}, err
+			}
+			m, err := r.Read(buf)
+			whole.Write(buf[:m])
+			part.Write(buf[:m])
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fileDigest{}, classifyFileErr(err)
+			}
+		}
+		if partSize > 0 && n > 0 {
+			d.parts = append(d.parts, [sha256.Size]byte(part.Sum(nil)))
+		}
+		off += n
+		if off >= size {
 			break
 		}
-		if err != nil {
-			return "", classifyFileErr(err)
-		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	d.sum = [sha256.Size]byte(whole.Sum(nil))
+	return d, nil
 }
 
 // EncodeName percent-encodes a file name for MetaOriginalName: every byte outside RFC 3986's

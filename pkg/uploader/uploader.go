@@ -5,6 +5,12 @@
 // bytes (imgpipe/pkg/imagemeta), files that are not images are skipped unless asked for, large
 // files go up in concurrent multipart parts, every object carries its original name and SHA-256
 // as metadata, and content already uploaded under the same key is recognised and skipped.
+// The SHA-256 computed when the file is hashed is also the upload's S3 checksum (ChecksumSHA256
+// on PutObject; each part's SHA-256 and their COMPOSITE checksum on a multipart upload), so S3
+// refuses bytes that changed after hashing (BadDigest, nothing stored) and no object ever holds
+// other content than its key and metadata name. A file that changes after S3 accepted it has
+// the object (in a versioned bucket, the version) the upload wrote deleted again. Both are
+// ReasonFileChanged.
 // Failures are classified with imgpipe/pkg/failure and retried per file; a failed file never
 // stops the others, and the Summary lists every file with what happened to it.
 //
@@ -104,6 +110,11 @@ type Uploader struct {
 	filter *Filter
 	slots  chan struct{} // S3 requests in flight
 	log    *zap.Logger
+	// beforeSend and afterSend, when set, are called with a file's path just before its upload
+	// starts (after it was hashed and checked unchanged) and once the upload was accepted,
+	// before the final check that it did not change (tests only: they change the file at
+	// those moments).
+	beforeSend, afterSend func(path string)
 }
 
 // New returns an Uploader writing to bucket under prefix ("" for the bucket's root; the

@@ -67,6 +67,12 @@ type WatchResult struct {
 // the key it gets; a restarted watcher sends a file again under the same key, and every upload
 // first checks whether the key already holds the same content. Files recorded as sent but not
 // yet moved are moved without sending them again. Run one watcher per directory.
+//
+// A file that changes while it is sent is refused by S3 (its SHA-256 checksum no longer
+// matches) or, when it changed just after S3 accepted it, has that object deleted again; it is
+// then sent once it settles, so it ends as one object. One gap remains: a watcher killed after
+// S3 accepted such a file and before it deleted the object leaves that object behind, because
+// the restarted watcher finds a different file and sends it as new.
 type Watcher struct {
 	u       *Uploader
 	dir     string

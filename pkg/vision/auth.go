@@ -14,6 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
 	"imgpipe/pkg/failure"
 )
 
@@ -26,7 +31,7 @@ const redacted = "[REDACTED]"
 const maxSecretFileSize = 64 << 10
 
 // Credential authorises requests to Azure AI Vision. Build one with NewKeyCredential,
-// NewKeyFileCredential or NewTokenCredential. Every implementation redacts its secret
+// NewKeyFileCredential, NewTokenCredential or NewWorkloadIdentityCredential. Every implementation redacts its secret
 // when printed with any fmt verb.
 type Credential interface {
 	// authorize sets the request's auth header.
@@ -203,8 +208,9 @@ type TokenSource interface {
 const tokenRefreshMargin = 2 * time.Minute
 
 type tokenCredential struct {
-	src TokenSource
-	now func() time.Time
+	src  TokenSource
+	now  func() time.Time
+	desc string // what the token comes from, never the token
 
 	mu      sync.Mutex
 	token   string
@@ -214,7 +220,15 @@ type tokenCredential struct {
 // NewTokenCredential returns a credential that sends "Authorization: Bearer <token>" with
 // tokens from src, cached until two minutes before they expire and dropped after a 401.
 func NewTokenCredential(src TokenSource) Credential {
-	return &tokenCredential{src: src, now: time.Now}
+	desc := ""
+	if fs, ok := src.(*FileTokenSource); ok {
+		desc = "token file " + fs.path
+	}
+	return newTokenCredential(src, desc)
+}
+
+func newTokenCredential(src TokenSource, desc string) *tokenCredential {
+	return &tokenCredential{src: src, now: time.Now, desc: desc}
 }
 
 func (c *tokenCredential) current(ctx context.Context) (string, error) {
@@ -265,8 +279,13 @@ func (c *tokenCredential) scrub(s string) string {
 	return scrubSecret(s, c.token)
 }
 
-// String redacts the token.
-func (c *tokenCredential) String() string { return "vision.TokenCredential(" + redacted + ")" }
+// String says where the tokens come from and redacts the token.
+func (c *tokenCredential) String() string {
+	if c.desc == "" {
+		return "vision.TokenCredential(" + redacted + ")"
+	}
+	return "vision.TokenCredential(" + c.desc + ", token " + redacted + ")"
+}
 
 // GoString redacts the token.
 func (c *tokenCredential) GoString() string { return c.String() }
@@ -347,4 +366,87 @@ func jwtExpiry(tok string) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(int64(f), 0)
+}
+
+// ---- Entra ID workload identity federation (no key, no token file to keep fresh) ----
+
+// CognitiveServicesScope is the scope of Entra ID access tokens for Azure AI Vision.
+const CognitiveServicesScope = "https://cognitiveservices.azure.com/.default"
+
+// WorkloadIdentityOptions tunes NewWorkloadIdentityCredential. A nil *WorkloadIdentityOptions
+// takes the defaults.
+type WorkloadIdentityOptions struct {
+	// AuthorityHost is the Entra ID authority, https only. Default: AZURE_AUTHORITY_HOST,
+	// else the public cloud's https://login.microsoftonline.com/.
+	AuthorityHost string
+	// HTTPClient sends the discovery and token requests. Default: the Azure SDK's.
+	HTTPClient *http.Client
+	// DisableInstanceDiscovery skips the authority validation request to the public cloud,
+	// for disconnected or private authorities (and the tests' local one).
+	DisableInstanceDiscovery bool
+}
+
+// NewWorkloadIdentityCredential returns a credential that sends Entra ID access tokens for
+// Azure AI Vision obtained by workload identity federation: azidentity exchanges the
+// federated token in tokenFile (a projected Kubernetes service account token on AKS, EKS or
+// GKE; any OIDC token the app registration or managed identity trusts) for an access token of
+// clientID in tenantID. The file is re-read as the kubelet rotates it; tokens are cached and
+// replaced before they expire (azidentity renews them when less than five minutes are left,
+// this package two minutes before expiry at the latest).
+func NewWorkloadIdentityCredential(tenantID, clientID, tokenFile string, opts *WorkloadIdentityOptions) (Credential, error) {
+	switch {
+	case strings.TrimSpace(tenantID) == "":
+		return nil, errors.New("vision: workload identity needs a tenant ID")
+	case strings.TrimSpace(clientID) == "":
+		return nil, errors.New("vision: workload identity needs a client ID")
+	case strings.TrimSpace(tokenFile) == "":
+		return nil, errors.New("vision: workload identity needs a federated token file")
+	}
+	if _, err := os.Stat(tokenFile); err != nil {
+		return nil, fmt.Errorf("vision federated token file: %w", err)
+	}
+	o := WorkloadIdentityOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	wo := &azidentity.WorkloadIdentityCredentialOptions{
+		TenantID: tenantID, ClientID: clientID, TokenFilePath: tokenFile,
+		DisableInstanceDiscovery: o.DisableInstanceDiscovery,
+	}
+	if o.AuthorityHost != "" {
+		wo.ClientOptions.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: o.AuthorityHost}
+	}
+	if o.HTTPClient != nil {
+		wo.ClientOptions.Transport = o.HTTPClient
+	}
+	cred, err := azidentity.NewWorkloadIdentityCredential(wo)
+	if err != nil {
+		return nil, fmt.Errorf("vision workload identity: %w", err)
+	}
+	src := &entraTokenSource{
+		cred: cred, file: tokenFile,
+		desc: fmt.Sprintf("workload identity federation, tenant %s, client %s, federated token file %s", tenantID, clientID, tokenFile),
+	}
+	return newTokenCredential(src, src.desc), nil
+}
+
+// entraTokenSource adapts an azcore.TokenCredential to TokenSource.
+type entraTokenSource struct {
+	cred azcore.TokenCredential
+	file string // the federated token, scrubbed from errors
+	desc string
+}
+
+func (s *entraTokenSource) Token(ctx context.Context) (string, time.Time, error) {
+	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{CognitiveServicesScope}})
+	if err != nil {
+		// azidentity quotes the token endpoint's whole answer, which may echo the
+		// federated token: keep the message, without it.
+		msg := err.Error()
+		if fed, rerr := readSecretFile(s.file); rerr == nil {
+			msg = scrubSecret(msg, fed)
+		}
+		return "", time.Time{}, errors.New("entra workload identity: " + msg)
+	}
+	return tok.Token, tok.ExpiresOn, nil
 }

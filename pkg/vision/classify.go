@@ -78,7 +78,9 @@ func parseAPIError(status int, h http.Header, body []byte, scrub func(string) st
 	if e.Code == "" {
 		e.Code = h.Get("x-ms-error-code")
 	}
-	msg := scrub(strings.TrimSpace(e.Message))
+	// The service may quote a presigned URL it was given: its signature must not reach logs
+	// or DLQ attributes.
+	msg := failure.RedactURLs(scrub(strings.TrimSpace(e.Message)))
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage] + "..."
 	}
@@ -108,23 +110,29 @@ var configCodes = map[string]bool{
 	"InvalidModelVersion":       true,
 }
 
-// Classify is the one place that decides what a failed call means. It maps the HTTP status,
-// the body's error code and inner error code, and the transport error (when no response
-// came back; status is then ignored) to a failure class and a short stable reason:
+// Verdict is what Classify decides of a failed call (Setup marks a fault of the deployment,
+// not of the image: see failure.SetupFault).
+type Verdict = failure.Verdict
+
+// Classify is the one table of Vision's answers: it maps the HTTP status, the body's error
+// code and inner error code, and the transport error (when no response came back; status is
+// then ignored) to a failure class, a short stable reason and the setup mark:
 //
 //   - transport errors: Transient, "Timeout" for timeouts, otherwise "Network".
 //   - 400 (and 422): Permanent with the inner code as reason (InvalidImageFormat,
-//     InvalidImageSize, InvalidImageUrl, NotSupportedImage, BadArgument, ...), else the code,
-//     else "BadRequest". Exception: inner codes that describe this resource's configuration
-//     (NotSupportedFeature, NotSupportedVisualFeature, NotSupportedLanguage, InvalidModel)
-//     are Transient, since every image would fail alike until an operator fixes it.
-//   - 401: Transient "Unauthorized". A bad or rotated key is not the image's fault; the
-//     message must stay in the queue (and reach the DLQ only through the redrive policy)
-//     while an operator fixes the key, rather than be dead-lettered as a bad image.
-//   - 403: Throttled "QuotaExceeded". Vision answers 403 when the call-volume quota is
-//     spent; waiting is the only remedy, and it is not the image's fault either.
-//   - 404: Transient "NotFound". Vision reports a missing image as 400 InvalidImageUrl, so a
-//     404 means a wrong endpoint or path: configuration, not the image, as with 401.
+//     InvalidImageSize, NotSupportedImage, BadArgument, ...), else the code, else
+//     "BadRequest". Exceptions, Transient setup faults since every image would fail alike
+//     until an operator mends the deployment: InvalidImageUrl (the service could not fetch
+//     the URL it was given: the URL's host, its policy, its network path or its signature
+//     refuse Azure; the URLs the pipeline gives are presigned for objects it has just read),
+//     and inner codes that describe this resource's configuration (NotSupportedFeature,
+//     NotSupportedVisualFeature, NotSupportedLanguage, InvalidModel, InvalidModelVersion).
+//   - 401: Transient setup fault "Unauthorized". A bad or rotated key is not the image's
+//     fault; the message must stay in the queue while an operator fixes the key.
+//   - 403: Throttled setup fault "QuotaExceeded". Vision answers 403 when the call-volume
+//     quota is spent; waiting (or a larger tier) is the only remedy.
+//   - 404: Transient setup fault "NotFound". Vision reports a missing image as 400
+//     InvalidImageUrl, so a 404 means a wrong endpoint or path.
 //   - 408: Transient "Timeout".
 //   - 413: Permanent "InvalidImageSize" (the body is too large).
 //   - 415: Permanent "UnsupportedMediaType".
@@ -134,51 +142,55 @@ var configCodes = map[string]bool{
 //   - 502, 503, 504: Transient "BadGateway", "ServiceUnavailable", "GatewayTimeout".
 //   - any other 5xx: Transient "ServerError"; any other 4xx: Transient "Status<n>", since an
 //     unexpected client error says more about this client or its configuration than the image.
-func Classify(status int, code, innerCode string, transportErr error) (failure.Class, string) {
+func Classify(status int, code, innerCode string, transportErr error) Verdict {
 	if transportErr != nil {
 		if isTimeout(transportErr) {
-			return failure.Transient, "Timeout"
+			return Verdict{Class: failure.Transient, Reason: "Timeout"}
 		}
-		return failure.Transient, "Network"
+		return Verdict{Class: failure.Transient, Reason: "Network"}
 	}
 	detail := firstWord(innerCode, code)
 	switch status {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity:
-		if configCodes[innerCode] || (innerCode == "" && configCodes[code]) {
-			return failure.Transient, detail
+		if configCodes[innerCode] || (innerCode == "" && configCodes[code]) || detail == ReasonInvalidImageURL {
+			return Verdict{Class: failure.Transient, Reason: detail, Setup: true}
 		}
-		return failure.Permanent, firstWord(detail, "BadRequest")
+		return Verdict{Class: failure.Permanent, Reason: firstWord(detail, "BadRequest")}
 	case http.StatusUnauthorized:
-		return failure.Transient, "Unauthorized"
+		return Verdict{Class: failure.Transient, Reason: "Unauthorized", Setup: true}
 	case http.StatusForbidden:
-		return failure.Throttled, "QuotaExceeded"
+		return Verdict{Class: failure.Throttled, Reason: "QuotaExceeded", Setup: true}
 	case http.StatusNotFound:
-		return failure.Transient, "NotFound"
+		return Verdict{Class: failure.Transient, Reason: "NotFound", Setup: true}
 	case http.StatusRequestTimeout:
-		return failure.Transient, "Timeout"
+		return Verdict{Class: failure.Transient, Reason: "Timeout"}
 	case http.StatusRequestEntityTooLarge:
-		return failure.Permanent, "InvalidImageSize"
+		return Verdict{Class: failure.Permanent, Reason: "InvalidImageSize"}
 	case http.StatusUnsupportedMediaType:
-		return failure.Permanent, "UnsupportedMediaType"
+		return Verdict{Class: failure.Permanent, Reason: "UnsupportedMediaType"}
 	case http.StatusTooManyRequests:
-		return failure.Throttled, "TooManyRequests"
+		return Verdict{Class: failure.Throttled, Reason: "TooManyRequests"}
 	case http.StatusInternalServerError:
 		if isWord(detail) {
-			return failure.Transient, detail
+			return Verdict{Class: failure.Transient, Reason: detail}
 		}
-		return failure.Transient, "InternalServerError"
+		return Verdict{Class: failure.Transient, Reason: "InternalServerError"}
 	case http.StatusBadGateway:
-		return failure.Transient, "BadGateway"
+		return Verdict{Class: failure.Transient, Reason: "BadGateway"}
 	case http.StatusServiceUnavailable:
-		return failure.Transient, "ServiceUnavailable"
+		return Verdict{Class: failure.Transient, Reason: "ServiceUnavailable"}
 	case http.StatusGatewayTimeout:
-		return failure.Transient, "GatewayTimeout"
+		return Verdict{Class: failure.Transient, Reason: "GatewayTimeout"}
 	}
 	if status >= 500 {
-		return failure.Transient, "ServerError"
+		return Verdict{Class: failure.Transient, Reason: "ServerError"}
 	}
-	return failure.Transient, fmt.Sprintf("Status%d", status)
+	return Verdict{Class: failure.Transient, Reason: fmt.Sprintf("Status%d", status)}
 }
+
+// ReasonInvalidImageURL is the reason of a URL the service could not fetch, and of one the
+// client refuses before sending (not an absolute http(s) URL: that one is Permanent).
+const ReasonInvalidImageURL = "InvalidImageUrl"
 
 // retryable reports whether the client itself tries a failed call again: network errors
 // and timeouts, and the statuses the Azure SDK retries. Everything else goes back to the

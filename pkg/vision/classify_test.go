@@ -33,68 +33,72 @@ func TestClassify(t *testing.T) {
 		transport   error
 		class       failure.Class
 		reason      string
+		setup       bool
 	}{
 		// 400 with each inner code the service documents.
-		{400, "InvalidRequest", "InvalidImageFormat", nil, P, "InvalidImageFormat"},
-		{400, "InvalidRequest", "InvalidImageSize", nil, P, "InvalidImageSize"},
-		{400, "InvalidRequest", "InvalidImageUrl", nil, P, "InvalidImageUrl"},
-		{400, "InvalidRequest", "NotSupportedImage", nil, P, "NotSupportedImage"},
-		{400, "InvalidRequest", "BadArgument", nil, P, "BadArgument"},
-		{400, "InvalidRequest", "UnsupportedMediaType", nil, P, "UnsupportedMediaType"},
-		{400, "InvalidRequest", "InvalidDetails", nil, P, "InvalidDetails"},
-		{400, "InvalidRequest", "InvalidThumbnailSize", nil, P, "InvalidThumbnailSize"},
-		{400, "InvalidRequest", "Unspecified", nil, P, "Unspecified"},
+		{400, "InvalidRequest", "InvalidImageFormat", nil, P, "InvalidImageFormat", false},
+		{400, "InvalidRequest", "InvalidImageSize", nil, P, "InvalidImageSize", false},
+		{400, "InvalidRequest", "InvalidImageUrl", nil, T, "InvalidImageUrl", true},
+		{400, "InvalidRequest", "NotSupportedImage", nil, P, "NotSupportedImage", false},
+		{400, "InvalidRequest", "BadArgument", nil, P, "BadArgument", false},
+		{400, "InvalidRequest", "UnsupportedMediaType", nil, P, "UnsupportedMediaType", false},
+		{400, "InvalidRequest", "InvalidDetails", nil, P, "InvalidDetails", false},
+		{400, "InvalidRequest", "InvalidThumbnailSize", nil, P, "InvalidThumbnailSize", false},
+		{400, "InvalidRequest", "Unspecified", nil, P, "Unspecified", false},
 		// v3.2-style: the specific code is the outer code.
-		{400, "InvalidImageUrl", "", nil, P, "InvalidImageUrl"},
-		{400, "InvalidRequest", "", nil, P, "InvalidRequest"},
-		{400, "", "", nil, P, "BadRequest"},
-		{400, "400", "", nil, P, "BadRequest"},
-		{400, "bad code with spaces", "", nil, P, "BadRequest"},
-		{422, "InvalidRequest", "InvalidImageSize", nil, P, "InvalidImageSize"},
+		{400, "InvalidImageUrl", "", nil, T, "InvalidImageUrl", true},
+		{400, "InvalidRequest", "", nil, P, "InvalidRequest", false},
+		{400, "", "", nil, P, "BadRequest", false},
+		{400, "400", "", nil, P, "BadRequest", false},
+		{400, "bad code with spaces", "", nil, P, "BadRequest", false},
+		{422, "InvalidRequest", "InvalidImageSize", nil, P, "InvalidImageSize", false},
 		// Configuration, not the image: every image would fail alike.
-		{400, "InvalidRequest", "NotSupportedFeature", nil, T, "NotSupportedFeature"},
-		{400, "InvalidRequest", "NotSupportedVisualFeature", nil, T, "NotSupportedVisualFeature"},
-		{400, "InvalidRequest", "NotSupportedLanguage", nil, T, "NotSupportedLanguage"},
-		{400, "InvalidRequest", "InvalidModel", nil, T, "InvalidModel"},
-		{400, "InvalidRequest", "InvalidModelVersion", nil, T, "InvalidModelVersion"},
-		{400, "NotSupportedLanguage", "", nil, T, "NotSupportedLanguage"},
+		{400, "InvalidRequest", "NotSupportedFeature", nil, T, "NotSupportedFeature", true},
+		{400, "InvalidRequest", "NotSupportedVisualFeature", nil, T, "NotSupportedVisualFeature", true},
+		{400, "InvalidRequest", "NotSupportedLanguage", nil, T, "NotSupportedLanguage", true},
+		{400, "InvalidRequest", "InvalidModel", nil, T, "InvalidModel", true},
+		{400, "InvalidRequest", "InvalidModelVersion", nil, T, "InvalidModelVersion", true},
+		{400, "NotSupportedLanguage", "", nil, T, "NotSupportedLanguage", true},
 		// Auth, quota, endpoint.
-		{401, "401", "", nil, T, "Unauthorized"},
-		{401, "PermissionDenied", "", nil, T, "Unauthorized"},
-		{403, "403", "", nil, H, "QuotaExceeded"},
-		{404, "404", "", nil, T, "NotFound"},
-		{408, "", "", nil, T, "Timeout"},
-		{413, "", "", nil, P, "InvalidImageSize"},
-		{415, "InvalidRequest", "UnsupportedMediaType", nil, P, "UnsupportedMediaType"},
-		{429, "429", "", nil, H, "TooManyRequests"},
+		{401, "401", "", nil, T, "Unauthorized", true},
+		{401, "PermissionDenied", "", nil, T, "Unauthorized", true},
+		{403, "403", "", nil, H, "QuotaExceeded", true},
+		{404, "404", "", nil, T, "NotFound", true},
+		{408, "", "", nil, T, "Timeout", false},
+		{413, "", "", nil, P, "InvalidImageSize", false},
+		{415, "InvalidRequest", "UnsupportedMediaType", nil, P, "UnsupportedMediaType", false},
+		{429, "429", "", nil, H, "TooManyRequests", false},
 		// Server side.
-		{500, "InternalServerError", "FailedToProcess", nil, T, "FailedToProcess"},
-		{500, "InternalServerError", "Timeout", nil, T, "Timeout"},
-		{500, "InternalServerError", "InternalServerError", nil, T, "InternalServerError"},
-		{500, "FailedToProcess", "", nil, T, "FailedToProcess"},
-		{500, "", "", nil, T, "InternalServerError"},
-		{500, "500", "", nil, T, "InternalServerError"},
-		{502, "", "", nil, T, "BadGateway"},
-		{503, "ServiceUnavailable", "", nil, T, "ServiceUnavailable"},
-		{504, "", "", nil, T, "GatewayTimeout"},
-		{507, "", "", nil, T, "ServerError"},
+		{500, "InternalServerError", "FailedToProcess", nil, T, "FailedToProcess", false},
+		{500, "InternalServerError", "Timeout", nil, T, "Timeout", false},
+		{500, "InternalServerError", "InternalServerError", nil, T, "InternalServerError", false},
+		{500, "FailedToProcess", "", nil, T, "FailedToProcess", false},
+		{500, "", "", nil, T, "InternalServerError", false},
+		{500, "500", "", nil, T, "InternalServerError", false},
+		{502, "", "", nil, T, "BadGateway", false},
+		{503, "ServiceUnavailable", "", nil, T, "ServiceUnavailable", false},
+		{504, "", "", nil, T, "GatewayTimeout", false},
+		{507, "", "", nil, T, "ServerError", false},
 		// Unexpected client errors say more about us than the image.
-		{405, "", "", nil, T, "Status405"},
-		{409, "Conflict", "", nil, T, "Status409"},
-		{307, "", "", nil, T, "Status307"},
+		{405, "", "", nil, T, "Status405", false},
+		{409, "Conflict", "", nil, T, "Status409", false},
+		{307, "", "", nil, T, "Status307", false},
 		// Transport errors: the status is ignored.
-		{0, "", "", errors.New("connection refused"), T, "Network"},
-		{0, "", "", fmt.Errorf("post: %w", context.DeadlineExceeded), T, "Timeout"},
-		{0, "", "", &net.OpError{Op: "read", Err: timeoutErr{}}, T, "Timeout"},
-		{0, "", "", os.ErrDeadlineExceeded, T, "Timeout"},
-		{500, "", "", errors.New("reset"), T, "Network"},
+		{0, "", "", errors.New("connection refused"), T, "Network", false},
+		{0, "", "", fmt.Errorf("post: %w", context.DeadlineExceeded), T, "Timeout", false},
+		{0, "", "", &net.OpError{Op: "read", Err: timeoutErr{}}, T, "Timeout", false},
+		{0, "", "", os.ErrDeadlineExceeded, T, "Timeout", false},
+		{500, "", "", errors.New("reset"), T, "Network", false},
 	}
 	for _, tt := range tests {
 		name := fmt.Sprintf("%d/%s/%s/%v", tt.status, tt.code, tt.inner, tt.transport)
 		t.Run(name, func(t *testing.T) {
-			class, reason := Classify(tt.status, tt.code, tt.inner, tt.transport)
-			if class != tt.class || reason != tt.reason {
-				t.Errorf("Classify = %v %q, want %v %q", class, reason, tt.class, tt.reason)
+			v := Classify(tt.status, tt.code, tt.inner, tt.transport)
+			if v.Class != tt.class || v.Reason != tt.reason || v.Setup != tt.setup {
+				t.Errorf("Classify = %+v, want %v %q setup %v", v, tt.class, tt.reason, tt.setup)
+			}
+			if v.Setup && v.Class == failure.Permanent {
+				t.Errorf("a setup fault marked permanent")
 			}
 		})
 	}
@@ -201,12 +205,29 @@ func FuzzParseAPIError(f *testing.F) {
 		if len(e.Message) > maxMessage+3 {
 			t.Fatalf("message too long: %d", len(e.Message))
 		}
-		class, reason := Classify(status, e.Code, e.InnerCode, nil)
-		if reason == "" {
+		v := Classify(status, e.Code, e.InnerCode, nil)
+		if v.Reason == "" {
 			t.Fatalf("empty reason for %d %q/%q", status, e.Code, e.InnerCode)
 		}
-		if class == failure.Permanent && status != 400 && status != 413 && status != 415 && status != 422 {
+		if v.Setup && v.Class == failure.Permanent {
+			t.Fatalf("setup fault marked permanent for %d %q/%q", status, e.Code, e.InnerCode)
+		}
+		if v.Class == failure.Permanent && status != 400 && status != 413 && status != 415 && status != 422 {
 			t.Fatalf("status %d classified permanent", status)
 		}
 	})
+}
+
+// TestParseAPIErrorRedactsSignedURLs: a presigned URL quoted by the service keeps its path
+// but loses its query (signature, credential, token) before it reaches any error text.
+func TestParseAPIErrorRedactsSignedURLs(t *testing.T) {
+	const url = "https://b.s3.amazonaws.com/upload/a.jpg?X-Amz-Credential=AKIAEXAMPLE%2F1&X-Amz-Signature=abcdef0123"
+	body := `{"error":{"code":"InvalidRequest","message":"Failed to download ` + url + `","innererror":{"code":"InvalidImageUrl"}}}`
+	e := parseAPIError(400, http.Header{}, []byte(body), func(s string) string { return s })
+	if strings.Contains(e.Error(), "X-Amz-") || strings.Contains(e.Error(), "AKIAEXAMPLE") || strings.Contains(e.Error(), "abcdef0123") {
+		t.Fatalf("signed URL kept: %q", e.Error())
+	}
+	if !strings.Contains(e.Message, "https://b.s3.amazonaws.com/upload/a.jpg?"+failure.Redacted) {
+		t.Fatalf("the URL's path should stay: %q", e.Message)
+	}
 }

@@ -778,6 +778,40 @@ func TestRateLimitTakesTheLargerWait(t *testing.T) {
 	}
 }
 
+// TestAdaptiveRateAsksAgain: an adaptive bucket gives tokens at most a second ahead; a call
+// further back in line waits, reserves again, and is made once its token is near.
+func TestAdaptiveRateAsksAgain(t *testing.T) {
+	clock := newFakeTime()
+	bucket := ratelimit.NewBucket(10, 1, &ratelimit.BucketOptions{Now: clock.Now, Adaptive: &ratelimit.Adaptive{Initial: 1}})
+	for range 11 { // the one token, then a queue reaching 1 s ahead
+		if r := bucket.Reserve(); r.Again {
+			t.Fatal("reservation within the horizon answered Again")
+		}
+	}
+	if r := bucket.Reserve(); !r.Again {
+		t.Fatalf("reservation 1.1 s ahead: %+v, want Again", r)
+	}
+	h := newHarness(t, nil, &Options{RateLimit: bucket, Now: clock.Now, Sleep: clock.Sleep}, func(h *harness, w http.ResponseWriter, r *http.Request) { write40(w) })
+	h.clock = clock
+	if _, err := h.client.AnalyzeURL(context.Background(), "https://example.com/a.jpg"); err != nil {
+		t.Fatal(err)
+	}
+	slept := clock.Slept()
+	var total time.Duration
+	for _, d := range slept {
+		if d > time.Second {
+			t.Fatalf("slept %v at once (%v), want no wait over the 1 s horizon", d, slept)
+		}
+		total += d
+	}
+	if len(slept) < 2 || total < 1050*time.Millisecond || total > 1150*time.Millisecond {
+		t.Fatalf("slept %v (total %v), want a wait to reserve again, then the token's, about 1.1 s in all", slept, total)
+	}
+	if h.hits.Load() != 1 {
+		t.Fatalf("%d calls, want 1", h.hits.Load())
+	}
+}
+
 func TestConcurrencyIsBounded(t *testing.T) {
 	const limit = 2
 	var cur, peak atomic.Int64

@@ -295,11 +295,13 @@ func (c *Client) GoString() string { return c.String() }
 func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // AnalyzeURL analyses the image at imageURL, which the service fetches itself (for example
-// a presigned S3 URL). The URL is never included in errors.
+// a presigned S3 URL). The URL is never included in errors, and the query of any signed URL
+// the service quotes in its answer is removed (failure.RedactURLs). When the service cannot
+// fetch the URL (400 InvalidImageUrl) the error is a setup fault, not a verdict on the image.
 func (c *Client) AnalyzeURL(ctx context.Context, imageURL string) (*Result, error) {
 	u, err := url.Parse(imageURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, failure.Permanentf("InvalidImageUrl", "image URL is not an absolute http(s) URL")
+		return nil, failure.Permanentf(ReasonInvalidImageURL, "image URL is not an absolute http(s) URL")
 	}
 	body, err := json.Marshal(struct {
 		URL string `json:"url"`
@@ -380,6 +382,11 @@ func (c *Client) analyze(ctx context.Context, body bodyFunc) (*Result, error) {
 				rsv.Cancel()
 				return nil, retry.Interrupted(ctxErr(ctx, err), last)
 			}
+		}
+		if rsv.Again {
+			// An adaptive bucket gives tokens only so far ahead: take a place in line again.
+			wait = 0
+			continue
 		}
 		if err := c.conc.Acquire(ctx); err != nil {
 			return nil, retry.Interrupted(err, last)
@@ -493,9 +500,8 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 	}
 
 	apiErr := parseAPIError(resp.StatusCode, resp.Header, data, c.cred.scrub)
-	class, reason := Classify(resp.StatusCode, apiErr.Code, apiErr.InnerCode, nil)
-	fe := &failure.Error{Class: class, Reason: reason, Err: apiErr}
-	if class == failure.Throttled {
+	fe := Classify(resp.StatusCode, apiErr.Code, apiErr.InnerCode, nil).Wrap(apiErr)
+	if fe.Class == failure.Throttled {
 		fe.RetryAfter = serverWait
 	}
 	ar.err = fe
@@ -503,8 +509,7 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 }
 
 func (c *Client) transportFailure(err error) attemptResult {
-	class, reason := Classify(0, "", "", err)
-	return attemptResult{transportErr: err, err: failure.New(class, reason, err)}
+	return attemptResult{transportErr: err, err: Classify(0, "", "", err).Wrap(err)}
 }
 
 // remaining returns the time left before the call's deadline: the Timeout budget on the

@@ -1,0 +1,155 @@
+# One IAM role per binary, assumed with the binary's Kubernetes service account token
+# (IRSA on EKS; the same AssumeRoleWithWebIdentity from GKE with the cluster's own issuer).
+# Each role's policy allows exactly the calls the binary makes: deploy/terraform's tests
+# derive them from the code and compare.
+
+resource "aws_iam_openid_connect_provider" "kubernetes" {
+  count          = var.create_aws_oidc_provider ? 1 : 0
+  url            = var.kubernetes_oidc_issuer_url
+  client_id_list = ["sts.amazonaws.com"]
+}
+
+locals {
+  oidc_provider_arn = var.create_aws_oidc_provider ? aws_iam_openid_connect_provider.kubernetes[0].arn : "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:oidc-provider/${local.issuer_host}"
+}
+
+data "aws_iam_policy_document" "trust" {
+  for_each = local.kubernetes_service_accounts
+
+  statement {
+    sid     = "KubernetesServiceAccount"
+    effect  = "Allow"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer_host}:sub"
+      values   = ["system:serviceaccount:${var.kubernetes_namespace}:${each.value}"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer_host}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+
+  # Operators may run the operator tools with these roles from outside the cluster.
+  dynamic "statement" {
+    for_each = contains(["uploader", "dlq-replay"], each.key) && length(var.aws_operator_role_arns) > 0 ? [each.key] : []
+
+    content {
+      sid     = "Operators"
+      effect  = "Allow"
+      actions = ["sts:AssumeRole"]
+
+      principals {
+        type        = "AWS"
+        identifiers = var.aws_operator_role_arns
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "binary" {
+  for_each             = local.kubernetes_service_accounts
+  name                 = "${var.name_prefix}-${each.key}"
+  description          = "imgpipe ${each.key} (Kubernetes service account ${var.kubernetes_namespace}/${each.value})"
+  assume_role_policy   = data.aws_iam_policy_document.trust[each.key].json
+  max_session_duration = 3600
+}
+
+# analyzer: reads new objects, consumes the event queue, dead-letters permanent failures.
+data "aws_iam_policy_document" "analyzer" {
+  statement {
+    sid       = "ReadDropFolder"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+  }
+
+  # Without ListBucket, S3 answers 403 instead of 404 for an object deleted in the meantime.
+  statement {
+    sid       = "MissingObjectsAreNotFound"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.drop.arn]
+  }
+
+  statement {
+    sid       = "ConsumeEvents"
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+
+  statement {
+    sid       = "DeadLetter"
+    actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"] # its depth is a metric
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "analyzer" {
+  name   = "analyzer"
+  role   = aws_iam_role.binary["analyzer"].id
+  policy = data.aws_iam_policy_document.analyzer.json
+}
+
+# indexer: no AWS call at all. Its role is only the identity Google Cloud's workload identity
+# federation trusts on EKS.
+
+# uploader: writes into the drop folder (multipart included), checks for existing content,
+# deletes the object (the version) it wrote when the file changed after S3 accepted it, and peeks at the dead-letter queue for `status` and `wait`.
+data "aws_iam_policy_document" "uploader" {
+  statement {
+    sid       = "WriteDropFolder"
+    actions   = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+  }
+
+  statement {
+    sid       = "MissingObjectsAreNotFound"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.drop.arn]
+  }
+
+  statement {
+    sid       = "PeekDeadLetters"
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "uploader" {
+  name   = "uploader"
+  role   = aws_iam_role.binary["uploader"].id
+  policy = data.aws_iam_policy_document.uploader.json
+}
+
+# dlq-replay: reads, replays, exports and purges the dead-letter queue, sends back to the
+# event queue, and runs SQS's native redrive.
+data "aws_iam_policy_document" "dlq_replay" {
+  statement {
+    sid = "DeadLetterQueue"
+    actions = [
+      "sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+      "sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask",
+    ]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  statement {
+    sid       = "ReplayTarget"
+    actions   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "dlq_replay" {
+  name   = "dlq-replay"
+  role   = aws_iam_role.binary["dlq-replay"].id
+  policy = data.aws_iam_policy_document.dlq_replay.json
+}

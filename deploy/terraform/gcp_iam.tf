@@ -1,0 +1,197 @@
+# One service account per binary, with custom roles holding exactly the permissions of the
+# calls the binary makes (deploy/terraform's tests derive them from the code and compare),
+# each bound on the one resource it is for.
+
+resource "google_service_account" "binary" {
+  for_each     = local.kubernetes_service_accounts
+  account_id   = "${var.name_prefix}-${each.key}"
+  display_name = "imgpipe ${each.key}"
+}
+
+# ---- analyzer: publishes analysis records ----
+
+resource "google_project_iam_custom_role" "analyzer_topic" {
+  role_id     = "${local.role_prefix}_analyzer_topic"
+  title       = "imgpipe analyzer on the analyses topic"
+  permissions = ["pubsub.topics.publish"]
+}
+
+resource "google_pubsub_topic_iam_member" "analyzer" {
+  topic  = google_pubsub_topic.analyses.id
+  role   = google_project_iam_custom_role.analyzer_topic.id
+  member = "serviceAccount:${google_service_account.binary["analyzer"].email}"
+}
+
+# ---- indexer: pulls the subscription, copies what can never be indexed to the dead-letter
+# topic, reads and writes the index in transactions, answers get and search ----
+
+resource "google_project_iam_custom_role" "indexer_subscription" {
+  role_id     = "${local.role_prefix}_indexer_subscription"
+  title       = "imgpipe indexer on its subscription"
+  permissions = ["pubsub.subscriptions.consume", "pubsub.subscriptions.get"]
+}
+
+resource "google_pubsub_subscription_iam_member" "indexer" {
+  subscription = google_pubsub_subscription.indexer.id
+  role         = google_project_iam_custom_role.indexer_subscription.id
+  member       = "serviceAccount:${google_service_account.binary["indexer"].email}"
+}
+
+resource "google_project_iam_custom_role" "indexer_dead_letter_topic" {
+  role_id     = "${local.role_prefix}_indexer_dead_letter_topic"
+  title       = "imgpipe indexer on the dead-letter topic"
+  permissions = ["pubsub.topics.publish"]
+}
+
+resource "google_pubsub_topic_iam_member" "indexer_dead_letter" {
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = google_project_iam_custom_role.indexer_dead_letter_topic.id
+  member = "serviceAccount:${google_service_account.binary["indexer"].email}"
+}
+
+resource "google_project_iam_custom_role" "indexer_firestore" {
+  role_id = "${local.role_prefix}_indexer_firestore"
+  title   = "imgpipe indexer on the index database"
+  permissions = [
+    "datastore.databases.get", "datastore.entities.create", "datastore.entities.delete",
+    "datastore.entities.get", "datastore.entities.list", "datastore.entities.update",
+  ]
+}
+
+resource "google_project_iam_member" "indexer_firestore" {
+  project = var.gcp_project_id
+  role    = google_project_iam_custom_role.indexer_firestore.id
+  member  = "serviceAccount:${google_service_account.binary["indexer"].email}"
+
+  condition {
+    title      = "imgpipe index database only"
+    expression = "resource.name == \"${local.firestore_database_name}\""
+  }
+}
+
+# ---- uploader: looks analyses up (status, wait) ----
+
+resource "google_project_iam_custom_role" "uploader_firestore" {
+  role_id     = "${local.role_prefix}_uploader_firestore"
+  title       = "imgpipe uploader on the index database"
+  permissions = ["datastore.entities.get"]
+}
+
+resource "google_project_iam_member" "uploader_firestore" {
+  project = var.gcp_project_id
+  role    = google_project_iam_custom_role.uploader_firestore.id
+  member  = "serviceAccount:${google_service_account.binary["uploader"].email}"
+
+  condition {
+    title      = "imgpipe index database only"
+    expression = "resource.name == \"${local.firestore_database_name}\""
+  }
+}
+
+# ---- dlq-replay: reads the dead-letter subscription, replays to the analyses topic ----
+
+resource "google_project_iam_custom_role" "dlq_replay_dead_letter_subscription" {
+  role_id     = "${local.role_prefix}_dlq_replay_dead_letter_subscription"
+  title       = "imgpipe dlq-replay on the dead-letter subscription"
+  permissions = ["pubsub.subscriptions.consume"]
+}
+
+resource "google_pubsub_subscription_iam_member" "dlq_replay" {
+  subscription = google_pubsub_subscription.dead_letter.id
+  role         = google_project_iam_custom_role.dlq_replay_dead_letter_subscription.id
+  member       = "serviceAccount:${google_service_account.binary["dlq-replay"].email}"
+}
+
+resource "google_project_iam_custom_role" "dlq_replay_topic" {
+  role_id     = "${local.role_prefix}_dlq_replay_topic"
+  title       = "imgpipe dlq-replay on the analyses topic"
+  permissions = ["pubsub.topics.publish"]
+}
+
+resource "google_pubsub_topic_iam_member" "dlq_replay" {
+  topic  = google_pubsub_topic.analyses.id
+  role   = google_project_iam_custom_role.dlq_replay_topic.id
+  member = "serviceAccount:${google_service_account.binary["dlq-replay"].email}"
+}
+
+# ---- who may act as the service accounts ----
+
+# On EKS: workload identity federation from AWS. The pool's AWS provider accepts only the
+# analyzer's and the indexer's roles (the binaries that run in the cluster and reach Google
+# Cloud); each may impersonate its own service account only.
+resource "google_iam_workload_identity_pool" "aws" {
+  count                     = var.runtime == "eks" ? 1 : 0
+  workload_identity_pool_id = "${var.name_prefix}-aws"
+  display_name              = "imgpipe from AWS"
+}
+
+resource "google_iam_workload_identity_pool_provider" "aws" {
+  count                              = var.runtime == "eks" ? 1 : 0
+  workload_identity_pool_id          = google_iam_workload_identity_pool.aws[0].workload_identity_pool_id
+  workload_identity_pool_provider_id = "aws"
+  display_name                       = "imgpipe AWS account"
+
+  aws {
+    account_id = data.aws_caller_identity.current.account_id
+  }
+
+  attribute_mapping = {
+    "google.subject"     = "assertion.arn"
+    "attribute.aws_role" = "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
+  }
+
+  attribute_condition = "attribute.aws_role in ['${local.aws_assumed_role["analyzer"]}', '${local.aws_assumed_role["indexer"]}']"
+}
+
+locals {
+  # The principal an assumed role becomes in the pool: its role ARN in sts form.
+  aws_assumed_role = {
+    for b in local.binaries : b => "arn:${data.aws_partition.current.partition}:sts::${data.aws_caller_identity.current.account_id}:assumed-role/${aws_iam_role.binary[b].name}"
+  }
+}
+
+resource "google_service_account_iam_member" "from_aws" {
+  for_each           = var.runtime == "eks" ? toset(["analyzer", "indexer"]) : toset([])
+  service_account_id = google_service_account.binary[each.key].name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.aws[0].name}/attribute.aws_role/${local.aws_assumed_role[each.key]}"
+}
+
+# On GKE: GKE workload identity, each Kubernetes service account as its own service account.
+resource "google_service_account_iam_member" "from_gke" {
+  for_each           = var.runtime == "gke" ? local.kubernetes_service_accounts : {}
+  service_account_id = google_service_account.binary[each.key].name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.gcp_project_id}.svc.id.goog[${var.kubernetes_namespace}/${each.value}]"
+}
+
+# Operators run uploader status and dlq-replay as these service accounts
+# (gcloud auth application-default login --impersonate-service-account=...).
+resource "google_service_account_iam_member" "operators" {
+  for_each = {
+    for pair in setproduct(["uploader", "dlq-replay"], var.gcp_operator_members) : "${pair[0]} ${pair[1]}" => { binary = pair[0], member = pair[1] }
+  }
+  service_account_id = google_service_account.binary[each.value.binary].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value.member
+}
+
+# The external_account configuration each federated binary reads (GOOGLE_APPLICATION_CREDENTIALS).
+# No secret: the AWS credentials come from the pod's own identity.
+locals {
+  google_credentials = var.runtime == "eks" ? {
+    for b in ["analyzer", "indexer"] : b => jsonencode({
+      type                              = "external_account"
+      audience                          = "//iam.googleapis.com/${google_iam_workload_identity_pool_provider.aws[0].name}"
+      subject_token_type                = "urn:ietf:params:aws:token-type:aws4_request"
+      token_url                         = "https://sts.googleapis.com/v1/token"
+      service_account_impersonation_url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${google_service_account.binary[b].email}:generateAccessToken"
+      credential_source = {
+        environment_id                 = "aws1"
+        region_url                     = "http://169.254.169.254/latest/meta-data/placement/availability-zone"
+        url                            = "http://169.254.169.254/latest/meta-data/iam/security-credentials"
+        regional_cred_verification_url = "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+      }
+    })
+  } : {}
+}

@@ -1,0 +1,403 @@
+package terraform_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"imgpipe/deploy/internal/iam"
+)
+
+// The policy-vs-calls table. What each binary's code calls is derived (deploy/internal/iam);
+// the tables below are hand-kept and say on which resource each permission is granted. The
+// tests fail when the code calls something the table does not grant, when the table grants
+// something the code never calls, and when the Terraform grants more or less than the table.
+
+// AWS resources as the policies name them.
+const (
+	objects = `"${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"`
+	bucket  = "aws_s3_bucket.drop.arn"
+	queue   = "aws_sqs_queue.queue.arn"
+	dlq     = "aws_sqs_queue.dlq.arn"
+)
+
+var awsGrants = map[string]map[string][]string{
+	"analyzer": {
+		objects: {"s3:GetObject", "s3:GetObjectVersion"},
+		bucket:  {"s3:ListBucket"},
+		queue:   {"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"},
+		dlq:     {"sqs:GetQueueAttributes", "sqs:SendMessage"},
+	},
+	"indexer": {},
+	"uploader": {
+		objects: {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
+		bucket:  {"s3:ListBucket"},
+		dlq:     {"sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"},
+	},
+	"dlq-replay": {
+		dlq: {"sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+			"sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask"},
+		queue: {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"},
+	},
+}
+
+// Google Cloud resources as the bindings name them.
+const (
+	topic           = "google_pubsub_topic.analyses"
+	deadLetterTopic = "google_pubsub_topic.dead_letter"
+	subscription    = "google_pubsub_subscription.indexer"
+	deadLetterSub   = "google_pubsub_subscription.dead_letter"
+	database        = "firestore database"
+)
+
+var gcpGrants = map[string]map[string][]string{
+	"analyzer": {topic: {"pubsub.topics.publish"}},
+	"indexer": {
+		subscription:    {"pubsub.subscriptions.consume", "pubsub.subscriptions.get"},
+		deadLetterTopic: {"pubsub.topics.publish"},
+		database: {"datastore.databases.get", "datastore.entities.create", "datastore.entities.delete",
+			"datastore.entities.get", "datastore.entities.list", "datastore.entities.update"},
+	},
+	"uploader": {database: {"datastore.entities.get"}},
+	"dlq-replay": {
+		deadLetterSub: {"pubsub.subscriptions.consume"},
+		topic:         {"pubsub.topics.publish"},
+	},
+}
+
+// Calls the code makes that are deliberately not granted, and why.
+var notGranted = map[string]map[string]string{
+	"dlq-replay": {
+		"sqs:ListQueues": "only a fallback when sqs:ListDeadLetterSourceQueues is denied; that one is granted",
+	},
+}
+
+var (
+	deriveOnce sync.Once
+	derived    map[string]map[iam.Op]bool
+	deriveErr  error
+)
+
+// calls derives the operations each binary's code reaches, once per test binary.
+func calls(t *testing.T) map[string]map[iam.Op]bool {
+	t.Helper()
+	deriveOnce.Do(func() { derived, deriveErr = iam.Derive("../..") })
+	if deriveErr != nil {
+		t.Fatal(deriveErr)
+	}
+	return derived
+}
+
+func union(grants map[string][]string, extra map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for _, acts := range grants {
+		for _, a := range acts {
+			out[a] = true
+		}
+	}
+	for a := range extra {
+		out[a] = true
+	}
+	return out
+}
+
+// The table grants exactly what the code calls.
+func TestTableMatchesCode(t *testing.T) {
+	got := calls(t)
+	if len(got) != len(iam.Binaries) {
+		t.Fatalf("derived %d binaries, want %d", len(got), len(iam.Binaries))
+	}
+	for bin, ops := range got {
+		if len(ops) == 0 {
+			t.Errorf("%s: no cloud call found; the derivation is broken", bin)
+		}
+		aws, gcp, unmapped := iam.Permissions(ops)
+		if len(unmapped) > 0 {
+			t.Errorf("%s calls %v, which deploy/internal/iam.Actions does not map to IAM actions", bin, unmapped)
+		}
+		if d := iam.Diff(aws, union(awsGrants[bin], notGranted[bin])); d != "" {
+			t.Errorf("%s: the code needs these AWS actions, the table grants otherwise: %s\n(calls: %v)", bin, d, iam.Sorted(ops))
+		}
+		if d := iam.Diff(gcp, union(gcpGrants[bin], nil)); d != "" {
+			t.Errorf("%s: the code needs these Google Cloud permissions, the table grants otherwise: %s\n(calls: %v)", bin, d, iam.Sorted(ops))
+		}
+	}
+}
+
+// awsPolicies reads, for each binary, what its role's inline policy grants per resource.
+func awsPolicies(t *testing.T, m *module) map[string]map[string]map[string]bool {
+	t.Helper()
+	if n := len(m.all("resource", "aws_iam_role_policy_attachment")) + len(m.all("resource", "aws_iam_policy")) + len(m.all("resource", "aws_iam_role_policies_exclusive")); n != 0 {
+		t.Errorf("%d managed policies or attachments: the roles' grants must all be in their inline policies", n)
+	}
+	out := map[string]map[string]map[string]bool{}
+	for _, rp := range m.all("resource", "aws_iam_role_policy") {
+		roles := refWith(rp.attr("role").Expr, "aws_iam_role.binary[")
+		if len(roles) != 1 {
+			t.Fatalf("%s: role %s is not one binary's role", rp.name(), rp.attrText("role"))
+		}
+		bin := strings.TrimSuffix(strings.TrimPrefix(roles[0], `aws_iam_role.binary["`), `"].id`)
+		doc := strings.TrimSuffix(strings.TrimPrefix(rp.attrText("policy"), "data.aws_iam_policy_document."), ".json")
+		if doc != strings.ReplaceAll(bin, "-", "_") {
+			t.Errorf("%s: %s's role carries policy document %q", rp.name(), bin, doc)
+		}
+		if out[bin] != nil {
+			t.Fatalf("%s has two inline policies", bin)
+		}
+		out[bin] = map[string]map[string]bool{}
+		for _, st := range m.one(t, "data", "aws_iam_policy_document", doc).children("statement") {
+			if e := st.attrText("effect"); e != "" && e != `"Allow"` {
+				t.Errorf("%s: statement %s has effect %s", doc, st.attrText("sid"), e)
+			}
+			for _, forbidden := range []string{"not_actions", "not_resources"} {
+				if st.attr(forbidden) != nil {
+					t.Errorf("%s: statement %s uses %s", doc, st.attrText("sid"), forbidden)
+				}
+			}
+			if len(st.children("condition")) > 0 || len(st.children("principals")) > 0 {
+				t.Errorf("%s: statement %s has conditions or principals; the table cannot compare them", doc, st.attrText("sid"))
+			}
+			res := st.attr("resources")
+			if res == nil {
+				t.Fatalf("%s: statement %s has no resources", doc, st.attrText("sid"))
+			}
+			tuple := strings.TrimSuffix(strings.TrimPrefix(st.text(res.Expr), "["), "]")
+			for _, r := range strings.Split(tuple, ", ") {
+				if r == `"*"` || strings.Contains(r, `*"`) && r != objects {
+					t.Errorf("%s: statement %s grants on %s", doc, st.attrText("sid"), r)
+				}
+				if out[bin][r] == nil {
+					out[bin][r] = map[string]bool{}
+				}
+				for _, a := range literalStrings(t, st, "actions") {
+					if strings.Contains(a, "*") {
+						t.Errorf("%s: wildcard action %s", doc, a)
+					}
+					out[bin][r][a] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Every AWS role grants exactly the table, resource by resource.
+func TestAWSPoliciesGrantExactlyTheTable(t *testing.T) {
+	m := loadModule(t)
+	compareGrants(t, "policy", awsPolicies(t, m), awsGrants)
+}
+
+// compareGrants fails for every binary whose grants (what the Terraform gives, per resource)
+// differ from the table's, and for grants to anything but the table's binaries.
+func compareGrants(t *testing.T, what string, got map[string]map[string]map[string]bool, want map[string]map[string][]string) {
+	t.Helper()
+	for bin, grants := range want {
+		for res, acts := range grants {
+			if d := iam.Diff(got[bin][res], set(acts...)); d != "" {
+				t.Errorf("%s on %s: the %s differs from the table: %s", bin, res, what, d)
+			}
+		}
+		for res := range got[bin] {
+			if _, ok := grants[res]; !ok {
+				t.Errorf("%s: the %s grants %v on %s, which the table does not list", bin, what, iam.Keys(got[bin][res]), res)
+			}
+		}
+	}
+	for bin := range got {
+		if _, ok := want[bin]; !ok {
+			t.Errorf("a %s for %s, which is not a binary", what, bin)
+		}
+	}
+}
+
+// gcpBindings reads, for each binary's service account, the permissions bound per resource.
+func gcpBindings(t *testing.T, m *module) map[string]map[string]map[string]bool {
+	t.Helper()
+	for _, kind := range []string{"google_project_iam_binding", "google_project_iam_policy", "google_pubsub_topic_iam_binding",
+		"google_pubsub_topic_iam_policy", "google_pubsub_subscription_iam_binding", "google_pubsub_subscription_iam_policy"} {
+		if n := len(m.all("resource", kind)); n > 0 {
+			t.Errorf("%d %s: authoritative bindings would take roles from others; use *_iam_member", n, kind)
+		}
+	}
+	roles := map[string]map[string]bool{}
+	for _, r := range m.all("resource", "google_project_iam_custom_role") {
+		roles["google_project_iam_custom_role."+r.Labels[1]+".id"] = set(literalStrings(t, r, "permissions")...)
+	}
+	out := map[string]map[string]map[string]bool{}
+	add := func(b *block, resource string) {
+		sas := refWith(b.attr("member").Expr, "google_service_account.binary[")
+		if len(sas) == 0 {
+			return // not a binary (the Pub/Sub service agent)
+		}
+		if len(sas) != 1 {
+			t.Fatalf("%s: member %s", b.name(), b.attrText("member"))
+		}
+		bin := strings.TrimSuffix(strings.TrimPrefix(sas[0], `google_service_account.binary["`), `"].email`)
+		perms, ok := roles[b.attrText("role")]
+		if !ok {
+			t.Errorf("%s: %s gets role %s, not one of the module's custom roles: its permissions cannot be compared", b.name(), bin, b.attrText("role"))
+			return
+		}
+		if out[bin] == nil {
+			out[bin] = map[string]map[string]bool{}
+		}
+		if out[bin][resource] == nil {
+			out[bin][resource] = map[string]bool{}
+		}
+		for p := range perms {
+			out[bin][resource][p] = true
+		}
+	}
+	for _, b := range m.all("resource", "google_pubsub_topic_iam_member") {
+		add(b, strings.TrimSuffix(b.attrText("topic"), ".id"))
+	}
+	for _, b := range m.all("resource", "google_pubsub_subscription_iam_member") {
+		add(b, strings.TrimSuffix(b.attrText("subscription"), ".id"))
+	}
+	for _, b := range m.all("resource", "google_project_iam_member") {
+		conds := b.children("condition")
+		if len(conds) != 1 || conds[0].attrText("expression") != `"resource.name == \"${local.firestore_database_name}\""` {
+			t.Errorf("%s: a project-wide grant without the condition on the index database", b.name())
+			continue
+		}
+		add(b, database)
+	}
+	return out
+}
+
+// Every service account holds exactly the table's permissions, resource by resource.
+func TestGCPBindingsGrantExactlyTheTable(t *testing.T) {
+	m := loadModule(t)
+	compareGrants(t, "binding", gcpBindings(t, m), gcpGrants)
+	if m.local(t, "firestore_database_name") != `"projects/${var.gcp_project_id}/databases/${var.firestore_database}"` {
+		t.Errorf("firestore_database_name = %s", m.local(t, "firestore_database_name"))
+	}
+}
+
+// The Pub/Sub service agent may publish to the dead-letter topic and acknowledge on the
+// source subscription, or dead-lettering never happens.
+func TestPubSubServiceAgentCanDeadLetter(t *testing.T) {
+	m := loadModule(t)
+	if !strings.Contains(m.local(t, "pubsub_service_agent"), "@gcp-sa-pubsub.iam.gserviceaccount.com") {
+		t.Fatalf("pubsub_service_agent = %s", m.local(t, "pubsub_service_agent"))
+	}
+	pub := m.one(t, "resource", "google_pubsub_topic_iam_member", "service_agent_dead_letter")
+	if pub.attrText("topic") != deadLetterTopic+".id" || pub.attrText("role") != `"roles/pubsub.publisher"` || pub.attrText("member") != "local.pubsub_service_agent" {
+		t.Errorf("dead-letter topic grant: %s %s %s", pub.attrText("topic"), pub.attrText("role"), pub.attrText("member"))
+	}
+	sub := m.one(t, "resource", "google_pubsub_subscription_iam_member", "service_agent_source")
+	if sub.attrText("subscription") != subscription+".id" || sub.attrText("role") != `"roles/pubsub.subscriber"` || sub.attrText("member") != "local.pubsub_service_agent" {
+		t.Errorf("source subscription grant: %s %s %s", sub.attrText("subscription"), sub.attrText("role"), sub.attrText("member"))
+	}
+	s := m.one(t, "resource", "google_pubsub_subscription", "indexer")
+	dl := s.children("dead_letter_policy")
+	if len(dl) != 1 || dl[0].attrText("dead_letter_topic") != deadLetterTopic+".id" || dl[0].attrText("max_delivery_attempts") != "var.pubsub_max_delivery_attempts" {
+		t.Error("the subscription's dead-letter policy is not the dead-letter topic")
+	}
+	if len(s.children("retry_policy")) != 1 {
+		t.Error("the subscription has no retry policy")
+	}
+	if m.one(t, "resource", "google_pubsub_subscription", "dead_letter").attrText("topic") != deadLetterTopic+".id" {
+		t.Error("no subscription on the dead-letter topic")
+	}
+}
+
+// The workload identity pool's AWS provider accepts only the analyzer's and the indexer's
+// roles, and each may impersonate its own service account only.
+func TestFederationOnlyAnalyzerAndIndexer(t *testing.T) {
+	m := loadModule(t)
+	p := m.one(t, "resource", "google_iam_workload_identity_pool_provider", "aws")
+	cond := p.attr("attribute_condition")
+	if cond == nil {
+		t.Fatal("no attribute_condition")
+	}
+	if got := strings.Join(refs(cond.Expr), " "); got != `local.aws_assumed_role["analyzer"] local.aws_assumed_role["indexer"]` {
+		t.Errorf("attribute_condition refers to %s", got)
+	}
+	if !strings.HasPrefix(p.attrText("attribute_condition"), `"attribute.aws_role in [`) {
+		t.Errorf("attribute_condition = %s", p.attrText("attribute_condition"))
+	}
+	if !strings.Contains(p.attrText("attribute_mapping"), `"attribute.aws_role"`) {
+		t.Error("attribute.aws_role is not mapped")
+	}
+	if !strings.Contains(m.local(t, "aws_assumed_role"), ":assumed-role/${aws_iam_role.binary[b].name}") {
+		t.Errorf("aws_assumed_role = %s", m.local(t, "aws_assumed_role"))
+	}
+	fed := m.one(t, "resource", "google_service_account_iam_member", "from_aws")
+	if fed.attrText("for_each") != `var.runtime == "eks" ? toset(["analyzer", "indexer"]) : toset([])` {
+		t.Errorf("from_aws for_each = %s", fed.attrText("for_each"))
+	}
+	if fed.attrText("service_account_id") != "google_service_account.binary[each.key].name" ||
+		!strings.Contains(fed.attrText("member"), "/attribute.aws_role/${local.aws_assumed_role[each.key]}") ||
+		fed.attrText("role") != `"roles/iam.workloadIdentityUser"` {
+		t.Errorf("from_aws binds %s to %s as %s", fed.attrText("member"), fed.attrText("service_account_id"), fed.attrText("role"))
+	}
+	gke := m.one(t, "resource", "google_service_account_iam_member", "from_gke")
+	if !strings.Contains(gke.attrText("member"), `.svc.id.goog[${var.kubernetes_namespace}/${each.value}]`) || gke.attrText("service_account_id") != "google_service_account.binary[each.key].name" {
+		t.Errorf("from_gke binds %s to %s", gke.attrText("member"), gke.attrText("service_account_id"))
+	}
+}
+
+// Each AWS role trusts exactly its binary's Kubernetes service account, for STS.
+func TestAWSRolesTrustTheirServiceAccount(t *testing.T) {
+	m := loadModule(t)
+	conds := m.statement(t, "trust").conditions()
+	want := map[string]string{
+		`"${local.issuer_host}:sub"`: `"StringEquals" ["system:serviceaccount:${var.kubernetes_namespace}:${each.value}"]`,
+		`"${local.issuer_host}:aud"`: `"StringEquals" ["sts.amazonaws.com"]`,
+	}
+	for k, v := range want {
+		if conds[k] != v {
+			t.Errorf("trust condition %s = %q, want %q", k, conds[k], v)
+		}
+	}
+	if len(conds) != len(want) {
+		t.Errorf("trust conditions %v", conds)
+	}
+	role := m.one(t, "resource", "aws_iam_role", "binary")
+	if role.attrText("assume_role_policy") != "data.aws_iam_policy_document.trust[each.key].json" {
+		t.Errorf("assume_role_policy = %s", role.attrText("assume_role_policy"))
+	}
+}
+
+// The analyzer's managed identity trusts the analyzer's service account and holds only the
+// Cognitive Services User role, on the Vision account only; key authentication is off unless
+// asked for, and the account has the custom subdomain Entra ID tokens need.
+func TestAzureIdentity(t *testing.T) {
+	m := loadModule(t)
+	acct := m.one(t, "resource", "azurerm_cognitive_account", "vision")
+	for attr, want := range map[string]string{
+		"kind": `"ComputerVision"`, "local_auth_enabled": "var.vision_key_auth", "custom_subdomain_name": "var.vision_account_name",
+		"location": "azurerm_resource_group.imgpipe.location",
+	} {
+		if got := acct.attrText(attr); got != want {
+			t.Errorf("vision account %s = %s, want %s", attr, got, want)
+		}
+	}
+	if m.one(t, "resource", "azurerm_resource_group", "imgpipe").attrText("location") != "var.azure_location" {
+		t.Error("the resource group is not in var.azure_location")
+	}
+	fic := m.one(t, "resource", "azurerm_federated_identity_credential", "analyzer")
+	for attr, want := range map[string]string{
+		"issuer":    "var.kubernetes_oidc_issuer_url",
+		"subject":   `"system:serviceaccount:${var.kubernetes_namespace}:${local.kubernetes_service_accounts["analyzer"]}"`,
+		"audience":  `["api://AzureADTokenExchange"]`,
+		"parent_id": "azurerm_user_assigned_identity.analyzer.id",
+	} {
+		if got := fic.attrText(attr); got != want {
+			t.Errorf("federated credential %s = %s, want %s", attr, got, want)
+		}
+	}
+	ras := m.all("resource", "azurerm_role_assignment")
+	if len(ras) != 1 {
+		t.Fatalf("%d role assignments", len(ras))
+	}
+	for attr, want := range map[string]string{
+		"scope": "azurerm_cognitive_account.vision.id", "role_definition_name": `"Cognitive Services User"`,
+		"principal_id": "azurerm_user_assigned_identity.analyzer.principal_id",
+	} {
+		if got := ras[0].attrText(attr); got != want {
+			t.Errorf("role assignment %s = %s, want %s", attr, got, want)
+		}
+	}
+}
