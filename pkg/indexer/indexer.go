@@ -26,11 +26,14 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
+	"imgpipe/pkg/tracing"
 )
 
 // Options configures the indexer. Subscription is required.
@@ -243,9 +246,17 @@ func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
 
 type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, error)
 
+// handle applies one message. It is the span indexer.message, continuing the trace whose
+// context the publisher put in the attributes; the write is its child indexer.write (the
+// Firestore transaction's spans under it, or under the batch's span), and the ack or nack an
+// event of it.
 func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ix.metrics.Received.Add(1)
-	log := ix.opts.Logger.With(zap.String("pubsub_message_id", m.ID),
+	ctx, _ = tracing.Extract(ctx, m.Attributes)
+	ctx, span := tracing.Tracer(tracerName).Start(ctx, "indexer.message", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "gcp_pubsub"), attribute.String("messaging.message.id", m.ID)))
+	defer span.End()
+	log := tracing.Logger(ctx, ix.opts.Logger).With(zap.String("pubsub_message_id", m.ID),
 		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
 	if m.DeliveryAttempt != nil {
 		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
@@ -257,7 +268,9 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 	}
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, ix.opts.WriteTimeout)
+	wctx, wspan := tracing.Tracer(tracerName).Start(wctx, "indexer.write")
 	outcome, err := apply(wctx, rec)
+	tracing.End(wspan, err)
 	cancel()
 	if err != nil {
 		if failure.IsPermanent(err) {
@@ -267,6 +280,8 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 		ix.metrics.Nacked.Add(1)
 		log.Warn("index write failed; nacked for redelivery", zap.Error(err),
 			zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
+		tracing.Fail(span, err)
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
@@ -283,17 +298,24 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 		ix.metrics.Stale.Add(1)
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
+	span.SetAttributes(attribute.String("imgpipe.outcome", outcome.String()))
+	span.AddEvent("ack")
 	m.Ack()
 }
+
+const tracerName = "imgpipe/pkg/indexer"
 
 // reject handles a message that can never be applied: copied to the dead-letter topic with
 // its reason and acknowledged, or nacked when there is no topic or the copy fails.
 func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Message, cause error, deadLetter *pubsub.Publisher) {
 	ix.metrics.Invalid.Add(1)
+	span := trace.SpanFromContext(ctx)
+	tracing.Fail(span, cause)
 	log = log.With(zap.Error(cause), zap.String("reason", failure.ReasonOf(cause)))
 	if deadLetter == nil {
 		ix.metrics.Nacked.Add(1)
 		log.Error("invalid message; left to the dead-letter policy")
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
@@ -306,16 +328,19 @@ func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Messag
 		attrs = map[string]string{}
 	}
 	maps.Copy(attrs, failure.DetailsOf(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
+	tracing.Inject(ctx, attrs) // a replay continues this message's trace
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)
 	if err != nil {
 		ix.metrics.Nacked.Add(1)
 		log.Error("invalid message; dead-letter copy failed, nacked", zap.NamedError("publish_error", err))
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
 	ix.metrics.DeadLettered.Add(1)
 	log.Error("invalid message; copied to the dead-letter topic and acknowledged", zap.String("dead_letter_message_id", id))
+	span.AddEvent("ack")
 	m.Ack()
 }
