@@ -1,0 +1,199 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// otlpReceiver is an OTLP trace receiver built on the OTLP protobufs: the collector's
+// TraceService over gRPC and POST /v1/traces (http/protobuf), both on loopback, keeping every
+// span it is sent.
+type otlpReceiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	GRPCAddr, HTTPAddr string
+
+	mu    sync.Mutex
+	spans []span
+}
+
+// span is one received span, flattened for assertions.
+type span struct {
+	Service, Name, Kind     string
+	TraceID, SpanID, Parent string
+	Error                   bool
+	StatusMessage           string
+	Attrs                   map[string]string
+	Events                  []event
+	Links                   []string // linked span IDs
+	Start, End              time.Time
+}
+
+type event struct {
+	Name  string
+	Attrs map[string]string
+}
+
+func startOTLPReceiver(t *testing.T) *otlpReceiver {
+	t.Helper()
+	r := &otlpReceiver{}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(gs, r)
+	go func() { _ = gs.Serve(gl) }()
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", r.serveHTTP)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(hl) }()
+	r.GRPCAddr, r.HTTPAddr = gl.Addr().String(), hl.Addr().String()
+	t.Cleanup(func() {
+		gs.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	})
+	return r
+}
+
+// Export implements the collector's TraceService.
+func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.add(req)
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func (r *otlpReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if ct := req.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+		http.Error(w, "want application/x-protobuf, got "+ct, http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, 16<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var in collectortrace.ExportTraceServiceRequest
+	if err := proto.Unmarshal(body, &in); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.add(&in)
+	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+func (r *otlpReceiver) add(req *collectortrace.ExportTraceServiceRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		service := attrs(rs.GetResource().GetAttributes())["service.name"]
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				got := span{
+					Service: service, Name: s.GetName(), Kind: s.GetKind().String(),
+					TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
+					Parent: hex.EncodeToString(s.GetParentSpanId()),
+					Error:  s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR, StatusMessage: s.GetStatus().GetMessage(),
+					Attrs: attrs(s.GetAttributes()),
+					Start: time.Unix(0, int64(s.GetStartTimeUnixNano())), End: time.Unix(0, int64(s.GetEndTimeUnixNano())),
+				}
+				for _, e := range s.GetEvents() {
+					got.Events = append(got.Events, event{Name: e.GetName(), Attrs: attrs(e.GetAttributes())})
+				}
+				for _, l := range s.GetLinks() {
+					got.Links = append(got.Links, hex.EncodeToString(l.GetSpanId()))
+				}
+				r.spans = append(r.spans, got)
+			}
+		}
+	}
+}
+
+func attrs(kvs []*commonpb.KeyValue) map[string]string {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		v := kv.GetValue()
+		switch v.GetValue().(type) {
+		case *commonpb.AnyValue_StringValue:
+			out[kv.GetKey()] = v.GetStringValue()
+		case *commonpb.AnyValue_IntValue:
+			out[kv.GetKey()] = fmt.Sprint(v.GetIntValue())
+		case *commonpb.AnyValue_BoolValue:
+			out[kv.GetKey()] = fmt.Sprint(v.GetBoolValue())
+		case *commonpb.AnyValue_DoubleValue:
+			out[kv.GetKey()] = fmt.Sprint(v.GetDoubleValue())
+		}
+	}
+	return out
+}
+
+// where returns the spans for which keep is true, in start order.
+func (r *otlpReceiver) where(keep func(span) bool) []span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []span
+	for _, s := range r.spans {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+// trace returns the spans of one trace.
+func (r *otlpReceiver) trace(id string) []span {
+	return r.where(func(s span) bool { return s.TraceID == id })
+}
+
+// named returns the spans of spans called name.
+func named(spans []span, name string) []span {
+	var out []span
+	for _, s := range spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// describe lists a trace's spans as name(service) <- parent's name, for failure messages.
+func describe(spans []span) string {
+	byID := map[string]span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	var b strings.Builder
+	for _, s := range spans {
+		parent := "root"
+		if s.Parent != "" {
+			parent = "?" + s.Parent
+			if p, ok := byID[s.Parent]; ok {
+				parent = p.Name
+			}
+		}
+		fmt.Fprintf(&b, "\n  %s (%s, %s) <- %s error=%v %v", s.Name, s.Service, s.SpanID, parent, s.Error, s.Attrs)
+	}
+	return b.String()
+}
