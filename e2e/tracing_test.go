@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"imgpipe/internal/devstack"
+	"imgpipe/internal/otlprecv"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
@@ -30,7 +31,11 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 20})
 	setVisionFaults(t, st, `{}`)
 	t.Cleanup(func() { setVisionFaults(t, st, `{}`) })
-	recv := startOTLPReceiver(t)
+	recv, err := otlprecv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
 
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin, "./cmd/uploader", "./cmd/analyzer", "./cmd/indexer")
@@ -68,7 +73,7 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 			t.Fatalf("uploader put %s: %v\n%s\n%s", name, err, out, stderr.String())
 		}
 		// The uploader flushes its spans before it exits.
-		ups := recv.where(func(s span) bool { return s.Name == "uploader.upload" && s.Attrs["imgpipe.path"] == path })
+		ups := recv.Where(func(s otlprecv.Span) bool { return s.Name == "uploader.upload" && s.Attrs["imgpipe.path"] == path })
 		if len(ups) != 1 || ups[0].Service != "imgpipe-uploader" || ups[0].Parent != "" || ups[0].Attrs["imgpipe.status"] != "uploaded" {
 			t.Fatalf("want one root uploader.upload span of imgpipe-uploader for %s, got %+v", path, ups)
 		}
@@ -76,17 +81,17 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 		checkLogTrace(t, "uploader", stderr.Bytes(), traceID, 1, key)
 		return traceID, key
 	}
-	waitSpan := func(what, traceID string, ok func([]span) bool) []span {
+	waitSpan := func(what, traceID string, ok func([]otlprecv.Span) bool) []otlprecv.Span {
 		t.Helper()
-		var spans []span
+		var spans []otlprecv.Span
 		stacktest.WaitFor(t, what, 2*time.Minute, func() (bool, string) {
-			spans = recv.trace(traceID)
-			return ok(spans), describe(spans)
+			spans = recv.Trace(traceID)
+			return ok(spans), otlprecv.Describe(spans)
 		})
 		return spans
 	}
-	firestoreCommitted := func(spans []span) bool {
-		return len(named(spans, "cloud.google.com/go/firestore.Client.RunTransaction")) > 0 && len(named(spans, "indexer.message")) > 0
+	firestoreCommitted := func(spans []otlprecv.Span) bool {
+		return len(otlprecv.Named(spans, "cloud.google.com/go/firestore.Client.RunTransaction")) > 0 && len(otlprecv.Named(spans, "indexer.message")) > 0
 	}
 
 	t.Run("good", func(t *testing.T) {
@@ -96,9 +101,9 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 		}
 		id, key := upload("good.png", img)
 		spans := waitSpan("the good image's trace down to Firestore", id, firestoreCommitted)
-		ms := named(spans, "analyzer.message")
+		ms := otlprecv.Named(spans, "analyzer.message")
 		if len(ms) != 1 || ms[0].Attrs["imgpipe.verdict"] != "delete" || ms[0].Attrs["imgpipe.trace_origin"] != "object-metadata" || ms[0].Error {
-			t.Fatalf("want one successful analyzer.message continued from the object's metadata:%s", describe(spans))
+			t.Fatalf("want one successful analyzer.message continued from the object's metadata:%s", otlprecv.Describe(spans))
 		}
 		checkIndexedTree(t, spans)
 		checkLogTrace(t, "analyzer", readFile(t, analyzer.log), id, 1, append(messageIDs(spans), key)...)
@@ -114,8 +119,8 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, key := upload("retried.png", img)
-		waitSpan("the first delivery retried", id, func(spans []span) bool {
-			for _, s := range named(spans, "analyzer.message") {
+		waitSpan("the first delivery retried", id, func(spans []otlprecv.Span) bool {
+			for _, s := range otlprecv.Named(spans, "analyzer.message") {
 				if s.Attrs["imgpipe.verdict"] == "retry" {
 					return true
 				}
@@ -124,23 +129,23 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 		})
 		setVisionFaults(t, st, `{}`)
 		spans := waitSpan("the retried image's trace down to Firestore", id, firestoreCommitted)
-		ms := named(spans, "analyzer.message")
+		ms := otlprecv.Named(spans, "analyzer.message")
 		if len(ms) < 2 || ms[0].Attrs["imgpipe.verdict"] != "retry" || !ms[0].Error || ms[len(ms)-1].Attrs["imgpipe.verdict"] != "delete" {
-			t.Fatalf("want a retried analyzer.message, then a successful one:%s", describe(spans))
+			t.Fatalf("want a retried analyzer.message, then a successful one:%s", otlprecv.Describe(spans))
 		}
 		if ms[len(ms)-1].Attrs["imgpipe.receive_count"] == "1" {
-			t.Fatalf("the successful delivery has receive count 1:%s", describe(spans))
+			t.Fatalf("the successful delivery has receive count 1:%s", otlprecv.Describe(spans))
 		}
 		// The first delivery's Vision call retried once inside the call (--vision-retries 1),
 		// an event with the retry's number, status and wait, and failed.
-		var first *span
-		for i, v := range named(spans, "vision.analyze") {
+		var first *otlprecv.Span
+		for i, v := range otlprecv.Named(spans, "vision.analyze") {
 			if v.Parent == ms[0].SpanID {
-				first = &named(spans, "vision.analyze")[i]
+				first = &otlprecv.Named(spans, "vision.analyze")[i]
 			}
 		}
 		if first == nil || !first.Error {
-			t.Fatalf("no failed vision.analyze under the first delivery:%s", describe(spans))
+			t.Fatalf("no failed vision.analyze under the first delivery:%s", otlprecv.Describe(spans))
 		}
 		retries := 0
 		for _, e := range first.Events {
@@ -164,21 +169,21 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 
 	t.Run("dead-lettered", func(t *testing.T) {
 		id, key := upload("notes.txt", []byte("not an image at all\n"), "--include-non-images")
-		spans := waitSpan("the dead-letter send", id, func(spans []span) bool { return len(named(spans, "sqs.dead_letter")) > 0 })
-		ms := named(spans, "analyzer.message")
-		up := named(spans, "uploader.upload")
+		spans := waitSpan("the dead-letter send", id, func(spans []otlprecv.Span) bool { return len(otlprecv.Named(spans, "sqs.dead_letter")) > 0 })
+		ms := otlprecv.Named(spans, "analyzer.message")
+		up := otlprecv.Named(spans, "uploader.upload")
 		if len(ms) != 1 || !ms[0].Error || ms[0].Attrs["imgpipe.verdict"] != "dead-letter" || ms[0].Parent != up[0].SpanID ||
 			ms[0].Attrs["imgpipe.failure.reason"] != "NotAnImage" {
-			t.Fatalf("want one failed analyzer.message (NotAnImage, dead-letter) under the upload:%s", describe(spans))
+			t.Fatalf("want one failed analyzer.message (NotAnImage, dead-letter) under the upload:%s", otlprecv.Describe(spans))
 		}
 		expectChild(t, spans, "s3.read_head", "analyzer.message", "imgpipe-analyzer")
 		expectChild(t, spans, "sqs.dead_letter", "analyzer.message", "imgpipe-analyzer")
-		if n := len(named(spans, "vision.analyze")) + len(named(spans, "indexer.message")); n != 0 {
-			t.Fatalf("a non-image reached Vision or the indexer:%s", describe(spans))
+		if n := len(otlprecv.Named(spans, "vision.analyze")) + len(otlprecv.Named(spans, "indexer.message")); n != 0 {
+			t.Fatalf("a non-image reached Vision or the indexer:%s", otlprecv.Describe(spans))
 		}
 		// The message on the DLQ carries the dead-letter span's context, for a replay to
 		// continue the trace.
-		dl := named(spans, "sqs.dead_letter")[0]
+		dl := otlprecv.Named(spans, "sqs.dead_letter")[0]
 		var found bool
 		for _, d := range stacktest.DrainDLQ(t, st.NewSQSClient(), res.DLQURL) {
 			msg, err := s3event.Parse([]byte(d.Body))
@@ -203,7 +208,7 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 // root; each analyzer.message is its child, with the S3 read, the Vision call and the publish
 // under it; the indexer continues under the publish, its write under its message, the batch
 // under the write and Firestore's transaction under the batch.
-func checkIndexedTree(t *testing.T, spans []span) {
+func checkIndexedTree(t *testing.T, spans []otlprecv.Span) {
 	t.Helper()
 	expectChild(t, spans, "analyzer.message", "uploader.upload", "imgpipe-analyzer")
 	expectChild(t, spans, "s3.read_head", "analyzer.message", "imgpipe-analyzer")
@@ -213,7 +218,7 @@ func checkIndexedTree(t *testing.T, spans []span) {
 	expectChild(t, spans, "indexer.write", "indexer.message", "imgpipe-indexer")
 	expectChild(t, spans, "indexstore.batch", "indexer.write", "imgpipe-indexer")
 	expectChild(t, spans, "cloud.google.com/go/firestore.Client.RunTransaction", "indexstore.batch", "imgpipe-indexer")
-	for _, m := range named(spans, "indexer.message") {
+	for _, m := range otlprecv.Named(spans, "indexer.message") {
 		if m.Error || m.Attrs["imgpipe.outcome"] != "written" || !hasEvent(m, "ack") {
 			t.Errorf("indexer.message %v %+v: want written and acked", m.Attrs, m.Events)
 		}
@@ -222,26 +227,26 @@ func checkIndexedTree(t *testing.T, spans []span) {
 
 // expectChild checks that spans has spans called child, of service, and that each one's parent
 // is a span called parent in the same trace.
-func expectChild(t *testing.T, spans []span, child, parent, service string) {
+func expectChild(t *testing.T, spans []otlprecv.Span, child, parent, service string) {
 	t.Helper()
-	byID := map[string]span{}
+	byID := map[string]otlprecv.Span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s
 	}
-	kids := named(spans, child)
+	kids := otlprecv.Named(spans, child)
 	if len(kids) == 0 {
-		t.Errorf("no %s span in the trace:%s", child, describe(spans))
+		t.Errorf("no %s span in the trace:%s", child, otlprecv.Describe(spans))
 		return
 	}
 	for _, k := range kids {
 		p, ok := byID[k.Parent]
 		if !ok || p.Name != parent || k.Service != service {
-			t.Errorf("%s (%s) has parent %q (%s), want %s in %s:%s", child, k.Service, p.Name, k.Parent, parent, service, describe(spans))
+			t.Errorf("%s (%s) has parent %q (%s), want %s in %s:%s", child, k.Service, p.Name, k.Parent, parent, service, otlprecv.Describe(spans))
 		}
 	}
 }
 
-func hasEvent(s span, name string) bool {
+func hasEvent(s otlprecv.Span, name string) bool {
 	for _, e := range s.Events {
 		if e.Name == name {
 			return true
@@ -283,9 +288,9 @@ func checkLogTrace(t *testing.T, who string, logs []byte, traceID string, least 
 }
 
 // messageIDs are the SQS message IDs of a trace's analyzer.message spans.
-func messageIDs(spans []span) []string {
+func messageIDs(spans []otlprecv.Span) []string {
 	var out []string
-	for _, s := range named(spans, "analyzer.message") {
+	for _, s := range otlprecv.Named(spans, "analyzer.message") {
 		out = append(out, s.Attrs["messaging.message.id"])
 	}
 	return out

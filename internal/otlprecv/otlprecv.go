@@ -1,4 +1,8 @@
-package e2e_test
+// Package otlprecv is an OTLP trace receiver for the tests, the benchmarks and the demo, built
+// on the OTLP protobufs: the collector's TraceService over gRPC and POST /v1/traces
+// (http/protobuf), both on loopback, keeping every span it is sent (in memory: for bounded
+// runs only).
+package otlprecv
 
 import (
 	"context"
@@ -10,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -20,69 +23,86 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// otlpReceiver is an OTLP trace receiver built on the OTLP protobufs: the collector's
-// TraceService over gRPC and POST /v1/traces (http/protobuf), both on loopback, keeping every
-// span it is sent.
-type otlpReceiver struct {
+// Receiver is the receiver. GRPCAddr is the gRPC endpoint's host:port, HTTPAddr the HTTP one's.
+type Receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
 	GRPCAddr, HTTPAddr string
 
+	grpc      *grpc.Server
+	http      *http.Server
+	done      sync.WaitGroup
+	closeOnce sync.Once
+
 	mu    sync.Mutex
-	spans []span
+	spans []Span
 }
 
-// span is one received span, flattened for assertions.
-type span struct {
+// Span is one received span, flattened for assertions.
+type Span struct {
 	Service, Name, Kind     string
 	TraceID, SpanID, Parent string
 	Error                   bool
 	StatusMessage           string
 	Attrs                   map[string]string
-	Events                  []event
+	Events                  []Event
 	Links                   []string // linked span IDs
 	Start, End              time.Time
 }
 
-type event struct {
+// Event is a span's event.
+type Event struct {
 	Name  string
 	Attrs map[string]string
 }
 
-func startOTLPReceiver(t *testing.T) *otlpReceiver {
-	t.Helper()
-	r := &otlpReceiver{}
+// New starts a receiver on free loopback ports. Close stops it.
+func New() (*Receiver, error) {
+	r := &Receiver{}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	gs := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(gs, r)
-	go func() { _ = gs.Serve(gl) }()
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		gl.Close()
+		return nil, err
 	}
+	r.grpc = grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(r.grpc, r)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", r.serveHTTP)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(hl) }()
+	r.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	r.done.Add(2)
+	go func() {
+		defer r.done.Done()
+		_ = r.grpc.Serve(gl)
+	}()
+	go func() {
+		defer r.done.Done()
+		_ = r.http.Serve(hl)
+	}()
 	r.GRPCAddr, r.HTTPAddr = gl.Addr().String(), hl.Addr().String()
-	t.Cleanup(func() {
-		gs.Stop()
+	return r, nil
+}
+
+// Close stops the receiver and waits for its servers. Safe to call twice.
+func (r *Receiver) Close() {
+	r.closeOnce.Do(func() {
+		r.grpc.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = hs.Shutdown(ctx)
+		_ = r.http.Shutdown(ctx)
+		r.done.Wait()
 	})
-	return r
 }
 
 // Export implements the collector's TraceService.
-func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	r.add(req)
 	return &collectortrace.ExportTraceServiceResponse{}, nil
 }
 
-func (r *otlpReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if ct := req.Header.Get("Content-Type"); ct != "application/x-protobuf" {
 		http.Error(w, "want application/x-protobuf, got "+ct, http.StatusUnsupportedMediaType)
 		return
@@ -103,14 +123,14 @@ func (r *otlpReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(out)
 }
 
-func (r *otlpReceiver) add(req *collectortrace.ExportTraceServiceRequest) {
+func (r *Receiver) add(req *collectortrace.ExportTraceServiceRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rs := range req.GetResourceSpans() {
 		service := attrs(rs.GetResource().GetAttributes())["service.name"]
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
-				got := span{
+				got := Span{
 					Service: service, Name: s.GetName(), Kind: s.GetKind().String(),
 					TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
 					Parent: hex.EncodeToString(s.GetParentSpanId()),
@@ -119,7 +139,7 @@ func (r *otlpReceiver) add(req *collectortrace.ExportTraceServiceRequest) {
 					Start: time.Unix(0, int64(s.GetStartTimeUnixNano())), End: time.Unix(0, int64(s.GetEndTimeUnixNano())),
 				}
 				for _, e := range s.GetEvents() {
-					got.Events = append(got.Events, event{Name: e.GetName(), Attrs: attrs(e.GetAttributes())})
+					got.Events = append(got.Events, Event{Name: e.GetName(), Attrs: attrs(e.GetAttributes())})
 				}
 				for _, l := range s.GetLinks() {
 					got.Links = append(got.Links, hex.EncodeToString(l.GetSpanId()))
@@ -148,11 +168,11 @@ func attrs(kvs []*commonpb.KeyValue) map[string]string {
 	return out
 }
 
-// where returns the spans for which keep is true, in start order.
-func (r *otlpReceiver) where(keep func(span) bool) []span {
+// Where returns the spans received so far for which keep is true, in start order.
+func (r *Receiver) Where(keep func(Span) bool) []Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []span
+	var out []Span
 	for _, s := range r.spans {
 		if keep(s) {
 			out = append(out, s)
@@ -162,14 +182,14 @@ func (r *otlpReceiver) where(keep func(span) bool) []span {
 	return out
 }
 
-// trace returns the spans of one trace.
-func (r *otlpReceiver) trace(id string) []span {
-	return r.where(func(s span) bool { return s.TraceID == id })
+// Trace returns the spans of one trace.
+func (r *Receiver) Trace(id string) []Span {
+	return r.Where(func(s Span) bool { return s.TraceID == id })
 }
 
-// named returns the spans of spans called name.
-func named(spans []span, name string) []span {
-	var out []span
+// Named returns the spans of spans called name.
+func Named(spans []Span, name string) []Span {
+	var out []Span
 	for _, s := range spans {
 		if s.Name == name {
 			out = append(out, s)
@@ -178,9 +198,9 @@ func named(spans []span, name string) []span {
 	return out
 }
 
-// describe lists a trace's spans as name(service) <- parent's name, for failure messages.
-func describe(spans []span) string {
-	byID := map[string]span{}
+// Describe lists spans as name (service, ID) <- the parent's name, for failure messages.
+func Describe(spans []Span) string {
+	byID := map[string]Span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s
 	}
