@@ -12,8 +12,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"go.uber.org/zap"
 
+	"imgpipe/pkg/objects/memobjects"
 	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/memqueue"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/tracing"
@@ -167,4 +170,65 @@ func TestCoreTraceParents(t *testing.T) {
 	if roots != 1 {
 		t.Errorf("%d new traces started, want 1 (the object without context)", roots)
 	}
+}
+
+// BenchmarkTraceHooks measures what the tracing code adds to one message's path, in process
+// and on the in-memory drivers: the first read of a 64x64 PNG with the uploader's context in
+// its metadata, and the message logger. "none" is that path without any tracing code (the
+// read and the logger alone); "off" is the analyzer's path with tracing off (the default); "on"
+// records every span (the SDK with a batch processor and an exporter that drops them).
+// Compare off with none: the difference is the off cost per message.
+//
+//	go test ./pkg/analyzer -run '^$' -bench TraceHooks -benchmem
+func BenchmarkTraceHooks(b *testing.B) {
+	store := memobjects.New()
+	body, err := samples.Image(1, 64, 64, "png")
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta := map[string]string{tracing.KeyTraceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	_, etag := store.PutMeta(bucket, "upload/b.png", body, meta)
+	a, err := New(Deps{Queue: memqueue.New("q", nil), DLQ: memqueue.New("dlq", nil), Objects: store, Vision: &fakeVision{store: store},
+		Publisher: &memPublisher{}}, &Options{Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := s3event.NewRecord("ObjectCreated:Put", bucket, "upload/b.png", time.Now())
+	rec.ETag = etag
+	m := &queue.Message{ID: "m1", ReceiveCount: 1}
+	ctx := context.Background()
+	b.Run("none", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.readHead(ctx, &rec); err != nil {
+				b.Fatal(err)
+			}
+			_ = a.log.With(zap.String("sqs_message_id", m.ID))
+		}
+	})
+	hooks := func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tr := newMsgTrace(ctx, m)
+			if _, err := a.readHeadTraced(ctx, tr, &rec, true); err != nil {
+				b.Fatal(err)
+			}
+			_ = tracing.Logger(tr.begin(nil), a.log.With(zap.String("sqs_message_id", m.ID)))
+			tr.end(nil, actDelete)
+		}
+	}
+	b.Run("off", hooks)
+	b.Run("on", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		otel.SetTracerProvider(tp)
+		otel.SetTextMapPropagator(propagation.TraceContext{})
+		tracing.SetEnabled(true)
+		defer func() {
+			tracing.SetEnabled(false)
+			_ = tp.Shutdown(context.Background())
+			otel.SetTracerProvider(noop.NewTracerProvider())
+			otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
+		}()
+		hooks(b)
+	})
 }
