@@ -69,6 +69,9 @@ func (t *msgTrace) begin(meta map[string]string) context.Context {
 			attribute.String("messaging.message.id", t.m.ID),
 			attribute.Int("imgpipe.receive_count", t.m.ReceiveCount),
 			attribute.String("imgpipe.trace_origin", origin)))
+	if !t.m.SentAt.IsZero() {
+		t.span.SetAttributes(attribute.String("imgpipe.sqs.sent_at", t.m.SentAt.UTC().Format(time.RFC3339Nano)))
+	}
 	return t.ctx
 }
 
@@ -107,7 +110,8 @@ func (a *Analyzer) readHeadTraced(ctx context.Context, tr *msgTrace, rec *s3even
 	}
 	_, span := tracing.Tracer(tracerName).Start(tr.begin(meta), "s3.read_head", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(start), trace.WithAttributes(attribute.String("aws.s3.bucket", rec.Bucket),
-			attribute.String("aws.s3.key", rec.Key), attribute.String("imgpipe.version_id", rec.VersionID)))
+			attribute.String("aws.s3.key", rec.Key), attribute.String("imgpipe.version_id", rec.VersionID),
+			attribute.String("imgpipe.s3.event_time", rec.EventTime.UTC().Format(time.RFC3339Nano))))
 	spanErr := err
 	if errors.Is(err, objects.ErrNotFound) || errors.Is(err, objects.ErrEmpty) {
 		span.SetAttributes(attribute.String("imgpipe.answer", err.Error()))
