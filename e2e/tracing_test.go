@@ -38,7 +38,7 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 	t.Cleanup(recv.Close)
 
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin, "./cmd/uploader", "./cmd/analyzer", "./cmd/indexer")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/uploader", "./cmd/analyzer", "./cmd/indexer", "./dlq-replay")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -181,9 +181,26 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 		if n := len(otlprecv.Named(spans, "vision.analyze")) + len(otlprecv.Named(spans, "indexer.message")); n != 0 {
 			t.Fatalf("a non-image reached Vision or the indexer:%s", otlprecv.Describe(spans))
 		}
-		// The message on the DLQ carries the dead-letter span's context, for a replay to
-		// continue the trace.
-		dl := otlprecv.Named(spans, "sqs.dead_letter")[0]
+		// dlq-replay moves it back to the queue with its attributes: the analyzer continues the
+		// trace from the message's traceparent (the DLQ send's span), and dead-letters it again.
+		first := otlprecv.Named(spans, "sqs.dead_letter")[0]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		replay := exec.CommandContext(ctx, filepath.Join(bin, "dlq-replay"), "replay", "--source", "sqs")
+		replay.Env = env
+		if out, err := replay.CombinedOutput(); err != nil {
+			t.Fatalf("dlq-replay replay: %v\n%s", err, out)
+		}
+		spans = waitSpan("the replayed message dead-lettered again", id, func(spans []otlprecv.Span) bool {
+			return len(otlprecv.Named(spans, "sqs.dead_letter")) == 2
+		})
+		ms = otlprecv.Named(spans, "analyzer.message")
+		if len(ms) != 2 || ms[1].Parent != first.SpanID || ms[1].Attrs["imgpipe.trace_origin"] != "sqs-attributes" || ms[1].Attrs["imgpipe.verdict"] != "dead-letter" {
+			t.Fatalf("want the replayed delivery under the first DLQ send, continued from the SQS attributes:%s", otlprecv.Describe(spans))
+		}
+		// The message on the DLQ carries the last dead-letter send's context, for the next
+		// replay to continue the trace.
+		dl := otlprecv.Named(spans, "sqs.dead_letter")[1]
 		var found bool
 		for _, d := range stacktest.DrainDLQ(t, st.NewSQSClient(), res.DLQURL) {
 			msg, err := s3event.Parse([]byte(d.Body))
