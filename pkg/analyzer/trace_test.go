@@ -5,13 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/objects/memobjects"
@@ -20,20 +17,12 @@ import (
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/tracing"
+	"imgpipe/pkg/tracing/tracingtest"
 )
 
 // recordSpans turns tracing on with an in-memory span recorder for the test.
 func recordSpans(t *testing.T) (*tracetest.SpanRecorder, trace.Tracer) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	tracing.SetEnabled(true)
-	t.Cleanup(func() {
-		tracing.SetEnabled(false)
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-	})
+	rec, tp := tracingtest.Record(t, nil)
 	return rec, tp.Tracer("test")
 }
 
@@ -219,16 +208,7 @@ func BenchmarkTraceHooks(b *testing.B) {
 	}
 	b.Run("off", hooks)
 	b.Run("on", func(b *testing.B) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-		otel.SetTracerProvider(tp)
-		otel.SetTextMapPropagator(propagation.TraceContext{})
-		tracing.SetEnabled(true)
-		defer func() {
-			tracing.SetEnabled(false)
-			_ = tp.Shutdown(context.Background())
-			otel.SetTracerProvider(noop.NewTracerProvider())
-			otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-		}()
+		tracingtest.Record(b, sdktrace.NewBatchSpanProcessor(tracetest.NewNoopExporter()))
 		hooks(b)
 	})
 }

@@ -1,35 +1,21 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
-	"net/http"
+	"maps"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"imgpipe/pkg/console"
-	"imgpipe/pkg/tracing"
+	"imgpipe/pkg/tracing/tracingtest"
 )
 
 // With tracing on, a browser upload starts its image's trace: the signed PUT carries the
 // console.upload span's context as x-amz-meta-traceparent, S3 refuses the PUT without it (it is
 // signed), and the stored object has it in its metadata for the analyzer.
 func TestPresignedUploadTraced(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	tracing.SetEnabled(true)
-	t.Cleanup(func() {
-		tracing.SetEnabled(false)
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-	})
+	rec, _ := tracingtest.Record(t, nil)
 	e := newEnv(t, nil)
 	body := []byte("\x89PNG\r\n\x1a\n not really")
 	var up console.Upload
@@ -43,24 +29,12 @@ func TestPresignedUploadTraced(t *testing.T) {
 	if up.Headers["X-Amz-Meta-Traceparent"] != want {
 		t.Fatalf("signed headers %v: want X-Amz-Meta-Traceparent %s", up.Headers, want)
 	}
-	put := func(skip string) int {
-		req, _ := http.NewRequest(up.Method, up.URL, bytes.NewReader(body))
-		for k, v := range up.Headers {
-			if k != skip {
-				req.Header.Set(k, v)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := put("X-Amz-Meta-Traceparent"); code != 403 {
+	without := maps.Clone(up.Headers)
+	delete(without, "X-Amz-Meta-Traceparent")
+	if code := putSigned(t, up, body, without); code != 403 {
 		t.Fatalf("PUT without the signed traceparent: %d, want 403", code)
 	}
-	if code := put(""); code != 200 {
+	if code := putSigned(t, up, body, up.Headers); code != 200 {
 		t.Fatalf("PUT as signed: %d", code)
 	}
 	head, err := e.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &e.res.Bucket, Key: &up.Key})

@@ -6,11 +6,11 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"imgpipe/pkg/tracing"
+	"imgpipe/pkg/tracing/tracingtest"
 )
 
 // tracingEnv sets the OTEL_* variables SetupTracing and the SDK read to env's (the others
@@ -21,12 +21,8 @@ func tracingEnv(t *testing.T, env map[string]string) {
 		"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_PROPAGATORS"} {
 		t.Setenv(k, env[k])
 	}
-	t.Cleanup(func() {
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-		tracing.SetEnabled(false)
-	})
-	otel.SetTracerProvider(noop.NewTracerProvider())
+	t.Cleanup(tracingtest.Off)
+	tracingtest.Off()
 }
 
 func TestTracingSettings(t *testing.T) {
