@@ -103,7 +103,7 @@ var stages = []struct {
 		return between(t.attrTime("analyzer.message", "imgpipe.sqs.sent_at"), t.start("analyzer.message"))
 	}},
 	{"S3 read (first ranged GET)", func(t *imageTrace) (time.Duration, bool) { return t.span("s3.read_head") }},
-	{"Vision (the call, retries included)", func(t *imageTrace) (time.Duration, bool) { return t.span("vision.analyze") }},
+	{"Vision (the call: client rate-limit wait, attempts, retries)", func(t *imageTrace) (time.Duration, bool) { return t.span("vision.analyze") }},
 	{"publish (Pub/Sub)", func(t *imageTrace) (time.Duration, bool) { return t.span("pubsub.publish") }},
 	{"Pub/Sub -> indexer", func(t *imageTrace) (time.Duration, bool) {
 		return between(t.end("pubsub.publish"), t.start("indexer.message"))
