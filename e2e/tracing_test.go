@@ -90,8 +90,21 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 		})
 		return spans
 	}
+	// verdicts counts a trace's analyzer.message spans with verdict v.
+	verdicts := func(spans []otlprecv.Span, v string) int {
+		n := 0
+		for _, s := range otlprecv.Named(spans, "analyzer.message") {
+			if s.Attrs["imgpipe.verdict"] == v {
+				n++
+			}
+		}
+		return n
+	}
+	// Each binary exports on its own schedule (the indexer may send its spans before the
+	// analyzer has settled the message): wait for every part of an indexed image's trace.
 	firestoreCommitted := func(spans []otlprecv.Span) bool {
-		return len(otlprecv.Named(spans, "cloud.google.com/go/firestore.Client.RunTransaction")) > 0 && len(otlprecv.Named(spans, "indexer.message")) > 0
+		return verdicts(spans, "delete") > 0 && len(otlprecv.Named(spans, "pubsub.publish")) > 0 &&
+			len(otlprecv.Named(spans, "cloud.google.com/go/firestore.Client.RunTransaction")) > 0 && len(otlprecv.Named(spans, "indexer.message")) > 0
 	}
 
 	t.Run("good", func(t *testing.T) {
@@ -119,14 +132,7 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, key := upload("retried.png", img)
-		waitSpan("the first delivery retried", id, func(spans []otlprecv.Span) bool {
-			for _, s := range otlprecv.Named(spans, "analyzer.message") {
-				if s.Attrs["imgpipe.verdict"] == "retry" {
-					return true
-				}
-			}
-			return false
-		})
+		waitSpan("the first delivery retried", id, func(spans []otlprecv.Span) bool { return verdicts(spans, "retry") > 0 })
 		setVisionFaults(t, st, `{}`)
 		spans := waitSpan("the retried image's trace down to Firestore", id, firestoreCommitted)
 		ms := otlprecv.Named(spans, "analyzer.message")
@@ -169,7 +175,9 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 
 	t.Run("dead-lettered", func(t *testing.T) {
 		id, key := upload("notes.txt", []byte("not an image at all\n"), "--include-non-images")
-		spans := waitSpan("the dead-letter send", id, func(spans []otlprecv.Span) bool { return len(otlprecv.Named(spans, "sqs.dead_letter")) > 0 })
+		spans := waitSpan("the dead-letter send", id, func(spans []otlprecv.Span) bool {
+			return len(otlprecv.Named(spans, "sqs.dead_letter")) > 0 && verdicts(spans, "dead-letter") > 0
+		})
 		ms := otlprecv.Named(spans, "analyzer.message")
 		up := otlprecv.Named(spans, "uploader.upload")
 		if len(ms) != 1 || !ms[0].Error || ms[0].Attrs["imgpipe.verdict"] != "dead-letter" || ms[0].Parent != up[0].SpanID ||
@@ -192,7 +200,7 @@ func TestTracesAcrossTheClouds(t *testing.T) {
 			t.Fatalf("dlq-replay replay: %v\n%s", err, out)
 		}
 		spans = waitSpan("the replayed message dead-lettered again", id, func(spans []otlprecv.Span) bool {
-			return len(otlprecv.Named(spans, "sqs.dead_letter")) == 2
+			return len(otlprecv.Named(spans, "sqs.dead_letter")) == 2 && verdicts(spans, "dead-letter") == 2
 		})
 		ms = otlprecv.Named(spans, "analyzer.message")
 		if len(ms) != 2 || ms[1].Parent != first.SpanID || ms[1].Attrs["imgpipe.trace_origin"] != "sqs-attributes" || ms[1].Attrs["imgpipe.verdict"] != "dead-letter" {

@@ -279,9 +279,9 @@ func (b *Batcher) commit(batch []*pending) {
 	}
 	ctx, span := tracing.Tracer("imgpipe/pkg/indexstore").Start(ctx, "indexstore.batch", trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("imgpipe.batch_records", len(batch))))
-	defer span.End()
 	start := time.Now()
 	results := b.s.ApplyBatch(ctx, recs)
+	span.End() // before the callers go on: the batch is within their write spans
 	if b.o.OnBatch != nil {
 		b.o.OnBatch(len(batch), time.Since(start))
 	}
