@@ -38,7 +38,7 @@ Google credentials come from Application Default Credentials (including external
 files for workload identity federation); when GOOGLE_APPLICATION_CREDENTIALS names an AWS
 external_account file, its AWS credentials come from the AWS SDK's default chain (IRSA web
 identity, ECS, SSO, EC2; AWS_REGION required). PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST
-point the clients at the emulators.`
+point the clients at the emulators.` + obs.TracingHelp
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
@@ -130,6 +130,11 @@ func run(cmd string, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := obs.StartTracing(ctx, "imgpipe-indexer", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	gcreds, err := gcpauth.Load(ctx, nil)
 	if err != nil {
 		return err

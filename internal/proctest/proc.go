@@ -41,17 +41,24 @@ type Proc struct {
 // --log-level warn, then flags (a later flag overrides an earlier one).
 func (st *Stack) StartAnalyzer(tb testing.TB, name string, flags ...string) *Proc {
 	tb.Helper()
-	return st.startBinary(tb, name, "analyzer", nil, flags)
+	return st.startBinary(tb, name, "analyzer", nil, nil, flags)
+}
+
+// StartAnalyzerEnv is StartAnalyzer with more environment variables (NAME=value), such as
+// the OTEL_* ones that turn tracing on.
+func (st *Stack) StartAnalyzerEnv(tb testing.TB, name string, env []string, flags ...string) *Proc {
+	tb.Helper()
+	return st.startBinary(tb, name, "analyzer", nil, env, flags)
 }
 
 // StartIndexer starts `indexer run` with --metrics-addr on a free loopback port,
 // --log-level warn, then flags.
 func (st *Stack) StartIndexer(tb testing.TB, name string, flags ...string) *Proc {
 	tb.Helper()
-	return st.startBinary(tb, name, "indexer", []string{"run"}, flags)
+	return st.startBinary(tb, name, "indexer", []string{"run"}, nil, flags)
 }
 
-func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags []string) *Proc {
+func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, flags []string) *Proc {
 	tb.Helper()
 	port, err := devstack.FreePort()
 	if err != nil {
@@ -79,7 +86,7 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags 
 		args = append(args, "--profile-dir", filepath.Join(dir, fmt.Sprintf("%s-%d", run, time.Now().UnixNano())))
 	}
 	p.cmd = exec.Command(filepath.Join(st.Bin, binary), args...)
-	p.cmd.Env = st.childEnv()
+	p.cmd.Env = append(st.childEnv(), env...)
 	p.cmd.Dir = st.Tmp
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	// Own process group; Pdeathsig: the child dies with the test binary if that crashes.

@@ -165,8 +165,9 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (ok b
 // DeadLetter is one message taken off a dead-letter queue: its body and the failure its
 // attributes describe.
 type DeadLetter struct {
-	Body    string
-	Failure failure.Details
+	Body       string
+	Failure    failure.Details
+	Attributes map[string]string // the message's string attributes
 }
 
 // DrainDLQ receives every message on the queue at url, deletes it, and returns them all. It
@@ -190,7 +191,7 @@ func DrainDLQ(t testing.TB, client *sqs.Client, url string) []DeadLetter {
 			for k, v := range m.MessageAttributes {
 				attrs[k] = aws.ToString(v.StringValue)
 			}
-			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs)})
+			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs), Attributes: attrs})
 			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
 				t.Fatalf("delete from %s: %v", url, err)
 			}

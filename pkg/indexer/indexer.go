@@ -35,12 +35,15 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/tracing"
 )
 
 // Options configures the indexer. Subscription is required.
@@ -291,11 +294,18 @@ type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, erro
 
 // handle applies one message's record and acks, nacks or dead-letters the message. stop is
 // Run's context: when it ends, no new attempt starts, but the attempt in flight finishes so
-// that the message's fate follows its outcome.
+// that the message's fate follows its outcome. It is the span indexer.message, continuing
+// the trace whose context the publisher put in the attributes; the write is its child
+// indexer.write (the Firestore transaction's spans under it, or under the batch's span,
+// retries as its events), and the ack or nack an event of it.
 func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ctx := context.WithoutCancel(stop)
 	ix.metrics.Received.Add(1)
-	log := ix.opts.Logger.With(zap.String("pubsub_message_id", m.ID),
+	ctx, _ = tracing.Extract(ctx, m.Attributes)
+	ctx, span := tracing.Tracer(tracerName).Start(ctx, "indexer.message", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "gcp_pubsub"), attribute.String("messaging.message.id", m.ID)))
+	defer span.End()
+	log := tracing.Logger(ctx, ix.opts.Logger).With(zap.String("pubsub_message_id", m.ID),
 		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
 	if m.DeliveryAttempt != nil {
 		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
@@ -306,7 +316,9 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 		return
 	}
 	start := time.Now()
-	outcome, err := ix.write(stop, log, rec, apply)
+	wctx, wspan := tracing.Tracer(tracerName).Start(ctx, "indexer.write")
+	outcome, err := ix.write(wctx, stop, log, rec, apply)
+	tracing.End(wspan, err)
 	if err != nil {
 		if failure.IsPermanent(err) {
 			ix.reject(ctx, log, m, err, deadLetter)
@@ -315,6 +327,8 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 		ix.metrics.Nacked.Add(1)
 		log.Warn("index write failed; nacked for redelivery", zap.Error(err),
 			zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
+		tracing.Fail(span, err)
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
@@ -331,6 +345,8 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 		ix.metrics.Stale.Add(1)
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
+	span.SetAttributes(attribute.String("imgpipe.outcome", outcome.String()))
+	span.AddEvent("ack")
 	m.Ack()
 }
 
@@ -338,15 +354,14 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 // 2 s.
 var retryPolicy = retry.Policy{BaseDelay: 250 * time.Millisecond, MaxDelay: 2 * time.Second}
 
-// write applies rec, retrying transient failures while the message is held, for up to
-// RetryFor or until stop ends. A record every attempt of which Firestore refused over the
+// write applies rec under ctx (never cancelled; it carries the trace), retrying transient
+// failures while the message is held, for up to RetryFor or until stop ends. A record every attempt of which Firestore refused over the
 // whole window is returned as a permanent failure. An attempt that failed or takes longer
 // than slowAttempt has Firestore watched (revival); if Firestore answers again after failing,
 // the attempt is cut short and tried again at once. With RetryFor negative nothing is held:
 // one attempt, never cut short (cutting it would turn a write the client may still finish
 // into a nack).
-func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *record.Analysis, apply applyFunc) (indexstore.Outcome, error) {
-	ctx := context.WithoutCancel(stop)
+func (ix *Indexer) write(ctx, stop context.Context, log *zap.Logger, rec *record.Analysis, apply applyFunc) (indexstore.Outcome, error) {
 	if ix.opts.RetryFor < 0 {
 		actx, cancel := context.WithTimeout(ctx, ix.opts.WriteTimeout)
 		defer cancel()
@@ -391,6 +406,8 @@ func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *record.Anal
 			return 0, err
 		}
 		watch()
+		trace.SpanFromContext(ctx).AddEvent("write.retry", trace.WithAttributes(attribute.Int("attempt", attempt),
+			attribute.String("reason", failure.ReasonOf(err))))
 		if attempt == 1 {
 			log.Warn("index write failed; message held, write retried", zap.Error(err),
 				zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
@@ -419,14 +436,19 @@ func (ix *Indexer) write(stop context.Context, log *zap.Logger, rec *record.Anal
 // slowAttempt is how long a write attempt runs before Firestore is watched for its return.
 const slowAttempt = time.Second
 
+const tracerName = "imgpipe/pkg/indexer"
+
 // reject handles a message that can never be applied: copied to the dead-letter topic with
 // its reason and acknowledged, or nacked when there is no topic or the copy fails.
 func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Message, cause error, deadLetter *pubsub.Publisher) {
 	ix.metrics.Invalid.Add(1)
+	span := trace.SpanFromContext(ctx)
+	tracing.Fail(span, cause)
 	log = log.With(zap.Error(cause), zap.String("reason", failure.ReasonOf(cause)))
 	if deadLetter == nil {
 		ix.metrics.Nacked.Add(1)
 		log.Error("invalid message; left to the dead-letter policy")
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
@@ -439,16 +461,19 @@ func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Messag
 		attrs = map[string]string{}
 	}
 	maps.Copy(attrs, failure.DetailsOf(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
+	tracing.Inject(ctx, attrs) // a replay continues this message's trace
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)
 	if err != nil {
 		ix.metrics.Nacked.Add(1)
 		log.Error("invalid message; dead-letter copy failed, nacked", zap.NamedError("publish_error", err))
+		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
 	ix.metrics.DeadLettered.Add(1)
 	log.Error("invalid message; copied to the dead-letter topic and acknowledged", zap.String("dead_letter_message_id", id))
+	span.AddEvent("ack")
 	m.Ack()
 }
