@@ -62,6 +62,7 @@ type settings struct {
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
 	azureTenant, azureClient, federatedFile, authority  string
 	visionAPI, mode, logLevel                           string
+	visionFeatures, smartCrops                          string
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
 	visionTimeout, attemptTimeout                       time.Duration
@@ -92,6 +93,14 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
 	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
+	set.String(&s.visionFeatures, "vision-features", "IMGPIPE_VISION_FEATURES", "tags,caption", "Vision features to request, comma-separated: tags, caption, objects, read (text), people, denseCaptions, smartCrops (these four 4.0 only: with 3.2 the analyzer refuses to start); color (3.2 only, not recorded)", config.Validate(func() error {
+		_, err := vision.ParseFeatures(s.visionFeatures)
+		return err
+	}))
+	set.String(&s.smartCrops, "vision-smart-crops", "IMGPIPE_VISION_SMART_CROPS", "", "aspect ratios (width/height, 0.75-1.8, comma-separated) of the smart crops requested with the smartCrops feature; empty: one at a ratio Vision picks", config.Validate(func() error {
+		_, err := vision.ParseAspectRatios(s.smartCrops)
+		return err
+	}))
 	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers: the Vision resource's quota (free tier: 0.33); the ceiling of the adaptive rate")
 	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
 	set.Bool(&s.adaptiveRate, "vision-rate-adaptive", "IMGPIPE_VISION_RATE_ADAPTIVE", true, "let the Vision call rate adapt to 429s below --vision-rate, starting at a sixteenth of it (replicas sharing one quota, each given the whole quota, settle on their shares); false: a fixed rate")
@@ -198,14 +207,18 @@ func run(args []string) error {
 	}
 	rate := ratelimit.NewBucket(s.visionRate, s.visionBurst, bucketOpts)
 	conc := ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true, Rate: rate})
+	feats, _ := vision.ParseFeatures(s.visionFeatures) // validated with the settings
+	ratios, _ := vision.ParseAspectRatios(s.smartCrops)
 	vc, err := vision.New(s.visionEndpoint, cred, &vision.Options{
-		APIVersion:     api,
-		Timeout:        s.visionTimeout,
-		AttemptTimeout: s.attemptTimeout,
-		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
-		RateLimit:      rate,
-		Concurrency:    conc,
-		Observer:       vobs,
+		APIVersion:             api,
+		Features:               feats,
+		SmartCropsAspectRatios: ratios,
+		Timeout:                s.visionTimeout,
+		AttemptTimeout:         s.attemptTimeout,
+		Retry:                  retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
+		RateLimit:              rate,
+		Concurrency:            conc,
+		Observer:               vobs,
 	})
 	if err != nil {
 		return fmt.Errorf("vision client: %w", err)

@@ -119,7 +119,48 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head 
 			out.Tags[i] = record.Tag{Name: t.Name, Confidence: t.Confidence}
 		}
 	}
+	out.EXIF = exifOf(meta.EXIF)
+	withFeatures(out, res)
 	return out, "", nil
+}
+
+// exifOf is the record's EXIF of what Inspect read; nil for none.
+func exifOf(x *imagemeta.EXIF) *record.EXIF {
+	if x == nil {
+		return nil
+	}
+	out := &record.EXIF{Make: x.Make, Model: x.Model, Orientation: x.Orientation}
+	if t, err := time.Parse(imagemeta.EXIFTimeLayout, x.DateTimeOriginal); err == nil {
+		out.TakenAt = t.Format("2006-01-02T15:04:05")
+	}
+	if x.HasGPS {
+		out.GPS = &record.GPS{Latitude: x.Latitude, Longitude: x.Longitude}
+	}
+	return out
+}
+
+// withFeatures copies the optional Vision features of res into r.
+func withFeatures(r *record.Analysis, res *vision.Result) {
+	for _, f := range res.Features {
+		r.Features = append(r.Features, string(f))
+	}
+	box := func(b vision.Box) record.Box { return record.Box{X: b.X, Y: b.Y, W: b.W, H: b.H} }
+	for _, o := range res.Objects {
+		r.Objects = append(r.Objects, record.Object{Name: o.Text, Confidence: o.Confidence, Box: box(o.Box)})
+	}
+	for _, l := range res.Text {
+		b := box(l.Box)
+		r.Text = append(r.Text, record.TextLine{Text: l.Text, Box: &b})
+	}
+	for _, p := range res.People {
+		r.People = append(r.People, record.Person{Confidence: p.Confidence, Box: box(p.Box)})
+	}
+	for _, c := range res.DenseCaptions {
+		r.DenseCaptions = append(r.DenseCaptions, record.DenseCaption{Text: c.Text, Confidence: c.Confidence, Box: box(c.Box)})
+	}
+	for _, c := range res.SmartCrops {
+		r.SmartCrops = append(r.SmartCrops, record.SmartCrop{AspectRatio: c.AspectRatio, Box: box(c.Box)})
+	}
 }
 
 // publish publishes what analyze produced, in order, and returns the first error,
