@@ -29,6 +29,7 @@ import (
 	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/thumbnail"
 	"imgpipe/pkg/vision"
 )
 
@@ -62,7 +63,8 @@ type settings struct {
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
 	azureTenant, azureClient, federatedFile, authority  string
 	visionAPI, mode, logLevel                           string
-	visionFeatures, smartCrops                          string
+	visionFeatures, smartCrops, thumbnailPrefix         string
+	thumbnailDecodes, thumbnailMaxPixels                int
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
 	visionTimeout, attemptTimeout                       time.Duration
@@ -97,7 +99,7 @@ func newSet(s *settings) *config.Set {
 		_, err := vision.ParseFeatures(s.visionFeatures)
 		return err
 	}))
-	set.String(&s.smartCrops, "vision-smart-crops", "IMGPIPE_VISION_SMART_CROPS", "", "aspect ratios (width/height, 0.75-1.8, comma-separated) of the smart crops requested with the smartCrops feature; empty: one at a ratio Vision picks", config.Validate(func() error {
+	set.String(&s.smartCrops, "vision-smart-crops", "IMGPIPE_VISION_SMART_CROPS", "", "aspect ratios (width/height, 0.75-1.8, comma-separated) of the smart crops requested with the smartCrops feature, the first of which frames the thumbnail; empty: one at a ratio Vision picks", config.Validate(func() error {
 		_, err := vision.ParseAspectRatios(s.smartCrops)
 		return err
 	}))
@@ -113,6 +115,9 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", sqsqueue.MaxWait, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, sqsqueue.MaxWait)))
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
+	set.String(&s.thumbnailPrefix, "thumbnail-prefix", "IMGPIPE_THUMBNAIL_PREFIX", "thumbnail/", "key prefix of the thumbnails written beside the images (a JPEG of at most 320 pixels a side, cut to the first smart crop when smartCrops is requested, removed with its image); must lie outside the bucket notification's prefix; empty: no thumbnails")
+	set.Int(&s.thumbnailDecodes, "thumbnail-decodes", "IMGPIPE_THUMBNAIL_DECODES", analyzer.DefaultThumbnailDecodes, "images decoded for thumbnails at once (each holds its decoded pixels: up to 4 bytes a pixel)", config.Validate(config.Between(&s.thumbnailDecodes, 1, 64)))
+	set.Int(&s.thumbnailMaxPixels, "thumbnail-max-pixels", "IMGPIPE_THUMBNAIL_MAX_PIXELS", thumbnail.DefaultMaxPixels, "images with more pixels get no thumbnail (bounds the memory of each decode)", config.Validate(config.Positive(&s.thumbnailMaxPixels)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
 	set.Duration(&s.s3Timeout, "s3-timeout", "IMGPIPE_S3_TIMEOUT", analyzer.DefaultS3Timeout, "bound on each S3 read: the first ranged GET, and for the rest of a larger image the wait for headers and each pause between bytes; a stalled read is retried later", config.Validate(config.PositiveDuration(&s.s3Timeout)))
 	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 10, "messages that may wait, visibility extended, for a worker to free (receiving pauses while every worker is busy or has one waiting; 0: receive only for free workers)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
@@ -253,9 +258,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	store := s3objects.New(awsclient.S3(cfg, awsOpts))
 	a, err := analyzer.New(analyzer.Deps{
-		Queue: events, DLQ: dlq, Objects: s3objects.New(awsclient.S3(cfg, awsOpts)), Vision: vc, Publisher: pub,
+		Queue: events, DLQ: dlq, Objects: store, Vision: vc, Publisher: pub, Thumbnails: store,
 	}, &analyzer.Options{
+		ThumbnailPrefix: s.thumbnailPrefix, ThumbnailDecodes: s.thumbnailDecodes, ThumbnailMaxPixels: int64(s.thumbnailMaxPixels),
 		Workers: s.workers, VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},

@@ -20,10 +20,13 @@ import (
 
 // The analyze stage (a worker's part: the Vision call) and the publish stage after it.
 
-// outgoing is a record ready to publish, with its logger.
+// outgoing is a record ready to publish, with its logger, the event it answers and, for a
+// created object, what its first read found (for the thumbnail).
 type outgoing struct {
-	rec *record.Analysis
-	log *zap.Logger
+	rec  *record.Analysis
+	log  *zap.Logger
+	ev   *s3event.Record
+	head *objects.Head
 }
 
 // analyze is a worker's part: Vision for every prepared object, in order. It returns the
@@ -46,7 +49,7 @@ func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error
 				continue
 			}
 		}
-		out = append(out, outgoing{r, it.log})
+		out = append(out, outgoing{r, it.log, it.rec, it.head})
 	}
 	return out, nil
 }
@@ -163,10 +166,14 @@ func withFeatures(r *record.Analysis, res *vision.Result) {
 	}
 }
 
-// publish publishes what analyze produced, in order, and returns the first error,
-// classified: one that is not the record's own fault is a Pub/Sub dependency fault.
+// publish publishes what analyze produced, in order, each after its thumbnail step, and
+// returns the first error, classified: one that is not the record's own fault is a Pub/Sub
+// (or, for the thumbnail, S3) dependency fault.
 func (a *Analyzer) publish(ctx context.Context, recs []outgoing) error {
 	for _, p := range recs {
+		if err := a.thumbnail(ctx, &p); err != nil {
+			return fmt.Errorf("thumbnail of %s/%s: %w", p.rec.Bucket, p.rec.Key, err)
+		}
 		id, err := a.deps.Publisher.Publish(ctx, p.rec)
 		if err != nil {
 			err = fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)

@@ -68,7 +68,7 @@ func (c *core) start(opts Options, src queue.Source) *core {
 		src = c.q
 	}
 	opts.Logger = zaptest.NewLogger(c.t, zaptest.Level(zap.WarnLevel))
-	a, err := New(Deps{Queue: src, DLQ: c.dlq, Objects: c.store, Vision: c.vision, Publisher: c.pub}, &opts)
+	a, err := New(Deps{Queue: src, DLQ: c.dlq, Objects: c.store, Vision: c.vision, Publisher: c.pub, Thumbnails: c.store}, &opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}

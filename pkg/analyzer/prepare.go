@@ -65,10 +65,12 @@ func (a *Analyzer) prepare(ctx context.Context, log *zap.Logger, body []byte) ([
 		rec := &msg.Records[i]
 		it := item{rec: rec, log: log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))}
 		var why string
-		switch rec.Kind {
-		case s3event.Created:
+		switch {
+		case a.thumbs.isThumbnail(rec.Key):
+			why = "a thumbnail (the notification should not cover the thumbnail prefix)"
+		case rec.Kind == s3event.Created:
 			it.head, it.meta, why, err = a.prepareObject(ctx, rec)
-		case s3event.Removed:
+		case rec.Kind == s3event.Removed:
 			why, err = a.prepareRemoval(ctx, &it)
 		default:
 			why = "event type not handled"
