@@ -12,18 +12,25 @@ import (
 	"imgpipe/pkg/vision"
 )
 
-// TestCoreRecordCarriesEXIFAndFeatures: a schema version 2 record carries the image's EXIF
-// (as Inspect read it from the first bytes) and every Vision feature of the answer, with the
-// features that were asked for.
-func TestCoreRecordCarriesEXIFAndFeatures(t *testing.T) {
+// sample returns the bytes of one of pkg/samples' files.
+func sample(t testing.TB, name string) []byte {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := samples.Generate(dir); err != nil {
 		t.Fatal(err)
 	}
-	body, err := os.ReadFile(filepath.Join(dir, "sunset-gradient.jpg"))
+	body, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body
+}
+
+// TestCoreRecordCarriesEXIFAndFeatures: a schema version 2 record carries the image's EXIF
+// (as Inspect read it from the first bytes) and every Vision feature of the answer, with the
+// features that were asked for.
+func TestCoreRecordCarriesEXIFAndFeatures(t *testing.T) {
+	body := sample(t, "sunset-gradient.jpg")
 	c := newCore(t)
 	c.vision.result = &vision.Result{
 		APIVersion: vision.V40, ModelVersion: "2023-10-01", Width: 1280, Height: 720,

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"image/jpeg"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/imagemeta"
 	"imgpipe/pkg/record"
-	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
 )
 
@@ -28,14 +25,7 @@ import (
 // crop; writing it sends no event (no loop); deleting the image removes it.
 func TestThumbnailsOnTheStack(t *testing.T) {
 	r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second})
-	dir := t.TempDir()
-	if _, err := samples.Generate(dir); err != nil {
-		t.Fatal(err)
-	}
-	body, err := os.ReadFile(filepath.Join(dir, "sunset-gradient.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := sample(t, "sunset-gradient.jpg")
 	vc := r.visionClient(t, &vision.Options{
 		Features:               []vision.Feature{vision.FeatureTags, vision.FeatureCaption, vision.FeatureSmartCrops, vision.FeaturePeople},
 		SmartCropsAspectRatios: []float64{1},
