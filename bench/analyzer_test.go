@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,6 +89,9 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		b.Run(name, func(b *testing.B) { benchAnalyzer(b, name, sc.latency, sc.flags) })
 	}
 	b.Run("Memory15MB", func(b *testing.B) { benchMemory(b, "Memory15MB", nil) })
+	b.Run("Memory15MB/thumbnail-decodes=1", func(b *testing.B) {
+		benchMemory(b, "Memory15MB/thumbnail-decodes=1", []string{"--thumbnail-decodes", "1"})
+	})
 	b.Run("Memory15MB/thumbnails=off", func(b *testing.B) {
 		benchMemory(b, "Memory15MB/thumbnails=off", []string{"--thumbnail-prefix", ""})
 	})
@@ -186,8 +190,9 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 // latency 100 ms, the default --mode stream (the analyzer streams the bytes from S3 to
 // Vision). Reports peak-MB (VmHWM), cpu-ms/image (whole process / 128), images/s
 // (measured as msgs/s in benchAnalyzer) and the image size. The analyzer makes a thumbnail
-// of every image (the default --thumbnail-prefix: every one must be written), and the
-// thumbnails=off scenario runs it without (--thumbnail-prefix ""), for the ratio.
+// of every image (the default --thumbnail-prefix: every one must be written), with the
+// default two decodes at once or one (thumbnail-decodes=1), and the thumbnails=off scenario
+// runs it without (--thumbnail-prefix ""), for the ratio.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Memory15MB' -benchtime 2000x
 func benchMemory(b *testing.B, name string, flags []string) {
@@ -222,8 +227,12 @@ func benchMemory(b *testing.B, name string, flags []string) {
 	b.StopTimer()
 	assertClean(b, st, r)
 	thumbs := r.metric("thumbnails_total")
-	if want := float64(m); flags == nil && thumbs != want || flags != nil && thumbs != 0 {
-		b.Fatalf("%v thumbnail steps (metrics %v), want %v", thumbs, r.metrics, map[bool]float64{true: want, false: 0}[flags == nil])
+	want := float64(m)
+	if slices.Contains(flags, "--thumbnail-prefix") {
+		want = 0
+	}
+	if thumbs != want {
+		b.Fatalf("%v thumbnail steps (metrics %v), want %v", thumbs, r.metrics, want)
 	}
 	figs := []proctest.Figure{
 		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
