@@ -81,6 +81,7 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		{100 * time.Millisecond, nil},
 		{100 * time.Millisecond, []string{"--receive-ahead", "0"}},
 		{0, []string{"--ordering-keys"}},
+		{0, []string{"--thumbnail-prefix", ""}}, // without thumbnails, for the ratio
 	} {
 		name := fmt.Sprintf("Analyzer/latency=%v", sc.latency)
 		if len(sc.flags) > 0 {
