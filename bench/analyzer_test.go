@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,6 +82,7 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		{100 * time.Millisecond, nil},
 		{100 * time.Millisecond, []string{"--receive-ahead", "0"}},
 		{0, []string{"--ordering-keys"}},
+		{0, []string{"--thumbnail-prefix", ""}}, // without thumbnails, for the ratio
 	} {
 		name := fmt.Sprintf("Analyzer/latency=%v", sc.latency)
 		if len(sc.flags) > 0 {
@@ -89,7 +91,13 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		b.Run(name, func(b *testing.B) { benchAnalyzer(b, name, sc.latency, sc.flags) })
 	}
 	b.Run("Tracing", benchTracing)
-	b.Run("Memory15MB", benchMemory)
+	b.Run("Memory15MB", func(b *testing.B) { benchMemory(b, "Memory15MB", nil) })
+	b.Run("Memory15MB/thumbnail-decodes=1", func(b *testing.B) {
+		benchMemory(b, "Memory15MB/thumbnail-decodes=1", []string{"--thumbnail-decodes", "1"})
+	})
+	b.Run("Memory15MB/thumbnails=off", func(b *testing.B) {
+		benchMemory(b, "Memory15MB/thumbnails=off", []string{"--thumbnail-prefix", ""})
+	})
 	b.Run("Quota", benchQuota)
 }
 
@@ -250,10 +258,13 @@ func benchTracing(b *testing.B) {
 // (samples.Image(seed, 2560, 1960, "bmp"), a different seed per object), 64 workers, Vision
 // latency 100 ms, the default --mode stream (the analyzer streams the bytes from S3 to
 // Vision). Reports peak-MB (VmHWM), cpu-ms/image (whole process / 128), images/s
-// (measured as msgs/s in benchAnalyzer) and the image size.
+// (measured as msgs/s in benchAnalyzer) and the image size. The analyzer makes a thumbnail
+// of every image (the default --thumbnail-prefix: every one must be written), with the
+// default two decodes at once or one (thumbnail-decodes=1), and the thumbnails=off scenario
+// runs it without (--thumbnail-prefix ""), for the ratio.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Memory15MB' -benchtime 2000x
-func benchMemory(b *testing.B) {
+func benchMemory(b *testing.B, name string, flags []string) {
 	if probe(b) {
 		return
 	}
@@ -279,19 +290,29 @@ func benchMemory(b *testing.B) {
 	})
 	b.Logf("generated and put %d BMPs of %d bytes in %v", m, len(first), time.Since(genStart).Round(time.Millisecond))
 	b.ResetTimer()
-	r := runAnalyzer(b, st, m, unlimited)
+	c := unlimited
+	c.flags = flags
+	r := runAnalyzer(b, st, m, c)
 	b.StopTimer()
 	assertClean(b, st, r)
+	thumbs := r.metric("thumbnails_total")
+	want := float64(m)
+	if slices.Contains(flags, "--thumbnail-prefix") {
+		want = 0
+	}
+	if thumbs != want {
+		b.Fatalf("%v thumbnail steps (metrics %v), want %v", thumbs, r.metrics, want)
+	}
 	figs := []proctest.Figure{
 		proctest.Fig(float64(r.maxRSSKiB)/1024, "peak-MB"),
 		proctest.Fig(float64(r.cpu.Microseconds())/1000/m, "cpu-ms/image"),
 		proctest.Fig(r.Throughput, "images/s"),
 		proctest.Fig(float64(len(first))/1e6, "image-MB"),
 	}
-	note := fmt.Sprintf("%d distinct BMPs 2560x1960, 64 workers, Vision latency 100ms, --mode stream; window %v of %v",
-		m, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
+	note := fmt.Sprintf("%d distinct BMPs 2560x1960, 64 workers, Vision latency 100ms, --mode stream, %v thumbnails; window %v of %v",
+		m, thumbs, r.Window.Round(time.Millisecond), r.FromStart.Round(time.Millisecond))
 	b.Logf("%s; cpu %v; peak RSS %d KiB", note, r.cpu, r.maxRSSKiB)
-	st.Report(b, "Memory15MB", m, figs, note)
+	st.Report(b, name, m, figs, note)
 }
 
 // benchQuota measures the analyzer against a Vision quota: the stand-in answers 429 beyond

@@ -248,6 +248,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if _, ok := tagsOf[bad]; ok {
 		t.Errorf("the bad file is in the gallery: %+v", cards)
 	}
+	// Every good image's card shows its real thumbnail (a JPEG the analyzer wrote under
+	// thumbnail/, fetched from S3 with its presigned URL), not the placeholder.
+	poll("the thumbnails loaded", fmt.Sprintf(`[...document.querySelectorAll("#gallery .card img.thumb")].filter(i => i.src.includes("/thumbnail/") && i.complete && i.naturalWidth > 0 && i.naturalWidth <= 320 && i.naturalHeight <= 320).length === %d`, len(good)+1), 30*time.Second)
+	var sunsetThumb struct{ W, H int }
+	eval("the sunset's thumbnail", `(c => ({W: c.naturalWidth, H: c.naturalHeight}))([...document.querySelectorAll("#gallery .card")].find(c => c.querySelector(".open").textContent === "sunset-gradient.jpg").querySelector("img.thumb"))`, &sunsetThumb)
+	if sunsetThumb.W != 320 || sunsetThumb.H != 180 {
+		t.Errorf("the sunset's thumbnail is %dx%d, want 320x180 (1280x720 scaled)", sunsetThumb.W, sunsetThumb.H)
+	}
 	var pwned bool
 	eval("markup ran?", `window.pwned === 1`, &pwned)
 	if pwned {
@@ -292,7 +300,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	poll("the detail dialog with the picture", `document.getElementById("detail").open && (i => i && i.complete && i.naturalWidth === 1280)(document.querySelector("#detail-body img"))`, 20*time.Second)
 	var detail string
 	eval("detail text", `document.getElementById("detail").innerText`, &detail)
-	for _, want := range []string{"sunset-gradient.jpg", "1280 × 720 pixels", "JPEG", tag} {
+	// The sunset's EXIF, as the sample wrote it: camera, time, orientation and GPS position.
+	for _, want := range []string{"sunset-gradient.jpg", "1280 × 720 pixels", "JPEG", tag,
+		"imgpipe SampleCam S1", "2024-07-14T21:42:07", "43.48389, -1.55833"} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("detail lacks %q:\n%s", want, detail)
 		}

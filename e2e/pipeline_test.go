@@ -84,8 +84,9 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: s3objects.New(p.s3), Vision: vc, Publisher: pub}, &analyzer.Options{
-		Workers:           8,
+	store := s3objects.New(p.s3)
+	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: store, Vision: vc, Publisher: pub, Thumbnails: store}, &analyzer.Options{
+		Workers: 8, ThumbnailPrefix: "thumbnail/",
 		VisibilityTimeout: 10 * time.Second, DrainTimeout: 10 * time.Second, Logger: log.Named("analyzer"),
 	})
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/thumbnail"
 	"imgpipe/pkg/vision"
 )
 
@@ -62,6 +63,8 @@ type settings struct {
 	visionEndpoint, visionKey, visionKeyFile, tokenFile string
 	azureTenant, azureClient, federatedFile, authority  string
 	visionAPI, mode, logLevel                           string
+	visionFeatures, smartCrops, thumbnailPrefix         string
+	thumbnailDecodes, thumbnailMaxPixels                int
 	visionRate                                          float64
 	visionBurst, visionRetries, workers                 int
 	visionTimeout, attemptTimeout                       time.Duration
@@ -92,6 +95,14 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
 	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
+	set.String(&s.visionFeatures, "vision-features", "IMGPIPE_VISION_FEATURES", "tags,caption", "Vision features to request, comma-separated: tags, caption, objects, read (text), people, denseCaptions, smartCrops (these four 4.0 only: with 3.2 the analyzer refuses to start); color (3.2 only, not recorded)", config.Validate(func() error {
+		_, err := vision.ParseFeatures(s.visionFeatures)
+		return err
+	}))
+	set.String(&s.smartCrops, "vision-smart-crops", "IMGPIPE_VISION_SMART_CROPS", "", "aspect ratios (width/height, 0.75-1.8, comma-separated) of the smart crops requested with the smartCrops feature, the first of which frames the thumbnail; empty: one at a ratio Vision picks", config.Validate(func() error {
+		_, err := vision.ParseAspectRatios(s.smartCrops)
+		return err
+	}))
 	set.Float(&s.visionRate, "vision-rate", "IMGPIPE_VISION_RATE", vision.DefaultRatePerSecond, "client-side limit on Vision calls per second, shared by all workers: the Vision resource's quota (free tier: 0.33); the ceiling of the adaptive rate")
 	set.Int(&s.visionBurst, "vision-burst", "IMGPIPE_VISION_BURST", vision.DefaultBurst, "token-bucket burst of Vision calls", config.Validate(config.Positive(&s.visionBurst)))
 	set.Bool(&s.adaptiveRate, "vision-rate-adaptive", "IMGPIPE_VISION_RATE_ADAPTIVE", true, "let the Vision call rate adapt to 429s below --vision-rate, starting at a sixteenth of it (replicas sharing one quota, each given the whole quota, settle on their shares); false: a fixed rate")
@@ -104,6 +115,9 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", sqsqueue.MaxWait, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, sqsqueue.MaxWait)))
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
+	set.String(&s.thumbnailPrefix, "thumbnail-prefix", "IMGPIPE_THUMBNAIL_PREFIX", "thumbnail/", "key prefix of the thumbnails written beside the images (a JPEG of at most 320 pixels a side, cut to the first smart crop when smartCrops is requested, removed with its image); must lie outside the bucket notification's prefix; empty: no thumbnails")
+	set.Int(&s.thumbnailDecodes, "thumbnail-decodes", "IMGPIPE_THUMBNAIL_DECODES", analyzer.DefaultThumbnailDecodes, "images decoded for thumbnails at once (each holds its decoded pixels: up to 4 bytes a pixel)", config.Validate(config.Between(&s.thumbnailDecodes, 1, 64)))
+	set.Int(&s.thumbnailMaxPixels, "thumbnail-max-pixels", "IMGPIPE_THUMBNAIL_MAX_PIXELS", thumbnail.DefaultMaxPixels, "images with more pixels get no thumbnail (bounds the memory of each decode)", config.Validate(config.Positive(&s.thumbnailMaxPixels)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
 	set.Duration(&s.s3Timeout, "s3-timeout", "IMGPIPE_S3_TIMEOUT", analyzer.DefaultS3Timeout, "bound on each S3 read: the first ranged GET, and for the rest of a larger image the wait for headers and each pause between bytes; a stalled read is retried later", config.Validate(config.PositiveDuration(&s.s3Timeout)))
 	set.Int(&s.receiveAhead, "receive-ahead", "IMGPIPE_RECEIVE_AHEAD", 10, "messages that may wait, visibility extended, for a worker to free (receiving pauses while every worker is busy or has one waiting; 0: receive only for free workers)", config.Validate(config.Between(&s.receiveAhead, 0, 100)))
@@ -203,14 +217,18 @@ func run(args []string) error {
 	}
 	rate := ratelimit.NewBucket(s.visionRate, s.visionBurst, bucketOpts)
 	conc := ratelimit.NewAIMD(&ratelimit.AIMDOptions{Max: max(s.workers, s.maxWorkers), Initial: min(8, s.workers), SlowStart: true, Rate: rate})
+	feats, _ := vision.ParseFeatures(s.visionFeatures) // validated with the settings
+	ratios, _ := vision.ParseAspectRatios(s.smartCrops)
 	vc, err := vision.New(s.visionEndpoint, cred, &vision.Options{
-		APIVersion:     api,
-		Timeout:        s.visionTimeout,
-		AttemptTimeout: s.attemptTimeout,
-		Retry:          retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
-		RateLimit:      rate,
-		Concurrency:    conc,
-		Observer:       vobs,
+		APIVersion:             api,
+		Features:               feats,
+		SmartCropsAspectRatios: ratios,
+		Timeout:                s.visionTimeout,
+		AttemptTimeout:         s.attemptTimeout,
+		Retry:                  retry.Policy{MaxRetries: retriesSetting(s.visionRetries)},
+		RateLimit:              rate,
+		Concurrency:            conc,
+		Observer:               vobs,
 	})
 	if err != nil {
 		return fmt.Errorf("vision client: %w", err)
@@ -245,9 +263,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	store := s3objects.New(awsclient.S3(cfg, awsOpts))
 	a, err := analyzer.New(analyzer.Deps{
-		Queue: events, DLQ: dlq, Objects: s3objects.New(awsclient.S3(cfg, awsOpts)), Vision: vc, Publisher: pub,
+		Queue: events, DLQ: dlq, Objects: store, Vision: vc, Publisher: pub, Thumbnails: store,
 	}, &analyzer.Options{
+		ThumbnailPrefix: s.thumbnailPrefix, ThumbnailDecodes: s.thumbnailDecodes, ThumbnailMaxPixels: int64(s.thumbnailMaxPixels),
 		Workers: s.workers, VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},

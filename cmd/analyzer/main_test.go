@@ -45,10 +45,7 @@ func parse(args ...string) error {
 // takes (whole seconds; a visibility timeout from 1 s to 12 h, a long-poll wait up to 20 s),
 // so that a sub-second visibility timeout never makes every heartbeat release its message.
 func TestDurationsSQSTakes(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		bad  string // the setting the error must name; "" when the value is fine
-	}{
+	checkSettings(t, []settingCase{
 		{[]string{"--visibility-timeout", "500ms"}, "--visibility-timeout"},
 		{[]string{"--visibility-timeout", "0s"}, "--visibility-timeout"},
 		{[]string{"--visibility-timeout", "1500ms"}, "--visibility-timeout"},
@@ -62,15 +59,7 @@ func TestDurationsSQSTakes(t *testing.T) {
 		{[]string{"--breaker-cooldown", "13h"}, "--breaker-cooldown"},
 		{[]string{"--breaker-cooldown", "300ms"}, ""}, // the breaker's own clock; at least 1 s reaches SQS
 		{[]string{"--s3-timeout", "0s"}, "--s3-timeout"},
-	} {
-		err := parse(tc.args...)
-		switch {
-		case tc.bad == "" && err != nil:
-			t.Errorf("%q: %v", tc.args, err)
-		case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
-			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.bad)
-		}
-	}
+	})
 }
 
 // syncBuffer is a bytes.Buffer safe for a child's output and the test at once.

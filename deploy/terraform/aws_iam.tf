@@ -64,12 +64,20 @@ resource "aws_iam_role" "binary" {
   max_session_duration = 3600
 }
 
-# analyzer: reads new objects, consumes the event queue, dead-letters permanent failures.
+# analyzer: reads new objects, writes and removes their thumbnails (by key: delete markers in
+# a versioned bucket, never a version), consumes the event queue, dead-letters permanent
+# failures.
 data "aws_iam_policy_document" "analyzer" {
   statement {
     sid       = "ReadDropFolder"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+  }
+
+  statement {
+    sid       = "WriteThumbnails"
+    actions   = ["s3:DeleteObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
   }
 
   # Without ListBucket, S3 answers 403 instead of 404 for an object deleted in the meantime.

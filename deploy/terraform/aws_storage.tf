@@ -111,7 +111,8 @@ resource "aws_sqs_queue_policy" "queue" {
 }
 
 # Every object created or removed under the prefix raises an event on the queue (S3 checks
-# the queue policy when the configuration is set, hence the dependency).
+# the queue policy when the configuration is set, hence the dependency). The thumbnails lie
+# outside it: the analyzer's writes of them raise none (no loop).
 resource "aws_s3_bucket_notification" "drop" {
   bucket = aws_s3_bucket.drop.id
 
@@ -123,4 +124,11 @@ resource "aws_s3_bucket_notification" "drop" {
   }
 
   depends_on = [aws_sqs_queue_policy.queue]
+
+  lifecycle {
+    precondition {
+      condition     = !startswith(var.thumbnail_prefix, var.drop_prefix) && !startswith(var.drop_prefix, var.thumbnail_prefix)
+      error_message = "thumbnail_prefix and drop_prefix must not contain each other: thumbnails written under the drop prefix would raise events of their own."
+    }
+  }
 }

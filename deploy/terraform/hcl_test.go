@@ -139,6 +139,7 @@ func TestValidations(t *testing.T) {
 			[]cty.Value{str("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"), str("https://container.googleapis.com/v1/projects/p/locations/europe-west1/clusters/c")},
 			[]cty.Value{str("http://oidc.example"), str("https://oidc.example/"), str("oidc.example")}},
 		{"drop_prefix", []cty.Value{str("upload/"), str("a/b/")}, []cty.Value{str("upload"), str("/upload/")}},
+		{"thumbnail_prefix", []cty.Value{str("thumbnail/"), str("a/b/")}, []cty.Value{str("thumbnail"), str("/thumbnail/")}},
 		{"bucket_name", []cty.Value{str("imgpipe-drop"), str("a.b-c")}, []cty.Value{str("Imgpipe"), str("ab"), str("a..b"), str("-ab")}},
 		{"queue_retention_seconds", []cty.Value{num(60), num(1209599)}, []cty.Value{num(59), num(1209600)}},
 		{"analyzer_visibility_timeout_seconds", []cty.Value{num(10), num(43200)}, []cty.Value{num(9), num(43201), cty.NumberFloatVal(30.5)}},

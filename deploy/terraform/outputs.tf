@@ -22,6 +22,7 @@ output "analyzer_settings" {
       IMGPIPE_DLQ_URL            = aws_sqs_queue.dlq.url
       IMGPIPE_VISIBILITY_TIMEOUT = "${var.analyzer_visibility_timeout_seconds}s"
       IMGPIPE_WAIT_TIME          = "${var.analyzer_wait_time_seconds}s"
+      IMGPIPE_THUMBNAIL_PREFIX   = var.thumbnail_prefix
       GOOGLE_CLOUD_PROJECT       = var.gcp_project_id
       IMGPIPE_TOPIC              = google_pubsub_topic.analyses.name
       AZURE_VISION_ENDPOINT      = azurerm_cognitive_account.vision.endpoint

@@ -99,6 +99,17 @@ variable "drop_prefix" {
   }
 }
 
+variable "thumbnail_prefix" {
+  type        = string
+  description = "Key prefix of the thumbnails the analyzer writes beside the images (its IMGPIPE_THUMBNAIL_PREFIX): outside drop_prefix, so that writing one raises no event."
+  default     = "thumbnail/"
+
+  validation {
+    condition     = endswith(var.thumbnail_prefix, "/") && !startswith(var.thumbnail_prefix, "/")
+    error_message = "thumbnail_prefix must end with / and not start with /."
+  }
+}
+
 variable "bucket_versioning" {
   type        = bool
   description = "Keep object versions in the bucket (deletes then raise ObjectRemoved:DeleteMarkerCreated, which the pipeline handles)."

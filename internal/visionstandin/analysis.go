@@ -42,6 +42,10 @@ type facts struct {
 	grayscale  bool               // no sample has visible chroma
 	bilevel    bool               // grayscale, (nearly) only black and white, and both present
 	distinct   int                // distinct 24-bit colours among the samples
+	// lum is the luma of each sample, row by row, nx by ny: where the detail is, for
+	// smart crops.
+	lum    []float64
+	nx, ny int
 }
 
 // analysePixels samples img on a regular grid.
@@ -60,6 +64,7 @@ func analysePixels(img image.Image) *facts {
 	chromatic, blackOrWhite := 0, 0
 	var lumSum float64
 	total := nx * ny
+	lums := make([]float64, 0, total)
 	for j := 0; j < ny; j++ {
 		y := (2*j + 1) * h / (2 * ny)
 		for i := 0; i < nx; i++ {
@@ -80,6 +85,7 @@ func analysePixels(img image.Image) *facts {
 			}
 			lum := luma(r, g, bl)
 			lumSum += lum
+			lums = append(lums, lum)
 			if max(r, g, bl)-min(r, g, bl) > 16 {
 				chromatic++
 			}
@@ -91,7 +97,7 @@ func analysePixels(img image.Image) *facts {
 			}
 		}
 	}
-	f := &facts{shares: map[string]float64{}, luminance: lumSum / float64(total), distinct: len(distinct)}
+	f := &facts{shares: map[string]float64{}, luminance: lumSum / float64(total), distinct: len(distinct), lum: lums, nx: nx, ny: ny}
 	for c, n := range counts {
 		if n > 0 {
 			f.shares[colourNames[c]] = float64(n) / float64(total)
@@ -388,6 +394,59 @@ func sortTags(t []tag) {
 		}
 		return t[i].name < t[j].name
 	})
+}
+
+// smartCrop is the largest box of aspect ratio r in a w x h image (centredCrop's size),
+// placed where the image's detail is: along the axis it can move on, at the offset whose
+// window holds the most edge energy (the luma differences between neighbouring samples),
+// the one nearest the centre among equals. Without decoded pixels it is centredCrop.
+func smartCrop(w, h int, f *facts, r float64) BoundingBox {
+	box := centredCrop(w, h, r)
+	if f == nil || (box.W == w && box.H == h) {
+		return box
+	}
+	// Edge energy per sample column and per sample row.
+	cols, rows := make([]float64, f.nx), make([]float64, f.ny)
+	at := func(i, j int) float64 { return f.lum[j*f.nx+i] }
+	for j := 0; j < f.ny; j++ {
+		for i := 0; i < f.nx; i++ {
+			var e float64
+			if i+1 < f.nx {
+				e += math.Abs(at(i+1, j) - at(i, j))
+			}
+			if j+1 < f.ny {
+				e += math.Abs(at(i, j+1) - at(i, j))
+			}
+			cols[i] += e
+			rows[j] += e
+		}
+	}
+	// Slide along the free axis: samples sit at the centres of n equal strips of length.
+	best := func(length, size, n int, profile []float64) int {
+		room := length - size
+		steps := min(room, 256)
+		bestOff, bestScore := room/2, -1.0
+		for k := 0; k <= steps; k++ {
+			off := k * room / steps
+			var score float64
+			for i := 0; i < n; i++ {
+				if p := (2*i + 1) * length / (2 * n); p >= off && p < off+size {
+					score += profile[i]
+				}
+			}
+			centre := func(o int) int { return max(o-room/2, room/2-o) }
+			if score > bestScore || (score == bestScore && centre(off) < centre(bestOff)) {
+				bestOff, bestScore = off, score
+			}
+		}
+		return bestOff
+	}
+	if box.W < w {
+		box.X = best(w, box.W, f.nx, cols)
+	} else {
+		box.Y = best(h, box.H, f.ny, rows)
+	}
+	return box
 }
 
 // centredCrop is the largest box of aspect ratio r (width/height) centred in a w x h image.

@@ -132,7 +132,8 @@ type CropRegion struct {
 	BoundingBox BoundingBox `json:"boundingBox"`
 }
 
-// SmartCropsResult40 is the smartCrops feature: centred crops computed from the dimensions.
+// SmartCropsResult40 is the smartCrops feature: crops placed where the pixels' detail is
+// (see smartCrop).
 type SmartCropsResult40 struct {
 	Values []CropRegion `json:"values"`
 }
@@ -274,7 +275,7 @@ func build40(d description, q query40) Result40 {
 		}
 		crops := make([]CropRegion, 0, len(ratios))
 		for _, r := range ratios {
-			crops = append(crops, CropRegion{AspectRatio: r, BoundingBox: centredCrop(d.width, d.height, r)})
+			crops = append(crops, CropRegion{AspectRatio: r, BoundingBox: smartCrop(d.width, d.height, d.facts, r)})
 		}
 		res.SmartCropsResult = &SmartCropsResult40{Values: crops}
 	}

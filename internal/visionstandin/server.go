@@ -5,7 +5,9 @@
 // controlled through Options, methods, or an admin endpoint under /admin/.
 //
 // Its answers are honest and deterministic: dimensions, format, colours, brightness and
-// shape come from the decoded pixels; no objects, people or text are invented.
+// shape come from the decoded pixels, and smart crops are placed where the pixels' detail is
+// (their edge energy); no objects, people or text are invented (those features answer with
+// empty lists).
 //
 // It is for tests and the local stack only. Pipeline code must talk to it over HTTP like
 // any Azure endpoint and never import this package.

@@ -20,10 +20,13 @@ import (
 
 // The analyze stage (a worker's part: the Vision call) and the publish stage after it.
 
-// outgoing is a record ready to publish, with its logger.
+// outgoing is a record ready to publish, with its logger, the event it answers and, for a
+// created object, what its first read found (for the thumbnail).
 type outgoing struct {
-	rec *record.Analysis
-	log *zap.Logger
+	rec  *record.Analysis
+	log  *zap.Logger
+	ev   *s3event.Record
+	head *objects.Head
 }
 
 // analyze is a worker's part: Vision for every prepared object, in order. It returns the
@@ -46,7 +49,7 @@ func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error
 				continue
 			}
 		}
-		out = append(out, outgoing{r, it.log})
+		out = append(out, outgoing{r, it.log, it.rec, it.head})
 	}
 	return out, nil
 }
@@ -119,13 +122,58 @@ func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head 
 			out.Tags[i] = record.Tag{Name: t.Name, Confidence: t.Confidence}
 		}
 	}
+	out.EXIF = exifOf(meta.EXIF)
+	withFeatures(out, res)
 	return out, "", nil
 }
 
-// publish publishes what analyze produced, in order, and returns the first error,
-// classified: one that is not the record's own fault is a Pub/Sub dependency fault.
+// exifOf is the record's EXIF of what Inspect read; nil for none.
+func exifOf(x *imagemeta.EXIF) *record.EXIF {
+	if x == nil {
+		return nil
+	}
+	out := &record.EXIF{Make: x.Make, Model: x.Model, Orientation: x.Orientation}
+	if t, err := time.Parse(imagemeta.EXIFTimeLayout, x.DateTimeOriginal); err == nil {
+		out.TakenAt = t.Format("2006-01-02T15:04:05")
+	}
+	if x.HasGPS {
+		out.GPS = &record.GPS{Latitude: x.Latitude, Longitude: x.Longitude}
+	}
+	return out
+}
+
+// withFeatures copies the optional Vision features of res into r.
+func withFeatures(r *record.Analysis, res *vision.Result) {
+	for _, f := range res.Features {
+		r.Features = append(r.Features, string(f))
+	}
+	box := func(b vision.Box) record.Box { return record.Box{X: b.X, Y: b.Y, W: b.W, H: b.H} }
+	for _, o := range res.Objects {
+		r.Objects = append(r.Objects, record.Object{Name: o.Text, Confidence: o.Confidence, Box: box(o.Box)})
+	}
+	for _, l := range res.Text {
+		b := box(l.Box)
+		r.Text = append(r.Text, record.TextLine{Text: l.Text, Box: &b})
+	}
+	for _, p := range res.People {
+		r.People = append(r.People, record.Person{Confidence: p.Confidence, Box: box(p.Box)})
+	}
+	for _, c := range res.DenseCaptions {
+		r.DenseCaptions = append(r.DenseCaptions, record.DenseCaption{Text: c.Text, Confidence: c.Confidence, Box: box(c.Box)})
+	}
+	for _, c := range res.SmartCrops {
+		r.SmartCrops = append(r.SmartCrops, record.SmartCrop{AspectRatio: c.AspectRatio, Box: box(c.Box)})
+	}
+}
+
+// publish publishes what analyze produced, in order, each after its thumbnail step, and
+// returns the first error, classified: one that is not the record's own fault is a Pub/Sub
+// (or, for the thumbnail, S3) dependency fault.
 func (a *Analyzer) publish(ctx context.Context, recs []outgoing) error {
 	for _, p := range recs {
+		if err := a.thumbnail(ctx, &p); err != nil {
+			return fmt.Errorf("thumbnail of %s/%s: %w", p.rec.Bucket, p.rec.Key, err)
+		}
 		id, err := a.deps.Publisher.Publish(ctx, p.rec)
 		if err != nil {
 			err = fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)

@@ -47,6 +47,7 @@ import (
 	"imgpipe/pkg/queue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/thumbnail"
 	"imgpipe/pkg/vision"
 )
 
@@ -86,6 +87,9 @@ type Deps struct {
 	Objects   objects.Store // the bucket the events are about (s3objects)
 	Vision    Vision        // Azure AI Vision (pkg/vision)
 	Publisher Publisher     // the Pub/Sub topic of analysis records (pkg/publish)
+	// Thumbnails writes and removes thumbnails in the bucket (s3objects); required with
+	// Options.ThumbnailPrefix, else unused.
+	Thumbnails objects.Writer
 }
 
 // Options configures the analyzer. A nil *Options means the defaults.
@@ -137,6 +141,19 @@ type Options struct {
 	// Autoscale sizes the worker pool from the queue's depth between its Min and Max; the pool
 	// starts at Workers clamped to them. Nil keeps the pool at Workers.
 	Autoscale *autoscale.Options
+	// ThumbnailPrefix, when set, turns thumbnails on: each analysed image gets one at
+	// ThumbnailKey(ThumbnailPrefix, bucket, key) in its own bucket (Deps.Thumbnails), removed
+	// with its object. The bucket's notification must not cover the prefix (events about keys
+	// under it are skipped).
+	ThumbnailPrefix string
+	// ThumbnailDecodes bounds the images decoded for thumbnails at once; default
+	// DefaultThumbnailDecodes.
+	ThumbnailDecodes int
+	// ThumbnailMaxPixels bounds the pixels of an image decoded for a thumbnail (larger ones
+	// get none); default thumbnail.DefaultMaxPixels. With ThumbnailDecodes it bounds the
+	// thumbnails' memory: at most decodes x pixels x 4 bytes.
+	ThumbnailMaxPixels int64
+
 	// DepthInterval is how often the queue's depth is read for the metrics and the
 	// autoscaler; default 10s.
 	DepthInterval time.Duration
@@ -199,6 +216,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.MaxImageBytes <= 0 {
 		out.MaxImageBytes = 20_000_000
 	}
+	if out.ThumbnailDecodes <= 0 {
+		out.ThumbnailDecodes = DefaultThumbnailDecodes
+	}
+	if out.ThumbnailMaxPixels <= 0 {
+		out.ThumbnailMaxPixels = thumbnail.DefaultMaxPixels
+	}
 	if out.Logger == nil {
 		out.Logger = zap.NewNop()
 	}
@@ -213,8 +236,9 @@ type Analyzer struct {
 	metrics   *metrics
 	breaker   *breaker.Breaker
 	scaler    *autoscale.Scaler
-	capacity  *capacity // who may receive and take a worker
-	finishing stage     // messages analysed and being published and settled
+	capacity  *capacity   // who may receive and take a worker
+	finishing stage       // messages analysed and being published and settled
+	thumbs    *thumbnails // nil: no thumbnails
 	keeper    *queue.Keeper
 	deleter   *queue.Deleter
 	now       func() time.Time
@@ -235,10 +259,13 @@ func New(deps Deps, opts *Options) (*Analyzer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.ThumbnailPrefix != "" && deps.Thumbnails == nil {
+		return nil, errors.New("analyzer: Thumbnails is required with a ThumbnailPrefix")
+	}
 	if err := queue.CheckHold(deps.Queue, o.VisibilityTimeout); err != nil {
 		return nil, fmt.Errorf("analyzer: VisibilityTimeout %s: %w", o.VisibilityTimeout, err)
 	}
-	a := &Analyzer{deps: deps, opts: o, log: o.Logger, metrics: newMetrics(), now: time.Now}
+	a := &Analyzer{deps: deps, opts: o, log: o.Logger, metrics: newMetrics(), now: time.Now, thumbs: newThumbnails(deps.Thumbnails, &o)}
 	bo := breaker.Options{}
 	if o.Breaker != nil {
 		bo = *o.Breaker

@@ -68,7 +68,7 @@ func (c *core) start(opts Options, src queue.Source) *core {
 		src = c.q
 	}
 	opts.Logger = zaptest.NewLogger(c.t, zaptest.Level(zap.WarnLevel))
-	a, err := New(Deps{Queue: src, DLQ: c.dlq, Objects: c.store, Vision: c.vision, Publisher: c.pub}, &opts)
+	a, err := New(Deps{Queue: src, DLQ: c.dlq, Objects: c.store, Vision: c.vision, Publisher: c.pub, Thumbnails: c.store}, &opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -172,6 +172,8 @@ type fakeVision struct {
 	times []time.Time // when each call began
 	// fail, when set, decides each call's outcome first (it may block, until ctx ends).
 	fail func(ctx context.Context, body []byte) error
+	// result, when set, is the answer instead of the default tags.
+	result *vision.Result
 }
 
 func (v *fakeVision) AnalyzeStream(ctx context.Context, open func() (io.ReadCloser, int64, error)) (*vision.Result, error) {
@@ -203,12 +205,16 @@ func (v *fakeVision) answer(ctx context.Context, b []byte) (*vision.Result, erro
 	v.calls[sha256.Sum256(b)]++
 	v.total++
 	v.times = append(v.times, time.Now())
-	fail := v.fail
+	fail, result := v.fail, v.result
 	v.mu.Unlock()
 	if fail != nil {
 		if err := fail(ctx, b); err != nil {
 			return nil, err
 		}
+	}
+	if result != nil {
+		r := *result
+		return &r, nil
 	}
 	return &vision.Result{Caption: "an image", Tags: []vision.Tag{{Name: "square", Confidence: 0.9}}, APIVersion: vision.V40}, nil
 }

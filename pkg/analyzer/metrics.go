@@ -23,6 +23,7 @@ type metrics struct {
 	receiveAge                                                              prometheus.Gauge
 	wanted                                                                  prometheus.Gauge
 	decisions                                                               *prometheus.CounterVec
+	thumbnails                                                              *prometheus.CounterVec
 
 	// handle is the time messages spend in a worker: its moving mean feeds the autoscaler.
 	handle handleTime
@@ -69,6 +70,9 @@ func newMetrics() *metrics {
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imgpipe_analyzer_autoscale_changes_total", Help: "Worker pool resizes made by the autoscaler, by direction.",
 		}, []string{"direction"}),
+		thumbnails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgpipe_analyzer_thumbnails_total", Help: "Thumbnail steps, by outcome: written, removed (with their object), too_large, undecodable, gone (the object changed since Vision read it), refused (a permanent error of the store: the record goes without).",
+		}, []string{"outcome"}),
 	}
 	// Every class is exported from the start, at 0: a series born at its first failure would
 	// hide that failure from increase() and rate(), and so from the error-rate alert.
@@ -142,7 +146,7 @@ func (a *Analyzer) collectors() []prometheus.Collector {
 		m.panics, m.receiveErrors, m.heartbeats, m.heartbeatErrors, m.inFlight,
 		gauge("workers", "Size of the worker pool.", func() float64 { return float64(a.capacity.size()) }),
 		gauge("circuit_state", "Circuit breaker on the analyzer's dependencies (S3 reads, Vision, Pub/Sub, setup faults): 0 closed, 1 open, 2 half-open.", func() float64 { return float64(a.breaker.State()) }),
-		m.failed, m.visionCall, m.queueDepth, m.dlqDepth, m.receiveAge, m.wanted, m.decisions,
+		m.failed, m.visionCall, m.queueDepth, m.dlqDepth, m.receiveAge, m.wanted, m.decisions, m.thumbnails,
 	}
 }
 

@@ -68,10 +68,12 @@ func (a *Analyzer) prepare(ctx context.Context, tr *msgTrace, log *zap.Logger, b
 		base := log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
 		it := item{rec: rec, log: base}
 		var why string
-		switch rec.Kind {
-		case s3event.Created:
+		switch {
+		case a.thumbs.isThumbnail(rec.Key):
+			why = "a thumbnail (the notification should not cover the thumbnail prefix)"
+		case rec.Kind == s3event.Created:
 			it.head, it.meta, why, err = a.prepareObject(ctx, tr, rec)
-		case s3event.Removed:
+		case rec.Kind == s3event.Removed:
 			it.log = tracing.Logger(tr.begin(nil), base)
 			why, err = a.prepareRemoval(ctx, tr, &it)
 		default:

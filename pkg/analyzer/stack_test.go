@@ -224,7 +224,8 @@ func (r *rig) deps(t testing.TB, vc Vision, with *startWith) Deps {
 	if with != nil && with.wrap != nil {
 		src = with.wrap(events)
 	}
-	return Deps{Queue: src, DLQ: dlq, Objects: s3objects.New(r.s3), Vision: vc, Publisher: r.pub}
+	store := s3objects.New(r.s3)
+	return Deps{Queue: src, DLQ: dlq, Objects: store, Vision: vc, Publisher: r.pub, Thumbnails: store}
 }
 
 // start runs an analyzer. It is stopped at the end of the test.

@@ -15,9 +15,9 @@ import (
 // Image is what the API says about one indexed object: the index's record, a name to show,
 // and short-lived presigned URLs for the browser to fetch the pixels from S3 itself.
 //
-// The fields after Caption are optional: the record does not carry them yet (schema version 1
-// has no thumbnail, EXIF or extra Vision features). The page shows each one when present and
-// a placeholder thumbnail or nothing otherwise.
+// The fields after ImageURL are optional: schema version 2 records carry them when known
+// (a version 1 record has no thumbnail, EXIF or extra Vision features). The page shows each
+// one when present and a placeholder thumbnail or nothing otherwise.
 type Image struct {
 	Bucket            string       `json:"bucket"`
 	Key               string       `json:"key"`
@@ -48,54 +48,17 @@ type Image struct {
 	DenseCaptions []DenseCaption `json:"denseCaptions,omitempty"`
 }
 
-// EXIF is the image's own metadata.
-type EXIF struct {
-	Make        string `json:"make,omitempty"`
-	Model       string `json:"model,omitempty"`
-	TakenAt     string `json:"takenAt,omitempty"`
-	Orientation int    `json:"orientation,omitempty"`
-	GPS         *GPS   `json:"gps,omitempty"`
-}
-
-// GPS is a position in decimal degrees.
-type GPS struct {
-	Latitude  float64 `json:"latitude"`
-	Longitude float64 `json:"longitude"`
-}
-
-// Box is a rectangle in pixels of the image.
-type Box struct {
-	X int `json:"x"`
-	Y int `json:"y"`
-	W int `json:"w"`
-	H int `json:"h"`
-}
-
-// Object is one detected object.
-type Object struct {
-	Name       string  `json:"name"`
-	Confidence float64 `json:"confidence"`
-	Box        Box     `json:"box"`
-}
-
-// TextLine is one line of text read in the image.
-type TextLine struct {
-	Text string `json:"text"`
-	Box  *Box   `json:"box,omitempty"`
-}
-
-// Person is one detected person.
-type Person struct {
-	Confidence float64 `json:"confidence"`
-	Box        Box     `json:"box"`
-}
-
-// DenseCaption describes one region of the image.
-type DenseCaption struct {
-	Text       string  `json:"text"`
-	Confidence float64 `json:"confidence"`
-	Box        Box     `json:"box"`
-}
+// The optional parts of an Image are the record's own types (record.EXIF and the Vision
+// features), whose JSON is the API's.
+type (
+	EXIF         = record.EXIF
+	GPS          = record.GPS
+	Box          = record.Box
+	Object       = record.Object
+	TextLine     = record.TextLine
+	Person       = record.Person
+	DenseCaption = record.DenseCaption
+)
 
 // imageOf turns an index document into the API's Image, without URLs. This is the one place
 // that maps the record's fields: a richer record adds its fields here.
@@ -109,6 +72,8 @@ func imageOf(d *indexstore.Document) Image {
 		Width: d.Width, Height: d.Height, Tags: tags, Caption: d.Caption, CaptionConfidence: d.CaptionConfidence,
 		ModelVersion: d.ModelVersion, APIVersion: d.APIVersion, SchemaVersion: d.SchemaVersion,
 		EventTime: d.EventTime, AnalyzedAt: d.AnalyzedAt, IndexedAt: d.IndexedAt,
+		ThumbnailKey: d.ThumbnailKey, EXIF: d.EXIF, Objects: d.Objects, Text: d.Text, People: d.People,
+		DenseCaptions: d.DenseCaptions,
 	}
 }
 

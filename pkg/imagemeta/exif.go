@@ -17,8 +17,23 @@ type EXIF struct {
 	DateTimeOriginal string
 	// Orientation is the EXIF orientation, 1 to 8; 0 when absent or out of range.
 	Orientation int
-	// HasGPS reports whether a GPS IFD with a latitude and a longitude is present.
+	// HasGPS reports whether the GPS IFD holds a readable position: a latitude and a
+	// longitude (three rationals each, within range) with their N/S and E/W references.
 	HasGPS bool
+	// Latitude and Longitude are that position in decimal degrees (south and west
+	// negative); zero when HasGPS is false.
+	Latitude, Longitude float64
+}
+
+// Degrees returns degrees, minutes and seconds as decimal degrees, negative when neg (south
+// of the equator, west of Greenwich). It divides once, so whole values give the nearest
+// float64 to the exact sum.
+func Degrees(d, m, s float64, neg bool) float64 {
+	v := (d*3600 + m*60 + s) / 3600
+	if neg {
+		return -v
+	}
+	return v
 }
 
 // EXIFTimeLayout is the time layout of DateTimeOriginal, for time.Parse.
@@ -34,7 +49,9 @@ const (
 	tagExifIFD          = 0x8769
 	tagGPSIFD           = 0x8825
 	tagDateTimeOriginal = 0x9003
+	tagGPSLatitudeRef   = 0x0001
 	tagGPSLatitude      = 0x0002
+	tagGPSLongitudeRef  = 0x0003
 	tagGPSLongitude     = 0x0004
 )
 
@@ -146,6 +163,61 @@ func (t tiffData) first(e ifdEntry) (uint32, bool) {
 	return 0, false
 }
 
+// position reads the latitude and longitude of a GPS IFD; ok is false unless both, and
+// their references, are readable and within range.
+func (t tiffData) position(gps []ifdEntry) (lat, lon float64, ok bool) {
+	var latRef, lonRef string
+	var latOK, lonOK bool
+	for _, e := range gps {
+		switch e.tag {
+		case tagGPSLatitudeRef:
+			latRef = t.str(e)
+		case tagGPSLongitudeRef:
+			lonRef = t.str(e)
+		case tagGPSLatitude:
+			lat, latOK = t.dms(e)
+		case tagGPSLongitude:
+			lon, lonOK = t.dms(e)
+		}
+	}
+	switch {
+	case !latOK || !lonOK || lat > 90 || lon > 180:
+		return 0, 0, false
+	case latRef != "N" && latRef != "S", lonRef != "E" && lonRef != "W":
+		return 0, 0, false
+	}
+	if latRef == "S" {
+		lat = -lat
+	}
+	if lonRef == "W" {
+		lon = -lon
+	}
+	return lat, lon, true
+}
+
+// dms reads three unsigned rationals (degrees, minutes, seconds) as decimal degrees.
+func (t tiffData) dms(e ifdEntry) (float64, bool) {
+	if e.typ != typeRational || e.count != 3 {
+		return 0, false
+	}
+	b, ok := t.data(e)
+	if !ok {
+		return 0, false
+	}
+	var v [3]float64
+	for i := range v {
+		num, den := t.order.Uint32(b[8*i:]), t.order.Uint32(b[8*i+4:])
+		if den == 0 {
+			return 0, false
+		}
+		v[i] = float64(num) / float64(den)
+	}
+	if v[1] >= 60 || v[2] >= 60 {
+		return 0, false
+	}
+	return Degrees(v[0], v[1], v[2], false), true
+}
+
 // parseEXIF reads the fields of EXIF from a TIFF structure (an APP1 payload after its
 // "Exif\0\0" prefix). It returns nil when the structure is invalid or holds none of them.
 func parseEXIF(b []byte) *EXIF {
@@ -187,12 +259,7 @@ func parseEXIF(b []byte) *EXIF {
 		}
 	}
 	if gpsOff != 0 {
-		var lat, lon bool
-		for _, e := range t.ifd(gpsOff) {
-			lat = lat || e.tag == tagGPSLatitude && e.count > 0
-			lon = lon || e.tag == tagGPSLongitude && e.count > 0
-		}
-		x.HasGPS = lat && lon
+		x.Latitude, x.Longitude, x.HasGPS = t.position(t.ifd(gpsOff))
 	}
 	if x == (EXIF{}) {
 		return nil

@@ -211,6 +211,7 @@ const (
 	typeASCII      = 2
 	typeShort      = 3
 	typeLong       = 4
+	typeRational   = 5
 	typeUndefined  = 7
 )
 

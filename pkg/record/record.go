@@ -3,7 +3,10 @@
 //
 // The record is versioned: SchemaVersion is set on every record and carried as a Pub/Sub
 // attribute, so a consumer can refuse (dead-letter) a version it does not know instead of
-// misreading it.
+// misreading it. Version 2 added the thumbnail's key, the image's EXIF and the optional
+// Vision features (objects, text, people, dense captions, smart crops); a version 1 record
+// is the same record without them, so consumers read both (MinSchemaVersion to
+// SchemaVersion) while old writers drain during a rollout.
 package record
 
 import (
@@ -15,7 +18,10 @@ import (
 )
 
 // SchemaVersion is the version of Analysis this code writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// MinSchemaVersion is the oldest version this code still reads.
+const MinSchemaVersion = 1
 
 // Event says what happened to the object.
 type Event string
@@ -55,6 +61,79 @@ type Analysis struct {
 	ModelVersion      string    `json:"modelVersion,omitempty" firestore:"modelVersion,omitempty"`
 	APIVersion        string    `json:"apiVersion,omitempty" firestore:"apiVersion,omitempty"`
 	AnalyzedAt        time.Time `json:"analyzedAt,omitempty" firestore:"analyzedAt,omitempty"`
+
+	// Version 2, Created only; each absent when unknown.
+
+	// ThumbnailKey is the key of the object's thumbnail in the same bucket.
+	ThumbnailKey string `json:"thumbnailKey,omitempty" firestore:"thumbnailKey,omitempty"`
+	// EXIF is what the image's own EXIF block says.
+	EXIF *EXIF `json:"exif,omitempty" firestore:"exif,omitempty"`
+	// Features are the Vision features the analysis asked for (tags, caption, objects, read,
+	// people, denseCaptions, smartCrops): a requested feature with an empty list below means
+	// the service found nothing, one not listed that it was not asked.
+	Features      []string       `json:"features,omitempty" firestore:"features,omitempty"`
+	Objects       []Object       `json:"objects,omitempty" firestore:"objects,omitempty"`
+	Text          []TextLine     `json:"text,omitempty" firestore:"text,omitempty"`
+	People        []Person       `json:"people,omitempty" firestore:"people,omitempty"`
+	DenseCaptions []DenseCaption `json:"denseCaptions,omitempty" firestore:"denseCaptions,omitempty"`
+	SmartCrops    []SmartCrop    `json:"smartCrops,omitempty" firestore:"smartCrops,omitempty"`
+}
+
+// EXIF is the image's own metadata.
+type EXIF struct {
+	Make  string `json:"make,omitempty" firestore:"make,omitempty"`
+	Model string `json:"model,omitempty" firestore:"model,omitempty"`
+	// TakenAt is the capture time as the camera stored it, without a time zone, in the
+	// layout 2006-01-02T15:04:05.
+	TakenAt     string `json:"takenAt,omitempty" firestore:"takenAt,omitempty"`
+	Orientation int    `json:"orientation,omitempty" firestore:"orientation,omitempty"`
+	GPS         *GPS   `json:"gps,omitempty" firestore:"gps,omitempty"`
+}
+
+// GPS is a position in decimal degrees, south and west negative.
+type GPS struct {
+	Latitude  float64 `json:"latitude" firestore:"latitude"`
+	Longitude float64 `json:"longitude" firestore:"longitude"`
+}
+
+// Box is a rectangle in pixels of the image.
+type Box struct {
+	X int `json:"x" firestore:"x"`
+	Y int `json:"y" firestore:"y"`
+	W int `json:"w" firestore:"w"`
+	H int `json:"h" firestore:"h"`
+}
+
+// Object is one detected object.
+type Object struct {
+	Name       string  `json:"name" firestore:"name"`
+	Confidence float64 `json:"confidence" firestore:"confidence"`
+	Box        Box     `json:"box" firestore:"box"`
+}
+
+// TextLine is one line of text read in the image.
+type TextLine struct {
+	Text string `json:"text" firestore:"text"`
+	Box  *Box   `json:"box,omitempty" firestore:"box,omitempty"`
+}
+
+// Person is one detected person.
+type Person struct {
+	Confidence float64 `json:"confidence" firestore:"confidence"`
+	Box        Box     `json:"box" firestore:"box"`
+}
+
+// DenseCaption describes one region of the image.
+type DenseCaption struct {
+	Text       string  `json:"text" firestore:"text"`
+	Confidence float64 `json:"confidence" firestore:"confidence"`
+	Box        Box     `json:"box" firestore:"box"`
+}
+
+// SmartCrop is a suggested crop at an aspect ratio (width / height).
+type SmartCrop struct {
+	AspectRatio float64 `json:"aspectRatio" firestore:"aspectRatio"`
+	Box         Box     `json:"box" firestore:"box"`
 }
 
 // Reasons of the permanent errors this package reports.
@@ -66,8 +145,8 @@ const (
 // Validate checks the fields every consumer relies on.
 func (r *Analysis) Validate() error {
 	switch {
-	case r.SchemaVersion != SchemaVersion:
-		return failure.Permanentf(ReasonUnsupportedVersion, "schema version %d, this build reads %d", r.SchemaVersion, SchemaVersion)
+	case r.SchemaVersion < MinSchemaVersion || r.SchemaVersion > SchemaVersion:
+		return failure.Permanentf(ReasonUnsupportedVersion, "schema version %d, this build reads %d to %d", r.SchemaVersion, MinSchemaVersion, SchemaVersion)
 	case r.Event != Created && r.Event != Removed:
 		return failure.Permanentf(ReasonMalformedRecord, "unknown event %q", r.Event)
 	case r.Bucket == "":

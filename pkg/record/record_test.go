@@ -1,6 +1,7 @@
 package record
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +17,32 @@ func validRecord() *Analysis {
 	}
 }
 
+// TestReadsVersionOne: a record from an analyzer of schema version 1, as it wrote them, still
+// reads during a rollout, without the fields version 2 added.
+func TestReadsVersionOne(t *testing.T) {
+	v1 := `{"schemaVersion":1,"event":"created","bucket":"images","key":"upload/a.jpg","sequencer":"0A",` +
+		`"eventTime":"2026-11-22T10:00:00Z","size":12,"format":"jpeg","width":640,"height":480,` +
+		`"tags":[{"name":"red","confidence":0.9}],"caption":"a red image","analyzedAt":"2026-11-22T10:00:01Z"}`
+	r, err := Unmarshal([]byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SchemaVersion != 1 || r.Width != 640 || r.Caption != "a red image" || r.EXIF != nil || r.ThumbnailKey != "" || r.Features != nil {
+		t.Fatalf("v1 record read as %+v", r)
+	}
+}
+
+// TestRoundTrip: every field, those version 2 added included, survives JSON.
 func TestRoundTrip(t *testing.T) {
 	in := validRecord()
+	in.ThumbnailKey = "thumbnail/upload/a b+c.jpg.jpg"
+	in.EXIF = &EXIF{Make: "imgpipe", Model: "S1", TakenAt: "2024-07-14T21:42:07", Orientation: 6, GPS: &GPS{Latitude: 43.48, Longitude: -1.55}}
+	in.Features = []string{"tags", "objects", "read", "people", "denseCaptions", "smartCrops"}
+	in.Objects = []Object{{Name: "red region", Confidence: 0.7, Box: Box{1, 2, 3, 4}}}
+	in.Text = []TextLine{{Text: "hello", Box: &Box{5, 6, 7, 8}}, {Text: "no box"}}
+	in.People = []Person{{Confidence: 0.5, Box: Box{9, 10, 11, 12}}}
+	in.DenseCaptions = []DenseCaption{{Text: "a red image", Confidence: 0.8, Box: Box{0, 0, 640, 480}}}
+	in.SmartCrops = []SmartCrop{{AspectRatio: 1, Box: Box{80, 0, 480, 480}}}
 	b, err := Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -26,8 +51,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Key != in.Key || out.Width != 640 || len(out.Tags) != 1 || out.Tags[0] != in.Tags[0] || !out.EventTime.Equal(in.EventTime) {
-		t.Fatalf("round trip changed the record: %+v", out)
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip changed the record:\n got %+v\nwant %+v", out, in)
 	}
 }
 
@@ -37,6 +62,8 @@ func TestUnmarshalErrorsArePermanent(t *testing.T) {
 	}{
 		{"not json", `{"schemaVersion":`, ReasonMalformedRecord},
 		{"future version", `{"schemaVersion":99,"event":"created","bucket":"b","key":"k"}`, ReasonUnsupportedVersion},
+		{"next version", `{"schemaVersion":3,"event":"created","bucket":"b","key":"k"}`, ReasonUnsupportedVersion},
+		{"no version", `{"event":"created","bucket":"b","key":"k"}`, ReasonUnsupportedVersion},
 		{"unknown event", `{"schemaVersion":1,"event":"moved","bucket":"b","key":"k"}`, ReasonMalformedRecord},
 		{"no bucket", `{"schemaVersion":1,"event":"created","key":"k"}`, ReasonMalformedRecord},
 		{"no key", `{"schemaVersion":1,"event":"removed","bucket":"b"}`, ReasonMalformedRecord},
@@ -94,7 +121,7 @@ func TestOrderingKeyBounded(t *testing.T) {
 
 func TestAttributes(t *testing.T) {
 	a := validRecord().Attributes()
-	if a[AttrBucket] != "images" || a[AttrKey] != "upload/a b+c.jpg" || a[AttrEvent] != "created" || a[AttrSchemaVersion] != "1" || a[AttrSequencer] != "0055AED6DCD90281E5" {
+	if a[AttrBucket] != "images" || a[AttrKey] != "upload/a b+c.jpg" || a[AttrEvent] != "created" || a[AttrSchemaVersion] != "2" || a[AttrSequencer] != "0055AED6DCD90281E5" {
 		t.Fatalf("attributes: %v", a)
 	}
 }

@@ -101,7 +101,7 @@ func literal(b []byte) func() ([]byte, error) { return func() ([]byte, error) { 
 var (
 	sunsetCamera = cameraInfo{
 		exif: imagemeta.EXIF{Make: "imgpipe", Model: "SampleCam S1", DateTimeOriginal: "2024:07:14 21:42:07",
-			Orientation: 1, HasGPS: true},
+			Orientation: 1, HasGPS: true, Latitude: imagemeta.Degrees(43, 29, 2, false), Longitude: imagemeta.Degrees(1, 33, 30, true)},
 		lat: [3]uint32{43, 29, 2}, latRef: "N", lon: [3]uint32{1, 33, 30}, lonRef: "W",
 	}
 	nightCamera = cameraInfo{
@@ -109,7 +109,7 @@ var (
 	}
 	phoneCamera = cameraInfo{
 		exif: imagemeta.EXIF{Make: "imgpipe", Model: "SamplePhone 7", DateTimeOriginal: "2025:05:03 10:15:00",
-			Orientation: 6, HasGPS: true},
+			Orientation: 6, HasGPS: true, Latitude: imagemeta.Degrees(48, 51, 24, false), Longitude: imagemeta.Degrees(2, 21, 3, false)},
 		lat: [3]uint32{48, 51, 24}, latRef: "N", lon: [3]uint32{2, 21, 3}, lonRef: "E",
 	}
 )

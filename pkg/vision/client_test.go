@@ -867,7 +867,13 @@ func TestNewValidates(t *testing.T) {
 		{"unknown version", "https://x.example", cred, &Options{APIVersion: "v2.0"}},
 		{"color on 4.0", "https://x.example", cred, &Options{Features: []Feature{FeatureColor}}},
 		{"dense captions on 3.2", "https://x.example", cred, &Options{APIVersion: V32, Features: []Feature{FeatureDenseCaptions}}},
-		{"unknown feature", "https://x.example", cred, &Options{Features: []Feature{"people"}}},
+		{"unknown feature", "https://x.example", cred, &Options{Features: []Feature{"faces"}}},
+		{"people on 3.2", "https://x.example", cred, &Options{APIVersion: V32, Features: []Feature{FeaturePeople}}},
+		{"read on 3.2", "https://x.example", cred, &Options{APIVersion: V32, Features: []Feature{FeatureRead}}},
+		{"smart crops on 3.2", "https://x.example", cred, &Options{APIVersion: V32, Features: []Feature{FeatureSmartCrops}}},
+		{"crop ratios without smart crops", "https://x.example", cred, &Options{SmartCropsAspectRatios: []float64{1}}},
+		{"crop ratio too wide", "https://x.example", cred, &Options{Features: []Feature{FeatureSmartCrops}, SmartCropsAspectRatios: []float64{1.81}}},
+		{"crop ratio too narrow", "https://x.example", cred, &Options{Features: []Feature{FeatureSmartCrops}, SmartCropsAspectRatios: []float64{0.7}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -890,6 +896,8 @@ func TestAnalyzeURLBuilding(t *testing.T) {
 			"https://r.cognitiveservices.azure.com/computervision/imageanalysis:analyze?api-version=2024-02-01&features=tags,caption"},
 		{"http://127.0.0.1:8080/proxy", &Options{APIVersion: V40Previous, Features: []Feature{FeatureObjects, FeatureDenseCaptions, FeatureObjects}, ModelVersion: "latest"},
 			"http://127.0.0.1:8080/proxy/computervision/imageanalysis:analyze?api-version=2023-10-01&features=objects,denseCaptions&model-version=latest"},
+		{"https://r.example", &Options{Features: []Feature{FeatureTags, FeatureRead, FeaturePeople, FeatureSmartCrops}, SmartCropsAspectRatios: []float64{1, 0.75, 1.8}},
+			"https://r.example/computervision/imageanalysis:analyze?api-version=2024-02-01&features=tags,read,people,smartCrops&smartcrops-aspect-ratios=1,0.75,1.8"},
 		{"https://r.example", &Options{APIVersion: V32, Features: []Feature{FeatureObjects, FeatureTags}, Language: "pt-BR"},
 			"https://r.example/vision/v3.2/analyze?visualFeatures=Objects,Tags&language=pt-BR"},
 	}
@@ -918,5 +926,29 @@ func TestBadSuccessBodyIsTransient(t *testing.T) {
 	_, err := h.client.AnalyzeURL(context.Background(), "https://example.com/a.jpg")
 	if failure.ClassOf(err) != failure.Transient || failure.ReasonOf(err) != "BadResponse" || h.hits.Load() != 1 {
 		t.Fatalf("err = %v after %d hits", err, h.hits.Load())
+	}
+}
+
+func TestParseFeatures(t *testing.T) {
+	got, err := ParseFeatures(" tags, Caption,smartcrops,READ,people,denseCaptions,objects,tags")
+	want := []Feature{FeatureTags, FeatureCaption, FeatureSmartCrops, FeatureRead, FeaturePeople, FeatureDenseCaptions, FeatureObjects}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("ParseFeatures = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"", " , ", "tags,faces"} {
+		if _, err := ParseFeatures(bad); err == nil {
+			t.Errorf("ParseFeatures(%q) succeeded", bad)
+		}
+	}
+	if r, err := ParseAspectRatios("1, 0.75,1.8"); err != nil || !slices.Equal(r, []float64{1, 0.75, 1.8}) {
+		t.Errorf("ParseAspectRatios = %v, %v", r, err)
+	}
+	if r, err := ParseAspectRatios(""); err != nil || r != nil {
+		t.Errorf("ParseAspectRatios(empty) = %v, %v", r, err)
+	}
+	for _, bad := range []string{"wide", "0.5", "2", "1,NaN"} {
+		if _, err := ParseAspectRatios(bad); err == nil {
+			t.Errorf("ParseAspectRatios(%q) succeeded", bad)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 type Result struct {
 	// APIVersion is the API version that answered: "2024-02-01", "2023-10-01" or "v3.2".
 	APIVersion string
+	// Features are the features that were requested.
+	Features []Feature
 	// ModelVersion is the model that produced the analysis.
 	ModelVersion string
 	// RequestID is the service's request id (apim-request-id), for support cases.
@@ -27,6 +29,12 @@ type Result struct {
 	DenseCaptions []Region
 	// Objects are detected objects, highest confidence first.
 	Objects []Region
+	// Text is the text read in the image (4.0 only), line by line in reading order.
+	Text []TextLine
+	// People are detected people (4.0 only), highest confidence first; Region.Text is empty.
+	People []Region
+	// SmartCrops are the suggested crops (4.0 only), one per requested aspect ratio.
+	SmartCrops []Crop
 	// Color is the colour scheme (v3.2 only); nil when not requested.
 	Color *Color
 }
@@ -43,6 +51,18 @@ type Region struct {
 	Text       string
 	Confidence float64
 	Box        Box
+}
+
+// TextLine is one line of text and the rectangle around its bounding polygon.
+type TextLine struct {
+	Text string
+	Box  Box
+}
+
+// Crop is a suggested crop at an aspect ratio (width / height).
+type Crop struct {
+	AspectRatio float64
+	Box         Box
 }
 
 // Box is a bounding box in pixels.
@@ -99,6 +119,43 @@ type response40 struct {
 			Tags        []named40 `json:"tags"`
 		} `json:"values"`
 	} `json:"objectsResult"`
+	ReadResult *struct {
+		Blocks []struct {
+			Lines []struct {
+				Text            string    `json:"text"`
+				BoundingPolygon []point40 `json:"boundingPolygon"`
+			} `json:"lines"`
+		} `json:"blocks"`
+	} `json:"readResult"`
+	PeopleResult *struct {
+		Values []struct {
+			BoundingBox box40   `json:"boundingBox"`
+			Confidence  float64 `json:"confidence"`
+		} `json:"values"`
+	} `json:"peopleResult"`
+	SmartCropsResult *struct {
+		Values []struct {
+			AspectRatio float64 `json:"aspectRatio"`
+			BoundingBox box40   `json:"boundingBox"`
+		} `json:"values"`
+	} `json:"smartCropsResult"`
+}
+
+type point40 struct {
+	X int `json:"x"`
+	Y int `json:"y"`
+}
+
+// boxAround returns the smallest rectangle holding every point; the zero Box for none.
+func boxAround(ps []point40) Box {
+	if len(ps) == 0 {
+		return Box{}
+	}
+	x0, y0, x1, y1 := ps[0].X, ps[0].Y, ps[0].X, ps[0].Y
+	for _, p := range ps[1:] {
+		x0, y0, x1, y1 = min(x0, p.X), min(y0, p.Y), max(x1, p.X), max(y1, p.Y)
+	}
+	return Box{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
 }
 
 func decode40(body []byte) (*Result, error) {
@@ -130,6 +187,26 @@ func decode40(body []byte) (*Result, error) {
 				}
 			}
 			res.Objects = append(res.Objects, reg)
+		}
+	}
+	if r.ReadResult != nil {
+		res.Text = []TextLine{}
+		for _, b := range r.ReadResult.Blocks {
+			for _, l := range b.Lines {
+				res.Text = append(res.Text, TextLine{Text: l.Text, Box: boxAround(l.BoundingPolygon)})
+			}
+		}
+	}
+	if r.PeopleResult != nil {
+		res.People = []Region{}
+		for _, p := range r.PeopleResult.Values {
+			res.People = append(res.People, Region{Confidence: p.Confidence, Box: Box(p.BoundingBox)})
+		}
+	}
+	if r.SmartCropsResult != nil {
+		res.SmartCrops = []Crop{}
+		for _, c := range r.SmartCropsResult.Values {
+			res.SmartCrops = append(res.SmartCrops, Crop{AspectRatio: c.AspectRatio, Box: Box(c.BoundingBox)})
 		}
 	}
 	res.sort()
@@ -208,4 +285,5 @@ func (r *Result) sort() {
 	byConf := func(a, b Region) int { return cmp.Compare(b.Confidence, a.Confidence) }
 	slices.SortStableFunc(r.DenseCaptions, byConf)
 	slices.SortStableFunc(r.Objects, byConf)
+	slices.SortStableFunc(r.People, byConf)
 }

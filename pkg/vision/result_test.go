@@ -20,7 +20,12 @@ const body40 = `{
   "objectsResult": {"values": [
     {"boundingBox": {"x": 656, "y": 0, "w": 372, "h": 676}, "tags": [{"name": "person", "confidence": 0.863}, {"name": "man", "confidence": 0.9}]}
   ]},
-  "peopleResult": {"values": [{"boundingBox": {"x": 1, "y": 2, "w": 3, "h": 4}, "confidence": 0.9}]}
+  "peopleResult": {"values": [{"boundingBox": {"x": 1, "y": 2, "w": 3, "h": 4}, "confidence": 0.4}, {"boundingBox": {"x": 5, "y": 6, "w": 7, "h": 8}, "confidence": 0.9}]},
+  "readResult": {"blocks": [{"lines": [
+    {"text": "Cats and Dogs", "boundingPolygon": [{"x": 10, "y": 12}, {"x": 100, "y": 10}, {"x": 102, "y": 30}, {"x": 11, "y": 31}], "words": []},
+    {"text": "Open", "boundingPolygon": [{"x": 5, "y": 40}, {"x": 50, "y": 40}, {"x": 50, "y": 60}, {"x": 5, "y": 60}], "words": []}
+  ]}]},
+  "smartCropsResult": {"values": [{"aspectRatio": 1.09, "boundingBox": {"x": 303, "y": 0, "w": 692, "h": 634}}]}
 }`
 
 const body32 = `{
@@ -51,7 +56,10 @@ func TestDecode40(t *testing.T) {
 			{"a man in a blue shirt", 0.7061178684234619, Box{646, 68, 391, 612}},
 			{"a man pointing at a screen", 0.4891590476036072, Box{0, 0, 1038, 692}},
 		},
-		Objects: []Region{{"man", 0.9, Box{656, 0, 372, 676}}},
+		Objects:    []Region{{"man", 0.9, Box{656, 0, 372, 676}}},
+		People:     []Region{{"", 0.9, Box{5, 6, 7, 8}}, {"", 0.4, Box{1, 2, 3, 4}}},
+		Text:       []TextLine{{"Cats and Dogs", Box{10, 10, 92, 21}}, {"Open", Box{5, 40, 45, 20}}},
+		SmartCrops: []Crop{{1.09, Box{303, 0, 692, 634}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decode40 =\n%+v\nwant\n%+v", got, want)
@@ -83,8 +91,17 @@ func TestDecodeOnlyRequestedFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Caption != "" || got.Tags != nil || got.DenseCaptions != nil || got.Objects != nil || got.Color != nil {
+	if got.Caption != "" || got.Tags != nil || got.DenseCaptions != nil || got.Objects != nil || got.Color != nil ||
+		got.Text != nil || got.People != nil || got.SmartCrops != nil {
 		t.Fatalf("unexpected content: %+v", got)
+	}
+	// Asked for and nothing found: an empty list, not none.
+	empty, err := decode40([]byte(`{"readResult":{"blocks":[]},"peopleResult":{"values":[]},"smartCropsResult":{"values":[]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if empty.Text == nil || len(empty.Text) != 0 || empty.People == nil || len(empty.People) != 0 || empty.SmartCrops == nil || len(empty.SmartCrops) != 0 {
+		t.Fatalf("empty results: %+v", empty)
 	}
 	if got.Width != 5 || got.Height != 6 {
 		t.Fatalf("dimensions %dx%d", got.Width, got.Height)

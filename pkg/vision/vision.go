@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,17 +49,21 @@ const (
 // Feature is an analysis feature, named independently of the API version.
 type Feature string
 
-// Features. DenseCaptions is 4.0 only; Color is v3.2 only.
+// Features. DenseCaptions, Read, People and SmartCrops are 4.0 only; Color is v3.2 only.
 const (
 	FeatureTags          Feature = "tags"
 	FeatureCaption       Feature = "caption"       // v3.2: Description
 	FeatureDenseCaptions Feature = "denseCaptions" // 4.0 only
 	FeatureObjects       Feature = "objects"
-	FeatureColor         Feature = "color" // v3.2 only
+	FeatureRead          Feature = "read"       // 4.0 only: text (OCR)
+	FeaturePeople        Feature = "people"     // 4.0 only
+	FeatureSmartCrops    Feature = "smartCrops" // 4.0 only
+	FeatureColor         Feature = "color"      // v3.2 only
 )
 
 var (
-	features40 = map[Feature]string{FeatureTags: "tags", FeatureCaption: "caption", FeatureDenseCaptions: "denseCaptions", FeatureObjects: "objects"}
+	features40 = map[Feature]string{FeatureTags: "tags", FeatureCaption: "caption", FeatureDenseCaptions: "denseCaptions",
+		FeatureObjects: "objects", FeatureRead: "read", FeaturePeople: "people", FeatureSmartCrops: "smartCrops"}
 	features32 = map[Feature]string{FeatureTags: "Tags", FeatureCaption: "Description", FeatureObjects: "Objects", FeatureColor: "Color"}
 )
 
@@ -99,6 +104,9 @@ type Options struct {
 	APIVersion string
 	// Features to request. Default: FeatureTags and FeatureCaption.
 	Features []Feature
+	// SmartCropsAspectRatios are the aspect ratios (width / height, 0.75 to 1.8) of the
+	// crops FeatureSmartCrops asks for. Default: one crop at a ratio the service picks.
+	SmartCropsAspectRatios []float64
 	// Language of tags and captions, e.g. "en". Default: the service's (English).
 	Language string
 	// ModelVersion pins the model ("latest" or a dated version). Default: the service's.
@@ -141,6 +149,7 @@ type Client struct {
 	endpoint string
 	url      string // the analyze URL, query included
 	version  string
+	features []Feature
 	maxImage int64
 	cred     Credential
 
@@ -193,7 +202,8 @@ func New(endpoint string, cred Credential, opts *Options) (*Client, error) {
 	if len(feats) == 0 {
 		feats = []Feature{FeatureTags, FeatureCaption}
 	}
-	if c.url, err = c.analyzeURL(feats, opts.Language, opts.ModelVersion); err != nil {
+	c.features = slices.Clone(feats)
+	if c.url, err = c.analyzeURL(feats, opts.SmartCropsAspectRatios, opts.Language, opts.ModelVersion); err != nil {
 		return nil, err
 	}
 	if c.now == nil {
@@ -231,7 +241,7 @@ func New(endpoint string, cred Credential, opts *Options) (*Client, error) {
 const maxIdleConns = 1024
 
 // analyzeURL builds the operation's URL for the chosen version and features.
-func (c *Client) analyzeURL(feats []Feature, language, model string) (string, error) {
+func (c *Client) analyzeURL(feats []Feature, ratios []float64, language, model string) (string, error) {
 	names, path := features40, "/computervision/imageanalysis:analyze?api-version="+c.version
 	c.maxImage = MaxImageBytes40
 	switch c.version {
@@ -258,6 +268,19 @@ func (c *Client) analyzeURL(feats []Feature, language, model string) (string, er
 	} else {
 		path += "&features=" + q
 	}
+	if len(ratios) > 0 {
+		if !slices.Contains(feats, FeatureSmartCrops) {
+			return "", fmt.Errorf("vision: smart crop aspect ratios without the %s feature", FeatureSmartCrops)
+		}
+		rs := make([]string, len(ratios))
+		for i, r := range ratios {
+			if !(r >= MinSmartCropRatio && r <= MaxSmartCropRatio) {
+				return "", fmt.Errorf("vision: smart crop aspect ratio %g is not between %g and %g", r, MinSmartCropRatio, MaxSmartCropRatio)
+			}
+			rs[i] = strconv.FormatFloat(r, 'f', -1, 64)
+		}
+		path += "&smartcrops-aspect-ratios=" + strings.Join(rs, ",")
+	}
 	if language != "" {
 		path += "&language=" + url.QueryEscape(language)
 	}
@@ -266,6 +289,66 @@ func (c *Client) analyzeURL(feats []Feature, language, model string) (string, er
 	}
 	return c.endpoint + path, nil
 }
+
+// ParseFeatures reads a comma-separated list of feature names (tags, caption, objects, read,
+// people, denseCaptions, smartCrops, color; case-insensitive). Which of them an API version
+// offers is checked by New.
+func ParseFeatures(list string) ([]Feature, error) {
+	var out []Feature
+	for _, part := range strings.Split(list, ",") {
+		name := strings.TrimSpace(part)
+		if name == "" {
+			continue
+		}
+		f, ok := featureNamed(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown Vision feature %q (want tags, caption, objects, read, people, denseCaptions, smartCrops or color)", name)
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no Vision feature named")
+	}
+	return out, nil
+}
+
+func featureNamed(name string) (Feature, bool) {
+	for _, f := range []Feature{FeatureTags, FeatureCaption, FeatureDenseCaptions, FeatureObjects, FeatureRead, FeaturePeople, FeatureSmartCrops, FeatureColor} {
+		if strings.EqualFold(name, string(f)) {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// ParseAspectRatios reads a comma-separated list of smart crop aspect ratios; empty means
+// none (the service picks one).
+func ParseAspectRatios(list string) ([]float64, error) {
+	var out []float64
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(part, 64)
+		if err != nil || !(r >= MinSmartCropRatio && r <= MaxSmartCropRatio) {
+			return nil, fmt.Errorf("smart crop aspect ratio %q is not a number between %g and %g", part, MinSmartCropRatio, MaxSmartCropRatio)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// The range of smart crop aspect ratios the 4.0 API takes.
+const (
+	MinSmartCropRatio = 0.75
+	MaxSmartCropRatio = 1.8
+)
+
+// Features returns the features the client requests.
+func (c *Client) Features() []Feature { return slices.Clone(c.features) }
 
 // ConcurrencyLimit returns the adaptive limit on calls in flight, for metrics.
 func (c *Client) ConcurrencyLimit() int { return c.conc.Limit() }
@@ -515,7 +598,7 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 			ar.final = true
 			return nil, ar
 		}
-		res.APIVersion = c.version
+		res.APIVersion, res.Features = c.version, slices.Clone(c.features)
 		if id := requestID(resp.Header); id != "" {
 			res.RequestID = id
 		}

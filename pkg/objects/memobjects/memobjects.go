@@ -29,6 +29,8 @@ const (
 	ReadHead   Op = "ReadHead"
 	Open       Op = "Open"
 	PresignGet Op = "PresignGet"
+	Write      Op = "Write"
+	Remove     Op = "Remove"
 )
 
 // Fault decides a request's outcome before the store answers it: a non-nil error fails it. A
@@ -135,6 +137,24 @@ func (s *Store) Delete(bucket, key, versionID string) string {
 		delete(s.objects, k)
 	}
 	return ""
+}
+
+// Write implements objects.Writer: Put under the store's fault injection (op Write).
+func (s *Store) Write(ctx context.Context, bucket, key string, body []byte, contentType string) error {
+	if err := s.inject(ctx, Write, objects.Ref{Bucket: bucket, Key: key}); err != nil {
+		return err
+	}
+	s.Put(bucket, key, body)
+	return nil
+}
+
+// Remove implements objects.Writer: Delete under the store's fault injection (op Remove).
+func (s *Store) Remove(ctx context.Context, bucket, key string) error {
+	if err := s.inject(ctx, Remove, objects.Ref{Bucket: bucket, Key: key}); err != nil {
+		return err
+	}
+	s.Delete(bucket, key, "")
+	return nil
 }
 
 // find returns the version ref names; s.mu is held.

@@ -39,6 +39,37 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PinnedToContent", func(t *testing.T) { testPinned(t, h.NewBucket(t, false)) })
 	t.Run("Versions", func(t *testing.T) { testVersions(t, h.NewBucket(t, true)) })
 	t.Run("PresignedGet", func(t *testing.T) { testPresign(t, h.NewBucket(t, true)) })
+	t.Run("WriteAndRemove", func(t *testing.T) { testWrite(t, h.NewBucket(t, false)) })
+	t.Run("WriteAndRemoveVersioned", func(t *testing.T) { testWrite(t, h.NewBucket(t, true)) })
+}
+
+// testWrite: what Write stores reads back whole; Write replaces it; Remove makes the key
+// read as missing (a delete marker in a versioned bucket), and removing it again is no error.
+func testWrite(t *testing.T, b Bucket) {
+	w, ok := b.Store.(objects.Writer)
+	if !ok {
+		t.Fatalf("%T is no objects.Writer", b.Store)
+	}
+	ref := objects.Ref{Bucket: b.Name, Key: "thumbnail/dir/a b+c.jpg.jpg"}
+	for _, body := range [][]byte{data(500, 3), data(200, 4)} {
+		if err := w.Write(ctx(t), b.Name, ref.Key, body, "image/jpeg"); err != nil {
+			t.Fatal(err)
+		}
+		h, err := b.Store.ReadHead(ctx(t), ref, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Size != int64(len(body)) || !bytes.Equal(h.Bytes, body) {
+			t.Fatalf("read back %d bytes (equal %v), want the %d written", h.Size, bytes.Equal(h.Bytes, body), len(body))
+		}
+	}
+	for range 2 {
+		if err := w.Remove(ctx(t), b.Name, ref.Key); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.Store.ReadHead(ctx(t), ref, 10)
+		is(t, "head after remove", err, objects.ErrNotFound)
+	}
 }
 
 func ctx(t *testing.T) context.Context {

@@ -3,9 +3,11 @@
 // If-Match (and the answer's ETag checked again, for stores that ignore If-Match), and
 // presigned GETs. Every error is classified with the AWS table (pkg/failure/awserr); the SDK's
 // own retryer (awsclient: 5 attempts) retries each request, the caller what still fails.
+// As an objects.Writer it puts and deletes whole objects.
 package s3objects
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -137,6 +139,27 @@ func (s *Store) PresignGet(ctx context.Context, ref objects.Ref, ttl time.Durati
 		}
 	}
 	return req.URL, nil
+}
+
+// Write implements objects.Writer with one PutObject.
+func (s *Store) Write(ctx context.Context, bucket, key string, body []byte, contentType string) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String(contentType),
+	})
+	if err != nil {
+		return awserr.Classify(fmt.Errorf("write %s/%s: %w", bucket, key, err))
+	}
+	return nil
+}
+
+// Remove implements objects.Writer with one DeleteObject (S3 answers a missing key with
+// success).
+func (s *Store) Remove(ctx context.Context, bucket, key string) error {
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+		return awserr.Classify(fmt.Errorf("remove %s/%s: %w", bucket, key, err))
+	}
+	return nil
 }
 
 func trimETag(s string) string {

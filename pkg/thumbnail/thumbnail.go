@@ -1,0 +1,161 @@
+// Package thumbnail makes the small JPEG preview of an image: decoded from a stream, cut to
+// a crop when one is given (Vision's smart crop), scaled so that its longer side is at most
+// MaxSide, turned upright by its EXIF orientation, and encoded as JPEG. It is pure logic: it
+// reads what it is given and imports no cloud SDK.
+//
+// Memory: Go's decoders hold the whole decoded image (JPEG 1.5 to 3 bytes a pixel, others 4
+// or 8), so the caller bounds the pixels it hands in (Fits) and how many decodes run at once.
+package thumbnail
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+
+	// The decoders of the formats a thumbnail is made of.
+	_ "image/gif"
+	_ "image/png"
+
+	_ "golang.org/x/image/bmp"
+	"golang.org/x/image/draw"
+	_ "golang.org/x/image/tiff"
+	_ "golang.org/x/image/webp"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxSide = 320
+	DefaultQuality = 80
+	// DefaultMaxPixels bounds the images decoded for a thumbnail: 50 megapixels, about
+	// 200 MB decoded in the worst case (4 bytes a pixel).
+	DefaultMaxPixels = 50_000_000
+)
+
+// Options tune a thumbnail. A nil *Options means the defaults.
+type Options struct {
+	MaxSide int // longer side in pixels; default DefaultMaxSide
+	Quality int // JPEG quality 1..100; default DefaultQuality
+	// Orientation is the image's EXIF orientation (1 to 8; 0 or 1: upright as stored).
+	Orientation int
+	// Crop, when not empty, is the part of the image (in its stored pixels) the thumbnail
+	// shows; it is clipped to the image.
+	Crop image.Rectangle
+}
+
+// ErrUndecodable: the bytes are not an image this package can decode (a format without a Go
+// decoder, such as HEIC or ICO, or a variant the decoder refuses). No thumbnail can be made.
+var ErrUndecodable = errors.New("image cannot be decoded for a thumbnail")
+
+// Fits reports whether an image of w x h pixels may be decoded under maxPixels
+// (DefaultMaxPixels when maxPixels <= 0).
+func Fits(w, h int, maxPixels int64) bool {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
+	return w > 0 && h > 0 && int64(w)*int64(h) <= maxPixels
+}
+
+// Make decodes the image in r and returns its thumbnail as JPEG with its size. An error of
+// r itself is returned as it came (wrapped); bytes that do not decode give ErrUndecodable.
+func Make(r io.Reader, opts *Options) ([]byte, image.Point, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxSide <= 0 {
+		o.MaxSide = DefaultMaxSide
+	}
+	if o.Quality <= 0 || o.Quality > 100 {
+		o.Quality = DefaultQuality
+	}
+	src := &errReader{r: r}
+	img, _, err := image.Decode(src)
+	if err != nil {
+		if src.err != nil {
+			return nil, image.Point{}, fmt.Errorf("read image: %w", src.err)
+		}
+		return nil, image.Point{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	b := img.Bounds()
+	if c := o.Crop.Add(b.Min).Intersect(b); !c.Empty() {
+		b = c
+	}
+	w, h := fit(b.Dx(), b.Dy(), o.MaxSide)
+	small := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.BiLinear.Scale(small, small.Bounds(), img, b, draw.Src, nil)
+	img = nil // the decoded image is garbage from here on
+	out := upright(small, o.Orientation)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: o.Quality}); err != nil {
+		return nil, image.Point{}, fmt.Errorf("encode thumbnail: %w", err)
+	}
+	return buf.Bytes(), out.Bounds().Size(), nil
+}
+
+// fit scales w x h down (never up) so that its longer side is at most side, keeping at least
+// one pixel on each axis.
+func fit(w, h, side int) (int, int) {
+	if w <= side && h <= side {
+		return w, h
+	}
+	if w >= h {
+		return side, max(1, (h*side+w/2)/w)
+	}
+	return max(1, (w*side+h/2)/h), side
+}
+
+// upright returns img as displayed under EXIF orientation o (1: as stored; 2 to 8 mirror
+// and/or rotate it).
+func upright(img *image.RGBA, o int) *image.RGBA {
+	if o < 2 || o > 8 {
+		return img
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	ow, oh := w, h
+	if o >= 5 {
+		ow, oh = h, w
+	}
+	out := image.NewRGBA(image.Rect(0, 0, ow, oh))
+	for y := range oh {
+		for x := range ow {
+			// (sx, sy): the stored pixel shown at (x, y).
+			var sx, sy int
+			switch o {
+			case 2:
+				sx, sy = w-1-x, y
+			case 3:
+				sx, sy = w-1-x, h-1-y
+			case 4:
+				sx, sy = x, h-1-y
+			case 5:
+				sx, sy = y, x
+			case 6:
+				sx, sy = y, h-1-x
+			case 7:
+				sx, sy = w-1-y, h-1-x
+			case 8:
+				sx, sy = w-1-y, x
+			}
+			out.SetRGBA(x, y, img.RGBAAt(sx, sy))
+		}
+	}
+	return out
+}
+
+// errReader remembers the first error of r other than io.EOF, so that a failed read is told
+// apart from bytes that do not decode.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}

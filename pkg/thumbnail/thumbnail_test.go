@@ -1,0 +1,147 @@
+package thumbnail
+
+import (
+	"bytes"
+	"errors"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"testing"
+)
+
+// quadrants is a w x h PNG: red top-left, green top-right, blue bottom-left, white
+// bottom-right.
+func quadrants(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			c := color.RGBA{255, 0, 0, 255}
+			switch {
+			case x >= w/2 && y < h/2:
+				c = color.RGBA{0, 255, 0, 255}
+			case x < w/2 && y >= h/2:
+				c = color.RGBA{0, 0, 255, 255}
+			case x >= w/2 && y >= h/2:
+				c = color.RGBA{255, 255, 255, 255}
+			}
+			img.SetRGBA(x, y, c)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// at decodes a JPEG thumbnail and names the colour at (x, y): "red", "green", "blue",
+// "white" or "other".
+func at(t *testing.T, b []byte, x, y int) string {
+	t.Helper()
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, g, bl, _ := img.At(x, y).RGBA()
+	hi := func(v uint32) bool { return v > 0xc000 }
+	lo := func(v uint32) bool { return v < 0x4000 }
+	switch {
+	case hi(r) && lo(g) && lo(bl):
+		return "red"
+	case lo(r) && hi(g) && lo(bl):
+		return "green"
+	case lo(r) && lo(g) && hi(bl):
+		return "blue"
+	case hi(r) && hi(g) && hi(bl):
+		return "white"
+	}
+	return "other"
+}
+
+func TestMakeScalesCropsAndTurnsUpright(t *testing.T) {
+	src := quadrants(t, 1280, 720)
+	for _, tc := range []struct {
+		name    string
+		opts    *Options
+		size    image.Point
+		corners [4]string // top-left, top-right, bottom-left, bottom-right
+	}{
+		{"scaled", nil, image.Pt(320, 180), [4]string{"red", "green", "blue", "white"}},
+		{"smaller side", &Options{MaxSide: 64}, image.Pt(64, 36), [4]string{"red", "green", "blue", "white"}},
+		{"cropped to the right half", &Options{Crop: image.Rect(640, 0, 1280, 720)}, image.Pt(284, 320), [4]string{"green", "green", "white", "white"}},
+		{"crop clipped to the image", &Options{Crop: image.Rect(640, 360, 5000, 5000)}, image.Pt(320, 180), [4]string{"white", "white", "white", "white"}},
+		{"orientation 6 (rotate clockwise)", &Options{Orientation: 6}, image.Pt(180, 320), [4]string{"blue", "red", "white", "green"}},
+		{"orientation 8 (rotate counter-clockwise)", &Options{Orientation: 8}, image.Pt(180, 320), [4]string{"green", "white", "red", "blue"}},
+		{"orientation 3 (rotate half a turn)", &Options{Orientation: 3}, image.Pt(320, 180), [4]string{"white", "blue", "green", "red"}},
+		{"orientation 2 (mirror)", &Options{Orientation: 2}, image.Pt(320, 180), [4]string{"green", "red", "white", "blue"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, size, err := Make(bytes.NewReader(src), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := jpeg.DecodeConfig(bytes.NewReader(b))
+			if err != nil || size != tc.size || cfg.Width != tc.size.X || cfg.Height != tc.size.Y {
+				t.Fatalf("size %v, JPEG %dx%d (%v); want %v", size, cfg.Width, cfg.Height, err, tc.size)
+			}
+			w, h := size.X, size.Y
+			got := [4]string{at(t, b, 4, 4), at(t, b, w-5, 4), at(t, b, 4, h-5), at(t, b, w-5, h-5)}
+			if got != tc.corners {
+				t.Errorf("corners %v, want %v", got, tc.corners)
+			}
+		})
+	}
+}
+
+func TestMakeNeverScalesUp(t *testing.T) {
+	_, size, err := Make(bytes.NewReader(quadrants(t, 60, 40)), nil)
+	if err != nil || size != image.Pt(60, 40) {
+		t.Fatalf("size %v, %v; want 60x40", size, err)
+	}
+}
+
+type failingReader struct{ after []byte }
+
+var errStalled = errors.New("connection reset")
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if len(f.after) == 0 {
+		return 0, errStalled
+	}
+	n := copy(p, f.after)
+	f.after = f.after[n:]
+	return n, nil
+}
+
+func TestMakeErrors(t *testing.T) {
+	whole := quadrants(t, 640, 640)
+	for _, bad := range [][]byte{nil, []byte("not an image at all"), whole[:len(whole)/2]} {
+		if _, _, err := Make(bytes.NewReader(bad), nil); !errors.Is(err, ErrUndecodable) {
+			t.Errorf("%d bytes: %v, want ErrUndecodable", len(bad), err)
+		}
+	}
+	// A read that fails is the reader's error, not a verdict on the image.
+	_, _, err := Make(&failingReader{after: whole[:len(whole)/2]}, nil)
+	if !errors.Is(err, errStalled) || errors.Is(err, ErrUndecodable) {
+		t.Errorf("failed read: %v, want the reader's error", err)
+	}
+	var _ io.Reader = (*failingReader)(nil)
+}
+
+func TestFits(t *testing.T) {
+	for _, tc := range []struct {
+		w, h int
+		max  int64
+		want bool
+	}{
+		{1000, 1000, 1_000_000, true}, {1001, 1000, 1_000_000, false}, {0, 10, 0, false},
+		{8000, 6000, 0, true}, {10000, 6000, 0, false}, {100000, 100000, 0, false},
+	} {
+		if got := Fits(tc.w, tc.h, tc.max); got != tc.want {
+			t.Errorf("Fits(%d, %d, %d) = %v, want %v", tc.w, tc.h, tc.max, got, tc.want)
+		}
+	}
+}
