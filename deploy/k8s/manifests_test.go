@@ -23,6 +23,7 @@ import (
 	kusttypes "sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/yaml"
 
+	"imgpipe/deploy/internal/settings"
 	"imgpipe/pkg/analyzer"
 )
 
@@ -267,15 +268,15 @@ func checkDeployment(t *testing.T, s *Set, d *appsv1.Deployment) {
 
 	e := env(t, s, c)
 	binary := strings.TrimPrefix(d.Name, "imgpipe-")
-	settings := settingsOf(t, binary)
+	decl := settingsOf(t, binary)
 	for k := range e {
-		if !settings[k] && !sdkEnv[k] {
-			t.Errorf("%s: %s is neither a setting in `%s --help` nor a variable the SDKs read", d.Name, k, binary)
+		if _, ok := decl[k]; !ok && !settings.SDKEnv[k] {
+			t.Errorf("%s: %s is neither a setting %s declares nor a variable the SDKs read", d.Name, k, binary)
 		}
 	}
 	for _, ef := range c.EnvFrom {
 		for k := range s.ConfigMap(ef.ConfigMapRef.Name).Data {
-			if !settings[k] && !sdkEnv[k] {
+			if _, ok := decl[k]; !ok && !settings.SDKEnv[k] {
 				t.Errorf("ConfigMap %s: key %s is not a setting of %s", ef.ConfigMapRef.Name, k, binary)
 			}
 		}

@@ -13,14 +13,6 @@ import (
 	"imgpipe/deploy/internal/settings"
 )
 
-// Variables the SDKs read themselves (not declared by the binaries' settings).
-var sdkEnv = map[string]bool{
-	"AWS_REGION":                     true, // the AWS SDK's region
-	"AWS_ROLE_ARN":                   true, // the AWS SDK's web identity
-	"AWS_WEB_IDENTITY_TOKEN_FILE":    true,
-	"GOOGLE_APPLICATION_CREDENTIALS": true, // Application Default Credentials, and pkg/gcpauth
-}
-
 // settingsKeys returns every key an output value can have: the object keys of its
 // constructors, through merge(), conditionals and the locals it refers to.
 func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression) []string {
@@ -98,7 +90,7 @@ func TestSettingsOutputsAreTheBinariesSettings(t *testing.T) {
 		keys := outputKeys(t, m, strings.ReplaceAll(bin, "-", "_")+"_settings")
 		given := set(keys...)
 		for _, k := range keys {
-			if _, ok := decl[k]; !ok && !sdkEnv[k] {
+			if _, ok := decl[k]; !ok && !settings.SDKEnv[k] {
 				t.Errorf("%s_settings.%s is no setting of %s", bin, k, bin)
 			}
 		}
