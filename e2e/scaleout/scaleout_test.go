@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"imgpipe/internal/proctest"
+	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/samples"
 )
 
@@ -129,25 +130,25 @@ func first(s []string) string {
 
 // analyzerFlags are the flags of every analyzer replica of a scenario: workers per replica,
 // the client-side Vision limit (each replica is configured as if it were alone: the whole
-// quota), the drain timeout, and a short long poll so that an idle replica stops quickly.
+// quota), and the shutdown settings of replicaOptions(drain).
 func analyzerFlags(workers int, visionRate float64, drain time.Duration, more ...string) []string {
+	o := replicaOptions(drain)
 	return append([]string{
 		"--workers", strconv.Itoa(workers),
 		"--vision-rate", strconv.FormatFloat(visionRate, 'f', -1, 64),
 		"--vision-burst", strconv.Itoa(max(1, int(visionRate))),
 		"--visibility-timeout", "30s",
-		"--drain-timeout", drain.String(),
-		"--wait-time", "2s",
+		"--drain-timeout", o.DrainTimeout.String(),
+		"--wait-time", o.WaitTime.String(),
 	}, more...)
 }
 
-// analyzerShutdownBound is the longest an analyzer started with --drain-timeout drain may
-// take to exit after SIGTERM: the drain timeout, then up to the deleter's 15 s delete grace
-// (deletes of work finished just before the deadline), then up to 5 s for the metrics
-// server's shutdown. It is the arithmetic of analyzer.ShutdownBound(*Options), which
-// pkg/analyzer is to export; once it does, this helper is to be replaced by it.
-func analyzerShutdownBound(drain time.Duration) time.Duration {
-	return drain + 15*time.Second + 5*time.Second
+// replicaOptions are the settings of an analyzer replica that bound its shutdown: the drain
+// timeout, and a short long poll so that an idle replica stops quickly. A replica's grace
+// period is analyzer.ShutdownBound of them, the bound the Kubernetes manifests are checked
+// against.
+func replicaOptions(drain time.Duration) *analyzer.Options {
+	return &analyzer.Options{WaitTime: 2 * time.Second, DrainTimeout: drain}
 }
 
 // exitWithinGrace waits for replicas that were sent SIGTERM, and fails tb unless each exits 0
