@@ -119,7 +119,7 @@ tf-env:
 	else echo "tf-env: give TF_OUTPUT=FILE (the output of terraform output -json), or install terraform or tofu" >&2; exit 1; fi | \
 	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)))
 
-## images: the container images (analyzer, indexer, tools) for linux/amd64 and linux/arm64,
+## images: the container images (analyzer, indexer, console, tools) for linux/amd64 and linux/arm64,
 ## reproducibly, as OCI layouts in .build/images (plus docker archives of this machine's
 ## platform for podman load); prints their digests and sizes (docs/deploy.md).
 IMAGEFLAGS ?=
