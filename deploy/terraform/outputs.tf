@@ -14,6 +14,13 @@ locals {
   }
 }
 
+locals {
+  vision_quota = {
+    S1 = { rate = "20", burst = "20" }
+    F0 = { rate = "0.33", burst = "1" }
+  }
+}
+
 output "analyzer_settings" {
   description = "The analyzer's environment."
   value = merge(
@@ -26,6 +33,10 @@ output "analyzer_settings" {
       GOOGLE_CLOUD_PROJECT       = var.gcp_project_id
       IMGPIPE_TOPIC              = google_pubsub_topic.analyses.name
       AZURE_VISION_ENDPOINT      = azurerm_cognitive_account.vision.endpoint
+      # The Vision account's quota, the ceiling of each replica's adaptive rate: S1 about 20
+      # calls per second, F0 20 calls per minute.
+      IMGPIPE_VISION_RATE  = local.vision_quota[var.vision_sku].rate
+      IMGPIPE_VISION_BURST = local.vision_quota[var.vision_sku].burst
     },
     var.vision_key_auth ? { AZURE_VISION_KEY_FILE = var.vision_key_path } : {
       AZURE_TENANT_ID                             = data.azurerm_client_config.current.tenant_id
