@@ -3,7 +3,7 @@
 
 SHELL     := /bin/bash
 GO        ?= go
-FAUXQS    := localstack/fauxqs
+FAUXQS    := devstack/fauxqs
 BROWSER   := e2e/browser
 GOTESTFLAGS ?= -count=1 -timeout 15m
 # Test artefacts (the console's browser screenshots) go under ARTIFACTS/_artifacts/.
@@ -58,20 +58,20 @@ tools:
 
 ## up / down / env: the local stack on its own, for a shell.
 up: deps
-	$(GO) run ./cmd/localstack up
+	$(GO) run ./cmd/devstack up
 
 down:
-	$(GO) run ./cmd/localstack down
+	$(GO) run ./cmd/devstack down
 
 env:
-	@$(GO) run ./cmd/localstack env
+	@$(GO) run ./cmd/devstack env
 
 vet:
 	$(GO) vet ./...
 	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './localstack/*')); \
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './devstack/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 ## bench: every benchmark, with the iteration counts the docs quote (docs/analyzer.md,
@@ -82,7 +82,7 @@ bench: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-analyzer.md $(GO) test ./bench -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee bench.txt && \
 	$(GO) test ./pkg/analyzer -run '^$$' -bench . -benchtime 2000x -timeout 30m | tee -a bench.txt && \
-	$(GO) test ./pkg/index -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
+	$(GO) test ./pkg/indexstore -run '^$$' -bench Apply -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./pkg/indexer -run '^$$' -bench Indexer -benchtime 3000x -count 3 | tee -a bench.txt && \
 	$(GO) test ./dlq-replay/sqsdlq ./dlq-replay/pubsubdlq -run '^$$' -bench Replay -benchtime 10x -count 3 | tee -a bench.txt && \
 	DLQ_BENCH_SIZES=2000,10000 $(GO) test ./dlq-replay/bench -run '^$$' -bench LargeDLQ -benchtime 1x -timeout 30m | tee -a bench.txt && \

@@ -1,5 +1,5 @@
 // Package bench measures the pipeline's binaries as deployed: each one runs as its own
-// process, built from ./cmd, against the local stand-ins started by `localstack up` in
+// process, built from ./cmd, against the local stand-ins started by `devstack up` in
 // other processes, so that the CPU time and peak memory the kernel reports for the process
 // are the binary's alone.
 package bench
@@ -61,7 +61,7 @@ func assertClean(tb testing.TB, st *proctest.Stack, r *analyzerRun) {
 
 // BenchmarkAnalyzerProcess measures the analyzer binary (built from ./cmd/analyzer) as a
 // process of its own, with SQS, S3, Pub/Sub and the Vision stand-in in other processes
-// (`localstack up --parts sqs,s3,pubsub,vision`, one stack for all scenarios, which run one
+// (`devstack up --parts sqs,s3,pubsub,vision`, one stack for all scenarios, which run one
 // after another on its one queue, each draining it). CPU time (user + system) and peak RSS
 // are the analyzer's own: CPU from the kernel's rusage of the exited process, peak RSS from its
 // VmHWM (see proctest.Proc.SamplePeak for why not rusage's Maxrss). Run:

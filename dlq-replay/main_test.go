@@ -19,7 +19,7 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	stacktest.Main(m, localstack.SQS|localstack.PubSub)
+	stacktest.Main(m, devstack.SQS|devstack.PubSub)
 }
 
 // TestCLIInterrupt runs the command as a process, interrupts a rate-limited replay with
@@ -175,9 +175,9 @@ func TestFlagsFirst(t *testing.T) {
 
 // stack bootstraps fresh resources and returns the settings the CLI would read from the
 // local stack's env file.
-func stack(t *testing.T) (map[string]string, *localstack.Bootstrapped, *localstack.Stack) {
+func stack(t *testing.T) (map[string]string, *devstack.Bootstrapped, *devstack.Stack) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	vars := map[string]string{}
 	for _, e := range st.Env(b) {
 		vars[e.Name] = e.Value
@@ -189,20 +189,20 @@ func stack(t *testing.T) (map[string]string, *localstack.Bootstrapped, *localsta
 	return vars, b, st
 }
 
-func seedSQS(t *testing.T, st *localstack.Stack, url string, msgs ...*replay.Message) {
+func seedSQS(t *testing.T, st *devstack.Stack, url string, msgs ...*replay.Message) {
 	t.Helper()
 	if n, err := replay.Send(context.Background(), sqsdlq.New(st.NewSQSClient(), url, nil), msgs, 10); err != nil || n != len(msgs) {
 		t.Fatalf("seed: %d %v", n, err)
 	}
 }
 
-func depth(t *testing.T, st *localstack.Stack, url string) int {
+func depth(t *testing.T, st *devstack.Stack, url string) int {
 	t.Helper()
-	v, f, err := sqsdlq.Depth(context.Background(), st.NewSQSClient(), url)
+	d, err := sqsdlq.New(st.NewSQSClient(), url, nil).Depth(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v + f
+	return d.Visible + d.NotVisible
 }
 
 func TestCLIPurgeRefusesWithoutYes(t *testing.T) {
@@ -331,7 +331,7 @@ func TestCLIPubSubStatsAndReplay(t *testing.T) {
 	file := filepath.Join(dir, "in.jsonl")
 	var buf bytes.Buffer
 	for _, m := range []*replay.Message{replaytest.Msg(t, "upload/ps1.jpg", "IndexUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/ps2.jpg", "IndexUnavailable", failure.Transient, 0)} {
-		if err := replay.WriteRecord(&buf, m); err != nil {
+		if err := replay.WriteLine(&buf, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -413,7 +413,7 @@ func TestCLIImportChecksTheWholeFileFirst(t *testing.T) {
 	vars, b, st := stack(t)
 	var buf bytes.Buffer
 	for i := range 25 {
-		if err := replay.WriteRecord(&buf, replaytest.Msg(t, "upload/imp"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)); err != nil {
+		if err := replay.WriteLine(&buf, replaytest.Msg(t, "upload/imp"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}

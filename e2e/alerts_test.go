@@ -27,9 +27,9 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/samples"
 )
 
@@ -209,7 +209,7 @@ func exported(t *testing.T, addr string) (map[string]bool, []byte) {
 }
 
 // setVisionFaults replaces the Vision stand-in's faults through its admin API.
-func setVisionFaults(t *testing.T, st *localstack.Stack, faults string) {
+func setVisionFaults(t *testing.T, st *devstack.Stack, faults string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, strings.TrimRight(st.VisionEndpoint, "/")+"/admin/faults", strings.NewReader(faults))
 	if err != nil {
@@ -240,7 +240,7 @@ func TestAlertsOnTheLocalStack(t *testing.T) {
 	st := stacktest.Get(t)
 	// Every half-open probe during the outage is a receive: a high redrive count keeps the
 	// few messages of this test out of the DLQ however long the machine takes.
-	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 100})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 100})
 	setVisionFaults(t, st, `{}`)
 	t.Cleanup(func() { setVisionFaults(t, st, `{}`) })
 
@@ -294,7 +294,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	store := index.New(fs, res.Collection, nil)
+	store := indexstore.New(fs, res.Collection, nil)
 	s3c := st.NewS3Client()
 	put := func(from, to int) {
 		for i := from; i < to; i++ {

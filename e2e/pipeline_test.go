@@ -23,37 +23,39 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/analyzer"
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/uploader"
 	"imgpipe/pkg/vision"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
 
 // pipeline is one analyzer and one indexer running in this process against a fresh set of
 // resources on the shared stack.
 type pipeline struct {
-	st    *localstack.Stack
-	res   *localstack.Bootstrapped
+	st    *devstack.Stack
+	res   *devstack.Bootstrapped
 	s3    *s3.Client
 	sqs   *sqs.Client
-	store *index.Store
+	store *indexstore.Store
 	stop  func()
 }
 
 func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 	t.Helper()
 	st := stacktest.Get(t)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 10 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient()}
 
@@ -74,14 +76,22 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 		t.Fatal(err)
 	}
 	pub := publish.New(ps, res.TopicName, nil)
-	a, err := analyzer.New(analyzer.Deps{SQS: p.sqs, S3: p.s3, Vision: vc, Publisher: pub}, &analyzer.Options{
-		QueueURL: res.QueueURL, DLQURL: res.DLQURL, Workers: 8, WaitTime: time.Second,
+	events, err := sqsqueue.New(p.sqs, res.QueueURL, &sqsqueue.Options{Wait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := sqsqueue.New(p.sqs, res.DLQURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: s3objects.New(p.s3), Vision: vc, Publisher: pub}, &analyzer.Options{
+		Workers:           8,
 		VisibilityTimeout: 10 * time.Second, DrainTimeout: 10 * time.Second, Logger: log.Named("analyzer"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.store = index.New(fs, res.Collection, nil)
+	p.store = indexstore.New(fs, res.Collection, nil)
 	ix, err := indexer.New(ps, p.store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
@@ -133,9 +143,9 @@ func (p *pipeline) put(t *testing.T, key string, body []byte) {
 }
 
 // drainDLQ receives every message from the DLQ and returns key -> failure.
-func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
+func (p *pipeline) drainDLQ(t *testing.T) map[string]failure.Details {
 	t.Helper()
-	out := map[string]dlq.Failure{}
+	out := map[string]failure.Details{}
 	for _, d := range stacktest.DrainDLQ(t, p.sqs, p.res.DLQURL) {
 		msg, err := s3event.Parse([]byte(d.Body))
 		if err != nil {
@@ -148,13 +158,13 @@ func (p *pipeline) drainDLQ(t *testing.T) map[string]dlq.Failure {
 	return out
 }
 
-func (p *pipeline) docs(t *testing.T) map[string]index.Document {
+func (p *pipeline) docs(t *testing.T) map[string]indexstore.Document {
 	t.Helper()
 	docs, err := p.store.List(context.Background(), p.res.Bucket, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]index.Document{}
+	out := map[string]indexstore.Document{}
 	for _, d := range docs {
 		out[d.Key] = d
 	}
@@ -240,7 +250,7 @@ func TestEndToEnd(t *testing.T) {
 		d := p.docs(t)
 		return len(d) >= n, fmt.Sprintf("%d documents", len(d))
 	})
-	failed := map[string]dlq.Failure{}
+	failed := map[string]failure.Details{}
 	stacktest.WaitFor(t, "every bad file in the DLQ", 2*time.Minute, func() (bool, string) {
 		for k, f := range p.drainDLQ(t) {
 			failed[k] = f
@@ -258,8 +268,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("no document for %q", key)
 			continue
 		}
-		if d.Width != w.w || d.Height != w.h || d.Bucket != p.res.Bucket || d.SchemaVersion != analysis.SchemaVersion ||
-			d.Event != analysis.Created || d.Sequencer == "" || d.Caption == "" || len(d.Tags) == 0 || d.ModelVersion == "" ||
+		if d.Width != w.w || d.Height != w.h || d.Bucket != p.res.Bucket || d.SchemaVersion != record.SchemaVersion ||
+			d.Event != record.Created || d.Sequencer == "" || d.Caption == "" || len(d.Tags) == 0 || d.ModelVersion == "" ||
 			d.ContentType == "" || d.Size == 0 || d.AnalyzedAt.IsZero() || d.ETag == "" {
 			t.Errorf("document for %q is incomplete: %+v", key, d)
 		}
@@ -322,7 +332,7 @@ func victimOther(wants map[string]size, victim string) string {
 	return ""
 }
 
-func keys(m map[string]dlq.Failure) []string {
+func keys(m map[string]failure.Details) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -331,7 +341,7 @@ func keys(m map[string]dlq.Failure) []string {
 	return out
 }
 
-func keysDocs(m map[string]index.Document) string {
+func keysDocs(m map[string]indexstore.Document) string {
 	var out []string
 	for k := range m {
 		out = append(out, k)

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/samples"
 )
 
@@ -61,7 +61,7 @@ func (p *pipeline) waitDoc(t *testing.T, what, key, version string, w, h int) {
 	stacktest.WaitFor(t, what, 2*time.Minute, func() (bool, string) {
 		d, err := p.store.Get(context.Background(), p.res.Bucket, key)
 		switch {
-		case errors.Is(err, index.ErrNotFound):
+		case errors.Is(err, indexstore.ErrNotFound):
 			return version == "", "no document"
 		case err != nil:
 			return false, err.Error()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -22,8 +23,10 @@ import (
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/vision"
@@ -66,7 +69,7 @@ type settings struct {
 	maxImageBytes                                       int
 	pathStyle, orderingKeys, adaptiveRate               bool
 
-	metricsAddr                                   string
+	metricsAddr, profileDir                       string
 	minWorkers, maxWorkers, breakerFailures       int
 	receiveAhead                                  int
 	targetPerWorker                               float64
@@ -97,8 +100,8 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.attemptTimeout, "vision-attempt-timeout", "IMGPIPE_VISION_ATTEMPT_TIMEOUT", vision.DefaultAttemptTimeout, "bound on one Vision HTTP attempt", config.Validate(config.PositiveDuration(&s.attemptTimeout)))
 	set.String(&s.mode, "mode", "IMGPIPE_MODE", "stream", "how Vision gets the image: stream (bytes through the analyzer) or url (presigned S3 URL)", config.Validate(config.OneOf(&s.mode, "stream", "url")))
 	set.Int(&s.workers, "workers", "IMGPIPE_WORKERS", 16, "messages in their Vision call at once (the first S3 read comes before, publishing and deleting after, outside the pool)", config.Validate(config.Between(&s.workers, 1, 1024)))
-	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages (whole seconds, 1s-12h), renewed by a heartbeat while in work", config.Validate(config.SecondsBetween(&s.visibility, time.Second, analyzer.MaxVisibilityTimeout)))
-	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", analyzer.MaxWaitTime, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, analyzer.MaxWaitTime)))
+	set.Duration(&s.visibility, "visibility-timeout", "IMGPIPE_VISIBILITY_TIMEOUT", 30*time.Second, "visibility timeout of received messages (whole seconds, 1s-12h), renewed by a heartbeat while in work", config.Validate(config.SecondsBetween(&s.visibility, time.Second, sqsqueue.MaxHold)))
+	set.Duration(&s.wait, "wait-time", "IMGPIPE_WAIT_TIME", sqsqueue.MaxWait, "SQS long-poll wait (whole seconds, 0-20s); on SIGTERM the last poll runs to its end, so an idle analyzer stops within this", config.Validate(config.SecondsBetween(&s.wait, 0, sqsqueue.MaxWait)))
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_DRAIN_TIMEOUT", 25*time.Second, "on SIGTERM, how long in-flight messages may finish before they are released", config.Validate(config.PositiveDuration(&s.drain)))
 	set.Int(&s.maxImageBytes, "max-image-bytes", "IMGPIPE_MAX_IMAGE_BYTES", 20_000_000, "larger objects fail permanently (Vision 4.0 takes up to 20 MB, 3.2 up to 4 MB)", config.Validate(config.Positive(&s.maxImageBytes)))
 	set.Bool(&s.pathStyle, "s3-path-style", "IMGPIPE_S3_PATH_STYLE", false, "address S3 path-style (stand-ins and some S3-compatible stores)")
@@ -112,12 +115,13 @@ func newSet(s *settings) *config.Set {
 	set.Duration(&s.depthInterval, "depth-interval", "IMGPIPE_DEPTH_INTERVAL", 10*time.Second, "how often the queue and dead-letter queue depths are read (metrics and autoscaler)", config.Validate(config.PositiveDuration(&s.depthInterval)))
 	set.Int(&s.breakerFailures, "breaker-failures", "IMGPIPE_BREAKER_FAILURES", 5, "consecutive messages failed by S3, Vision or Pub/Sub being down or by a setup fault (access denied, bad key, a URL Vision cannot fetch) that open the circuit (receiving stops)", config.Validate(config.Positive(&s.breakerFailures)))
 	set.Duration(&s.breakerCooldown, "breaker-cooldown", "IMGPIPE_BREAKER_COOLDOWN", 10*time.Second, "how long the circuit stays open before a probe (up to 12h: messages given back wait as long)", config.Validate(func() error {
-		if s.breakerCooldown <= 0 || s.breakerCooldown > analyzer.MaxVisibilityTimeout {
-			return fmt.Errorf("must be above 0 and at most %s, got %s", analyzer.MaxVisibilityTimeout, s.breakerCooldown)
+		if s.breakerCooldown <= 0 || s.breakerCooldown > sqsqueue.MaxHold {
+			return fmt.Errorf("must be above 0 and at most %s, got %s", sqsqueue.MaxHold, s.breakerCooldown)
 		}
 		return nil
 	}))
 	set.String(&s.logLevel, "log-level", "IMGPIPE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	set.String(&s.profileDir, "profile-dir", "IMGPIPE_PROFILE_DIR", "", "write a CPU profile of the whole run and, at exit, an allocation profile (pprof files) into this folder; empty: none")
 	return set
 }
 
@@ -162,6 +166,17 @@ func run(args []string) error {
 	}
 	defer log.Sync()
 	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
+	if s.profileDir != "" {
+		stopProfiles, err := obs.StartProfiles(s.profileDir)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stopProfiles(); err != nil {
+				log.Error("profiles not written", zap.Error(err))
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -214,11 +229,21 @@ func run(args []string) error {
 	pub := publish.New(ps, s.topic, &publish.Options{OrderingKeys: s.orderingKeys})
 	defer pub.Close()
 
+	calls := analyzer.NewSQSCalls()
+	reg.MustRegister(calls)
+	sqsClient := awsclient.SQS(cfg, func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls)) })
+	events, err := sqsqueue.New(sqsClient, s.queueURL, &sqsqueue.Options{Wait: zeroMeansNone(s.wait)})
+	if err != nil {
+		return err
+	}
+	dlq, err := sqsqueue.New(sqsClient, s.dlqURL, nil)
+	if err != nil {
+		return err
+	}
 	a, err := analyzer.New(analyzer.Deps{
-		SQS: awsclient.SQS(cfg), S3: awsclient.S3(cfg, awsOpts), Vision: vc, Publisher: pub,
+		Queue: events, DLQ: dlq, Objects: s3objects.New(awsclient.S3(cfg, awsOpts)), Vision: vc, Publisher: pub,
 	}, &analyzer.Options{
-		QueueURL: s.queueURL, DLQURL: s.dlqURL, Workers: s.workers, WaitTime: zeroMeansNone(s.wait),
-		VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
+		Workers: s.workers, VisibilityTimeout: s.visibility, DrainTimeout: s.drain, Mode: analyzer.Mode(s.mode), S3Timeout: s.s3Timeout,
 		MaxImageBytes: int64(s.maxImageBytes), Logger: log,
 		Breaker:       &breaker.Options{ConsecutiveFailures: s.breakerFailures, Cooldown: s.breakerCooldown},
 		Autoscale:     autoscaleOptions(s),
@@ -294,8 +319,8 @@ func credential(s *settings) (vision.Credential, error) {
 	return vision.NewTokenCredential(vision.NewFileTokenSource(s.tokenFile)), nil
 }
 
-// zeroMeansNone maps a flag whose 0 means "none" to the analyzer option whose 0 means "the
-// default" and whose negative values mean "none" (ReceiveAhead, WaitTime).
+// zeroMeansNone maps a flag whose 0 means "none" to the option whose 0 means "the default" and
+// whose negative values mean "none" (analyzer.Options.ReceiveAhead, sqsqueue.Options.Wait).
 func zeroMeansNone[T int | time.Duration](v T) T {
 	if v == 0 {
 		return -1

@@ -20,13 +20,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.SQS|localstack.S3|localstack.PubSub|localstack.Vision)
+	stacktest.Main(m, devstack.SQS|devstack.S3|devstack.PubSub|devstack.Vision)
 }
 
 // required are the settings without defaults, so that a test can vary one other setting.
@@ -107,7 +107,7 @@ func build(t *testing.T) string {
 // SDKs' own log lines go through zap or nowhere.
 func TestStderrIsJSON(t *testing.T) {
 	st := stacktest.Get(t)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	bin := build(t)
 	ctx := context.Background()
 	s3c, sqsc := st.NewS3Client(), st.NewSQSClient()

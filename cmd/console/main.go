@@ -24,7 +24,7 @@ import (
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/console"
 	"imgpipe/pkg/gcpauth"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
 )
@@ -169,7 +169,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	deps := console.Deps{S3: awsclient.S3(cfg, awsOpts), Index: index.New(fs, s.collection, nil)}
+	deps := console.Deps{S3: awsclient.S3(cfg, awsOpts), Index: indexstore.New(fs, s.collection, nil)}
 	if s.queueURL != "" || s.dlqURL != "" {
 		deps.SQS = awsclient.SQS(cfg)
 	}

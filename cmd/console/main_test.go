@@ -15,13 +15,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/console"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.S3|localstack.SQS|localstack.Firestore) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.S3|devstack.SQS|devstack.Firestore) }
 
 // clearEnv empties every variable the console reads, then sets the given ones.
 func clearEnv(t *testing.T, kv ...string) {
@@ -110,7 +110,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 // rule when asked, and stops cleanly when its context ends.
 func TestServesAndStops(t *testing.T) {
 	st := stacktest.Get(t)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{})
 	env := []string{"IMGPIPE_CONSOLE_ADDR", "127.0.0.1:0", "IMGPIPE_CONSOLE_BUCKET_CORS", "http://127.0.0.1:8080,http://localhost:8080"}
 	for _, e := range st.Env(res) {
 		env = append(env, e.Name, e.Value)

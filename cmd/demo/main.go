@@ -2,7 +2,7 @@
 // was indexed and what failed and why, and shuts everything down. It is the README's main
 // command (`make run`).
 //
-// It starts the stand-ins (internal/localstack), creates the resources, builds and starts the
+// It starts the stand-ins (internal/devstack), creates the resources, builds and starts the
 // real analyzer and indexer binaries with the environment the stack prints, uploads the
 // generated samples with the real uploader binary, waits until every good image is indexed and
 // every bad one is dead-lettered, starts the web console on the results and prints its
@@ -33,9 +33,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/internal/devstack"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -93,7 +93,7 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 	step("starting the local stack (SQS, S3, Pub/Sub, Firestore, Vision) on 127.0.0.1")
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	st, err := localstack.Start(startCtx, &localstack.Options{LogDir: logDir})
+	st, err := devstack.Start(startCtx, &devstack.Options{LogDir: logDir})
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 		defer cancel()
 		_ = st.Close(closeCtx)
 	}()
-	boot, err := st.Bootstrap(startCtx, localstack.Resources{})
+	boot, err := st.Bootstrap(startCtx, devstack.Resources{})
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 		return err
 	}
 	defer fs.Close()
-	store := index.New(fs, boot.Collection, nil)
+	store := indexstore.New(fs, boot.Collection, nil)
 	res, err := await(ctx, st.NewSQSClient(), store, boot, all, uploaded, timeout, procs)
 	if err != nil {
 		return err
@@ -240,8 +240,8 @@ func parseUpload(out []byte, root string) (map[string]string, error) {
 type row struct {
 	sample samples.Sample
 	key    string
-	doc    *index.Document
-	failed *dlq.Failure
+	doc    *indexstore.Document
+	failed *failure.Details
 	ok     bool
 }
 
@@ -251,10 +251,10 @@ type report struct {
 }
 
 // await polls the index and the DLQ until every sample has its expected end, or timeout.
-func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot *localstack.Bootstrapped,
+func await(ctx context.Context, sqsClient *sqs.Client, store *indexstore.Store, boot *devstack.Bootstrapped,
 	all []samples.Sample, keys map[string]string, timeout time.Duration, procs []*child) (*report, error) {
 	deadline := time.Now().Add(timeout)
-	failures := map[string]dlq.Failure{}
+	failures := map[string]failure.Details{}
 	for {
 		for _, p := range procs {
 			if err := p.exited(); err != nil {
@@ -276,7 +276,7 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 			}
 			if msg, err := s3event.Parse([]byte(aws.ToString(m.Body))); err == nil {
 				for _, r := range msg.Records {
-					failures[r.Key] = dlq.Parse(attrs)
+					failures[r.Key] = failure.ParseDetails(attrs)
 				}
 			}
 		}
@@ -289,7 +289,7 @@ func await(ctx context.Context, sqsClient *sqs.Client, store *index.Store, boot 
 			}
 			if d, err := store.Get(ctx, boot.Bucket, r.key); err == nil {
 				r.doc = d
-			} else if !errors.Is(err, index.ErrNotFound) {
+			} else if !errors.Is(err, indexstore.ErrNotFound) {
 				return nil, err
 			}
 			if s.Good {
@@ -410,7 +410,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintln(w)
 }
 
-func failureText(f *dlq.Failure) string {
+func failureText(f *failure.Details) string {
 	if f == nil {
 		return "not indexed"
 	}

@@ -21,8 +21,8 @@ import (
 
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 )
 
@@ -127,7 +127,7 @@ func run(cmd string, args []string) error {
 		return fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	store := index.New(fs, s.collection, nil)
+	store := indexstore.New(fs, s.collection, nil)
 
 	switch cmd {
 	case "get":
@@ -135,7 +135,7 @@ func run(cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printDocs(os.Stdout, []index.Document{*doc}, s.json)
+		return printDocs(os.Stdout, []indexstore.Document{*doc}, s.json)
 	case "search":
 		docs, err := store.SearchTag(ctx, set.Args()[0], s.limit)
 		if err != nil {
@@ -179,7 +179,7 @@ func run(cmd string, args []string) error {
 	return nil
 }
 
-func printDocs(w io.Writer, docs []index.Document, asJSON bool) error {
+func printDocs(w io.Writer, docs []indexstore.Document, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

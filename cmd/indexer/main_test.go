@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 )
 
 func TestPrintDocs(t *testing.T) {
-	docs := []index.Document{{Record: analysis.Record{
+	docs := []indexstore.Document{{Analysis: record.Analysis{
 		Bucket: "images", Key: "upload/a b.jpg", Size: 42, Width: 640, Height: 480, Caption: "a cat",
-		Tags:       []analysis.Tag{{Name: "cat", Confidence: 0.912}, {Name: "sofa", Confidence: 0.5}},
+		Tags:       []record.Tag{{Name: "cat", Confidence: 0.912}, {Name: "sofa", Confidence: 0.5}},
 		AnalyzedAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
 	}}}
 	var table bytes.Buffer

@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/uploader"
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.S3|localstack.SQS|localstack.Firestore)
+	stacktest.Main(m, devstack.S3|devstack.SQS|devstack.Firestore)
 }
 
 func TestPermute(t *testing.T) {
@@ -146,10 +146,10 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 
 // stackEnv points the command at a fresh bootstrap of the test stack through the environment,
 // as a user's shell would.
-func stackEnv(t *testing.T) *localstack.Bootstrapped {
+func stackEnv(t *testing.T) *devstack.Bootstrapped {
 	t.Helper()
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	for _, e := range st.Env(b) {
 		t.Setenv(e.Name, e.Value)
 	}
@@ -282,7 +282,7 @@ func TestWatchAndLoadThroughTheCommand(t *testing.T) {
 // stderr is JSON: the SDKs' own log lines go through zap or nowhere.
 func TestStderrIsJSON(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	bin := filepath.Join(t.TempDir(), "uploader")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -15,7 +15,7 @@ import (
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/uploader"
 )
 
@@ -74,7 +74,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 		return 0, fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	opts := &uploader.LookupOptions{Index: index.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
+	opts := &uploader.LookupOptions{Index: indexstore.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
 	if s.dlqURL != "" {
 		opts.SQS, opts.DLQURL = awsclient.SQS(cfg), s.dlqURL
 	}

@@ -19,19 +19,19 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/samples"
 )
 
 func TestMain(m *testing.M) {
 	// The stack finds fauxqs from the module root, which here is deploy/: point it at the
 	// product's pinned install.
-	if os.Getenv("LOCALSTACK_FAUXQS_DIR") == "" {
-		os.Setenv("LOCALSTACK_FAUXQS_DIR", filepath.Join("..", "..", "localstack", "fauxqs"))
+	if os.Getenv("DEVSTACK_FAUXQS_DIR") == "" {
+		os.Setenv("DEVSTACK_FAUXQS_DIR", filepath.Join("..", "..", "devstack", "fauxqs"))
 	}
-	stacktest.Main(m, localstack.All)
+	stacktest.Main(m, devstack.All)
 }
 
 // podman is a container runtime set up as this machine needs it (LOCAL-STACK.md): the runc
@@ -99,8 +99,8 @@ var securityArgs = []string{"--runtime", "runc", "--network", "host", "--read-on
 // three long-running images stop cleanly on SIGTERM.
 func TestImagesRunThePipeline(t *testing.T) {
 	pm := newPodman(t)
-	st := stacktest.Require(t, localstack.All)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	st := stacktest.Require(t, devstack.All)
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 10 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
@@ -178,7 +178,7 @@ func TestImagesRunThePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	store := index.New(fs, res.Collection, nil)
+	store := indexstore.New(fs, res.Collection, nil)
 	stacktest.WaitFor(t, "every uploaded image indexed", 3*time.Minute, func() (bool, string) {
 		docs, err := store.List(ctx, res.Bucket, 100)
 		if err != nil {

@@ -26,17 +26,17 @@ import (
 	v2 "k8s.io/api/autoscaling/v2"
 
 	"imgpipe/deploy/internal/iam"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
 
 func TestMain(m *testing.M) {
 	// The stack finds fauxqs from the module root, which here is deploy/: point it at the
 	// product's pinned install.
-	if os.Getenv("LOCALSTACK_FAUXQS_DIR") == "" {
-		os.Setenv("LOCALSTACK_FAUXQS_DIR", filepath.Join(Dir(), "..", "..", "localstack", "fauxqs"))
+	if os.Getenv("DEVSTACK_FAUXQS_DIR") == "" {
+		os.Setenv("DEVSTACK_FAUXQS_DIR", filepath.Join(Dir(), "..", "..", "devstack", "fauxqs"))
 	}
-	stacktest.Main(m, localstack.SQS)
+	stacktest.Main(m, devstack.SQS)
 }
 
 // KEDA's own aws-sqs-queue scaler, configured from each overlay's ScaledObject and
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 // and the replica count the HPA derives from it. The SQS calls it makes are recorded: they
 // must be iam.KEDA, what KEDA's role in deploy/terraform is granted.
 func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
-	st := stacktest.Require(t, localstack.SQS)
+	st := stacktest.Require(t, devstack.SQS)
 	client := st.NewSQSClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -62,7 +62,7 @@ func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			so := s.ScaledObjects[analyzerName]
-			res := stacktest.Bootstrap(t, st, localstack.Resources{})
+			res := stacktest.Bootstrap(t, st, devstack.Resources{})
 			scaler, target := newSQSScaler(ctx, t, s, so, res.QueueURL, rec.URL)
 			defer scaler.Close(ctx)
 			if target != 160 {

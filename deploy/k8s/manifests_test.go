@@ -29,6 +29,7 @@ import (
 	"imgpipe/deploy/internal/tfout"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/gcpauth"
+	"imgpipe/pkg/queue/sqsqueue"
 )
 
 const (
@@ -500,7 +501,8 @@ func checkAnalyzerShutdown(t *testing.T, s *Set) {
 	d := s.Deployments[analyzerName]
 	e := env(t, s, container(t, d))
 	opts := &analyzer.Options{}
-	for key, field := range map[string]*time.Duration{"IMGPIPE_WAIT_TIME": &opts.WaitTime, "IMGPIPE_DRAIN_TIMEOUT": &opts.DrainTimeout} {
+	wait := sqsqueue.MaxWait // the binary's default; its 0 means no long poll
+	for key, field := range map[string]*time.Duration{"IMGPIPE_WAIT_TIME": &wait, "IMGPIPE_DRAIN_TIMEOUT": &opts.DrainTimeout} {
 		v, ok := e[key]
 		if !ok {
 			continue
@@ -510,15 +512,12 @@ func checkAnalyzerShutdown(t *testing.T, s *Set) {
 			t.Fatalf("%s: %s=%q: %v", d.Name, key, v, err)
 		}
 		*field = dur
-		if dur == 0 && key == "IMGPIPE_WAIT_TIME" {
-			opts.WaitTime = -1 // the binary's 0 means no long poll
-		}
 	}
-	bound := analyzer.ShutdownBound(opts)
+	bound := analyzer.ShutdownBound(opts, wait)
 	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	if grace <= bound {
 		t.Errorf("%s: terminationGracePeriodSeconds %s is not longer than the worst-case shutdown %s (wait %s, drain %s)",
-			d.Name, grace, bound, opts.WaitTime, opts.DrainTimeout)
+			d.Name, grace, bound, wait, opts.DrainTimeout)
 	}
 }
 

@@ -8,16 +8,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/analyzer"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/obs"
+	"imgpipe/pkg/queue/sqsqueue"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/vision"
 )
 
 // unusedPublisher satisfies analyzer.Deps; the analyzer built here is never run.
 type unusedPublisher struct{}
 
-func (unusedPublisher) Publish(context.Context, *analysis.Record) (string, error) {
+func (unusedPublisher) Publish(context.Context, *record.Analysis) (string, error) {
 	return "", errors.New("not for publishing: the analyzer is only built to list its metrics")
 }
 
@@ -35,10 +37,20 @@ func analyzerMetricNames(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	defer vc.Close()
+	reg.MustRegister(analyzer.NewSQSCalls()) // as cmd/analyzer counts its SQS client's calls
+	client := sqs.New(sqs.Options{Region: "eu-west-1"})
+	events, err := sqsqueue.New(client, "https://unused/q", nil)
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := sqsqueue.New(client, "https://unused/dlq", nil)
+	if err != nil {
+		return nil, err
+	}
 	_, err = analyzer.New(analyzer.Deps{
-		SQS: sqs.New(sqs.Options{Region: "eu-west-1"}), S3: s3.New(s3.Options{Region: "eu-west-1"}),
+		Queue: events, DLQ: dlq, Objects: s3objects.New(s3.New(s3.Options{Region: "eu-west-1"})),
 		Vision: vc, Publisher: unusedPublisher{},
-	}, &analyzer.Options{QueueURL: "https://unused/q", DLQURL: "https://unused/dlq", Registerer: reg, VisionObserver: vobs})
+	}, &analyzer.Options{Registerer: reg, VisionObserver: vobs})
 	if err != nil {
 		return nil, err
 	}

@@ -19,20 +19,22 @@ import (
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/breaker"
-	"imgpipe/pkg/index"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
 
 // TestReplayAfterVisionOutage breaks Vision, lets uploads reach the DLQ through the queue's
 // redrive policy, fixes Vision, replays the DLQ and checks Firestore.
@@ -41,7 +43,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if st.VisionServer == nil {
 		t.Fatal("the stack runs no in-process Vision stand-in")
 	}
-	res := stacktest.Bootstrap(t, st, localstack.Resources{MaxReceiveCount: 2, VisibilityTimeout: 5 * time.Second})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{MaxReceiveCount: 2, VisibilityTimeout: 5 * time.Second})
 	log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -74,8 +76,16 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	defer fs.Close()
 	pub := publish.New(ps, res.TopicName, nil)
 	defer pub.Close()
-	a, err := analyzer.New(analyzer.Deps{SQS: sqsc, S3: s3c, Vision: vc, Publisher: pub}, &analyzer.Options{
-		QueueURL: res.QueueURL, DLQURL: res.DLQURL, Workers: 4, WaitTime: time.Second,
+	events, err := sqsqueue.New(sqsc, res.QueueURL, &sqsqueue.Options{Wait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := sqsqueue.New(sqsc, res.DLQURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := analyzer.New(analyzer.Deps{Queue: events, DLQ: dlq, Objects: s3objects.New(s3c), Vision: vc, Publisher: pub}, &analyzer.Options{
+		Workers:           4,
 		VisibilityTimeout: 5 * time.Second, DrainTimeout: 5 * time.Second, Logger: log.Named("analyzer"),
 		Backoff: retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: time.Second},
 		// Keep the breaker shut so that every receive reaches Vision and counts toward the
@@ -85,7 +95,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := index.New(fs, res.Collection, nil)
+	store := indexstore.New(fs, res.Collection, nil)
 	ix, err := indexer.New(ps, store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
@@ -117,23 +127,23 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		}
 		keys[k] = true
 	}
-	docs := func() map[string]index.Document {
+	docs := func() map[string]indexstore.Document {
 		list, err := store.List(ctx, res.Bucket, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]index.Document{}
+		out := map[string]indexstore.Document{}
 		for _, d := range list {
 			out[d.Key] = d
 		}
 		return out
 	}
 	stacktest.WaitFor(t, "every upload dead-lettered", 2*time.Minute, func() (bool, string) {
-		v, f, err := sqsdlq.Depth(ctx, sqsc, res.DLQURL)
+		d, err := sqsdlq.New(sqsc, res.DLQURL, nil).Depth(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v+f == n, fmt.Sprintf("DLQ depth %d+%d", v, f)
+		return d.Visible+d.NotVisible == n, fmt.Sprintf("DLQ depth %d+%d", d.Visible, d.NotVisible)
 	})
 	if d := docs(); len(d) != 0 {
 		t.Fatalf("documents indexed while Vision was down: %v", d)
@@ -158,11 +168,11 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	})
 	// Let any duplicate delivery land before counting.
 	stacktest.WaitFor(t, "the queue drained", time.Minute, func() (bool, string) {
-		v, f, err := sqsdlq.Depth(ctx, sqsc, res.QueueURL)
+		d, err := sqsdlq.New(sqsc, res.QueueURL, nil).Depth(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v+f == 0, fmt.Sprintf("queue depth %d+%d", v, f)
+		return d.Visible+d.NotVisible == 0, fmt.Sprintf("queue depth %d+%d", d.Visible, d.NotVisible)
 	})
 	got := docs()
 	if len(got) != n {
@@ -177,7 +187,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if got := st.VisionServer.Stats().Analyses - analysesBefore; got != n {
 		t.Errorf("%d successful Vision analyses after the fix, want %d", got, n)
 	}
-	if v, f, _ := sqsdlq.Depth(ctx, sqsc, res.DLQURL); v+f != 0 {
-		t.Fatalf("DLQ depth %d+%d after the replay", v, f)
+	if d, _ := sqsdlq.New(sqsc, res.DLQURL, nil).Depth(ctx); d.Visible+d.NotVisible != 0 {
+		t.Fatalf("DLQ depth %d+%d after the replay", d.Visible, d.NotVisible)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replaytest"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
 
@@ -19,7 +19,7 @@ import (
 func BenchmarkReplay(b *testing.B) {
 	const perOp = 100
 	st := stacktest.Get(b)
-	res := stacktest.Bootstrap(b, st, localstack.Resources{})
+	res := stacktest.Bootstrap(b, st, devstack.Resources{})
 	ctx := context.Background()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
 	if err != nil {

@@ -2,6 +2,7 @@ package pubsubdlq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -19,18 +20,18 @@ import (
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub) }
 
 type harness struct{}
 
 func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestFullName(t *testing.T) {
 // the dead-letter subscription and replayed to the topic like any other.
 func TestRealDeadLetteringThenReplay(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	ctx := context.Background()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
 	if err != nil {
@@ -87,14 +88,14 @@ func TestRealDeadLetteringThenReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sub.Release(ctx, got); err != nil { // nack: one more failed delivery
+		if err := errors.Join(sub.Release(ctx, got)...); err != nil { // nack: one more failed delivery
 			t.Fatal(err)
 		}
 		if _, err := replay.Scan(ctx, dl, nil, func(m *replay.Message) error { dead = append(dead, m); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if dead[0].Key() != "upload/poison.jpg" || dead[0].Failure().Reason != "IndexUnavailable" {
+	if replay.Key(dead[0]) != "upload/poison.jpg" || dead[0].Failure().Reason != "IndexUnavailable" {
 		t.Fatalf("dead letter %+v", dead[0])
 	}
 	if dead[0].ReceiveCount != b.MaxDeliveryAttempts {
@@ -117,7 +118,7 @@ func TestRealDeadLetteringThenReplay(t *testing.T) {
 
 // faultyClient returns a subscription admin client of the real SDK, connected to the emulator,
 // whose calls pass through intercept before they go out (failure injection at the transport).
-func faultyClient(t *testing.T, st *localstack.Stack, intercept grpc.UnaryClientInterceptor) *vkit.SubscriptionAdminClient {
+func faultyClient(t *testing.T, st *devstack.Stack, intercept grpc.UnaryClientInterceptor) *vkit.SubscriptionAdminClient {
 	t.Helper()
 	c, err := vkit.NewSubscriptionAdminClient(context.Background(),
 		option.WithEndpoint(st.PubSubHost), option.WithoutAuthentication(),
@@ -130,7 +131,7 @@ func faultyClient(t *testing.T, st *localstack.Stack, intercept grpc.UnaryClient
 	return c
 }
 
-func seedDeadLetters(t *testing.T, st *localstack.Stack, b *localstack.Bootstrapped, n int) {
+func seedDeadLetters(t *testing.T, st *devstack.Stack, b *devstack.Bootstrapped, n int) {
 	t.Helper()
 	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
 	if err != nil {
@@ -151,7 +152,7 @@ func seedDeadLetters(t *testing.T, st *localstack.Stack, b *localstack.Bootstrap
 // than asked, and must give them back.
 func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	seedDeadLetters(t, st, b, 3)
 	refuse := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if r, ok := req.(*pubsubpb.ModifyAckDeadlineRequest); ok && r.AckDeadlineSeconds > 0 {
@@ -164,8 +165,8 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Receive handed out %d messages on a lease it could not set, and no error", len(msgs))
 	}
-	if !failure.IsPermanent(err) {
-		t.Errorf("error %v: want it classified permanent (PermissionDenied)", err)
+	if !failure.IsSetup(err) || failure.ReasonOf(err) != "PermissionDenied" {
+		t.Errorf("error %v: want it classified a setup fault (PermissionDenied), which ends a pass at once", err)
 	}
 	// Nothing lost: the messages are receivable again at once (nacked), not after the
 	// subscription's ack deadline.
@@ -188,7 +189,7 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 // The first Pull here runs out of time on the client (a real DeadlineExceeded from gRPC).
 func TestOneEmptyPullIsNotTheEnd(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	seedDeadLetters(t, st, b, 5)
 	var pulls atomic.Int32
 	late := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

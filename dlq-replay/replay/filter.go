@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"imgpipe/pkg/dlq"
+	"imgpipe/pkg/failure"
 )
 
 // Filter selects the messages a replay moves. The zero Filter selects everything.
@@ -49,12 +49,12 @@ func (f *Filter) Match(m *Message, now time.Time) bool {
 	}
 	if len(f.Classes) > 0 {
 		// A message without imgpipe.class has no recorded class: it matches no class filter.
-		if _, ok := m.StringAttributes()[dlq.AttrClass]; !ok || !slices.Contains(f.Classes, fl.Class.String()) {
+		if _, ok := m.StringAttributes()[failure.AttrClass]; !ok || !slices.Contains(f.Classes, fl.Class.String()) {
 			return false
 		}
 	}
 	if f.Prefix != "" || f.Glob != "" {
-		key := m.Key()
+		key := Key(m)
 		if key == "" || !strings.HasPrefix(key, f.Prefix) {
 			return false
 		}
@@ -130,9 +130,6 @@ func Decide(m *Message, f *Filter, maxReplays int, now time.Time) Decision {
 	return Move
 }
 
-// SQSMaxAttributes is the number of message attributes SQS accepts on one message.
-const SQSMaxAttributes = 10
-
 // Marked returns a copy of m to send back to its source: the attributes kept, the replay
 // count incremented and the replay time set. When the result would exceed limit attributes
 // (limit <= 0: none), the replay time is left out first, then imgpipe.error, then
@@ -144,10 +141,10 @@ func Marked(m *Message, now time.Time, limit int) (*Message, []string) {
 		out.Attributes[k] = v
 	}
 	n := m.Failure().ReplayCount + 1
-	out.Attributes[dlq.AttrReplayCount] = Attr{DataType: DataString, String: strconv.Itoa(n)}
+	out.Attributes[failure.AttrReplayCount] = Attr{DataType: DataString, String: strconv.Itoa(n)}
 	out.Attributes[AttrReplayedAt] = Attr{DataType: DataString, String: now.UTC().Format(time.RFC3339Nano)}
 	var dropped []string
-	for _, name := range []string{AttrReplayedAt, dlq.AttrError, dlq.AttrFirstFailure} {
+	for _, name := range []string{AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure} {
 		if limit <= 0 || len(out.Attributes) <= limit {
 			break
 		}

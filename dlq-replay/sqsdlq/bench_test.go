@@ -8,7 +8,7 @@ import (
 
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
 
@@ -20,7 +20,7 @@ import (
 func BenchmarkReplay(b *testing.B) {
 	const perOp = 200
 	st := stacktest.Get(b)
-	res := stacktest.Bootstrap(b, st, localstack.Resources{})
+	res := stacktest.Bootstrap(b, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	ctx := context.Background()
 	src := sqsdlq.New(c, res.DLQURL, nil)

@@ -8,19 +8,18 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS) }
 
 type harness struct{}
 
 func (harness) NewEnv(t *testing.T) *replaytest.Env {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	dlqQ := sqsdlq.New(c, b.DLQURL, nil)
 	dest := sqsdlq.New(c, b.QueueURL, nil)
@@ -29,20 +28,20 @@ func (harness) NewEnv(t *testing.T) *replaytest.Env {
 		Typed: true, Hold: time.Second, MaxHold: 12 * time.Hour,
 		Depth: func(t *testing.T) (int, int) {
 			d := func(url string) int {
-				v, f, err := sqsdlq.Depth(context.Background(), c, url)
+				d, err := sqsdlq.New(c, url, nil).Depth(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
-				return v + f
+				return d.Visible + d.NotVisible
 			}
 			return d(b.DLQURL), d(b.QueueURL)
 		},
 		InFlight: func(t *testing.T) int {
-			_, f, err := sqsdlq.Depth(context.Background(), c, b.DLQURL)
+			d, err := sqsdlq.New(c, b.DLQURL, nil).Depth(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			return f
+			return d.NotVisible
 		},
 	}
 }
@@ -51,8 +50,8 @@ func TestBehaviour(t *testing.T) { replaytest.Run(t, harness{}) }
 
 func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
-	other := stacktest.Bootstrap(t, st, localstack.Resources{}) // another pair: must not match
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	other := stacktest.Bootstrap(t, st, devstack.Resources{}) // another pair: must not match
 	got, err := sqsdlq.SourceQueues(context.Background(), st.NewSQSClient(), b.DLQURL)
 	if err != nil {
 		t.Fatal(err)
@@ -66,11 +65,11 @@ func TestSourceQueuesFromRedrivePolicy(t *testing.T) {
 // imgpipe.source-queue; a message without one fails and stays.
 func TestRouteByAttribute(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	ctx := context.Background()
 	withSource := replaytest.Msg(t, "upload/routed.jpg", "VisionUnavailable", failure.Transient, 0)
-	withSource.Attributes[dlq.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
+	withSource.Attributes[failure.AttrSourceQueue] = replay.Attr{DataType: replay.DataString, String: b.Queue} // a name, not a URL
 	lost := replaytest.Msg(t, "upload/nowhere.jpg", "VisionUnavailable", failure.Transient, 0)
 	src := sqsdlq.New(c, b.DLQURL, nil)
 	if n, err := replay.Send(ctx, src, []*replay.Message{withSource, lost}, 10); n != 2 || err != nil {
@@ -84,7 +83,7 @@ func TestRouteByAttribute(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	var keys []string
-	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, m.Key()); return nil }); err != nil {
+	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, replay.Key(m)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 1 || keys[0] != "upload/routed.jpg" {
@@ -96,7 +95,7 @@ func TestRouteByAttribute(t *testing.T) {
 // as an error rather than pretending. Against real SQS the call starts a task.
 func TestNativeMoveReportsUnsupported(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	if _, err := sqsdlq.StartMove(context.Background(), st.NewSQSClient(), b.DLQARN, "", 0); err == nil {
 		t.Fatal("the SQS stand-in now accepts StartMessageMoveTask: replace this test with one that checks the move")
 	}
@@ -107,7 +106,7 @@ func TestNativeMoveReportsUnsupported(t *testing.T) {
 // of the servers), and one empty receive ends a scan.
 func TestSubSecondWaitStillLongPolls(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	c := st.NewSQSClient()
 	q := sqsdlq.New(c, b.DLQURL, &sqsdlq.Options{Wait: 500 * time.Millisecond})
 	done := make(chan error, 1)

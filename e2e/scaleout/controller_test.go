@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"imgpipe/internal/proctest"
-	"imgpipe/pkg/analyzer"
 	"imgpipe/pkg/autoscale"
 )
 
@@ -76,7 +75,7 @@ func TestControllerFollowsTheBacklog(t *testing.T) {
 	t.Logf("%d replicas started; series (one line per change):\n%s", started, formatSeries(series, false))
 
 	checkExactlyOnce(t, st, ix, objs)
-	exitWithinGrace(t, analyzer.ShutdownBound(replicaOptions(drain)), stopped...)
+	exitWithinGrace(t, analyzerShutdownBound(drain), stopped...)
 	ix.stop(t)
 
 	peak, reversals, dir := 0, 0, 0

@@ -7,7 +7,6 @@ import (
 
 	"imgpipe/internal/proctest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analyzer"
 )
 
 // replicas is one scenario of K analyzer replicas and 2 indexers draining a backlog of n
@@ -106,7 +105,7 @@ func (sc replicas) run(tb testing.TB) replicasResult {
 		p.Term()
 	}
 	for _, p := range an {
-		p.Stop(tb, analyzer.ShutdownBound(replicaOptions(25*time.Second)))
+		p.Stop(tb, analyzerShutdownBound(25*time.Second))
 	}
 	ix.stop(tb)
 	return r

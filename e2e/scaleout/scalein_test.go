@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"imgpipe/internal/proctest"
-	"imgpipe/pkg/analyzer"
 )
 
 // TestScaleInUnderLoad stops replicas the way a Deployment scale-down does, while a backlog
 // remains: 3 analyzer replicas (8 workers each, Vision answering after 500 ms, so that calls
 // are under way at the signal) and 2 indexers work on 480 images; once a third is done, two
-// replicas get SIGTERM. Each must exit 0 within its grace period (analyzer.ShutdownBound of
-// its settings: 70 s), with the backlog still there when they are gone; the last replica
+// replicas get SIGTERM. Each must exit 0 within its grace period (analyzerShutdownBound of
+// its 10 s drain timeout), with the backlog still there when they are gone; the last replica
 // finishes it, and every image ends indexed exactly once with nothing dead-lettered.
 func TestScaleInUnderLoad(t *testing.T) {
 	const n, drain = 480, 10 * time.Second
@@ -34,7 +33,7 @@ func TestScaleInUnderLoad(t *testing.T) {
 	for _, p := range stopped {
 		p.Term()
 	}
-	bound := analyzer.ShutdownBound(replicaOptions(drain))
+	bound := analyzerShutdownBound(drain)
 	exitWithinGrace(t, bound, stopped...)
 	v, f, err = st.QueueDepth(context.Background())
 	if err != nil {

@@ -130,25 +130,26 @@ func first(s []string) string {
 
 // analyzerFlags are the flags of every analyzer replica of a scenario: workers per replica,
 // the client-side Vision limit (each replica is configured as if it were alone: the whole
-// quota), and the shutdown settings of replicaOptions(drain).
+// quota), the drain timeout, and a short long poll so that an idle replica stops quickly.
 func analyzerFlags(workers int, visionRate float64, drain time.Duration, more ...string) []string {
-	o := replicaOptions(drain)
 	return append([]string{
 		"--workers", strconv.Itoa(workers),
 		"--vision-rate", strconv.FormatFloat(visionRate, 'f', -1, 64),
 		"--vision-burst", strconv.Itoa(max(1, int(visionRate))),
 		"--visibility-timeout", "30s",
-		"--drain-timeout", o.DrainTimeout.String(),
-		"--wait-time", o.WaitTime.String(),
+		"--drain-timeout", drain.String(),
+		"--wait-time", replicaWait.String(),
 	}, more...)
 }
 
-// replicaOptions are the settings of an analyzer replica that bound its shutdown: the drain
-// timeout, and a short long poll so that an idle replica stops quickly. A replica's grace
-// period is analyzer.ShutdownBound of them, the bound the Kubernetes manifests are checked
-// against.
-func replicaOptions(drain time.Duration) *analyzer.Options {
-	return &analyzer.Options{WaitTime: 2 * time.Second, DrainTimeout: drain}
+// replicaWait is every replica's long poll: short, so that an idle replica stops quickly.
+const replicaWait = 2 * time.Second
+
+// analyzerShutdownBound is the longest an analyzer started by analyzerFlags with
+// --drain-timeout drain may take to exit after SIGTERM: analyzer.ShutdownBound, the bound the
+// Kubernetes manifests are checked against, of its settings (its long poll included).
+func analyzerShutdownBound(drain time.Duration) time.Duration {
+	return analyzer.ShutdownBound(&analyzer.Options{DrainTimeout: drain}, replicaWait)
 }
 
 // exitWithinGrace waits for replicas that were sent SIGTERM, and fails tb unless each exits 0

@@ -13,8 +13,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 )
 
 // NewSubscription creates a subscription named id on the pipeline's topic, so that the
@@ -67,7 +67,7 @@ func (st *Stack) Indexed(ctx context.Context, collection string, objs []Object) 
 		return nil, nil, nil, fmt.Errorf("firestore client: %w", err)
 	}
 	defer fs.Close()
-	docs, err := index.New(fs, collection, nil).List(ctx, st.Env["IMGPIPE_BUCKET"], len(objs)+1000)
+	docs, err := indexstore.New(fs, collection, nil).List(ctx, st.Env["IMGPIPE_BUCKET"], len(objs)+1000)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -83,7 +83,7 @@ func (st *Stack) Indexed(ctx context.Context, collection string, objs []Object) 
 			unexpected = append(unexpected, d.Key)
 		case seen[d.Key]:
 			unexpected = append(unexpected, d.Key+" (twice)")
-		case d.Event != analysis.Created || strings.Trim(d.ETag, `"`) != o.ETag || d.Size != o.Size || len(d.Tags) == 0:
+		case d.Event != record.Created || strings.Trim(d.ETag, `"`) != o.ETag || d.Size != o.Size || len(d.Tags) == 0:
 			wrong = append(wrong, fmt.Sprintf("%s (event %s, etag %s, size %d, %d tags; put etag %s, size %d)",
 				d.Key, d.Event, d.ETag, d.Size, len(d.Tags), o.ETag, o.Size))
 		}

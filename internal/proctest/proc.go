@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 )
 
 // Proc is one of the pipeline's binaries running as a child process, in its own process
@@ -53,7 +53,7 @@ func (st *Stack) StartIndexer(tb testing.TB, name string, flags ...string) *Proc
 
 func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags []string) *Proc {
 	tb.Helper()
-	port, err := localstack.FreePort()
+	port, err := devstack.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,6 +70,14 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags 
 	}
 	defer logFile.Close() // the child holds its own copy
 	args := append(append(command, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn"), flags...)
+	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && binary == "analyzer" {
+		// One folder per run: CPU and allocation profiles of the whole process (obs.StartProfiles).
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs // the binary runs in st.Tmp
+		}
+		run := strings.NewReplacer("/", "_", "=", "-", " ", "_").Replace(tb.Name() + "-" + name)
+		args = append(args, "--profile-dir", filepath.Join(dir, fmt.Sprintf("%s-%d", run, time.Now().UnixNano())))
+	}
 	p.cmd = exec.Command(filepath.Join(st.Bin, binary), args...)
 	p.cmd.Env = st.childEnv()
 	p.cmd.Dir = st.Tmp

@@ -1,5 +1,5 @@
 // Package proctest runs the pipeline's binaries as processes of their own against the local
-// stack, itself started as a child process (`localstack up`), for the benchmarks (bench/) and
+// stack, itself started as a child process (`devstack up`), for the benchmarks (bench/) and
 // the scale-out tests (e2e/scaleout). Every process runs in its own process group and dies
 // with the test binary; the kernel's accounting of a process (CPU time, peak memory) is then
 // the binary's alone.
@@ -37,7 +37,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
 )
@@ -46,7 +46,7 @@ import (
 type Stack struct {
 	Root string // module root
 	Tmp  string // temp dir: binaries, state dir, logs
-	Bin  string // folder with the analyzer, indexer and localstack binaries
+	Bin  string // folder with the analyzer, indexer and devstack binaries
 
 	// Env is the stack's env file: what the binaries need to reach it.
 	Env map[string]string
@@ -57,7 +57,7 @@ type Stack struct {
 
 	parts   string
 	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the localstack process has exited
+	exited  chan struct{} // closed when the devstack process has exited
 	waitErr error         // its exit status, valid once exited is closed
 	stderr  *lineLog
 
@@ -65,7 +65,7 @@ type Stack struct {
 	seq int // distinguishes the object keys of successive seedings
 }
 
-// missingError is `localstack up` failing on a missing prerequisite (node, Java, an emulator).
+// missingError is `devstack up` failing on a missing prerequisite (node, Java, an emulator).
 type missingError struct{ line string }
 
 func (e *missingError) Error() string { return e.line }
@@ -78,7 +78,7 @@ var shared struct {
 	err   error
 }
 
-// Main runs the package's tests with a stack of the given parts (`localstack up --parts`),
+// Main runs the package's tests with a stack of the given parts (`devstack up --parts`),
 // started by the first Get, stops it and exits with the tests' status.
 func Main(m *testing.M, parts string) {
 	shared.parts = parts
@@ -111,7 +111,7 @@ func Get(tb testing.TB) *Stack {
 }
 
 func start(parts string) (*Stack, error) {
-	root, err := localstack.RepoRoot()
+	root, err := devstack.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,9 @@ func start(parts string) (*Stack, error) {
 	return st, nil
 }
 
-// build compiles the analyzer, indexer and localstack commands into st.Bin.
+// build compiles the analyzer, indexer and devstack commands into st.Bin. With
+// BENCH_ANALYZER set, the analyzer binary it names is run instead of one built from this tree
+// (to compare two builds in one session, alternately).
 func (st *Stack) build() error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -140,11 +142,25 @@ func (st *Stack) build() error {
 	if err := os.MkdirAll(st.Bin, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command(goTool, "build", "-o", st.Bin+string(filepath.Separator), "./cmd/analyzer", "./cmd/indexer", "./cmd/localstack")
+	pkgs := []string{"./cmd/analyzer", "./cmd/indexer", "./cmd/devstack"}
+	given := os.Getenv("BENCH_ANALYZER")
+	if given != "" {
+		pkgs = pkgs[1:]
+	}
+	cmd := exec.Command(goTool, append([]string{"build", "-o", st.Bin + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = st.Root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	if given != "" {
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(abs, filepath.Join(st.Bin, "analyzer")); err != nil {
+			return fmt.Errorf("BENCH_ANALYZER: %w", err)
+		}
 	}
 	return nil
 }
@@ -167,15 +183,15 @@ func (l *lineLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// up starts `localstack up` in its own process group and waits until it reports readiness:
-// `up` writes the env file, then the pid file, then prints "localstack: up" on stderr. The
+// up starts `devstack up` in its own process group and waits until it reports readiness:
+// `up` writes the env file, then the pid file, then prints "devstack: up" on stderr. The
 // env file is read only after that line, so it is never read half-written.
 func (st *Stack) up() error {
 	stateDir := filepath.Join(st.Tmp, "state")
-	cmd := exec.Command(filepath.Join(st.Bin, "localstack"), "up", "--parts", st.parts, "--state-dir", stateDir)
+	cmd := exec.Command(filepath.Join(st.Bin, "devstack"), "up", "--parts", st.parts, "--state-dir", stateDir)
 	cmd.Dir = st.Root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := os.Create(filepath.Join(st.Tmp, "localstack.stdout"))
+	stdout, err := os.Create(filepath.Join(st.Tmp, "devstack.stdout"))
 	if err != nil {
 		return err
 	}
@@ -186,7 +202,7 @@ func (st *Stack) up() error {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start localstack: %w", err)
+		return fmt.Errorf("start devstack: %w", err)
 	}
 	st.cmd = cmd
 	st.exited = make(chan struct{})
@@ -197,7 +213,7 @@ func (st *Stack) up() error {
 		for sc.Scan() {
 			line := sc.Text()
 			st.stderr.add(line)
-			if !signalled && strings.HasPrefix(line, "localstack: up") {
+			if !signalled && strings.HasPrefix(line, "devstack: up") {
 				signalled = true
 				close(ready)
 			}
@@ -216,17 +232,17 @@ func (st *Stack) up() error {
 				return &missingError{line: line}
 			}
 		}
-		return fmt.Errorf("localstack up exited (%v) before it was ready:\n%s", st.waitErr, out)
+		return fmt.Errorf("devstack up exited (%v) before it was ready:\n%s", st.waitErr, out)
 	case <-time.After(3 * time.Minute):
 		_ = st.stop()
-		return fmt.Errorf("localstack up not ready after 3m:\n%s", st.stderr.String())
+		return fmt.Errorf("devstack up not ready after 3m:\n%s", st.stderr.String())
 	}
 	raw, err := os.ReadFile(filepath.Join(stateDir, "env"))
 	if err != nil {
 		_ = st.stop()
 		return fmt.Errorf("read the stack's env file: %w", err)
 	}
-	st.Env, err = localstack.ParseEnv(raw)
+	st.Env, err = devstack.ParseEnv(raw)
 	if err != nil {
 		_ = st.stop()
 		return err
@@ -283,7 +299,7 @@ func (st *Stack) stop() error {
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-st.exited
-	return fmt.Errorf("localstack did not stop within 10s of SIGTERM; killed:\n%s", st.stderr.String())
+	return fmt.Errorf("devstack did not stop within 10s of SIGTERM; killed:\n%s", st.stderr.String())
 }
 
 // childEnv is this process's environment without any setting the binaries read from the

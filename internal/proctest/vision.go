@@ -16,7 +16,7 @@ func (st *Stack) visionAdmin(path string) string {
 	return strings.TrimRight(st.Env["AZURE_VISION_ENDPOINT"], "/") + path
 }
 
-// SetVisionFaults replaces every fault of the Vision stand-in (running in the localstack
+// SetVisionFaults replaces every fault of the Vision stand-in (running in the devstack
 // process) with f.
 func (st *Stack) SetVisionFaults(f visionstandin.Faults) error {
 	body, err := json.Marshal(f)

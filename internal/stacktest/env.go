@@ -4,13 +4,13 @@ import (
 	"os"
 	"strings"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 )
 
 // ChildEnv is the environment of a pipeline binary started by a test: this process's
 // environment without any setting the binaries read (IMGPIPE_*, AWS_*, AZURE_*, GOOGLE_*,
 // the emulator hosts), plus env (the stack's, from Stack.Env).
-func ChildEnv(env []localstack.EnvVar) []string {
+func ChildEnv(env []devstack.EnvVar) []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")

@@ -3,12 +3,12 @@
 //
 // Use it from TestMain:
 //
-//	func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS|localstack.S3) }
+//	func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 //
 // and in each integration test:
 //
 //	st := stacktest.Get(t)              // skips (fails with CI=true) when the stack is missing
-//	res := stacktest.Bootstrap(t, st, localstack.Resources{}) // fresh, uniquely named resources
+//	res := stacktest.Bootstrap(t, st, devstack.Resources{}) // fresh, uniquely named resources
 //
 // The stack is stopped when the package's tests end, whether they passed or not. If the test
 // binary dies (a panic, a timeout), the stand-ins' processes die with it: they are started
@@ -29,12 +29,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
-	"imgpipe/pkg/dlq"
+	"imgpipe/internal/devstack"
+	"imgpipe/pkg/failure"
 )
 
 var (
-	stack    *localstack.Stack
+	stack    *devstack.Stack
 	startErr error
 	started  bool
 )
@@ -47,13 +47,13 @@ func InCI() bool {
 
 // Main starts the requested parts of the stack, runs the package's tests, stops the stack and
 // exits with the tests' status. With -short the stack is not started and integration tests skip.
-func Main(m *testing.M, parts localstack.Part) {
+func Main(m *testing.M, parts devstack.Part) {
 	flag.Parse()
 	if testing.Short() {
 		startErr = fmt.Errorf("integration tests skipped in -short mode")
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		stack, startErr = localstack.Start(ctx, &localstack.Options{Parts: parts})
+		stack, startErr = devstack.Start(ctx, &devstack.Options{Parts: parts})
 		cancel()
 		started = true
 		if startErr == nil {
@@ -79,7 +79,7 @@ func Main(m *testing.M, parts localstack.Part) {
 
 // Get returns the package's running stack. When it could not start, the test is skipped with
 // the reason, or failed when CI=true.
-func Get(t testing.TB) *localstack.Stack {
+func Get(t testing.TB) *devstack.Stack {
 	t.Helper()
 	if stack == nil && startErr == nil {
 		t.Fatal("stacktest.Get called without stacktest.Main in TestMain")
@@ -94,7 +94,7 @@ func Get(t testing.TB) *localstack.Stack {
 }
 
 // Require is Get that also checks the stack runs the given parts.
-func Require(t testing.TB, parts localstack.Part) *localstack.Stack {
+func Require(t testing.TB, parts devstack.Part) *devstack.Stack {
 	t.Helper()
 	st := Get(t)
 	if st.Parts&parts != parts {
@@ -113,7 +113,7 @@ func Unique(prefix string) string {
 // Bootstrap creates the pipeline's resources with unique names for this test (fields left
 // empty in res are named uniquely; others are kept), so tests sharing a stack do not see each
 // other's messages.
-func Bootstrap(t testing.TB, st *localstack.Stack, res localstack.Resources) *localstack.Bootstrapped {
+func Bootstrap(t testing.TB, st *devstack.Stack, res devstack.Resources) *devstack.Bootstrapped {
 	t.Helper()
 	id := Unique("t")
 	name := func(v *string, base string) {
@@ -162,7 +162,7 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (ok b
 // attributes describe.
 type DeadLetter struct {
 	Body    string
-	Failure dlq.Failure
+	Failure failure.Details
 }
 
 // DrainDLQ receives every message on the queue at url, deletes it, and returns them all. It
@@ -186,7 +186,7 @@ func DrainDLQ(t testing.TB, client *sqs.Client, url string) []DeadLetter {
 			for k, v := range m.MessageAttributes {
 				attrs[k] = aws.ToString(v.StringValue)
 			}
-			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: dlq.Parse(attrs)})
+			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs)})
 			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
 				t.Fatalf("delete from %s: %v", url, err)
 			}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -222,8 +223,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case dropped:
-		s.stats.Dropped++
+	case dropped: // counted in serve, before the connection closed
 	case rec.status == 0:
 		s.stats.ByStatus["499"]++ // the caller went away before an answer
 	default:
@@ -254,8 +254,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, ep endpoint, reqI
 	s.mu.Unlock()
 
 	if down {
-		if mode == OutageDrop && drop(w) {
-			return "", true
+		if mode == OutageDrop {
+			if conn := hijack(w); conn != nil {
+				// Counted before the close, so a caller that sees the connection end
+				// also sees it in the stats.
+				s.mu.Lock()
+				s.stats.Dropped++
+				s.mu.Unlock()
+				_ = conn.Close()
+				return "", true
+			}
 		}
 		writeError(w, transientError(KindServiceUnavailable), reqID, bodyID)
 		return "", false
@@ -355,15 +363,15 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok && strings.EqualFold(scheme, "Bearer") && s.tokens[strings.TrimSpace(token)]
 }
 
-// drop closes the connection without an answer. It reports false when the connection
-// cannot be hijacked (HTTP/2, or a recorder), and the caller answers 503 instead.
-func drop(w http.ResponseWriter) bool {
+// hijack takes the connection over, so it can be closed without an answer. It returns
+// nil when the connection cannot be hijacked (HTTP/2, or a recorder), and the caller
+// answers 503 instead.
+func hijack(w http.ResponseWriter) net.Conn {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return false
+		return nil
 	}
-	_ = conn.Close()
-	return true
+	return conn
 }
 
 // sleep waits d, or until ctx ends; it reports whether the whole wait passed.

@@ -14,13 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/ratelimit"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
 )
@@ -79,6 +80,7 @@ func BenchmarkThroughput(b *testing.B) {
 			})
 			r.load(b, b.N)
 			b.ResetTimer()
+			calls0 := sum(byLabel(r.calls))
 			cpu0 := cpuTime()
 			start := time.Now()
 			x := r.start(b, vc, Options{Workers: workers, VisibilityTimeout: 5 * time.Second, DepthInterval: 10 * time.Second, ReceiveAhead: tc.ahead}, nil)
@@ -89,27 +91,26 @@ func BenchmarkThroughput(b *testing.B) {
 			cpu := cpuTime() - cpu0
 			b.StopTimer()
 			x.stop()
-			s := x.a.Metrics().Snapshot()
-			var calls int64
-			for _, n := range s.SQSCalls {
-				calls += n
-			}
+			s := snap(x.a)
+			calls := sum(byLabel(r.calls)) - calls0
+			visionTime, visionCalls := histogram(x.a.metrics.visionCall)
+			workerTime := x.a.metrics.handle.total
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 			b.ReportMetric(float64(calls)/float64(b.N), "sqs-calls/msg")
 			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "proc-cpu-ms/msg")
 			if latency > 0 {
 				b.ReportMetric(workers/latency.Seconds(), "bound-msgs/s")
 			}
-			b.Logf("N=%d elapsed=%v sqs calls=%v receive errors=%d; per message: worker %v, vision %v; worker utilisation %.0f%%",
-				b.N, elapsed, s.SQSCalls, s.ReceiveErrors, s.WorkerTime/time.Duration(b.N), s.VisionTime/time.Duration(max(s.VisionCalls, 1)),
-				100*s.WorkerTime.Seconds()/(workers*elapsed.Seconds()))
+			b.Logf("N=%d elapsed=%v sqs calls=%d receive errors=%d; per message: worker %v, vision %v; worker utilisation %.0f%%",
+				b.N, elapsed, calls, s.ReceiveErrors, workerTime/time.Duration(b.N), visionTime/time.Duration(max(visionCalls, 1)),
+				100*workerTime.Seconds()/(workers*elapsed.Seconds()))
 		})
 	}
 }
 
 func benchRig(b *testing.B) *rig {
 	b.Helper()
-	return newRig(b, localstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 10})
+	return newRig(b, devstack.Resources{VisibilityTimeout: 30 * time.Second, MaxReceiveCount: 10})
 }
 
 // load puts n objects (one small PNG under n keys) and waits until the queue holds n
@@ -155,7 +156,7 @@ func (r *rig) waitQueued(t testing.TB, url string, n int) {
 // discard is a publisher that publishes nothing, to measure the analyzer without Pub/Sub.
 type discard struct{}
 
-func (discard) Publish(context.Context, *analysis.Record) (string, error) { return "discarded", nil }
+func (discard) Publish(context.Context, *record.Analysis) (string, error) { return "discarded", nil }
 
 // cpuTime is the CPU time (user + system) this process has used: the analyzer and the
 // in-process S3 and Vision stand-ins (SQS and Pub/Sub run in their own processes).
@@ -204,7 +205,7 @@ func BenchmarkQuota(b *testing.B) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "analyses/s")
 	b.ReportMetric(float64(n)/elapsed.Seconds()/20*100, "%-of-quota")
 	b.ReportMetric(float64(throttled)/float64(max(calls, 1))*100, "%-429")
-	b.Logf("n=%d elapsed=%v calls=%d 429s=%d (observer saw %d)", n, elapsed, calls, throttled, vobs.Throttled())
+	b.Logf("n=%d elapsed=%v calls=%d 429s=%d (observer saw %v)", n, elapsed, calls, throttled, testutil.ToFloat64(vobs.throttled))
 }
 
 // BenchmarkGuardedBody: what bounding every read of a streamed object costs (guardedBody: two

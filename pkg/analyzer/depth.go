@@ -7,23 +7,14 @@ import (
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/autoscale"
-	"imgpipe/pkg/sqsdepth"
+	"imgpipe/pkg/queue"
 )
 
 // Depth is the source queue's approximate depth.
-type Depth = sqsdepth.Depth
+type Depth = queue.Depth
 
 // QueueDepth reads the source queue's approximate depth.
-func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) {
-	return a.depthOf(ctx, a.opts.QueueURL)
-}
-
-// depthOf reads the approximate depth of the queue at url.
-func (a *Analyzer) depthOf(ctx context.Context, url string) (Depth, error) {
-	d, err := sqsdepth.Read(ctx, a.deps.SQS, url)
-	a.metrics.sqsCall("GetQueueAttributes")
-	return d, err
-}
+func (a *Analyzer) QueueDepth(ctx context.Context) (Depth, error) { return a.deps.Queue.Depth(ctx) }
 
 // watchQueue reads the queue's depth every DepthInterval until ctx ends, exports it and, with
 // an autoscaler, resizes the worker pool. The dead-letter queue's depth is read and exported
@@ -49,21 +40,21 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			a.sqsErr.Store(&err)
+			a.queueErr.Store(&err)
 			a.log.Warn("queue depth unavailable", zap.Error(err))
 		}
 		return
 	}
-	a.sqsErr.Store(nil)
+	a.queueErr.Store(nil)
 	setDepth(a.metrics.queueDepth, d)
 	if a.scaler == nil {
 		return
 	}
-	cur := a.pool.size()
+	cur := a.capacity.size()
 	dec := a.scaler.Decide(autoscale.Input{
-		Now: a.now(), Current: cur, Backlog: d.Visible + d.NotVisible, Latency: a.metrics.meanHandle(),
+		Now: a.now(), Current: cur, Backlog: d.Visible + d.NotVisible, Latency: a.metrics.handle.mean(),
 	})
-	a.metrics.wantedGauge.Set(float64(dec.Wanted))
+	a.metrics.wanted.Set(float64(dec.Wanted))
 	if !dec.Changed {
 		return
 	}
@@ -72,8 +63,7 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 		dir = "down"
 	}
 	a.metrics.decisions.WithLabelValues(dir).Inc()
-	a.pool.resize(dec.Workers)
-	a.tickets.resize(dec.Workers + a.opts.ReceiveAhead)
+	a.capacity.resize(dec.Workers)
 	a.log.Info("worker pool resized", zap.Int("from", cur), zap.Int("to", dec.Workers), zap.String("why", dec.Reason),
 		zap.Int("visible", d.Visible), zap.Int("not_visible", d.NotVisible))
 }
@@ -84,7 +74,7 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 // unready.
 func (a *Analyzer) pollDLQDepth(ctx context.Context, wasFailing bool) bool {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	d, err := a.depthOf(cctx, a.opts.DLQURL)
+	d, err := a.deps.DLQ.Depth(cctx)
 	cancel()
 	if err != nil {
 		if !wasFailing && ctx.Err() == nil {

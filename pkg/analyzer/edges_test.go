@@ -22,13 +22,15 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/s3standin"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/breaker"
-	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/objects/memobjects"
+	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/sqsqueue"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/samples"
 	"imgpipe/pkg/vision"
 )
@@ -58,7 +60,7 @@ func waitOpen(t *testing.T, x *running) {
 	t.Helper()
 	stacktest.WaitFor(t, "the circuit to open with the analyzer not ready", 45*time.Second, func() (bool, string) {
 		err := x.a.Ready(context.Background())
-		s := x.a.Metrics().Snapshot()
+		s := snap(x.a)
 		return x.a.CircuitState() == breaker.Open && err != nil,
 			fmt.Sprintf("circuit %s, ready error %v, dead-lettered %d, retried %d", x.a.CircuitState(), err, s.DeadLettered, s.Retried)
 	})
@@ -70,7 +72,7 @@ func waitOpen(t *testing.T, x *running) {
 // circuit opens, nothing is dead-lettered, and once the bucket lets Vision in again every
 // image is analysed once.
 func TestURLFetchRefusedOpensCircuit(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
 	var refusing atomic.Bool
 	refusing.Store(true)
 	var refused atomic.Int64
@@ -85,7 +87,7 @@ func TestURLFetchRefusedOpensCircuit(t *testing.T) {
 	images := r.putImages(t, 11000, 10)
 	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 5 * time.Second, Mode: ModeURL, Breaker: circuitBreaker()}, nil)
 	waitOpen(t, x)
-	if s := x.a.Metrics().Snapshot(); s.DeadLettered != 0 {
+	if s := snap(x.a); s.DeadLettered != 0 {
 		t.Fatalf("%d images dead-lettered for a refused URL", s.DeadLettered)
 	}
 	if refused.Load() == 0 {
@@ -115,7 +117,7 @@ func TestSetupFaultsOpenCircuit(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
+			r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 6})
 			set := tc.set
 			if set == nil {
 				var denying atomic.Bool
@@ -134,7 +136,7 @@ func TestSetupFaultsOpenCircuit(t *testing.T) {
 			images := r.putImages(t, int64(12000+100*i), 8)
 			x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 5 * time.Second, Breaker: circuitBreaker()}, nil)
 			waitOpen(t, x)
-			if s := x.a.Metrics().Snapshot(); s.DeadLettered != 0 {
+			if s := snap(x.a); s.DeadLettered != 0 {
 				t.Fatalf("%d images dead-lettered for a setup fault", s.DeadLettered)
 			}
 			if err := set(r, false); err != nil {
@@ -153,7 +155,7 @@ func TestSetupFaultsOpenCircuit(t *testing.T) {
 // not be published under the older event (its ETag, its sequencer): the older event is
 // skipped and the newer one, analysed on its own, is the key's only record.
 func TestURLModePinnedToETag(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 10 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second})
 	key := r.res.Prefix + "overwritten.png"
 	first, err := samples.Image(13000, 120, 90, "png")
 	if err != nil {
@@ -171,7 +173,7 @@ func TestURLModePinnedToETag(t *testing.T) {
 			once.Do(func() {
 				out, err := r.s3.PutObject(req.Context(), &s3.PutObjectInput{Bucket: aws.String(r.res.Bucket), Key: aws.String(key), Body: bytes.NewReader(second)})
 				if err == nil {
-					secondETag.Store(trimETag(aws.ToString(out.ETag)))
+					secondETag.Store(strings.Trim(aws.ToString(out.ETag), `"`))
 				}
 				putErr <- err
 			})
@@ -181,7 +183,7 @@ func TestURLModePinnedToETag(t *testing.T) {
 	r.put(t, key, first)
 	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 10 * time.Second, Mode: ModeURL}, nil)
 	stacktest.WaitFor(t, "both events settled", time.Minute, func() (bool, string) {
-		s := x.a.Metrics().Snapshot()
+		s := snap(x.a)
 		return s.Succeeded == 2, fmt.Sprintf("received %d, succeeded %d, retried %d, dead-lettered %d", s.Received, s.Succeeded, s.Retried, s.DeadLettered)
 	})
 	x.stop()
@@ -206,7 +208,7 @@ var signed = regexp.MustCompile(`(?i)x-amz-(signature|credential|security-token)
 // DLQ's imgpipe.error attribute, nor any log line, nor any metric label shows its signature
 // or credential, for a permanent failure (dead-lettered) and a setup fault (retried).
 func TestPresignedURLRedacted(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 5 * time.Second, MaxReceiveCount: 5})
 	core, logs := observer.New(zap.DebugLevel)
 	r.log = zap.New(core)
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{EchoURL: true}); err != nil {
@@ -237,7 +239,7 @@ func TestPresignedURLRedacted(t *testing.T) {
 		Breaker: &breaker.Options{ConsecutiveFailures: 1 << 30, FailureRatio: -1},
 	}, nil)
 	stacktest.WaitFor(t, "the small image dead-lettered and the refused one retried", time.Minute, func() (bool, string) {
-		s := x.a.Metrics().Snapshot()
+		s := snap(x.a)
 		return s.DeadLettered == 1 && s.Retried >= 1, fmt.Sprintf("dead-lettered %d, retried %d", s.DeadLettered, s.Retried)
 	})
 	x.stop()
@@ -340,14 +342,18 @@ func newBlackHole(t *testing.T) *blackHole {
 func (b *blackHole) url() string { return "http://" + b.ln.Addr().String() }
 
 // TestHeartbeatCutByCancellationNotCounted: a visibility extension that is under way when
-// the message's work ends (the SQS call hangs, then its context is cancelled) failed: it is
-// not counted as a heartbeat.
+// the analyzer stops keeping leases (the SQS call hangs, then its context is cancelled)
+// failed: it is counted neither as a heartbeat nor as a heartbeat error.
 func TestHeartbeatCutByCancellationNotCounted(t *testing.T) {
 	st := stacktest.Get(t)
 	hole := newBlackHole(t)
 	client := sqs.NewFromConfig(st.AWSConfig(), func(o *sqs.Options) { o.BaseEndpoint = aws.String(hole.url()) })
-	a, err := New(Deps{SQS: client, S3: st.NewS3Client(), Vision: unusedVision{}, Publisher: unusedPublisher{}},
-		&Options{QueueURL: hole.url() + "/000000000000/q", DLQURL: hole.url() + "/000000000000/dlq", VisibilityTimeout: 3 * time.Second})
+	q, err := sqsqueue.New(client, hole.url()+"/000000000000/q", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Deps{Queue: q, DLQ: q, Objects: memobjects.New(), Vision: unusedVision{}, Publisher: unusedPublisher{}},
+		&Options{VisibilityTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,8 +361,9 @@ func TestHeartbeatCutByCancellationNotCounted(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.heartbeat(ctx, zap.NewNop(), aws.String("handle"))
+		a.keeper.Run(ctx)
 	}()
+	a.keeper.Keep(&queue.Message{ID: "m", Handle: "handle"})
 	// The first extension goes out after a third of the timeout and never gets an answer.
 	stacktest.WaitFor(t, "the heartbeat's call to reach SQS", 30*time.Second, func() (bool, string) {
 		n := hole.requests.Load()
@@ -364,8 +371,8 @@ func TestHeartbeatCutByCancellationNotCounted(t *testing.T) {
 	})
 	cancel()
 	<-done
-	if n := a.Metrics().Snapshot().Heartbeats; n != 0 {
-		t.Errorf("%d heartbeats counted; the only one was cut off by the cancellation", n)
+	if s := snap(a); s.Heartbeats != 0 || s.HeartbeatErrors != 0 {
+		t.Errorf("%d heartbeats and %d heartbeat errors counted; the only one was cut off by the cancellation", s.Heartbeats, s.HeartbeatErrors)
 	}
 }
 
@@ -379,7 +386,7 @@ func (unusedVision) AnalyzeURL(context.Context, string) (*vision.Result, error) 
 
 type unusedPublisher struct{}
 
-func (unusedPublisher) Publish(context.Context, *analysis.Record) (string, error) { panic("unused") }
+func (unusedPublisher) Publish(context.Context, *record.Analysis) (string, error) { panic("unused") }
 
 // stall holds answers back while it is on: a request it catches waits until the stall is
 // lifted or the caller hangs up.
@@ -471,7 +478,7 @@ func TestS3StalledRead(t *testing.T) {
 		large bool
 	}{{"headers of the first read", false}, {"body of the rest", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, localstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 20})
+			r := newRig(t, devstack.Resources{VisibilityTimeout: 10 * time.Second, MaxReceiveCount: 20})
 			s := newStall()
 			defer s.lift()
 			r.s3Fault(t, func(w http.ResponseWriter, req *http.Request) (http.ResponseWriter, bool) {
@@ -505,7 +512,7 @@ func TestS3StalledRead(t *testing.T) {
 			images[key] = body
 			x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 10 * time.Second, S3Timeout: 2 * time.Second}, nil)
 			stacktest.WaitFor(t, "the stalled read to fail and its message to be retried, with the analyzer not ready", time.Minute, func() (bool, string) {
-				snap := x.a.Metrics().Snapshot()
+				snap := snap(x.a)
 				err := x.a.Ready(context.Background())
 				return snap.Retried+snap.Deferred >= 2 && err != nil && strings.Contains(err.Error(), ReasonS3Stalled),
 					fmt.Sprintf("caught %d, retried %d, failed %v, ready error %v", s.caught.Load(), snap.Retried, snap.Failed, err)
@@ -523,11 +530,17 @@ func TestS3StalledRead(t *testing.T) {
 	}
 }
 
-// TestOptionsRefuseWhatSQSCannotTake: the library refuses the durations SQS cannot take as
-// they are (a sub-second or fractional visibility timeout would be truncated, and a heartbeat
-// of visibility 0 releases the message).
+// TestOptionsRefuseWhatSQSCannotTake: an analyzer on SQS refuses the durations SQS cannot
+// take as they are (a sub-second or fractional visibility timeout would be cut, and a
+// heartbeat of visibility 0 releases the message), and so does the SQS driver for its
+// long-poll wait.
 func TestOptionsRefuseWhatSQSCannotTake(t *testing.T) {
-	deps := Deps{SQS: sqs.New(sqs.Options{Region: "us-east-1"}), S3: s3.New(s3.Options{Region: "us-east-1"}), Vision: unusedVision{}, Publisher: unusedPublisher{}}
+	client := sqs.New(sqs.Options{Region: "us-east-1"})
+	q, err := sqsqueue.New(client, "http://127.0.0.1:1/000000000000/q", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := Deps{Queue: q, DLQ: q, Objects: memobjects.New(), Vision: unusedVision{}, Publisher: unusedPublisher{}}
 	for _, tc := range []struct {
 		name string
 		o    Options
@@ -540,56 +553,25 @@ func TestOptionsRefuseWhatSQSCannotTake(t *testing.T) {
 		{"fractional visibility", Options{VisibilityTimeout: 1500 * time.Millisecond}, false},
 		{"negative visibility", Options{VisibilityTimeout: -time.Second}, false},
 		{"visibility past 12 h", Options{VisibilityTimeout: 12*time.Hour + time.Second}, false},
-		{"short polling", Options{WaitTime: -1}, true},
-		{"wait past 20 s", Options{WaitTime: 21 * time.Second}, false},
-		{"fractional wait", Options{WaitTime: 1500 * time.Millisecond}, false},
 		{"cooldown past 12 h", Options{Breaker: &breaker.Options{Cooldown: 13 * time.Hour}}, false},
 	} {
-		o := tc.o
-		o.QueueURL, o.DLQURL = "http://127.0.0.1:1/000000000000/q", "http://127.0.0.1:1/000000000000/dlq"
-		if _, err := New(deps, &o); (err == nil) != tc.ok {
+		if _, err := New(deps, &tc.o); (err == nil) != tc.ok {
 			t.Errorf("%s: New error %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
-}
-
-// TestPresignSignsHostOnly: the presigned URL Vision fetches must work as a bare GET: it may
-// sign no header but Host. An If-Match, which pins stream mode's reads, would be a signed
-// header Vision never sends (so S3 would refuse every fetch): URL mode checks the ETag after
-// the analysis instead (verifyUnchanged).
-func TestPresignSignsHostOnly(t *testing.T) {
-	c := s3.New(s3.Options{Region: "us-east-1", Credentials: aws.NewCredentialsCache(staticCreds{}), UsePathStyle: true, BaseEndpoint: aws.String("http://127.0.0.1:9")})
-	a, err := New(Deps{SQS: sqs.New(sqs.Options{Region: "us-east-1"}), S3: c, Vision: unusedVision{}, Publisher: unusedPublisher{}},
-		&Options{QueueURL: "http://127.0.0.1:1/000000000000/q", DLQURL: "http://127.0.0.1:1/000000000000/dlq", Mode: ModeURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, rec := range []*s3event.Record{
-		{Bucket: "b", Key: "upload/a.jpg", ETag: "0123456789abcdef0123456789abcdef"},
-		{Bucket: "b", Key: "upload/a.jpg", ETag: "0123456789abcdef0123456789abcdef", VersionID: "v1"},
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+		ok   bool
+	}{
+		{"default wait", 0, true},
+		{"short polling", -1, true},
+		{"20 s", 20 * time.Second, true},
+		{"wait past 20 s", 21 * time.Second, false},
+		{"fractional wait", 1500 * time.Millisecond, false},
 	} {
-		url, err := a.presign(context.Background(), rec)
-		if err != nil {
-			t.Fatalf("presign %+v: %v", rec, err)
-		}
-		if rec.VersionID != "" && !strings.Contains(url, "versionId=v1") {
-			t.Errorf("presigned GET of a version does not name it: %s", url)
+		if _, err := sqsqueue.New(client, "http://127.0.0.1:1/000000000000/q", &sqsqueue.Options{Wait: tc.wait}); (err == nil) != tc.ok {
+			t.Errorf("%s: sqsqueue.New error %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
-	// What an If-Match would do.
-	in := a.objectInput(&s3event.Record{Bucket: "b", Key: "k"}).get()
-	in.IfMatch = aws.String(`"0123"`)
-	req, err := a.presigner.PresignGetObject(context.Background(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := req.SignedHeader["If-Match"]; !ok {
-		t.Errorf("If-Match is not a signed header (%v): the reason URL mode does not send it has gone", req.SignedHeader)
-	}
-}
-
-type staticCreds struct{}
-
-func (staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
-	return aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"}, nil
 }

@@ -8,11 +8,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
+	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/sqsqueue"
 )
 
 // value reads a gauge or counter.
@@ -36,28 +37,24 @@ func count(c prometheus.Collector) int {
 	return len(ch)
 }
 
-func sentAt(t time.Time) sqstypes.Message {
-	return sqstypes.Message{Attributes: map[string]string{
-		string(sqstypes.MessageSystemAttributeNameSentTimestamp): strconv.FormatInt(t.UnixMilli(), 10),
-	}}
-}
+func sentAt(t time.Time) *queue.Message { return &queue.Message{SentAt: t} }
 
 // TestReceiveAge: the gauge holds the age of the oldest message of the latest receive, from
-// SentTimestamp; messages without a readable one are left out, an empty receive sets 0, and
-// a timestamp ahead of the analyzer's clock counts as 0, not as a negative age.
+// its sent time; messages without one (the SQS driver's for an unreadable SentTimestamp) are
+// left out, an empty receive sets 0, and a time ahead of the analyzer's clock counts as 0,
+// not as a negative age.
 func TestReceiveAge(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	m := newMetrics()
-	garbled := sqstypes.Message{Attributes: map[string]string{string(sqstypes.MessageSystemAttributeNameSentTimestamp): "soon"}}
 	for _, tc := range []struct {
 		name string
-		msgs []sqstypes.Message
+		msgs []*queue.Message
 		want float64
 	}{
-		{"oldest of three", []sqstypes.Message{sentAt(now.Add(-90 * time.Second)), sentAt(now.Add(-5 * time.Second)), {}}, 90},
-		{"unreadable timestamps left out", []sqstypes.Message{garbled, sentAt(now.Add(-1500 * time.Millisecond))}, 1.5},
+		{"oldest of three", []*queue.Message{sentAt(now.Add(-90 * time.Second)), sentAt(now.Add(-5 * time.Second)), {}}, 90},
+		{"unknown sent times left out", []*queue.Message{{}, sentAt(now.Add(-1500 * time.Millisecond))}, 1.5},
 		{"empty receive", nil, 0},
-		{"clock skew", []sqstypes.Message{sentAt(now.Add(3 * time.Second))}, 0},
+		{"clock skew", []*queue.Message{sentAt(now.Add(3 * time.Second))}, 0},
 	} {
 		m.observeReceive(tc.msgs, now)
 		if got := value(t, m.receiveAge); got != tc.want {
@@ -70,11 +67,11 @@ func TestReceiveAge(t *testing.T) {
 // that increase() over the error counter sees the first one.
 func TestFailureClassesStartAtZero(t *testing.T) {
 	m := newMetrics()
-	if n := count(m.failedVec); n != 3 {
+	if n := count(m.failed); n != 3 {
 		t.Fatalf("%d failure series before any failure, want 3 (transient, throttled, permanent)", n)
 	}
 	for _, c := range []string{"transient", "throttled", "permanent"} {
-		if v := value(t, m.failedVec.WithLabelValues(c)); v != 0 {
+		if v := value(t, m.failed.WithLabelValues(c)); v != 0 {
 			t.Errorf("class %s starts at %v, want 0", c, v)
 		}
 	}
@@ -84,7 +81,7 @@ func TestFailureClassesStartAtZero(t *testing.T) {
 // depths (read from the SQS stand-in), and the age of what it receives. A dead-letter queue
 // that cannot be read leaves its gauges unset and the analyzer ready.
 func TestQueueDepthMetrics(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	ctx := context.Background()
 	send := func(url string, n int) {
 		for i := range n {
@@ -97,8 +94,8 @@ func TestQueueDepthMetrics(t *testing.T) {
 	send(r.res.DLQURL, 3)
 	sent := time.Now()
 	reg := prometheus.NewRegistry()
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL, Registerer: reg, Logger: r.log})
+	deps := r.deps(t, r.visionClient(t, nil), nil)
+	a, err := New(deps, &Options{Registerer: reg, Logger: r.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,16 +120,21 @@ func TestQueueDepthMetrics(t *testing.T) {
 
 	// The messages wait at least a second and a half before they are received.
 	time.Sleep(time.Until(sent.Add(1500 * time.Millisecond)))
-	msgs, err := a.receive(ctx, 10)
+	msgs, err := a.deps.Queue.Receive(ctx, 10, time.Minute)
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("receive: %d messages, %v; want 2", len(msgs), err)
 	}
+	a.metrics.observeReceive(msgs, a.now()) // as the receive loop does
 	if age := value(t, a.metrics.receiveAge); age < 1.5 {
 		t.Errorf("receive age %v s for messages sent at least 1.5 s before", age)
 	}
 
-	bad, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL + "-missing", Registerer: prometheus.NewRegistry(), Logger: r.log})
+	missing, err := sqsqueue.New(r.sqs, r.res.DLQURL+"-missing", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps.DLQ = missing
+	bad, err := New(deps, &Options{Registerer: prometheus.NewRegistry(), Logger: r.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func TestQueueDepthMetrics(t *testing.T) {
 func BenchmarkObserveReceive(b *testing.B) {
 	m := newMetrics()
 	now := time.Now()
-	msgs := make([]sqstypes.Message, 10)
+	msgs := make([]*queue.Message, 10)
 	for i := range msgs {
 		msgs[i] = sentAt(now.Add(-time.Duration(i) * time.Second))
 	}

@@ -16,10 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/internal/visionstandin"
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -27,7 +27,7 @@ import (
 // TestLargeImageStreamed: images bigger than the head read reach Vision byte for byte (the
 // head bytes followed by the rest, read with a second ranged GET), and are analysed once.
 func TestLargeImageStreamed(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	images := map[string][]byte{}
 	for i, size := range [][2]int{{400, 300}, {1200, 900}} {
 		body, err := samples.Image(int64(9100+i), size[0], size[1], "bmp")
@@ -50,9 +50,8 @@ func TestLargeImageStreamed(t *testing.T) {
 // TestOpenNoticesChange: when the object changes or disappears between the head read and the
 // read of the rest, the second read says so (errObjectGone) instead of splicing two contents.
 func TestOpenNoticesChange(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL})
+	r := newRig(t, devstack.Resources{})
+	a, err := New(r.deps(t, r.visionClient(t, nil), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +72,8 @@ func TestOpenNoticesChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if head.size != int64(len(first)) || len(head.buf) != headBytes || head.etag == "" {
-		t.Fatalf("head: size %d (want %d), %d bytes read (want %d), etag %q", head.size, len(first), len(head.buf), headBytes, head.etag)
+	if head.Size != int64(len(first)) || len(head.Bytes) != headBytes || head.ETag == "" {
+		t.Fatalf("head: size %d (want %d), %d bytes read (want %d), etag %q", head.Size, len(first), len(head.Bytes), headBytes, head.ETag)
 	}
 	rc, n, err := a.open(ctx, rec, head, new(atomic.Pointer[error]))
 	if err != nil {
@@ -106,7 +105,7 @@ type gate struct {
 	open    chan struct{}
 }
 
-func (g *gate) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
+func (g *gate) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
 	first := false
 	g.once.Do(func() { first = true })
 	if first {
@@ -125,7 +124,7 @@ func (g *gate) Publish(ctx context.Context, rec *analysis.Record) (string, error
 // The finishing stage is bounded too (as many messages as workers), so the third message
 // waits: nothing piles up in memory behind a stuck publish.
 func TestPublishDoesNotHoldWorker(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	g := &gate{next: r.pub.next, entered: make(chan struct{}), open: make(chan struct{})}
 	r.pub.next = g
 	images := r.putImages(t, 9300, 3)
@@ -163,7 +162,7 @@ func TestPublishDoesNotHoldWorker(t *testing.T) {
 // worker is busy on the image's slow Vision call, the non-image is identified from its first
 // bytes and dead-lettered without waiting for the worker.
 func TestNonImageTakesNoWorker(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
 	if err := r.st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(8 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +172,7 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 	x := r.start(t, r.visionClient(t, nil), Options{Workers: 1, VisibilityTimeout: 30 * time.Second}, nil)
 	r.waitQueued(t, r.res.DLQURL, 1)
 	if got := r.pub.counts(); len(got) != 0 {
-		t.Fatalf("published %v while the only worker was still in its Vision call: the non-image did not overtake it (%+v)", got, x.a.Metrics().Snapshot())
+		t.Fatalf("published %v while the only worker was still in its Vision call: the non-image did not overtake it (%+v)", got, snap(x.a))
 	}
 	r.waitPublished(t, images, 60*time.Second)
 	dead := r.dlqContents(t)
@@ -187,8 +186,8 @@ func TestNonImageTakesNoWorker(t *testing.T) {
 // leave it with a receiver that hung up, invisible for its whole visibility timeout: SQS and
 // fauxqs both hand messages to such polls.)
 func TestShutdownDuringLongPoll(t *testing.T) {
-	r := newRig(t, localstack.Resources{VisibilityTimeout: 30 * time.Second})
-	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, WaitTime: 5 * time.Second, VisibilityTimeout: 30 * time.Second}, nil)
+	r := newRig(t, devstack.Resources{VisibilityTimeout: 30 * time.Second})
+	x := r.start(t, r.visionClient(t, nil), Options{Workers: 2, VisibilityTimeout: 30 * time.Second}, &startWith{wait: 5 * time.Second})
 	time.Sleep(time.Second) // the first long poll of the empty queue is waiting
 	x.cancel()
 	time.Sleep(200 * time.Millisecond)
@@ -208,7 +207,7 @@ func TestShutdownDuringLongPoll(t *testing.T) {
 	if visible != "1" || hidden != "0" {
 		t.Fatalf("after the analyzer stopped: %s visible, %s in flight; want the message visible at once", visible, hidden)
 	}
-	if s := x.a.Metrics().Snapshot(); s.Released != 1 || s.Succeeded != 0 {
+	if s := snap(x.a); s.Released != 1 || s.Succeeded != 0 {
 		t.Fatalf("released %d, succeeded %d; want the one message released unstarted", s.Released, s.Succeeded)
 	}
 }

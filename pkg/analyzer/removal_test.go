@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
 )
@@ -26,10 +27,10 @@ import (
 type records struct {
 	next Publisher
 	mu   sync.Mutex
-	all  []analysis.Record
+	all  []record.Analysis
 }
 
-func (p *records) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
+func (p *records) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
 	id, err := p.next.Publish(ctx, rec)
 	if err == nil {
 		p.mu.Lock()
@@ -40,10 +41,10 @@ func (p *records) Publish(ctx context.Context, rec *analysis.Record) (string, er
 }
 
 // of returns the records published for key so far.
-func (p *records) of(key string) []analysis.Record {
+func (p *records) of(key string) []record.Analysis {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []analysis.Record
+	var out []record.Analysis
 	for _, r := range p.all {
 		if r.Key == key {
 			out = append(out, r)
@@ -112,7 +113,7 @@ func (r *rig) waitQueueEmpty(t *testing.T) {
 }
 
 // waitRecords waits until key has n records and returns them.
-func waitRecords(t *testing.T, p *records, key string, n int) []analysis.Record {
+func waitRecords(t *testing.T, p *records, key string, n int) []record.Analysis {
 	t.Helper()
 	stacktest.WaitFor(t, fmt.Sprintf("%d records of %s", n, key), time.Minute, func() (bool, string) {
 		got := len(p.of(key))
@@ -121,7 +122,7 @@ func waitRecords(t *testing.T, p *records, key string, n int) []analysis.Record 
 	return p.of(key)
 }
 
-func describe(r analysis.Record) string {
+func describe(r record.Analysis) string {
 	return fmt.Sprintf("%s version %q %dx%d sequencer %s", r.Event, r.VersionID, r.Width, r.Height, r.Sequencer)
 }
 
@@ -131,7 +132,7 @@ func describe(r analysis.Record) string {
 // deleting the last version publishes a removal; a delete marker publishes a removal and
 // deleting it republishes the version it hid.
 func TestVersionedRemovals(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	ctx := context.Background()
 	if _, err := r.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(r.res.Bucket),
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
@@ -170,7 +171,7 @@ func TestVersionedRemovals(t *testing.T) {
 	r.deleteVersion(t, key, v3)
 	got := waitRecords(t, pub, key, 4)
 	last, created := got[3], got[2]
-	if last.Event != analysis.Created || last.VersionID != v2 || last.Width != 131 || last.Height != 97 {
+	if last.Event != record.Created || last.VersionID != v2 || last.Width != 131 || last.Height != 97 {
 		t.Errorf("after the current version was deleted: %s, want the analysis of v2 (131x97)", describe(last))
 	}
 	if c, err := s3event.CompareSequencer(last.Sequencer, created.Sequencer); err != nil || c <= 0 {
@@ -179,11 +180,11 @@ func TestVersionedRemovals(t *testing.T) {
 
 	// A delete marker: a removal. Deleting the marker: v2 again.
 	marker := r.deleteVersion(t, key, "")
-	if got := waitRecords(t, pub, key, 5); got[4].Event != analysis.Removed {
+	if got := waitRecords(t, pub, key, 5); got[4].Event != record.Removed {
 		t.Errorf("after a delete marker: %s, want a removal", describe(got[4]))
 	}
 	r.deleteVersion(t, key, marker)
-	if got := waitRecords(t, pub, key, 6); got[5].Event != analysis.Created || got[5].VersionID != v2 {
+	if got := waitRecords(t, pub, key, 6); got[5].Event != record.Created || got[5].VersionID != v2 {
 		t.Errorf("after the delete marker was deleted: %s, want v2", describe(got[5]))
 	}
 
@@ -192,13 +193,13 @@ func TestVersionedRemovals(t *testing.T) {
 	v4 := r.putVersion(t, key, 504, 151, 109)
 	waitRecords(t, pub, key, 7)
 	r.deleteVersion(t, key, v2)
-	if got := waitRecords(t, pub, key, 8); got[7].Event != analysis.Created || got[7].VersionID != v4 || got[7].Width != 151 {
+	if got := waitRecords(t, pub, key, 8); got[7].Event != record.Created || got[7].VersionID != v4 || got[7].Width != 151 {
 		t.Errorf("after a noncurrent version was deleted: %s, want v4", describe(got[7]))
 	}
 
 	// The last version deleted: a removal.
 	r.deleteVersion(t, key, v4)
-	if got := waitRecords(t, pub, key, 9); got[8].Event != analysis.Removed || got[8].VersionID != v4 {
+	if got := waitRecords(t, pub, key, 9); got[8].Event != record.Removed || got[8].VersionID != v4 {
 		t.Errorf("after the last version was deleted: %s, want the removal of v4", describe(got[8]))
 	}
 
@@ -211,7 +212,7 @@ func TestVersionedRemovals(t *testing.T) {
 	r.waitQueueEmpty(t) // the text version went to the DLQ
 	r.deleteVersion(t, text, img)
 	got = waitRecords(t, pub, text, 2)
-	if got[1].Event != analysis.Removed {
+	if got[1].Event != record.Removed {
 		t.Errorf("current version not an image: %s, want a removal", describe(got[1]))
 	}
 	if d := r.dlqContents(t); len(d) != 1 || d[0].failure.Reason != "NotAnImage" {
@@ -224,7 +225,7 @@ func TestVersionedRemovals(t *testing.T) {
 // removal without reading S3, as before versioned buckets were handled: even when the key has
 // been written again since (the index orders the two by sequencer).
 func TestUnversionedRemovalUnchanged(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	pub := r.recordAll()
 	key := r.res.Prefix + "u/again.png"
 	r.putVersion(t, key, 601, 127, 95)
@@ -241,7 +242,7 @@ func TestUnversionedRemovalUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitRecords(t, pub, key, 2)
-	if got[1].Event != analysis.Removed || got[1].Sequencer != rec.Sequencer {
+	if got[1].Event != record.Removed || got[1].Sequencer != rec.Sequencer {
 		t.Errorf("unversioned removal: %s, want a removal at sequencer %s", describe(got[1]), rec.Sequencer)
 	}
 }
@@ -250,7 +251,7 @@ func TestUnversionedRemovalUnchanged(t *testing.T) {
 // write, so an event about it is pinned to its ETag like one of an unversioned bucket: once
 // overwritten, the older event is skipped instead of attaching the newer content to it.
 func TestNullVersionPinnedByETag(t *testing.T) {
-	r := newRig(t, localstack.Resources{})
+	r := newRig(t, devstack.Resources{})
 	ctx := context.Background()
 	for _, status := range []s3types.BucketVersioningStatus{s3types.BucketVersioningStatusEnabled, s3types.BucketVersioningStatusSuspended} {
 		if _, err := r.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(r.res.Bucket),
@@ -258,8 +259,7 @@ func TestNullVersionPinnedByETag(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := New(Deps{SQS: r.sqs, S3: r.s3, Vision: r.visionClient(t, nil), Publisher: r.pub},
-		&Options{QueueURL: r.res.QueueURL, DLQURL: r.res.DLQURL})
+	a, err := New(r.deps(t, r.visionClient(t, nil), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestNullVersionPinnedByETag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &s3event.Record{Bucket: r.res.Bucket, Key: key, VersionID: s3event.NullVersionID, ETag: trimETag(aws.ToString(head.ETag))}
+	rec := &s3event.Record{Bucket: r.res.Bucket, Key: key, VersionID: s3event.NullVersionID, ETag: strings.Trim(aws.ToString(head.ETag), `"`)}
 	if _, _, why, err := a.prepareObject(ctx, rec); err != nil || why != "" {
 		t.Fatalf("before the overwrite: why %q, %v", why, err)
 	}

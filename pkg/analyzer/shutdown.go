@@ -5,11 +5,12 @@ import "time"
 // Bounds of the calls the analyzer and cmd/analyzer make after SIGTERM. ShutdownBound adds
 // them up along the longest path; each names where the code sets it.
 const (
-	// releaseCallTimeout bounds one visibility change that gives messages back: setVisibility
-	// and releaseUnstarted (analyzer.go) each run under their own 10 s timeout.
+	// releaseCallTimeout bounds one call that settles a message, a visibility change that
+	// gives messages back among them: setVisibility and releaseUnstarted (settle.go) each run
+	// under their own.
 	releaseCallTimeout = 10 * time.Second
-	// deadLetterSendTimeout bounds the SendMessage to the DLQ (deadLetter, analyzer.go). It is
-	// detached from the drain deadline, so a send begun just before it runs on.
+	// deadLetterSendTimeout bounds the send to the DLQ (deadLetter, settle.go). It is detached
+	// from the drain deadline, so a send begun just before it runs on.
 	deadLetterSendTimeout = 15 * time.Second
 	// PublishFlushTimeout bounds the Pub/Sub client's publish of a bundle. cmd/analyzer closes
 	// the publisher after Run returns and Close waits for bundles in flight, each of which runs
@@ -22,12 +23,13 @@ const (
 )
 
 // ShutdownBound is the longest the analyzer binary can take from SIGTERM to exit with the
-// options o (nil: the defaults): a Kubernetes terminationGracePeriodSeconds must be longer.
+// options o (nil: the defaults) on a queue whose receives wait up to wait (the long poll;
+// zero or negative: none): a Kubernetes terminationGracePeriodSeconds must be longer.
 //
 // It is the larger of two figures. The first is the sum the deployment docs start from:
-// the last long poll (WaitTime) + the drain timeout + the delete flush (deleteGrace). The
+// the last long poll (wait) + the drain timeout + the delete flush (deleteGrace). The
 // second follows the code, where those overlap, because the drain deadline is counted from
-// SIGTERM, not from the end of the last poll (W = WaitTime, D = DrainTimeout, G = deleteGrace,
+// SIGTERM, not from the end of the last poll (W = wait, D = DrainTimeout, G = deleteGrace,
 // R = releaseCallTimeout, S = deadLetterSendTimeout, M = MetricsShutdownTimeout,
 // P = PublishFlushTimeout):
 //
@@ -42,19 +44,19 @@ const (
 // defaults (W 20 s, D 25 s): max(max(30, 50, 40) + 5, 85) = 85 s, against 20 + 25 + 15 = 60 s
 // for the sum: 85 s. The last term is a publish stuck until its own timeout: with Pub/Sub
 // answering, the process exits within 55 s.
-func ShutdownBound(o *Options) time.Duration {
+func ShutdownBound(o *Options, wait time.Duration) time.Duration {
 	in := Options{}
 	if o != nil {
 		in = *o
 	}
-	// The URLs are required and the mode is checked by withDefaults; none of them plays a
-	// part in the bound, so they cannot make it fail.
-	in.QueueURL, in.DLQURL, in.Mode = "bound", "bound", ""
+	// The mode is checked by withDefaults; it plays no part in the bound, so it cannot make
+	// it fail.
+	in.Mode = ""
 	d, err := in.withDefaults()
 	if err != nil {
 		panic("analyzer: ShutdownBound: " + err.Error())
 	}
-	w, drain := d.WaitTime, d.DrainTimeout
+	w, drain := max(wait, 0), d.DrainTimeout
 	formula := w + drain + deleteGrace
 	run := max(min(w, drain)+releaseCallTimeout, drain+deadLetterSendTimeout+releaseCallTimeout, drain+deleteGrace)
 	code := max(run+MetricsShutdownTimeout, drain+PublishFlushTimeout)

@@ -14,9 +14,12 @@ import (
 	"net/http"
 
 	"github.com/aws/smithy-go/logging"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -106,7 +109,20 @@ func (l zapLogger) Logf(c logging.Classification, format string, v ...any) {
 	l.log.Debug(msg)
 }
 
-// SQS returns an SQS client for cfg.
-func SQS(cfg aws.Config) *sqs.Client {
-	return sqs.NewFromConfig(cfg)
+// SQS returns an SQS client for cfg, with optFns applied (CountCalls, say).
+func SQS(cfg aws.Config, optFns ...func(*sqs.Options)) *sqs.Client {
+	return sqs.NewFromConfig(cfg, optFns...)
+}
+
+// CountCalls counts a client's API calls on vec by operation (label "op": ReceiveMessage,
+// DeleteMessageBatch...), once per call whatever its SDK retries, whoever makes it. Append it
+// to the client's APIOptions.
+func CountCalls(vec *prometheus.CounterVec) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("imgpipeCountCalls",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				vec.WithLabelValues(awsmiddleware.GetOperationName(ctx)).Inc()
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	}
 }

@@ -9,15 +9,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/logging"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/awsclient"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS|localstack.S3) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 
 // The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
 func TestEndpointsFromSDKEnvironment(t *testing.T) {
@@ -97,5 +99,49 @@ func TestSDKLogsThroughZap(t *testing.T) {
 	}
 	if _, ok := cfg.Logger.(logging.Nop); !ok {
 		t.Errorf("without a logger the SDK logs to %T, want nowhere", cfg.Logger)
+	}
+}
+
+// TestCountCalls: every API call of a client is counted once by operation, failed ones too,
+// and an SDK retry of a call is not another call.
+func TestCountCalls(t *testing.T) {
+	st := stacktest.Get(t)
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calls_total"}, []string{"op"})
+	client := sqs.NewFromConfig(st.AWSConfig(), func(o *sqs.Options) {
+		o.BaseEndpoint = aws.String(st.SQSEndpoint)
+		o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls))
+	})
+	ctx := context.Background()
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(stacktest.Unique("count"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A queue that does not exist: the call fails, and is counted.
+	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(st.SQSEndpoint + "/000000000000/none")})
+	if err == nil {
+		t.Fatal("attributes of a missing queue")
+	}
+	if got := testutil.ToFloat64(calls.WithLabelValues("GetQueueAttributes")); got != 4 {
+		t.Errorf("GetQueueAttributes counted %v times, want 4", got)
+	}
+	if got := testutil.ToFloat64(calls.WithLabelValues("CreateQueue")); got != 1 {
+		t.Errorf("CreateQueue counted %v times, want 1", got)
+	}
+	// Calls, not attempts: a throttled or failed attempt the SDK retries is still one call.
+	retried := sqs.NewFromConfig(st.AWSConfig(), func(o *sqs.Options) {
+		o.BaseEndpoint = aws.String("http://127.0.0.1:1") // nothing listens: every attempt fails
+		o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls))
+		o.RetryMaxAttempts = 3
+	})
+	if _, err := retried.ListQueues(ctx, &sqs.ListQueuesInput{}); err == nil {
+		t.Fatal("a call to a closed port worked")
+	}
+	if got := testutil.ToFloat64(calls.WithLabelValues("ListQueues")); got != 1 {
+		t.Errorf("a call retried 3 times counted %v times, want 1", got)
 	}
 }

@@ -19,9 +19,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/console"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/uploader"
 )
 
@@ -220,8 +220,8 @@ func queueName(u string) string { return u[strings.LastIndex(u, "/")+1:] }
 // indexer's dead-letter policy does with a record it can never index.
 func (e *env) pubsubDeadLetter(t *testing.T, key string) {
 	t.Helper()
-	rec := &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: e.res.Bucket, Key: key, EventTime: time.Now()}
-	data, err := analysis.Marshal(rec)
+	rec := &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: e.res.Bucket, Key: key, EventTime: time.Now()}
+	data, err := record.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ import (
 
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/sqsdlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/sqsdepth"
 	"imgpipe/pkg/uploader"
 )
@@ -42,7 +42,7 @@ import (
 // Deps are the clients the console serves from. S3 and Index are required.
 type Deps struct {
 	S3    *s3.Client
-	Index *index.Store
+	Index *indexstore.Store
 	// SQS reads the queue depths and scans the SQS dead-letter queue; nil: neither.
 	SQS *sqs.Client
 	// PubSub scans the Pub/Sub dead-letter subscription; nil: not scanned.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"imgpipe/dlq-replay/replay"
-	"imgpipe/pkg/analysis"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/uploader"
 )
@@ -127,7 +127,7 @@ func subjects(m *replay.Message, kind string) []objectRef {
 		return refs
 	}
 	attrs := m.StringAttributes()
-	ref := objectRef{attrs[analysis.AttrBucket], attrs[analysis.AttrKey]}
+	ref := objectRef{attrs[record.AttrBucket], attrs[record.AttrKey]}
 	if ref.bucket == "" || ref.key == "" {
 		var rec struct{ Bucket, Key string }
 		if json.Unmarshal(m.Body, &rec) != nil {

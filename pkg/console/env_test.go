@@ -25,17 +25,17 @@ import (
 	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/console"
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.SQS|localstack.S3|localstack.Firestore|localstack.PubSub)
+	stacktest.Main(m, devstack.SQS|devstack.S3|devstack.Firestore|devstack.PubSub)
 }
 
 // spec is openapi.yaml, loaded and validated once, with a router over its paths.
@@ -66,12 +66,12 @@ func init() {
 
 // env is a console over fresh resources on the shared stack.
 type env struct {
-	st    *localstack.Stack
-	res   *localstack.Bootstrapped
+	st    *devstack.Stack
+	res   *devstack.Bootstrapped
 	s3    *s3.Client
 	sqs   *sqs.Client
 	ps    *pubsub.Client
-	store *index.Store
+	store *indexstore.Store
 	srv   *console.Server
 	ts    *httptest.Server
 	// header is sent with every request of do (for example Authorization).
@@ -82,7 +82,7 @@ type env struct {
 func newEnv(t testing.TB, tune func(*console.Options)) *env {
 	t.Helper()
 	st := stacktest.Get(t)
-	res := stacktest.Bootstrap(t, st, localstack.Resources{})
+	res := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := context.Background()
 	fs, err := firestore.NewClient(ctx, st.ProjectID)
 	if err != nil {
@@ -103,7 +103,7 @@ func newEnv(t testing.TB, tune func(*console.Options)) *env {
 	}
 	// The index writes indexedAt on the console's clock.
 	e := &env{st: st, res: res, s3: st.NewS3Client(), sqs: st.NewSQSClient(), ps: ps,
-		store: index.New(fs, res.Collection, &index.Options{Now: opts.Now}), header: http.Header{}}
+		store: indexstore.New(fs, res.Collection, &indexstore.Options{Now: opts.Now}), header: http.Header{}}
 	e.srv, err = console.New(res.Bucket, console.Deps{S3: e.s3, Index: e.store, SQS: e.sqs, PubSub: ps.SubscriptionAdminClient}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -240,14 +240,14 @@ func (e *env) putObject(t *testing.T, key string, body []byte) {
 // indexed writes an analysis of key into the index, analysed at the given time.
 func (e *env) indexed(t testing.TB, key string, at time.Time, tags ...string) {
 	t.Helper()
-	rec := &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: e.res.Bucket, Key: key,
+	rec := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: e.res.Bucket, Key: key,
 		Sequencer: s3event.FormatSequencer(uint64(at.UnixNano())), EventTime: at,
 		Size: 2048, ContentType: "image/png", Format: "png", Width: 320, Height: 240,
 		Caption: "a picture of " + strings.Join(tags, " and "), CaptionConfidence: 0.7, ModelVersion: "2023-10-01", APIVersion: "4.0", AnalyzedAt: at,
 	}
 	for _, tag := range tags {
-		rec.Tags = append(rec.Tags, analysis.Tag{Name: tag, Confidence: 0.9})
+		rec.Tags = append(rec.Tags, record.Tag{Name: tag, Confidence: 0.9})
 	}
 	if _, err := e.store.Apply(context.Background(), rec); err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func (e *env) deadLetter(t testing.TB, key, reason string) {
 	}
 	now := time.Now()
 	attrs := map[string]sqstypes.MessageAttributeValue{}
-	for k, v := range dlq.FromError(permanent(reason), 1, e.res.QueueURL, now, now).Attributes() {
+	for k, v := range failure.DetailsOf(permanent(reason), 1, e.res.QueueURL, now, now).Attributes() {
 		attrs[k] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 	}
 	if _, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &e.res.DLQURL, MessageBody: aws.String(string(body)), MessageAttributes: attrs}); err != nil {

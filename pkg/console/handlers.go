@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/uploader"
 )
 
@@ -99,7 +99,7 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, aerr)
 		return
 	}
-	page, err := s.deps.Index.Newest(r.Context(), limit, &index.PageOptions{Tag: strings.TrimSpace(tag), Cursor: cursor})
+	page, err := s.deps.Index.Newest(r.Context(), limit, &indexstore.PageOptions{Tag: strings.TrimSpace(tag), Cursor: cursor})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -134,7 +134,7 @@ func (s *Server) serveAnalysis(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc, err := s.deps.Index.Get(r.Context(), bucket, key)
-	if errors.Is(err, index.ErrNotFound) {
+	if errors.Is(err, indexstore.ErrNotFound) {
 		writeError(w, r, &apiError{Status: 404, Code: CodeNotIndexed, Message: "the index holds no analysis of this object (see /api/v1/uploads/status)"})
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 )
 
 // errorBody is the JSON of every error answer.
@@ -51,10 +51,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	switch failure.ReasonOf(err) {
-	case index.ReasonInvalidCursor:
+	case indexstore.ReasonInvalidCursor:
 		writeError(w, r, badRequest(CodeInvalidCursor, "%s", innermost(err)))
 		return
-	case index.ReasonInvalidLimit:
+	case indexstore.ReasonInvalidLimit:
 		writeError(w, r, badRequest(CodeInvalidLimit, "%s", innermost(err)))
 		return
 	}

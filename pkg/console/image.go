@@ -8,8 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 )
 
 // Image is what the API says about one indexed object: the index's record, a name to show,
@@ -19,23 +19,23 @@ import (
 // has no thumbnail, EXIF or extra Vision features). The page shows each one when present and
 // a placeholder thumbnail or nothing otherwise.
 type Image struct {
-	Bucket            string         `json:"bucket"`
-	Key               string         `json:"key"`
-	Name              string         `json:"name"`
-	Size              int64          `json:"size"`
-	ContentType       string         `json:"contentType,omitempty"`
-	Format            string         `json:"format,omitempty"`
-	Width             int            `json:"width"`
-	Height            int            `json:"height"`
-	Tags              []analysis.Tag `json:"tags"`
-	Caption           string         `json:"caption,omitempty"`
-	CaptionConfidence float64        `json:"captionConfidence,omitempty"`
-	ModelVersion      string         `json:"modelVersion,omitempty"`
-	APIVersion        string         `json:"apiVersion,omitempty"`
-	SchemaVersion     int            `json:"schemaVersion"`
-	EventTime         time.Time      `json:"eventTime"`
-	AnalyzedAt        time.Time      `json:"analyzedAt,omitzero"`
-	IndexedAt         time.Time      `json:"indexedAt"`
+	Bucket            string       `json:"bucket"`
+	Key               string       `json:"key"`
+	Name              string       `json:"name"`
+	Size              int64        `json:"size"`
+	ContentType       string       `json:"contentType,omitempty"`
+	Format            string       `json:"format,omitempty"`
+	Width             int          `json:"width"`
+	Height            int          `json:"height"`
+	Tags              []record.Tag `json:"tags"`
+	Caption           string       `json:"caption,omitempty"`
+	CaptionConfidence float64      `json:"captionConfidence,omitempty"`
+	ModelVersion      string       `json:"modelVersion,omitempty"`
+	APIVersion        string       `json:"apiVersion,omitempty"`
+	SchemaVersion     int          `json:"schemaVersion"`
+	EventTime         time.Time    `json:"eventTime"`
+	AnalyzedAt        time.Time    `json:"analyzedAt,omitzero"`
+	IndexedAt         time.Time    `json:"indexedAt"`
 	// ImageURL is a presigned GET of the object itself (the detail view only).
 	ImageURL string `json:"imageUrl,omitempty"`
 
@@ -99,10 +99,10 @@ type DenseCaption struct {
 
 // imageOf turns an index document into the API's Image, without URLs. This is the one place
 // that maps the record's fields: a richer record adds its fields here.
-func imageOf(d *index.Document) Image {
+func imageOf(d *indexstore.Document) Image {
 	tags := d.Tags
 	if tags == nil {
-		tags = []analysis.Tag{}
+		tags = []record.Tag{}
 	}
 	return Image{
 		Bucket: d.Bucket, Key: d.Key, Name: path.Base(d.Key), Size: d.Size, ContentType: d.ContentType, Format: d.Format,

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 // BenchmarkIndexer measures the indexer end to end on the emulators: b.N records wait in the
@@ -18,9 +18,9 @@ func BenchmarkIndexer(b *testing.B) {
 	for _, size := range []int{1, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			st, res := bootstrap(b, 5)
-			recs := make([]*analysis.Record, b.N)
+			recs := make([]*record.Analysis, b.N)
 			for i := range recs {
-				recs[i] = rec(analysis.Created, res.Bucket, fmt.Sprintf("bench/%d.jpg", i), 1)
+				recs[i] = rec(record.Created, res.Bucket, fmt.Sprintf("bench/%d.jpg", i), 1)
 			}
 			pub := publish.New(pubsubClient(b, st.ProjectID), res.TopicName, nil)
 			publishAll(b, pub, recs)

@@ -7,9 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 // TestEndToEndHistogram: the indexer observes, once per committed write, the time since the
@@ -20,14 +20,14 @@ func TestEndToEndHistogram(t *testing.T) {
 	r := startIndexer(t, st.ProjectID, b, &indexer.Options{Registerer: reg})
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
-	created := rec(analysis.Created, b.Bucket, "late.png", 2)
+	created := rec(record.Created, b.Bucket, "late.png", 2)
 	created.EventTime = time.Now().Add(-90 * time.Second)
-	removed := rec(analysis.Removed, b.Bucket, "gone.png", 1)
+	removed := rec(record.Removed, b.Bucket, "gone.png", 1)
 	removed.EventTime = time.Now().Add(-10 * time.Second)
-	publishAll(t, pub, []*analysis.Record{created, removed})
+	publishAll(t, pub, []*record.Analysis{created, removed})
 	eventually(t, "both applied", func() bool { return settled(r) >= 2 })
-	stale := rec(analysis.Created, b.Bucket, "late.png", 1)
-	publishAll(t, pub, []*analysis.Record{stale})
+	stale := rec(record.Created, b.Bucket, "late.png", 1)
+	publishAll(t, pub, []*record.Analysis{stale})
 	eventually(t, "stale record applied", func() bool { return settled(r) >= 3 })
 
 	got := map[string]*dto.Histogram{}

@@ -1,12 +1,12 @@
 // Package indexer pulls analysis records from a Pub/Sub subscription and applies them to the
 // Firestore index, acknowledging each message only after its write is committed.
 //
-// Records are grouped into batched transactions (index.Batcher) by default; each message is
+// Records are grouped into batched transactions (indexstore.Batcher) by default; each message is
 // acknowledged once its own batch has committed, and a failed write nacks only its message.
 //
 // A message that can never be applied (undecodable, an unknown schema version, a record the
 // index rejects for good) is copied to the dead-letter topic with the reason as attributes
-// (pkg/dlq) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
+// (failure.Details) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
 // read from the subscription's dead-letter policy at start unless Options names it. If the
 // copy cannot be published, the message is nacked and the subscription's dead-letter policy
 // is the backstop. A transient Firestore error nacks the message; the subscription's retry
@@ -28,10 +28,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 )
 
 // Options configures the indexer. Subscription is required.
@@ -78,7 +77,7 @@ type Metrics struct {
 // Indexer applies a subscription's records to a store.
 type Indexer struct {
 	client  *pubsub.Client
-	store   *index.Store
+	store   *indexstore.Store
 	opts    Options
 	metrics Metrics
 
@@ -89,7 +88,7 @@ type Indexer struct {
 }
 
 // New returns an indexer. It starts nothing until Run.
-func New(client *pubsub.Client, store *index.Store, opts *Options) (*Indexer, error) {
+func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexer, error) {
 	if opts == nil || opts.Subscription == "" {
 		return nil, errors.New("indexer: Subscription is required")
 	}
@@ -190,7 +189,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	}
 	apply := ix.store.Apply
 	if ix.opts.BatchSize > 1 {
-		b := ix.store.NewBatcher(&index.BatchOptions{
+		b := ix.store.NewBatcher(&indexstore.BatchOptions{
 			MaxRecords: ix.opts.BatchSize, MaxWait: ix.opts.BatchWait, Timeout: ix.opts.WriteTimeout,
 			OnBatch: func(n int, took time.Duration) {
 				ix.batchRecords.Observe(float64(n))
@@ -242,16 +241,16 @@ func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
 	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
 
-type applyFunc func(context.Context, *analysis.Record) (index.Outcome, error)
+type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, error)
 
 func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ix.metrics.Received.Add(1)
 	log := ix.opts.Logger.With(zap.String("pubsub_message_id", m.ID),
-		zap.String("bucket", m.Attributes[analysis.AttrBucket]), zap.String("key", m.Attributes[analysis.AttrKey]))
+		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
 	if m.DeliveryAttempt != nil {
 		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
 	}
-	rec, err := analysis.Unmarshal(m.Data)
+	rec, err := record.Unmarshal(m.Data)
 	if err != nil {
 		ix.reject(ctx, log, m, err, deadLetter)
 		return
@@ -276,11 +275,11 @@ func (ix *Indexer) handle(ctx context.Context, m *pubsub.Message, apply applyFun
 		ix.endToEnd.WithLabelValues(outcome.String()).Observe(s)
 	}
 	switch outcome {
-	case index.Written:
+	case indexstore.Written:
 		ix.metrics.Written.Add(1)
-	case index.Deleted:
+	case indexstore.Deleted:
 		ix.metrics.Deleted.Add(1)
-	case index.Stale:
+	case indexstore.Stale:
 		ix.metrics.Stale.Add(1)
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
@@ -306,7 +305,7 @@ func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Messag
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	maps.Copy(attrs, dlq.FromError(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
+	maps.Copy(attrs, failure.DetailsOf(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)

@@ -16,23 +16,23 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub|localstack.Firestore) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub|devstack.Firestore) }
 
-func bootstrap(t testing.TB, attempts int) (*localstack.Stack, *localstack.Bootstrapped) {
+func bootstrap(t testing.TB, attempts int) (*devstack.Stack, *devstack.Bootstrapped) {
 	t.Helper()
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MaxDeliveryAttempts: attempts, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: attempts, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	return st, b
 }
 
@@ -59,14 +59,14 @@ func firestoreClient(t testing.TB, project string) *firestore.Client {
 // running is one indexer on its own Pub/Sub and Firestore clients.
 type running struct {
 	ix    *indexer.Indexer
-	store *index.Store
+	store *indexstore.Store
 	stop  func() // cancels Run and waits for it to return; safe to call twice
 }
 
-func startIndexer(t testing.TB, project string, b *localstack.Bootstrapped, opts *indexer.Options) *running {
+func startIndexer(t testing.TB, project string, b *devstack.Bootstrapped, opts *indexer.Options) *running {
 	t.Helper()
 	ps := pubsubClient(t, project)
-	store := index.New(firestoreClient(t, project), b.Collection, nil)
+	store := indexstore.New(firestoreClient(t, project), b.Collection, nil)
 	o := indexer.Options{}
 	if opts != nil {
 		o = *opts
@@ -93,21 +93,21 @@ func startIndexer(t testing.TB, project string, b *localstack.Bootstrapped, opts
 	return r
 }
 
-func rec(event analysis.Event, bucket, key string, seq uint64) *analysis.Record {
-	r := &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: event, Bucket: bucket, Key: key,
+func rec(event record.Event, bucket, key string, seq uint64) *record.Analysis {
+	r := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: event, Bucket: bucket, Key: key,
 		Sequencer: s3event.FormatSequencer(seq),
 		EventTime: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Millisecond),
 	}
-	if event == analysis.Created {
+	if event == record.Created {
 		r.Caption = fmt.Sprintf("version %d", seq)
-		r.Tags = []analysis.Tag{{Name: "thing", Confidence: 0.5}}
+		r.Tags = []record.Tag{{Name: "thing", Confidence: 0.5}}
 		r.AnalyzedAt = r.EventTime
 	}
 	return r
 }
 
-func publishAll(t testing.TB, p *publish.Publisher, recs []*analysis.Record) {
+func publishAll(t testing.TB, p *publish.Publisher, recs []*record.Analysis) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(recs))
@@ -160,7 +160,7 @@ func settled(rs ...*running) int64 {
 // plan is a set of records with duplicates and shuffled versions, and the expected final
 // version of each key (0: no document).
 type plan struct {
-	recs []*analysis.Record
+	recs []*record.Analysis
 	want map[string]uint64
 }
 
@@ -168,11 +168,11 @@ func makePlan(bucket string, keys, versions int, seed uint64) plan {
 	p := plan{want: map[string]uint64{}}
 	for k := range keys {
 		key := fmt.Sprintf("upload/%d/ünï %d.jpg", k, k)
-		last := analysis.Created
+		last := record.Created
 		for v := 1; v <= versions; v++ {
-			ev := analysis.Created
+			ev := record.Created
 			if (v+k)%5 == 0 {
-				ev = analysis.Removed
+				ev = record.Removed
 			}
 			last = ev
 			r := rec(ev, bucket, key, uint64(v))
@@ -182,7 +182,7 @@ func makePlan(bucket string, keys, versions int, seed uint64) plan {
 			}
 		}
 		p.want[key] = uint64(versions)
-		if last == analysis.Removed {
+		if last == record.Removed {
 			p.want[key] = 0
 		}
 	}
@@ -191,7 +191,7 @@ func makePlan(bucket string, keys, versions int, seed uint64) plan {
 	return p
 }
 
-func checkPlan(t *testing.T, s *index.Store, bucket string, p plan) {
+func checkPlan(t *testing.T, s *indexstore.Store, bucket string, p plan) {
 	t.Helper()
 	docs, err := s.List(context.Background(), bucket, 100000)
 	if err != nil {
@@ -248,7 +248,7 @@ func TestDuplicatesAndReordering(t *testing.T) {
 // key): every key ends in its newest state.
 func TestTwoIndexersRace(t *testing.T) {
 	st, b := bootstrap(t, 5)
-	b2 := stacktest.Bootstrap(t, st, localstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b2 := stacktest.Bootstrap(t, st, devstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	p := makePlan(b.Bucket, 4, 30, 7)
 	r1 := startIndexer(t, st.ProjectID, b, &indexer.Options{BatchSize: 1})
 	r2 := startIndexer(t, st.ProjectID, b2, &indexer.Options{BatchSize: 20})
@@ -294,16 +294,16 @@ func TestMalformedDeadLettered(t *testing.T) {
 	raw := ps.Publisher(b.TopicName)
 	defer raw.Stop()
 
-	var good []*analysis.Record
+	var good []*record.Analysis
 	for i := range 20 {
-		good = append(good, rec(analysis.Created, b.Bucket, fmt.Sprintf("k%d", i), 1))
+		good = append(good, rec(record.Created, b.Bucket, fmt.Sprintf("k%d", i), 1))
 	}
 	publishAll(t, pub, good[:10])
 	bad := []struct {
 		body, reason string
 	}{
-		{`{"schemaVersion":`, analysis.ReasonMalformedRecord},
-		{`{"schemaVersion":99,"event":"created","bucket":"b","key":"k"}`, analysis.ReasonUnsupportedVersion},
+		{`{"schemaVersion":`, record.ReasonMalformedRecord},
+		{`{"schemaVersion":99,"event":"created","bucket":"b","key":"k"}`, record.ReasonUnsupportedVersion},
 		{`{"schemaVersion":1,"event":"created","bucket":"b","key":"k","sequencer":"not hex"}`, s3event.ReasonBadSequencer},
 	}
 	for i, m := range bad {
@@ -320,7 +320,7 @@ func TestMalformedDeadLettered(t *testing.T) {
 	for _, m := range got {
 		var i int
 		fmt.Sscan(m.Attributes["case"], &i)
-		f := dlq.Parse(m.Attributes)
+		f := failure.ParseDetails(m.Attributes)
 		if f.Reason != bad[i].reason || f.Class.String() != "permanent" || f.Error == "" || string(m.Data) != bad[i].body {
 			t.Errorf("dead letter %d: reason %q class %s error %q body %q; want reason %q", i, f.Reason, f.Class, f.Error, m.Data, bad[i].reason)
 		}
@@ -353,7 +353,7 @@ func TestMalformedLeftToPolicy(t *testing.T) {
 	if _, err := raw.Publish(context.Background(), &pubsub.Message{Data: []byte("garbage")}).Get(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	good := []*analysis.Record{rec(analysis.Created, b.Bucket, "a", 1), rec(analysis.Created, b.Bucket, "b", 1)}
+	good := []*record.Analysis{rec(record.Created, b.Bucket, "a", 1), rec(record.Created, b.Bucket, "b", 1)}
 	publishAll(t, pub, good)
 	got := receiveAll(t, ps, b.DeadLetterSubscriptionName, 1, 90*time.Second)
 	if len(got) != 1 || string(got[0].Data) != "garbage" {
@@ -373,9 +373,9 @@ func TestMalformedLeftToPolicy(t *testing.T) {
 // and every acknowledged write is in the index.
 func TestGracefulShutdown(t *testing.T) {
 	st, b := bootstrap(t, 5)
-	var recs []*analysis.Record
+	var recs []*record.Analysis
 	for i := range 1000 {
-		recs = append(recs, rec(analysis.Created, b.Bucket, fmt.Sprintf("k%04d", i), 1))
+		recs = append(recs, rec(record.Created, b.Bucket, fmt.Sprintf("k%04d", i), 1))
 	}
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
@@ -411,9 +411,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
 	defer pub.Close()
-	publishAll(t, pub, []*analysis.Record{rec(analysis.Created, b.Bucket, "a", 2)})
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "a", 2)})
 	eventually(t, "first applied", func() bool { return settled(r) >= 1 })
-	publishAll(t, pub, []*analysis.Record{rec(analysis.Created, b.Bucket, "a", 1), rec(analysis.Removed, b.Bucket, "b", 1)})
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "a", 1), rec(record.Removed, b.Bucket, "b", 1)})
 	eventually(t, "applied", func() bool { return settled(r) >= 3 })
 	resp, err := http.Get("http://" + srv.Addr() + "/metrics")
 	if err != nil {

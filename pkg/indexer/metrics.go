@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
 )
 
 // newEndToEnd is the histogram of the pipeline's main service-level indicator: the time from
@@ -18,7 +18,7 @@ func newEndToEnd() *prometheus.HistogramVec {
 		Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900, 3600},
 	}, []string{"outcome"})
 	// Both outcomes exist from the start, so that rates over them are defined before the first.
-	for _, o := range []index.Outcome{index.Written, index.Deleted} {
+	for _, o := range []indexstore.Outcome{indexstore.Written, indexstore.Deleted} {
 		h.WithLabelValues(o.String())
 	}
 	return h
@@ -27,8 +27,8 @@ func newEndToEnd() *prometheus.HistogramVec {
 // endToEndSeconds is the time from an applied record's event to now: false for a stale
 // record (nothing was written) or one without an event time; a clock behind the event's
 // counts as 0.
-func endToEndSeconds(outcome index.Outcome, eventTime, now time.Time) (float64, bool) {
-	if outcome == index.Stale || eventTime.IsZero() {
+func endToEndSeconds(outcome indexstore.Outcome, eventTime, now time.Time) (float64, bool) {
+	if outcome == indexstore.Stale || eventTime.IsZero() {
 		return 0, false
 	}
 	return max(now.Sub(eventTime), 0).Seconds(), true

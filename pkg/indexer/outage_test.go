@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
 func freePort(t *testing.T) int {
@@ -24,11 +24,11 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startFirestore(t *testing.T, port int) *localstack.Stack {
+func startFirestore(t *testing.T, port int) *devstack.Stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := localstack.Start(ctx, &localstack.Options{Parts: localstack.Firestore, Ports: localstack.Ports{Firestore: port}})
+	s, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.Firestore, Ports: devstack.Ports{Firestore: port}})
 	if err != nil {
 		t.Fatalf("start firestore emulator on %d: %v", port, err)
 	}
@@ -46,7 +46,7 @@ func TestFirestoreOutage(t *testing.T) {
 	port := freePort(t)
 	fs := startFirestore(t, port)
 	// Enough delivery attempts that the outage cannot push records to the dead-letter topic.
-	b := stacktest.Bootstrap(t, st, localstack.Resources{MaxDeliveryAttempts: 100, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: 100, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
 	// After Bootstrap, which points the environment at the shared stack again.
 	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.FirestoreHost)
 	r := startIndexer(t, st.ProjectID, b, nil)
@@ -67,7 +67,7 @@ func TestFirestoreOutage(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			key := fmt.Sprintf("stream/%05d.jpg", i)
-			if _, err := pub.Publish(context.Background(), rec(analysis.Created, b.Bucket, key, 1)); err != nil {
+			if _, err := pub.Publish(context.Background(), rec(record.Created, b.Bucket, key, 1)); err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}

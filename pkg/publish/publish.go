@@ -9,9 +9,9 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/failure/grpcerr"
+	"imgpipe/pkg/record"
 )
 
 // Publisher publishes records to one topic. It is safe for concurrent use.
@@ -22,7 +22,7 @@ type Publisher struct {
 // Options tunes the publisher. A nil *Options keeps the client's defaults.
 type Options struct {
 	// OrderingKeys publishes each record with its object's ordering key
-	// (analysis.Record.OrderingKey), so that a subscription with message ordering enabled
+	// (record.Analysis.OrderingKey), so that a subscription with message ordering enabled
 	// receives the events of one object in order. It only matters to such subscriptions, and
 	// it costs throughput: messages with different keys are never batched together, so with
 	// one key per object every record is its own publish request.
@@ -37,8 +37,8 @@ func New(client *pubsub.Client, topic string, opts *Options) *Publisher {
 }
 
 // Publish sends rec and waits until the server has stored it, returning its message ID.
-func (p *Publisher) Publish(ctx context.Context, rec *analysis.Record) (string, error) {
-	body, err := analysis.Marshal(rec)
+func (p *Publisher) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
+	body, err := record.Marshal(rec)
 	if err != nil {
 		return "", err
 	}

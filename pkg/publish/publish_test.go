@@ -9,14 +9,14 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/record"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.PubSub) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub) }
 
 func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
@@ -30,7 +30,7 @@ func TestPublishCarriesAttributesAndOrderingKey(t *testing.T) {
 // body, and the object's ordering key only when ordering keys are on.
 func testPublish(t *testing.T, ordered bool) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
@@ -40,7 +40,7 @@ func testPublish(t *testing.T, ordered bool) {
 	defer client.Close()
 	pub := publish.New(client, b.TopicName, &publish.Options{OrderingKeys: ordered})
 	defer pub.Close()
-	rec := &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "images",
+	rec := &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "images",
 		Key: "upload/ünï code+x.jpg", Sequencer: "00AB", EventTime: time.Now().UTC().Truncate(time.Millisecond), Width: 10, Height: 20}
 	id, err := pub.Publish(ctx, rec)
 	if err != nil || id == "" {
@@ -72,7 +72,7 @@ func testPublish(t *testing.T, ordered bool) {
 				t.Errorf("attribute %s = %q, want %q", k, m.Attributes[k], v)
 			}
 		}
-		back, err := analysis.Unmarshal(m.Data)
+		back, err := record.Unmarshal(m.Data)
 		if err != nil || back.Key != rec.Key || back.Width != 10 || !back.EventTime.Equal(rec.EventTime) {
 			t.Errorf("body round trip: %+v, %v", back, err)
 		}
@@ -91,7 +91,7 @@ func TestInvalidRecordIsRefusedPermanently(t *testing.T) {
 	defer client.Close()
 	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/unused", nil)
 	defer pub.Close()
-	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "b"})
+	_, err = pub.Publish(ctx, &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "b"})
 	if !failure.IsPermanent(err) {
 		t.Fatalf("record without a key: %v, want a permanent error", err)
 	}
@@ -108,7 +108,7 @@ func TestMissingTopicIsTransient(t *testing.T) {
 	defer client.Close()
 	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/"+stacktest.Unique("missing"), nil)
 	defer pub.Close()
-	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Removed, Bucket: "b", Key: "k"})
+	_, err = pub.Publish(ctx, &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Removed, Bucket: "b", Key: "k"})
 	if err == nil || failure.IsPermanent(err) || !failure.IsSetup(err) || failure.ReasonOf(err) != "NotFound" {
 		t.Fatalf("publish to a missing topic: %v (reason %q), want a transient setup fault NotFound", err, failure.ReasonOf(err))
 	}
@@ -127,7 +127,7 @@ func TestOversizedRecordIsPermanent(t *testing.T) {
 	defer client.Close()
 	pub := publish.New(client, "projects/"+st.ProjectID+"/topics/"+stacktest.Unique("unused"), nil)
 	defer pub.Close()
-	_, err = pub.Publish(ctx, &analysis.Record{SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: "b", Key: "k",
+	_, err = pub.Publish(ctx, &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "b", Key: "k",
 		Caption: strings.Repeat("x", 11<<20)})
 	if !failure.IsPermanent(err) || failure.ReasonOf(err) != publish.ReasonRecordTooLarge {
 		t.Fatalf("an 11 MB record: %v (reason %q), want permanent %s", err, failure.ReasonOf(err), publish.ReasonRecordTooLarge)

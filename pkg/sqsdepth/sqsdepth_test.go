@@ -9,13 +9,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/sqsdepth"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS) }
 
 // Each of the three counts is read from the attribute that carries it: four messages, one of
 // them then received (in flight), and two sent with a delay; the three counts differ.
@@ -53,7 +53,7 @@ func TestReadCountsEachState(t *testing.T) {
 func TestReadMissingQueueIsPermanent(t *testing.T) {
 	st := stacktest.Get(t)
 	client := st.NewSQSClient()
-	url := st.SQSEndpoint + "/" + localstack.AccountID + "/" + stacktest.Unique("none")
+	url := st.SQSEndpoint + "/" + devstack.AccountID + "/" + stacktest.Unique("none")
 	_, err := sqsdepth.Read(context.Background(), client, url)
 	if !failure.IsPermanent(err) || failure.ReasonOf(err) != "QueueDoesNotExist" {
 		t.Fatalf("missing queue: %v (class %v, reason %q), want permanent QueueDoesNotExist", err, failure.ClassOf(err), failure.ReasonOf(err))

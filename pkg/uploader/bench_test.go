@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/uploader"
 )
@@ -17,7 +17,7 @@ import (
 // Put, with Force so that nothing is skipped as a duplicate).
 func BenchmarkPut(b *testing.B) {
 	st := stacktest.Get(b)
-	bt := stacktest.Bootstrap(b, st, localstack.Resources{})
+	bt := stacktest.Bootstrap(b, st, devstack.Resources{})
 	root := b.TempDir()
 	small := filepath.Join(root, "small")
 	files := map[string][]byte{}

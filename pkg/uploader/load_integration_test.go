@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/uploader"
 )
 
 func TestLoadSendsCountAtRate(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	up, err := uploader.New(st.NewS3Client(), b.Bucket, b.Prefix, &uploader.Options{Keys: uploader.KeysUUID, Concurrency: 4})
 	if err != nil {

@@ -16,8 +16,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
-	"imgpipe/pkg/dlq"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
 )
 
@@ -48,7 +48,7 @@ type ObjectStatus struct {
 	// InS3 reports whether the object exists in the bucket now.
 	InS3 bool `json:"inS3"`
 	// Document is the index entry of an indexed object.
-	Document *index.Document `json:"document,omitempty"`
+	Document *indexstore.Document `json:"document,omitempty"`
 	// Failure says why a failed object was dead-lettered.
 	Failure *FailureInfo `json:"failure,omitempty"`
 }
@@ -69,7 +69,7 @@ type FailureInfo struct {
 // LookupOptions tunes a Lookup. A nil *LookupOptions, and every zero field, takes the default.
 type LookupOptions struct {
 	// Index is the Firestore index; nil skips it (nothing is ever indexed).
-	Index *index.Store
+	Index *indexstore.Store
 	// SQS and DLQURL name the analyzer's dead-letter queue; without both, it is not looked at.
 	SQS    *sqs.Client
 	DLQURL string
@@ -155,7 +155,7 @@ func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, err
 			case err == nil:
 				out[i].State, out[i].Document = StateIndexed, doc
 				continue
-			case !errors.Is(err, index.ErrNotFound):
+			case !errors.Is(err, indexstore.ErrNotFound):
 				return nil, fmt.Errorf("index lookup of %s: %w", k, err)
 			}
 		}
@@ -296,13 +296,13 @@ func failureInfo(m sqstypes.Message) FailureInfo {
 		}
 	}
 	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
-	return NewFailureInfo(dlq.Parse(attrs), aws.ToString(m.MessageId), received)
+	return NewFailureInfo(failure.ParseDetails(attrs), aws.ToString(m.MessageId), received)
 }
 
 // NewFailureInfo describes a dead-lettered message: what its attributes say (f), its ID and
 // how often it was received. A message without a reason was moved by the queue's redrive
 // policy (ReasonRedriven), after as many attempts as it was received.
-func NewFailureInfo(f dlq.Failure, messageID string, received int) FailureInfo {
+func NewFailureInfo(f failure.Details, messageID string, received int) FailureInfo {
 	info := FailureInfo{Reason: f.Reason, Error: f.Error, Attempts: f.Attempts, LastFailure: f.LastFailure, MessageID: messageID}
 	if f.Reason == "" {
 		info.Reason, info.Attempts = ReasonRedriven, received

@@ -14,21 +14,20 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
-	"imgpipe/pkg/analysis"
-	"imgpipe/pkg/dlq"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/index"
+	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/uploader"
 )
 
 // lookupEnv is a bootstrapped stack with three uploaded files and an index store.
 type lookupEnv struct {
-	st    *localstack.Stack
-	b     *localstack.Bootstrapped
-	store *index.Store
+	st    *devstack.Stack
+	b     *devstack.Bootstrapped
+	store *indexstore.Store
 	sqs   *sqs.Client
 	dir   string
 	keys  map[string]string // file name -> key
@@ -36,15 +35,15 @@ type lookupEnv struct {
 
 func newLookupEnv(t *testing.T) *lookupEnv {
 	t.Helper()
-	st := stacktest.Require(t, localstack.S3|localstack.SQS|localstack.Firestore)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	st := stacktest.Require(t, devstack.S3|devstack.SQS|devstack.Firestore)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	fs, err := firestore.NewClient(ctx, st.ProjectID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	e := &lookupEnv{st: st, b: b, store: index.New(fs, b.Collection, nil), sqs: st.NewSQSClient(), dir: t.TempDir(), keys: map[string]string{}}
+	e := &lookupEnv{st: st, b: b, store: indexstore.New(fs, b.Collection, nil), sqs: st.NewSQSClient(), dir: t.TempDir(), keys: map[string]string{}}
 	writeTree(t, e.dir, map[string][]byte{
 		"indexed.jpg":   mustImage(t, 51, 300, 200, "jpeg"),
 		"failed é.png":  mustImage(t, 52, 40, 40, "png"),
@@ -74,11 +73,11 @@ func (e *lookupEnv) index(t *testing.T, key string) {
 
 func (e *lookupEnv) indexErr(ctx context.Context, key string) error {
 	now := time.Now().UTC()
-	_, err := e.store.Apply(ctx, &analysis.Record{
-		SchemaVersion: analysis.SchemaVersion, Event: analysis.Created, Bucket: e.b.Bucket, Key: key,
+	_, err := e.store.Apply(ctx, &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: e.b.Bucket, Key: key,
 		Sequencer: s3event.FormatSequencer(uint64(now.UnixNano())), EventTime: now,
 		Size: 1234, ContentType: "image/jpeg", Format: "jpeg", Width: 300, Height: 200,
-		Tags:    []analysis.Tag{{Name: "sky", Confidence: 0.98}, {Name: "outdoor", Confidence: 0.9}},
+		Tags:    []record.Tag{{Name: "sky", Confidence: 0.98}, {Name: "outdoor", Confidence: 0.9}},
 		Caption: "a gradient sky", CaptionConfidence: 0.8, ModelVersion: "2023-10-01", AnalyzedAt: now,
 	})
 	if err != nil {
@@ -115,7 +114,7 @@ func (e *lookupEnv) sendDLQErr(ctx context.Context, body string, err error) erro
 	if err != nil {
 		now := time.Now()
 		in.MessageAttributes = map[string]sqstypes.MessageAttributeValue{}
-		for k, v := range dlq.FromError(err, 3, e.b.QueueURL, now, now).Attributes() {
+		for k, v := range failure.DetailsOf(err, 3, e.b.QueueURL, now, now).Attributes() {
 			in.MessageAttributes[k] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 		}
 	}
@@ -260,7 +259,7 @@ func (f *fixedFailures) Failures(_ context.Context, bucket string, keys map[stri
 	if !keys[f.key] {
 		return nil, nil
 	}
-	return map[string]uploader.FailureInfo{f.key: uploader.NewFailureInfo(dlq.Failure{Reason: "NotAnImage", Class: failure.Permanent}, "m-1", 1)}, nil
+	return map[string]uploader.FailureInfo{f.key: uploader.NewFailureInfo(failure.Details{Reason: "NotAnImage", Class: failure.Permanent}, "m-1", 1)}, nil
 }
 
 // With a FailureSource, Status asks it (for the keys not indexed only) instead of scanning the
@@ -296,11 +295,11 @@ func TestStatusAsksTheFailureSource(t *testing.T) {
 }
 
 func TestNewFailureInfo(t *testing.T) {
-	f := uploader.NewFailureInfo(dlq.Failure{Reason: "InvalidImageSize", Class: failure.Permanent, Error: "small", Attempts: 2}, "id", 7)
+	f := uploader.NewFailureInfo(failure.Details{Reason: "InvalidImageSize", Class: failure.Permanent, Error: "small", Attempts: 2}, "id", 7)
 	if f.Reason != "InvalidImageSize" || f.Class != "permanent" || f.Attempts != 2 || f.MessageID != "id" || f.Error != "small" {
 		t.Fatalf("with a reason: %+v", f)
 	}
-	f = uploader.NewFailureInfo(dlq.Failure{}, "id", 7)
+	f = uploader.NewFailureInfo(failure.Details{}, "id", 7)
 	if f.Reason != uploader.ReasonRedriven || f.Attempts != 7 || f.Class != "" {
 		t.Fatalf("redriven: %+v", f)
 	}

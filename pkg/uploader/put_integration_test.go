@@ -24,7 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/s3standin"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/s3event"
@@ -33,7 +33,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, localstack.S3|localstack.SQS|localstack.Firestore)
+	stacktest.Main(m, devstack.S3|devstack.SQS|devstack.Firestore)
 }
 
 func testCtx(t testing.TB) context.Context {
@@ -80,7 +80,7 @@ func byPath(s *uploader.Summary) map[string]uploader.FileResult {
 
 // drainCreatedKeys receives every message on queueURL until the queue stays empty, deletes
 // them, and returns the keys of the ObjectCreated records (test events are ignored).
-func drainCreatedKeys(t testing.TB, ctx context.Context, st *localstack.Stack, client *sqs.Client, queueURL, bucket string) []string {
+func drainCreatedKeys(t testing.TB, ctx context.Context, st *devstack.Stack, client *sqs.Client, queueURL, bucket string) []string {
 	t.Helper()
 	if err := st.S3Server.Flush(ctx); err != nil {
 		t.Fatalf("flush notifications: %v", err)
@@ -130,7 +130,7 @@ func drainCreatedKeys(t testing.TB, ctx context.Context, st *localstack.Stack, c
 
 func TestPutTreeLandsWithKeysTypesAndMetadata(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	s3c, sqsc := st.NewS3Client(), st.NewSQSClient()
 	drainCreatedKeys(t, ctx, st, sqsc, b.QueueURL, b.Bucket) // the s3:TestEvent
@@ -270,7 +270,7 @@ func TestPutTreeLandsWithKeysTypesAndMetadata(t *testing.T) {
 
 func TestPutKeySchemesAndNonImages(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	s3c := st.NewS3Client()
 	dir := t.TempDir()
@@ -324,7 +324,7 @@ func TestPutKeySchemesAndNonImages(t *testing.T) {
 
 func TestPutMultipartArrivesIntact(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	s3c, sqsc := st.NewS3Client(), st.NewSQSClient()
 	drainCreatedKeys(t, ctx, st, sqsc, b.QueueURL, b.Bucket)
@@ -425,7 +425,7 @@ func newFaultyS3(t testing.TB) *faultyS3 {
 	return f
 }
 
-func clientFor(st *localstack.Stack, url string) *s3.Client {
+func clientFor(st *devstack.Stack, url string) *s3.Client {
 	return s3.NewFromConfig(st.AWSConfig(), func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(url)
 		o.UsePathStyle = true

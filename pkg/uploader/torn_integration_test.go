@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/uploader"
 )
@@ -82,7 +82,7 @@ func TestTornFileNeverStored(t *testing.T) {
 		{"multipart", 6 << 20, 5<<20 + 1000}, // in the second of two 5 MiB parts
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			b := stacktest.Bootstrap(t, st, localstack.Resources{})
+			b := stacktest.Bootstrap(t, st, devstack.Resources{})
 			ctx := testCtx(t)
 			s3c := st.NewS3Client()
 			dir := t.TempDir()
@@ -125,7 +125,7 @@ func TestTornFileNeverStored(t *testing.T) {
 func TestChangedAfterUploadRemoved(t *testing.T) {
 	st := stacktest.Get(t)
 	for _, versioned := range []bool{false, true} {
-		b := stacktest.Bootstrap(t, st, localstack.Resources{})
+		b := stacktest.Bootstrap(t, st, devstack.Resources{})
 		ctx := testCtx(t)
 		s3c := st.NewS3Client()
 		if versioned {
@@ -181,7 +181,7 @@ func TestWatchChangingFileOneObject(t *testing.T) {
 		{"in place, same size and time", func(p string) { rewriteInPlace(t, p, 100) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			b := stacktest.Bootstrap(t, st, localstack.Resources{})
+			b := stacktest.Bootstrap(t, st, devstack.Resources{})
 			ctx := testCtx(t)
 			s3c := st.NewS3Client()
 			dir := t.TempDir()

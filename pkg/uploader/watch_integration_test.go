@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/uploader"
 )
@@ -52,7 +52,7 @@ func filesUnder(t testing.TB, dir string) map[string]bool {
 
 func TestWatchBurstExactlyOnceAcrossACrash(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	s3c, sqsc := st.NewS3Client(), st.NewSQSClient()
 	drainCreatedKeys(t, ctx, st, sqsc, b.QueueURL, b.Bucket)
@@ -167,7 +167,7 @@ func TestWatchBurstExactlyOnceAcrossACrash(t *testing.T) {
 
 func TestWatchWaitsForFilesToSettle(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, localstack.Resources{})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	up, err := uploader.New(st.NewS3Client(), b.Bucket, b.Prefix, nil)

@@ -19,12 +19,12 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"imgpipe/internal/localstack"
+	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, localstack.SQS|localstack.S3) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 
 // apiError is what the SDK returns for an error answer: an API error inside an HTTP
 // response error inside an operation error.

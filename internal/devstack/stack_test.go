@@ -1,0 +1,205 @@
+package devstack_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"imgpipe/internal/devstack"
+	"imgpipe/internal/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
+
+func TestEveryPartAnswersAndEnvIsComplete(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	env := map[string]string{}
+	for _, e := range st.Env(b) {
+		env[e.Name] = e.Value
+	}
+	for _, name := range []string{"AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "PUBSUB_EMULATOR_HOST",
+		"FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "AZURE_VISION_ENDPOINT", "AZURE_VISION_KEY",
+		"IMGPIPE_BUCKET", "IMGPIPE_QUEUE_URL", "IMGPIPE_DLQ_URL", "IMGPIPE_TOPIC", "IMGPIPE_SUBSCRIPTION", "IMGPIPE_COLLECTION"} {
+		if env[name] == "" {
+			t.Errorf("env lacks %s", name)
+		}
+	}
+	for name, v := range env {
+		if strings.Contains(v, "://") && !strings.Contains(v, "127.0.0.1") {
+			t.Errorf("%s=%s is not on loopback", name, v)
+		}
+	}
+}
+
+func TestBootstrapIsIdempotentAndConfiguresRedrive(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx := context.Background()
+	res := devstack.Resources{Bucket: stacktest.Unique("b"), Queue: stacktest.Unique("q"), DLQ: stacktest.Unique("dlq"),
+		Topic: stacktest.Unique("t"), Subscription: stacktest.Unique("s"), DeadLetterTopic: stacktest.Unique("dt"),
+		DeadLetterSubscription: stacktest.Unique("ds"), MaxReceiveCount: 2, VisibilityTimeout: time.Second}
+	first, err := st.Bootstrap(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.Bootstrap(ctx, res)
+	if err != nil {
+		t.Fatalf("second bootstrap: %v", err)
+	}
+	if first.QueueURL != second.QueueURL || first.DLQURL != second.DLQURL {
+		t.Fatalf("second bootstrap changed URLs: %+v vs %+v", first, second)
+	}
+
+	// SQS redrive: a message received MaxReceiveCount times without a delete lands in the DLQ.
+	client := st.NewSQSClient()
+	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &first.QueueURL, MessageBody: aws.String("poison")}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &first.DLQURL, WaitTimeSeconds: 1,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 1 && aws.ToString(out.Messages[0].Body) == "poison" {
+			return
+		}
+		// Receive (and abandon) from the source to burn receive counts.
+		if _, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &first.QueueURL, WaitTimeSeconds: 1, VisibilityTimeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("message never reached the DLQ")
+}
+
+func TestPubSubDeadLettersAfterMaxAttempts(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MinBackoff: time.Second, MaxBackoff: time.Second})
+	client, err := pubsub.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sub, err := client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: b.SubscriptionName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.GetDeadLetterPolicy().GetMaxDeliveryAttempts() != 5 || sub.GetRetryPolicy() == nil {
+		t.Fatalf("subscription not configured: %v", sub)
+	}
+	pub := client.Publisher(b.TopicName)
+	defer pub.Stop()
+	if _, err := pub.Publish(ctx, &pubsub.Message{Data: []byte("never acked")}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Nack every delivery on the source subscription until the message shows up dead-lettered.
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	attempts := 0
+	go func() {
+		_ = client.Subscriber(b.SubscriptionName).Receive(srcCtx, func(_ context.Context, m *pubsub.Message) {
+			attempts++
+			m.Nack()
+		})
+	}()
+	got := make(chan *pubsub.Message, 1)
+	dlCtx, stopDL := context.WithCancel(ctx)
+	go func() {
+		_ = client.Subscriber(b.DeadLetterSubscriptionName).Receive(dlCtx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			select {
+			case got <- m:
+			default:
+			}
+		})
+	}()
+	select {
+	case m := <-got:
+		stopSrc()
+		stopDL()
+		if string(m.Data) != "never acked" || m.Attributes["CloudPubSubDeadLetterSourceDeliveryCount"] != "5" {
+			t.Fatalf("dead letter %q with attributes %v", m.Data, m.Attributes)
+		}
+	case <-ctx.Done():
+		stopSrc()
+		stopDL()
+		t.Fatalf("no dead letter after %d deliveries", attempts)
+	}
+}
+
+func TestFirestoreWriteRead(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx := context.Background()
+	client, err := firestore.NewClient(ctx, st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ref := client.Collection(stacktest.Unique("c")).Doc("d")
+	if _, err := ref.Set(ctx, map[string]any{"n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := ref.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Data()["n"] != int64(7) {
+		t.Fatalf("read back %v", snap.Data())
+	}
+}
+
+func TestS3AndVisionAnswer(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx := context.Background()
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	if _, err := st.NewS3Client().HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.Bucket}); err != nil {
+		t.Fatalf("bucket: %v", err)
+	}
+	if st.VisionServer == nil || !strings.HasPrefix(st.VisionEndpoint, "http://127.0.0.1:") {
+		t.Fatalf("vision stand-in not running: %q", st.VisionEndpoint)
+	}
+}
+
+// TestStopLeavesNothing starts a second stack and checks that Close ends every process of it,
+// the Java children included.
+func TestStopLeavesNothing(t *testing.T) {
+	stacktest.Get(t) // the same prerequisites as the shared stack
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.SQS | devstack.PubSub | devstack.Firestore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := st.PIDs()
+	if len(pids) != 3 {
+		t.Fatalf("want 3 child processes, got %v", pids)
+	}
+	if err := st.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for _, pid := range pids {
+		// The group leader and every member of its group must be gone.
+		if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+			out, _ := exec.Command("ps", "-o", "pid,pgid,cmd", "-g", strconv.Itoa(pid)).CombinedOutput()
+			t.Errorf("process group %d still alive (%v):\n%s", pid, err, out)
+		}
+	}
+}

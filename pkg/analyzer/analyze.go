@@ -1,0 +1,140 @@
+package analyzer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/imagemeta"
+	"imgpipe/pkg/objects"
+	"imgpipe/pkg/record"
+	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/vision"
+)
+
+// The analyze stage (a worker's part: the Vision call) and the publish stage after it.
+
+// outgoing is a record ready to publish, with its logger.
+type outgoing struct {
+	rec *record.Analysis
+	log *zap.Logger
+}
+
+// analyze is a worker's part: Vision for every prepared object, in order. It returns the
+// records to publish (an object that changed while it was read is skipped and counted) or the
+// first error, classified. Items with nothing for Vision (removals) pass through.
+func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error) {
+	out := make([]outgoing, 0, len(items))
+	for _, it := range items {
+		r := it.ready
+		if r == nil {
+			var why string
+			var err error
+			r, why, err = a.analyzeObject(ctx, it.rec, it.head, it.meta)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s/%s: %w", it.rec.EventName, it.rec.Bucket, it.rec.Key, err)
+			}
+			if r == nil {
+				it.log.Info("record skipped", zap.String("why", why))
+				a.metrics.skipped.Inc()
+				continue
+			}
+		}
+		out = append(out, outgoing{r, it.log})
+	}
+	return out, nil
+}
+
+// analyzeObject calls Vision on a prepared object and builds its record. A nil record with a
+// reason means the object changed or disappeared while it was read. A failure of S3, or of
+// Vision itself, comes back as a dependencyFault.
+func (a *Analyzer) analyzeObject(ctx context.Context, rec *s3event.Record, head *objects.Head, meta *imagemeta.Meta) (*record.Analysis, string, error) {
+	start := time.Now()
+	var res *vision.Result
+	var err error
+	// The first S3 failure of any attempt's read of the rest: the Vision client only sees
+	// its request fail, and must not be blamed for it.
+	var readFailed atomic.Pointer[error]
+	if a.opts.Mode == ModeURL {
+		url, perr := a.presign(ctx, rec)
+		if perr != nil {
+			return nil, "", perr
+		}
+		res, err = a.deps.Vision.AnalyzeURL(ctx, url)
+		if err == nil && rec.VersionID == "" {
+			// The URL cannot pin the content (see objects.Store.PresignGet): check that what
+			// Vision fetched is still the event's content.
+			err = a.verifyUnchanged(ctx, rec, head)
+		}
+	} else {
+		res, err = a.deps.Vision.AnalyzeStream(ctx, func() (io.ReadCloser, int64, error) {
+			if p := readFailed.Load(); p != nil {
+				return nil, 0, *p // S3 already failed this call: do not wait on it again
+			}
+			return a.open(ctx, rec, head, &readFailed)
+		})
+	}
+	a.metrics.observeVision(time.Since(start), err)
+	var dep *dependencyFault
+	switch {
+	case err == nil:
+	case errors.Is(err, errObjectGone):
+		return nil, "object changed or deleted while it was read", nil
+	case readFailed.Load() != nil:
+		return nil, "", *readFailed.Load()
+	case errors.As(err, &dep):
+		// S3 failed (the second read, or the check after a URL analysis), not Vision.
+	case failure.IsPermanent(err), ctx.Err() != nil, failure.ReasonOf(err) == "ClientRateLimit":
+		// A verdict on the image; or our own cancellation or rate limit, which say nothing
+		// about Vision.
+	default:
+		err = &dependencyFault{dep: depVision, err: err}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+
+	out := &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Created,
+		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag,
+		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+		Size: head.Size, ContentType: meta.MIME, Format: meta.Format.String(),
+		Width: meta.Width, Height: meta.Height,
+		Caption: res.Caption, CaptionConfidence: res.CaptionConfidence,
+		ModelVersion: res.ModelVersion, APIVersion: res.APIVersion,
+		AnalyzedAt: a.now().UTC(),
+	}
+	if res.Width > 0 && res.Height > 0 {
+		out.Width, out.Height = res.Width, res.Height
+	}
+	if len(res.Tags) > 0 {
+		out.Tags = make([]record.Tag, len(res.Tags))
+		for i, t := range res.Tags {
+			out.Tags[i] = record.Tag{Name: t.Name, Confidence: t.Confidence}
+		}
+	}
+	return out, "", nil
+}
+
+// publish publishes what analyze produced, in order, and returns the first error,
+// classified: one that is not the record's own fault is a Pub/Sub dependency fault.
+func (a *Analyzer) publish(ctx context.Context, recs []outgoing) error {
+	for _, p := range recs {
+		id, err := a.deps.Publisher.Publish(ctx, p.rec)
+		if err != nil {
+			err = fmt.Errorf("%s %s/%s: %w", p.rec.Event, p.rec.Bucket, p.rec.Key, err)
+			if !failure.IsPermanent(err) && ctx.Err() == nil {
+				err = &dependencyFault{dep: depPubSub, err: err}
+			}
+			return err
+		}
+		p.log.Info("published", zap.String("pubsub_message_id", id), zap.String("analysis_event", string(p.rec.Event)))
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+// Package s3objects is the Amazon S3 driver of pkg/objects: ranged GETs (with the size from
+// Content-Range and the ETag, so no HEAD request is made), reads pinned to an ETag with
+// If-Match (and the answer's ETag checked again, for stores that ignore If-Match), and
+// presigned GETs. Every error is classified with the AWS table (pkg/failure/awserr); the SDK's
+// own retryer (awsclient: 5 attempts) retries each request, the caller what still fails.
+package s3objects
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/awserr"
+	"imgpipe/pkg/objects"
+)
+
+// Store reads objects from S3. It is safe for concurrent use.
+type Store struct {
+	client    *s3.Client
+	presigner *s3.PresignClient
+}
+
+// New returns a store over client.
+func New(client *s3.Client) *Store {
+	return &Store{client: client, presigner: s3.NewPresignClient(client)}
+}
+
+func input(ref objects.Ref) *s3.GetObjectInput {
+	in := &s3.GetObjectInput{Bucket: aws.String(ref.Bucket), Key: aws.String(ref.Key)}
+	if ref.Version != "" {
+		in.VersionId = aws.String(ref.Version)
+	}
+	return in
+}
+
+// answer classifies a GET's error, marking the ones that are answers about the object.
+func answer(err error, what string, ref objects.Ref) error {
+	c := awserr.Classify(fmt.Errorf("%s %s/%s: %w", what, ref.Bucket, ref.Key, err))
+	switch awserr.Code(err) {
+	case "NoSuchKey", "NotFound", "NoSuchVersion":
+		return objects.Mark(objects.ErrNotFound, c)
+	case "InvalidRange":
+		return objects.Mark(objects.ErrEmpty, c)
+	case "PreconditionFailed":
+		return objects.Mark(objects.ErrChanged, c)
+	}
+	return c
+}
+
+// ReadHead implements objects.Store with one ranged GET.
+func (s *Store) ReadHead(ctx context.Context, ref objects.Ref, n int) (*objects.Head, error) {
+	in := input(ref)
+	in.Range = aws.String("bytes=0-" + strconv.Itoa(n-1))
+	obj, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		return nil, answer(err, "read head of", ref)
+	}
+	defer obj.Body.Close()
+	size, ok := rangeTotal(aws.ToString(obj.ContentRange))
+	if !ok {
+		// A 200 with the whole object (a store that ignores Range): its length is the size.
+		size = aws.ToInt64(obj.ContentLength)
+	}
+	buf, err := io.ReadAll(io.LimitReader(obj.Body, int64(n)))
+	if err != nil {
+		return nil, awserr.Classify(fmt.Errorf("read head of %s/%s: %w", ref.Bucket, ref.Key, err))
+	}
+	return &objects.Head{Size: size, ETag: trimETag(aws.ToString(obj.ETag)), Version: aws.ToString(obj.VersionId), Bytes: buf}, nil
+}
+
+// rangeTotal is the complete length in a Content-Range header ("bytes 0-99/1234").
+func rangeTotal(cr string) (int64, bool) {
+	i := strings.LastIndexByte(cr, '/')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(cr[i+1:], 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// Open implements objects.Store: a ranged GET with If-Match on etag.
+func (s *Store) Open(ctx context.Context, ref objects.Ref, etag string, offset, length int64) (io.ReadCloser, error) {
+	in := input(ref)
+	r := "bytes=" + strconv.FormatInt(offset, 10) + "-"
+	if length >= 0 {
+		r += strconv.FormatInt(offset+length-1, 10)
+	}
+	in.Range = aws.String(r)
+	if etag != "" {
+		in.IfMatch = aws.String(`"` + etag + `"`)
+	}
+	obj, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		return nil, answer(err, "get", ref)
+	}
+	if got := trimETag(aws.ToString(obj.ETag)); etag != "" && got != etag {
+		obj.Body.Close()
+		return nil, objects.Mark(objects.ErrChanged, failure.Permanentf("PreconditionFailed", "get %s/%s: ETag %s, want %s", ref.Bucket, ref.Key, got, etag))
+	}
+	return classifiedBody{obj.Body}, nil
+}
+
+// classifiedBody classifies the errors of reading a GET's body by the AWS table.
+type classifiedBody struct{ io.ReadCloser }
+
+func (b classifiedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = awserr.Classify(err)
+	}
+	return n, err
+}
+
+// ReasonPresignNeedsHeader: the presigned GET signs a header besides Host, which the service
+// fetching the URL does not send.
+const ReasonPresignNeedsHeader = "PresignNeedsHeader"
+
+// PresignGet implements objects.Store. It cannot pin the content with If-Match: SigV4 signs
+// If-Match as a header, which the fetching service would not send, so S3 would refuse every
+// fetch. A request that signs any header but Host is a setup fault.
+func (s *Store) PresignGet(ctx context.Context, ref objects.Ref, ttl time.Duration) (string, error) {
+	req, err := s.presigner.PresignGetObject(ctx, input(ref), s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", awserr.Classify(fmt.Errorf("presign %s/%s: %w", ref.Bucket, ref.Key, err))
+	}
+	for h := range req.SignedHeader {
+		if !strings.EqualFold(h, "Host") {
+			return "", failure.SetupFault(failure.Transient, ReasonPresignNeedsHeader,
+				fmt.Errorf("presigned GET signs header %s, which Vision does not send", h))
+		}
+	}
+	return req.URL, nil
+}
+
+func trimETag(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

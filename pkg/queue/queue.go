@@ -1,0 +1,166 @@
+// Package queue is the portable core of a message source: the message every queue and
+// subscription presents, the small interface a driver implements (receive a batch, extend
+// leases, delete and release in batches, read the depth), and what the pipeline builds on it
+// once for every driver: batched deletes (Deleter) and leases kept while messages are in
+// work (Keeper). It imports no cloud SDK.
+//
+// Drivers: sqsqueue (Amazon SQS), memqueue (in memory, for fast tests of the stages built on
+// it). queuetest is the one conformance suite every driver runs.
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"imgpipe/pkg/failure"
+)
+
+// Attribute data types (SQS's names; Pub/Sub attributes are all DataString).
+const (
+	DataString = "String"
+	DataNumber = "Number"
+	DataBinary = "Binary"
+)
+
+// Attr is one message attribute with its data type. String holds the value of String and
+// Number attributes (and custom types such as "String.json"); Binary that of Binary ones.
+type Attr struct {
+	DataType string
+	String   string
+	Binary   []byte
+}
+
+// StringAttr is a String attribute.
+func StringAttr(v string) Attr { return Attr{DataType: DataString, String: v} }
+
+// Message is one message as every source presents it.
+type Message struct {
+	ID         string
+	Body       []byte
+	Attributes map[string]Attr
+	// ReceiveCount is how many times the message was received, this time included (SQS
+	// ApproximateReceiveCount; 0: unknown).
+	ReceiveCount int
+	SentAt       time.Time // when it was sent (SQS SentTimestamp)
+	// FirstReceivedAt is when it was first received (SQS ApproximateFirstReceiveTimestamp;
+	// zero: unknown).
+	FirstReceivedAt time.Time
+	// OrderingKey is the Pub/Sub ordering key; empty for SQS.
+	OrderingKey string
+	// Handle is the source's lease on the message (an SQS receipt handle).
+	Handle string
+}
+
+// StringAttributes returns the attributes that carry text, as a plain map.
+func (m *Message) StringAttributes() map[string]string {
+	out := make(map[string]string, len(m.Attributes))
+	for k, a := range m.Attributes {
+		if a.DataType != DataBinary && !strings.HasPrefix(a.DataType, DataBinary+".") {
+			out[k] = a.String
+		}
+	}
+	return out
+}
+
+// Failure returns the failure details the message carries (failure.Details, as the analyzer
+// and the indexer write them when they dead-letter it); zero fields when it carries none, as
+// a message moved by a queue's redrive policy.
+func (m *Message) Failure() failure.Details { return failure.ParseDetails(m.StringAttributes()) }
+
+// FailedAt is the time a message's age is measured from: its last recorded failure, else when
+// it was sent.
+func (m *Message) FailedAt() time.Time {
+	if f := m.Failure(); !f.LastFailure.IsZero() {
+		return f.LastFailure
+	}
+	return m.SentAt
+}
+
+// Depth is a source's approximate depth.
+type Depth struct {
+	Visible    int // waiting to be received
+	NotVisible int // received and leased, not deleted yet
+	Delayed    int // sent, not deliverable yet
+}
+
+// Source is what a driver implements: a queue (or subscription) that leases messages to
+// whoever receives them. Every method that takes messages takes at most MaxBatch of them and
+// answers one error per message (nil: done); an error is classified with pkg/failure
+// (permanent when the same call can never succeed).
+type Source interface {
+	// Receive leases up to max messages (1..MaxBatch) for hold, so that no other receive
+	// sees them until they are released, deleted or the hold ends. It may wait for messages
+	// (a long poll, as long as the driver is set to) and returns none, and no error, when
+	// there are none. A poll whose ctx ends may still have leased messages on the service's
+	// side: callers that stop receiving let a poll run to its end rather than cancel it.
+	Receive(ctx context.Context, max int, hold time.Duration) ([]*Message, error)
+	// Extend sets the leases of msgs to hold from now: kept longer while in work, or given
+	// back after hold (a message to be retried later).
+	Extend(ctx context.Context, msgs []*Message, hold time.Duration) []error
+	// Release makes leased messages receivable again at once. A lease that already ran out
+	// is not an error.
+	Release(ctx context.Context, msgs []*Message) []error
+	// Delete removes leased messages for good.
+	Delete(ctx context.Context, msgs []*Message) []error
+	// Depth reads the source's approximate depth.
+	Depth(ctx context.Context) (Depth, error)
+	// Name names the source in logs and in the failure details of a dead-lettered message
+	// (the queue's URL).
+	Name() string
+}
+
+// Sink is where messages are sent: a queue or a topic.
+type Sink interface {
+	// Send sends up to MaxBatch messages (body and attributes). The result has one entry per
+	// message: nil when the service confirmed it stored the message.
+	Send(ctx context.Context, msgs []*Message) []error
+}
+
+// MaxBatch is the most messages one call takes (SQS's limit for every batch call).
+const MaxBatch = 10
+
+// HoldChecker is implemented by sources that take only some lease durations (SQS: whole
+// seconds from 1 s to 12 h). CheckHold says why a hold cannot be given as it is.
+type HoldChecker interface {
+	CheckHold(hold time.Duration) error
+}
+
+// CheckHold checks hold against what src takes: positive, and what its HoldChecker allows.
+func CheckHold(src Source, hold time.Duration) error {
+	if hold <= 0 {
+		return errors.New("must be positive")
+	}
+	if c, ok := src.(HoldChecker); ok {
+		return c.CheckHold(hold)
+	}
+	return nil
+}
+
+// Batches calls f with consecutive pieces of msgs of at most MaxBatch messages and gathers
+// the results, one per message.
+func Batches(msgs []*Message, f func(batch []*Message) []error) []error {
+	out := make([]error, 0, len(msgs))
+	for start := 0; start < len(msgs); start += MaxBatch {
+		batch := msgs[start:min(start+MaxBatch, len(msgs))]
+		res := f(batch)
+		for i := range batch {
+			var err error
+			if i < len(res) {
+				err = res[i]
+			}
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Each returns errs with err in every one of n places (a whole batch call failed).
+func Each(n int, err error) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}

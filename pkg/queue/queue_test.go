@@ -1,0 +1,234 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/memqueue"
+	"imgpipe/pkg/retry"
+)
+
+// counting is a source that records the size of every Delete and Extend call.
+type counting struct {
+	queue.Source
+	mu      sync.Mutex
+	deletes []int
+	extends []int
+}
+
+func (c *counting) Delete(ctx context.Context, msgs []*queue.Message) []error {
+	c.mu.Lock()
+	c.deletes = append(c.deletes, len(msgs))
+	c.mu.Unlock()
+	return c.Source.Delete(ctx, msgs)
+}
+
+func (c *counting) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
+	c.mu.Lock()
+	c.extends = append(c.extends, len(msgs))
+	c.mu.Unlock()
+	return c.Source.Extend(ctx, msgs, hold)
+}
+
+func fill(t *testing.T, q *memqueue.Queue, n int, hold time.Duration) []*queue.Message {
+	t.Helper()
+	for i := range n {
+		if err := q.SendBodies(fmt.Sprintf("m%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []*queue.Message
+	for len(got) < n {
+		msgs, err := q.Receive(context.Background(), queue.MaxBatch, hold)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, msgs...)
+	}
+	return got
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestDeleterBatches: 25 deletes go out in full batches of 10 and a last one flushed by
+// Close; transient failures are tried again, permanent ones given up at once.
+func TestDeleterBatches(t *testing.T) {
+	q := memqueue.New("deleter", nil)
+	msgs := fill(t, q, 25, time.Minute)
+	src := &counting{Source: q}
+	var tries sync.Map // message ID -> attempts
+	q.SetFault(func(_ context.Context, op memqueue.Op, m *queue.Message) error {
+		if op != memqueue.Delete {
+			return nil
+		}
+		n, _ := tries.LoadOrStore(m.ID, new(atomic.Int32))
+		k := n.(*atomic.Int32).Add(1)
+		switch {
+		case string(m.Body) == "m03" && k <= 2:
+			return failure.Transientf("InternalFailure", "try again")
+		case string(m.Body) == "m07":
+			return failure.Permanentf("ReceiptHandleIsInvalid", "never")
+		}
+		return nil
+	})
+	d := queue.NewDeleter(src, &queue.DeleterOptions{FlushInterval: time.Hour, Backoff: queueBackoff})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(context.Background())
+	}()
+	for _, m := range msgs {
+		d.Delete(m)
+	}
+	d.Close()
+	d.Close()
+	<-done
+	left := q.Messages()
+	if len(left) != 1 || string(left[0].Body) != "m07" {
+		t.Fatalf("left on the queue: %+v, want only m07 (its delete failed for good)", left)
+	}
+	if n, _ := tries.Load(left[0].ID); n.(*atomic.Int32).Load() != 1 {
+		t.Errorf("a permanent failure was tried %d times", n.(*atomic.Int32).Load())
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for i, n := range src.deletes {
+		if n > queue.MaxBatch {
+			t.Errorf("delete call %d took %d messages", i, n)
+		}
+	}
+	if len(src.deletes) < 3 || src.deletes[0] != queue.MaxBatch || src.deletes[1] != queue.MaxBatch {
+		t.Errorf("delete calls of %v messages: want full batches first", src.deletes)
+	}
+}
+
+var queueBackoff = retryPolicy()
+
+// TestDeleterFlushesAfterInterval: a lone delete goes out after the flush interval, not only
+// at Close.
+func TestDeleterFlushesAfterInterval(t *testing.T) {
+	q := memqueue.New("deleter-interval", nil)
+	msgs := fill(t, q, 1, time.Minute)
+	d := queue.NewDeleter(q, &queue.DeleterOptions{FlushInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx)
+	}()
+	d.Delete(msgs[0])
+	waitFor(t, "the delete", func() bool { return len(q.Messages()) == 0 })
+	cancel()
+	<-done
+}
+
+// TestKeeperExtends: a message kept stays leased long past its hold; once dropped, its lease
+// ends after one more hold and it is receivable again.
+func TestKeeperExtends(t *testing.T) {
+	const hold = 150 * time.Millisecond
+	q := memqueue.New("keeper", nil)
+	msgs := fill(t, q, 12, hold)
+	src := &counting{Source: q}
+	var extended atomic.Int64
+	k := queue.NewKeeper(src, hold, &queue.KeeperOptions{Extended: func(n int) { extended.Add(int64(n)) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	k.Keep(msgs...)
+	waitFor(t, "three rounds of extensions", func() bool { return extended.Load() >= 3*12 })
+	for _, s := range q.Messages() {
+		if !s.Leased || s.ReceiveCount != 1 {
+			t.Fatalf("kept message %s: leased %v, received %d times", s.Body, s.Leased, s.ReceiveCount)
+		}
+	}
+	for _, m := range msgs {
+		k.Drop(m)
+	}
+	waitFor(t, "the dropped leases to end", func() bool {
+		d, _ := q.Depth(context.Background())
+		return d.Visible == 12
+	})
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for i, n := range src.extends {
+		if n > queue.MaxBatch {
+			t.Errorf("extend call %d took %d messages", i, n)
+		}
+	}
+}
+
+// TestKeeperFailuresAndCancellation: a failed extension is reported; one cut off because the
+// keeper stops is neither an extension nor a failure; Drop waits for an extension under way.
+func TestKeeperFailuresAndCancellation(t *testing.T) {
+	const hold = 150 * time.Millisecond
+	q := memqueue.New("keeper-faults", nil)
+	msgs := fill(t, q, 2, hold)
+	entered := make(chan struct{}, 10)
+	var block atomic.Bool
+	q.SetFault(func(ctx context.Context, op memqueue.Op, m *queue.Message) error {
+		if op != memqueue.Extend {
+			return nil
+		}
+		if string(m.Body) == "m00" {
+			return failure.Transientf("InternalFailure", "extension refused")
+		}
+		if block.Load() {
+			entered <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	var failed, extended atomic.Int64
+	k := queue.NewKeeper(q, hold, &queue.KeeperOptions{
+		Extended: func(n int) { extended.Add(int64(n)) },
+		Failed:   func(*queue.Message, error) { failed.Add(1) },
+		// Calls that hang are cut off by the keeper's end, not by their own timeout.
+		CallTimeout: time.Hour,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	k.Keep(msgs...)
+	waitFor(t, "a failed and a done extension", func() bool { return failed.Load() >= 1 && extended.Load() >= 1 })
+	k.Drop(msgs[0])
+	block.Store(true)
+	<-entered // m01's extension hangs
+	dropped := make(chan struct{})
+	go func() {
+		k.Drop(msgs[1])
+		close(dropped)
+	}()
+	select {
+	case <-dropped:
+		t.Fatal("Drop returned while an extension of the message was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f0, e0 := failed.Load(), extended.Load()
+	cancel()
+	<-done
+	<-dropped
+	if f, e := failed.Load(), extended.Load(); f != f0 || e != e0 {
+		t.Errorf("the extension cut off by the keeper's end counted: failed %d -> %d, extended %d -> %d", f0, f, e0, e)
+	}
+}
+
+func retryPolicy() retry.Policy {
+	return retry.Policy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+}
