@@ -47,13 +47,17 @@ func InCI() bool {
 
 // Main starts the requested parts of the stack, runs the package's tests, stops the stack and
 // exits with the tests' status. With -short the stack is not started and integration tests skip.
-func Main(m *testing.M, parts devstack.Part) {
+// DEVSTACK_NO_FRONTS=1 starts it without the emulators' gRPC fronts (devstack.NoFronts).
+// children are the programs the package's tests may start as processes of their own
+// (StartChild); a test binary started as one runs it instead of the tests.
+func Main(m *testing.M, parts devstack.Part, children ...Child) {
+	runChild(children)
 	flag.Parse()
 	if testing.Short() {
 		startErr = fmt.Errorf("integration tests skipped in -short mode")
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		stack, startErr = devstack.Start(ctx, &devstack.Options{Parts: parts})
+		stack, startErr = devstack.Start(ctx, &devstack.Options{Parts: parts, NoFronts: os.Getenv("DEVSTACK_NO_FRONTS") == "1"})
 		cancel()
 		started = true
 		if startErr == nil {

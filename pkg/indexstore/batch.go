@@ -63,6 +63,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*record.Analysis) []Resul
 		if err != nil {
 			return err
 		}
+		s.inTransaction()
 		now := s.now().UTC()
 		for k, id := range ids {
 			o, err := s.decide(tx, recs[winner[id]], snaps[2*k], snaps[2*k+1], now)
@@ -82,7 +83,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*record.Analysis) []Resul
 		i := winner[id]
 		results[i] = outcomes[k]
 		if err := results[i].Err; err != nil {
-			results[i].Err = classify(fmt.Errorf("index %s/%s: %w", recs[i].Bucket, recs[i].Key, err))
+			results[i].Err = classifyWrite(fmt.Errorf("index %s/%s: %w", recs[i].Bucket, recs[i].Key, err))
 		}
 	}
 	for i, r := range recs {
