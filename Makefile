@@ -105,21 +105,24 @@ bench-scaleout: deps
 	BENCH_OUT=bench-scaleout.md $(GO) test ./e2e/scaleout -run '^$$' -bench ScaleOut -benchtime 1x -timeout 60m | tee bench-scaleout.txt && \
 	$(GO) test ./pkg/ratelimit -run '^$$' -bench AdaptiveQuotaShare -benchtime 5x | tee -a bench-scaleout.txt
 
-## tf-env: the binaries' settings from `terraform output -json` of deploy/terraform:
-## TF_OUTPUT=out.json (default: run terraform, or tofu, in deploy/terraform), FORMAT=configmap
-## (default) or FORMAT=env BINARY=analyzer. Writes to standard output.
+## tf-env: deploy/terraform's outputs, from `terraform output -json` (TF_OUTPUT=out.json;
+## default: run terraform, or tofu, in deploy/terraform), into what the binaries read: the
+## kustomize component deploy/k8s/overlays/RUNTIME/terraform that overlay takes (RUNTIME is the
+## output's; OUT=DIR writes it elsewhere), or with FORMAT=env BINARY=analyzer one binary's env
+## file on standard output.
 TF_OUTPUT ?=
-FORMAT    ?= configmap
+FORMAT    ?= kustomize
 BINARY    ?=
+OUT       ?=
 tf-env:
 	@set -o pipefail; \
 	if [ -n "$(TF_OUTPUT)" ]; then cat "$(TF_OUTPUT)"; \
 	elif command -v terraform >/dev/null; then terraform -chdir=$(DEPLOY)/terraform output -json; \
 	elif command -v tofu >/dev/null; then tofu -chdir=$(DEPLOY)/terraform output -json; \
 	else echo "tf-env: give TF_OUTPUT=FILE (the output of terraform output -json), or install terraform or tofu" >&2; exit 1; fi | \
-	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)))
+	(cd $(DEPLOY) && $(GO) run ./terraform/envfile -format $(FORMAT) $(if $(BINARY),-binary $(BINARY)) $(if $(OUT),-out $(abspath $(OUT))))
 
-## images: the container images (analyzer, indexer, tools) for linux/amd64 and linux/arm64,
+## images: the container images (analyzer, indexer, console, tools) for linux/amd64 and linux/arm64,
 ## reproducibly, as OCI layouts in .build/images (plus docker archives of this machine's
 ## platform for podman load); prints their digests and sizes (docs/deploy.md).
 IMAGEFLAGS ?=

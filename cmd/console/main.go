@@ -23,6 +23,7 @@ import (
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/console"
+	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
@@ -47,7 +48,10 @@ served at /api/v1/openapi.yaml.
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credentials, and
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SQS for other endpoints. Google settings: Application
-Default Credentials, FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for the emulators.` + obs.TracingHelp
+Default Credentials, FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for the emulators. When
+GOOGLE_APPLICATION_CREDENTIALS names an AWS external_account file (workload identity
+federation), the AWS side comes from the AWS SDK's default chain (IRSA web identity, ECS,
+SSO, EC2) and AWS_REGION is required.` + obs.TracingHelp
 
 type settings struct {
 	addr, bucket, prefix, project, database, collection    string
@@ -160,7 +164,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database)
+	gcreds, err := gcpauth.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("google credentials", zap.Stringer("credential", gcreds))
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
 	if err != nil {
 		return fmt.Errorf("firestore client: %w", err)
 	}
@@ -171,7 +180,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	deadLetterSub := ""
 	if s.deadLetterSub != "" {
-		ps, err := pubsub.NewClient(ctx, s.project)
+		ps, err := pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
 		if err != nil {
 			return fmt.Errorf("pubsub client: %w", err)
 		}

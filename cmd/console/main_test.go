@@ -45,28 +45,43 @@ func TestBadSettingsAreOneClearLine(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("# no token here\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// An AWS external_account file as the Terraform writes it for pods outside GKE, but of a
+	// version Google's library does not know.
+	federation := filepath.Join(dir, "credentials.json")
+	if err := os.WriteFile(federation, []byte(`{"type": "external_account",
+		"audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/imgpipe-aws/providers/aws",
+		"subject_token_type": "urn:ietf:params:aws:token-type:aws4_request", "token_url": "https://sts.googleapis.com/v1/token",
+		"credential_source": {"environment_id": "aws2", "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
+		env  []string // besides the valid settings below
 	}{
-		{"no bucket", []string{"--bucket", ""}, "missing setting --bucket (IMGPIPE_BUCKET)"},
-		{"exposed without auth", []string{"--addr", "0.0.0.0:8080"}, "invalid setting --addr (IMGPIPE_CONSOLE_ADDR)"},
-		{"exposed on all interfaces", []string{"--addr", ":8080"}, "is not loopback"},
-		{"no token file", []string{"--token-file", filepath.Join(dir, "none")}, "invalid setting --token-file (IMGPIPE_CONSOLE_TOKEN_FILE)"},
-		{"short token", []string{"--token-file", short}, "use at least 16"},
-		{"file without token", []string{"--token-file", empty}, "holds no token"},
-		{"bad proxies", []string{"--trusted-proxies", "10.0.0.0/8,proxy.internal"}, "invalid setting --trusted-proxies (IMGPIPE_CONSOLE_TRUSTED_PROXIES)"},
-		{"presigned URLs for too long", []string{"--presign-ttl", "200h"}, "invalid setting --presign-ttl (IMGPIPE_CONSOLE_PRESIGN_TTL)"},
-		{"bad rate", []string{"--rate", "0"}, "invalid setting --rate (IMGPIPE_CONSOLE_RATE)"},
-		{"bad prefix", []string{"--prefix", "/upload/"}, "invalid setting --prefix (IMGPIPE_PREFIX)"},
-		{"bad queue URL", []string{"--queue-url", "image-events"}, "invalid setting --queue-url (IMGPIPE_QUEUE_URL)"},
-		{"bad CORS origin", []string{"--cors-origins", "dashboard.example.com"}, "CORS origin"},
-		{"an argument", []string{"serve"}, "takes no arguments"},
+		{"no bucket", []string{"--bucket", ""}, "missing setting --bucket (IMGPIPE_BUCKET)", nil},
+		{"exposed without auth", []string{"--addr", "0.0.0.0:8080"}, "invalid setting --addr (IMGPIPE_CONSOLE_ADDR)", nil},
+		{"exposed on all interfaces", []string{"--addr", ":8080"}, "is not loopback", nil},
+		{"no token file", []string{"--token-file", filepath.Join(dir, "none")}, "invalid setting --token-file (IMGPIPE_CONSOLE_TOKEN_FILE)", nil},
+		{"short token", []string{"--token-file", short}, "use at least 16", nil},
+		{"file without token", []string{"--token-file", empty}, "holds no token", nil},
+		{"bad proxies", []string{"--trusted-proxies", "10.0.0.0/8,proxy.internal"}, "invalid setting --trusted-proxies (IMGPIPE_CONSOLE_TRUSTED_PROXIES)", nil},
+		{"presigned URLs for too long", []string{"--presign-ttl", "200h"}, "invalid setting --presign-ttl (IMGPIPE_CONSOLE_PRESIGN_TTL)", nil},
+		{"bad rate", []string{"--rate", "0"}, "invalid setting --rate (IMGPIPE_CONSOLE_RATE)", nil},
+		{"bad prefix", []string{"--prefix", "/upload/"}, "invalid setting --prefix (IMGPIPE_PREFIX)", nil},
+		{"bad queue URL", []string{"--queue-url", "image-events"}, "invalid setting --queue-url (IMGPIPE_QUEUE_URL)", nil},
+		{"bad CORS origin", []string{"--cors-origins", "dashboard.example.com"}, "CORS origin", nil},
+		{"an argument", []string{"serve"}, "takes no arguments", nil},
+		{"unreadable Google credentials", nil, "invalid setting GOOGLE_APPLICATION_CREDENTIALS",
+			[]string{"GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(dir, "none.json")}},
+		// pkg/gcpauth reads AWS external_account files itself (their AWS side is the SDK's chain).
+		{"AWS federation of an unknown version", nil, `environment_id "aws2" is not supported`,
+			[]string{"GOOGLE_APPLICATION_CREDENTIALS", federation}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t, "IMGPIPE_BUCKET", "images", "GOOGLE_CLOUD_PROJECT", "p", "AWS_REGION", "us-east-1",
-				"AWS_ACCESS_KEY_ID", "x", "AWS_SECRET_ACCESS_KEY", "x", "FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
+			clearEnv(t, append([]string{"IMGPIPE_BUCKET", "images", "GOOGLE_CLOUD_PROJECT", "p", "AWS_REGION", "us-east-1",
+				"AWS_ACCESS_KEY_ID", "x", "AWS_SECRET_ACCESS_KEY", "x", "FIRESTORE_EMULATOR_HOST", "127.0.0.1:1"}, tc.env...)...)
 			// Bounded: a console that wrongly starts serving returns nil when this ends.
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

@@ -44,8 +44,8 @@ type Image struct {
 	Port        int // exposed TCP port; 0: none
 }
 
-// All are imgpipe's images: one per long-running binary, so each Deployment pulls and rolls
-// out only its own binary, and one for the operator CLIs.
+// All are imgpipe's images: one per long-running binary (analyzer, indexer, console), so each
+// Deployment pulls and rolls out only its own binary, and one for the operator CLIs.
 var All = []Image{
 	{
 		Name: "analyzer", Title: "imgpipe analyzer",
@@ -56,6 +56,11 @@ var All = []Image{
 		Name: "indexer", Title: "imgpipe indexer",
 		Description: "Pub/Sub -> Firestore: keeps one document per analysed object",
 		Packages:    []string{"./cmd/indexer"}, Entrypoint: []string{"/usr/local/bin/indexer"}, Cmd: []string{"run"}, Port: 9090,
+	},
+	{
+		Name: "console", Title: "imgpipe console",
+		Description: "the web console: a page and a JSON API over the index, the queues and the dead letters",
+		Packages:    []string{"./cmd/console"}, Entrypoint: []string{"/usr/local/bin/console"}, Port: 8080,
 	},
 	{
 		Name: "tools", Title: "imgpipe operator tools",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -94,8 +95,8 @@ func (p *podman) load(ctx context.Context, b *Built, tag string) string {
 var securityArgs = []string{"--runtime", "runc", "--network", "host", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"}
 
 // The analyzer and indexer images (not the binaries) run against the local stack; the tools
-// image uploads images; every image ends indexed, and both long-running images stop cleanly
-// on SIGTERM.
+// image uploads images; every image ends indexed, the console image serves them, and the
+// three long-running images stop cleanly on SIGTERM.
 func TestImagesRunThePipeline(t *testing.T) {
 	pm := newPodman(t)
 	st := stacktest.Require(t, devstack.All)
@@ -105,7 +106,7 @@ func TestImagesRunThePipeline(t *testing.T) {
 
 	tag := randomTag(t)
 	refs := map[string]string{}
-	for _, name := range []string{"analyzer", "indexer", "tools"} {
+	for _, name := range []string{"analyzer", "indexer", "console", "tools"} {
 		refs[name] = pm.load(ctx, built(t, name), tag)
 	}
 
@@ -120,7 +121,10 @@ func TestImagesRunThePipeline(t *testing.T) {
 	start := func(name, metricsAddr string, extra ...string) string {
 		cname := "imgpipe-test-" + name + "-" + tag
 		args := append([]string{"run", "-d", "--name", cname}, securityArgs...)
-		args = append(args, "--env-file", envFile, "-e", "IMGPIPE_METRICS_ADDR="+metricsAddr, "-e", "IMGPIPE_LOG_LEVEL=info")
+		args = append(args, "--env-file", envFile, "-e", "IMGPIPE_LOG_LEVEL=info")
+		if metricsAddr != "" {
+			args = append(args, "-e", "IMGPIPE_METRICS_ADDR="+metricsAddr)
+		}
 		args = append(args, extra...)
 		pm.must(ctx, append(args, refs[name])...)
 		t.Cleanup(func() {
@@ -205,8 +209,41 @@ func TestImagesRunThePipeline(t *testing.T) {
 		}
 	}
 
-	// SIGTERM, as a Deployment scale-down sends it: both exit by themselves, with status 0.
-	for _, c := range []string{analyzer, indexer} {
+	// The console image serves the page's API over what was indexed (on loopback it needs no
+	// authentication; the manifests give it a token file).
+	consoleAddr := freeAddr(t)
+	console := start("console", "", "-e", "IMGPIPE_CONSOLE_ADDR="+consoleAddr)
+	stacktest.WaitFor(t, "console image /readyz", 2*time.Minute, func() (bool, string) {
+		return httpOK("http://" + consoleAddr + "/readyz")
+	})
+	var page struct {
+		Images []struct {
+			Key  string            `json:"key"`
+			Tags []json.RawMessage `json:"tags"`
+		} `json:"images"`
+	}
+	if err := getJSON("http://"+consoleAddr+"/api/v1/images?limit=100", &page); err != nil {
+		t.Fatalf("console image: %v", err)
+	}
+	var shown []string
+	for _, im := range page.Images {
+		if len(im.Tags) == 0 {
+			t.Errorf("console image: %s without tags", im.Key)
+		}
+		shown = append(shown, filepath.Base(im.Key))
+	}
+	sort.Strings(shown)
+	if len(shown) != len(want) {
+		t.Errorf("console image shows %v, want the %d uploaded images", shown, len(want))
+	}
+	for _, s := range shown {
+		if !want[s] {
+			t.Errorf("console image shows %s, which was not uploaded", s)
+		}
+	}
+
+	// SIGTERM, as a Deployment scale-down sends it: each exits by itself, with status 0.
+	for _, c := range []string{analyzer, indexer, console} {
 		pm.must(ctx, "stop", "-t", "120", c)
 		if code := pm.must(ctx, "inspect", "--format", "{{.State.ExitCode}}", c); code != "0" {
 			t.Errorf("%s exited with status %s after SIGTERM", c, code)
@@ -230,6 +267,19 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+func getJSON(url string, v any) error {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 func httpOK(url string) (bool, string) {

@@ -4,9 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +25,7 @@ import (
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
 	v2 "k8s.io/api/autoscaling/v2"
 
+	"imgpipe/deploy/internal/iam"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 )
@@ -33,17 +41,19 @@ func TestMain(m *testing.M) {
 
 // KEDA's own aws-sqs-queue scaler, configured from each overlay's ScaledObject and
 // TriggerAuthentication, reads a known backlog from the SQS stand-in: the metric it reports
-// and the replica count the HPA derives from it.
+// and the replica count the HPA derives from it. The SQS calls it makes are recorded: they
+// must be iam.KEDA, what KEDA's role in deploy/terraform is granted.
 func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 	st := stacktest.Require(t, devstack.SQS)
 	client := st.NewSQSClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// KEDA's operator authenticates with its own credentials here (the environment's): the
-	// role it would assume from the ServiceAccount's annotation (checked by TestOverlays)
-	// needs AWS STS, which no stand-in offers.
+	// role it would assume (the TriggerAuthentication's roleArn, checked by TestOverlays and
+	// deploy/terraform's names test) needs AWS STS, which no stand-in offers.
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	rec := recordSQS(t, st.SQSEndpoint)
 
 	for _, overlay := range Overlays {
 		t.Run(overlay, func(t *testing.T) {
@@ -53,7 +63,7 @@ func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 			}
 			so := s.ScaledObjects[analyzerName]
 			res := stacktest.Bootstrap(t, st, devstack.Resources{})
-			scaler, target := newSQSScaler(ctx, t, s, so, res.QueueURL, st.SQSEndpoint)
+			scaler, target := newSQSScaler(ctx, t, s, so, res.QueueURL, rec.URL)
 			defer scaler.Close(ctx)
 			if target != 160 {
 				t.Errorf("target per replica %g, want 160 (IMGPIPE_WORKERS x IMGPIPE_TARGET_BACKLOG_PER_WORKER)", target)
@@ -82,6 +92,55 @@ func TestKEDAScalesTheAnalyzerOnTheQueue(t *testing.T) {
 			check("800 visible or in flight", 800, true, 4)
 		})
 	}
+	var want []string
+	for op := range iam.KEDA {
+		want = append(want, op.Method)
+	}
+	sort.Strings(want)
+	if got := rec.operations(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("KEDA's scaler called %v; KEDA's role is granted the actions of %v (deploy/internal/iam.KEDA)", got, want)
+	}
+}
+
+// sqsRecorder is a reverse proxy to the SQS stand-in that notes the operation of every call.
+type sqsRecorder struct {
+	URL string
+	mu  sync.Mutex
+	ops map[string]bool
+}
+
+func recordSQS(t *testing.T, endpoint string) *sqsRecorder {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &sqsRecorder{ops: map[string]bool{}}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		op, _ := strings.CutPrefix(req.Header.Get("X-Amz-Target"), "AmazonSQS.") // the JSON protocol
+		if op == "" {
+			op = req.URL.Query().Get("Action") // the query protocol
+		}
+		r.mu.Lock()
+		r.ops[op] = true
+		r.mu.Unlock()
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.URL = srv.URL
+	return r
+}
+
+func (r *sqsRecorder) operations() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for op := range r.ops {
+		out = append(out, op)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // newSQSScaler builds KEDA's scaler from the ScaledObject's trigger as KEDA's operator would:
@@ -112,7 +171,7 @@ func newSQSScaler(ctx context.Context, t *testing.T, s *Set, so *kedav1alpha1.Sc
 	}
 	ta := s.TriggerAuthentications[trigger.AuthenticationRef.Name]
 	identity := *ta.Spec.PodIdentity
-	identity.IdentityOwner = nil // KEDA's resolver turns "workload" into the role; see above
+	identity.RoleArn = nil // assumed through STS; see above
 	cfg := scalerConfig(so, index, md, map[string]string{envName: queueURL})
 	cfg.PodIdentity = identity
 	sc, err := scalers.NewAwsSqsQueueScaler(ctx, cfg)

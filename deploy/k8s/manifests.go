@@ -1,5 +1,6 @@
-// Package k8s holds imgpipe's Kubernetes manifests (a kustomize base, components and the
-// overlays for EKS, GKE and AKS) and builds and decodes them for the tests: kustomize runs as
+// Package k8s holds imgpipe's Kubernetes manifests (a kustomize base and the overlays for
+// EKS, GKE and AKS, each with the component make tf-env writes from the Terraform's outputs)
+// and builds and decodes them for the tests: kustomize runs as
 // a library, and every object it produces is decoded strictly (an unknown or duplicate field
 // is an error) into Kubernetes', KEDA's or the Prometheus Operator's own Go types.
 package k8s
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -27,7 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Dir is the folder of the manifests: base/, components/ and overlays/.
+// Dir is the folder of the manifests: base/ and overlays/ (each with its terraform/ component).
 func Dir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(file)
@@ -41,6 +43,7 @@ type Set struct {
 	Namespaces              map[string]*corev1.Namespace
 	ServiceAccounts         map[string]*corev1.ServiceAccount
 	ConfigMaps              map[string]*corev1.ConfigMap
+	Services                map[string]*corev1.Service
 	Deployments             map[string]*appsv1.Deployment
 	PodDisruptionBudgets    map[string]*policyv1.PodDisruptionBudget
 	NetworkPolicies         map[string]*networkingv1.NetworkPolicy
@@ -65,14 +68,18 @@ func Build(dir string) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
-	// Generated ConfigMaps carry a content hash after their name; keep the way back.
-	for _, r := range res.Resources() {
-		if r.GetKind() == "ConfigMap" {
-			s.configMapsByGeneratedAs[r.OrgId().Name] = r.GetName()
+	// Generated ConfigMaps carry a content hash after their name (kustomize's ten characters
+	// after a dash); keep the way back.
+	for name := range s.ConfigMaps {
+		if i := strings.LastIndex(name, "-"); i > 0 && len(name)-i-1 == hashLength {
+			s.configMapsByGeneratedAs[name[:i]] = name
 		}
 	}
 	return s, nil
 }
+
+// hashLength is the length of the content hash kustomize appends to a generated name.
+const hashLength = 10
 
 // ConfigMap returns the ConfigMap a manifest names name (before kustomize added its hash).
 func (s *Set) ConfigMap(name string) *corev1.ConfigMap {
@@ -87,7 +94,7 @@ func (s *Set) ConfigMap(name string) *corev1.ConfigMap {
 func Decode(stream []byte) (*Set, error) {
 	s := &Set{
 		Namespaces: map[string]*corev1.Namespace{}, ServiceAccounts: map[string]*corev1.ServiceAccount{},
-		ConfigMaps: map[string]*corev1.ConfigMap{}, Deployments: map[string]*appsv1.Deployment{},
+		ConfigMaps: map[string]*corev1.ConfigMap{}, Services: map[string]*corev1.Service{}, Deployments: map[string]*appsv1.Deployment{},
 		PodDisruptionBudgets: map[string]*policyv1.PodDisruptionBudget{},
 		NetworkPolicies:      map[string]*networkingv1.NetworkPolicy{}, PodMonitors: map[string]*monitoringv1.PodMonitor{},
 		ScaledObjects: map[string]*kedav1alpha1.ScaledObject{}, TriggerAuthentications: map[string]*kedav1alpha1.TriggerAuthentication{},
@@ -145,6 +152,7 @@ var kinds = map[string]struct {
 	"v1 Namespace":                           {func() Object { return &corev1.Namespace{} }, func(s *Set, o Object) error { return putOnce(s.Namespaces, o) }},
 	"v1 ServiceAccount":                      {func() Object { return &corev1.ServiceAccount{} }, func(s *Set, o Object) error { return putOnce(s.ServiceAccounts, o) }},
 	"v1 ConfigMap":                           {func() Object { return &corev1.ConfigMap{} }, func(s *Set, o Object) error { return putOnce(s.ConfigMaps, o) }},
+	"v1 Service":                             {func() Object { return &corev1.Service{} }, func(s *Set, o Object) error { return putOnce(s.Services, o) }},
 	"apps/v1 Deployment":                     {func() Object { return &appsv1.Deployment{} }, func(s *Set, o Object) error { return putOnce(s.Deployments, o) }},
 	"policy/v1 PodDisruptionBudget":          {func() Object { return &policyv1.PodDisruptionBudget{} }, func(s *Set, o Object) error { return putOnce(s.PodDisruptionBudgets, o) }},
 	"networking.k8s.io/v1 NetworkPolicy":     {func() Object { return &networkingv1.NetworkPolicy{} }, func(s *Set, o Object) error { return putOnce(s.NetworkPolicies, o) }},

@@ -1,5 +1,6 @@
 # One IAM role per binary, assumed with the binary's Kubernetes service account token
-# (IRSA on EKS; the same AssumeRoleWithWebIdentity from GKE with the cluster's own issuer).
+# (IRSA on EKS; the same AssumeRoleWithWebIdentity from GKE and AKS with the cluster's own
+# issuer), and one for KEDA's operator, which reads the event queue's depth.
 # Each role's policy allows exactly the calls the binary makes: deploy/terraform's tests
 # derive them from the code and compare.
 
@@ -14,7 +15,7 @@ locals {
 }
 
 data "aws_iam_policy_document" "trust" {
-  for_each = local.kubernetes_service_accounts
+  for_each = local.kubernetes_subjects
 
   statement {
     sid     = "KubernetesServiceAccount"
@@ -29,7 +30,7 @@ data "aws_iam_policy_document" "trust" {
     condition {
       test     = "StringEquals"
       variable = "${local.issuer_host}:sub"
-      values   = ["system:serviceaccount:${var.kubernetes_namespace}:${each.value}"]
+      values   = [each.value]
     }
 
     condition {
@@ -106,8 +107,73 @@ resource "aws_iam_role_policy" "analyzer" {
   policy = data.aws_iam_policy_document.analyzer.json
 }
 
+# console: signs browser uploads into the drop folder and image and thumbnail URLs (presigned: they act with
+# its rights, so it needs them), looks objects up, shows the queue's depth and scans the
+# dead-letter queue without consuming it. Its --bucket-cors (GetBucketCors, PutBucketCors) is
+# for local stacks: here the bucket's CORS rule is aws_s3_bucket_cors_configuration.drop.
+data "aws_iam_policy_document" "console" {
+  statement {
+    sid       = "UploadAndShow"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+  }
+
+  statement {
+    sid       = "ShowThumbnails"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
+  }
+
+  statement {
+    sid       = "MissingObjectsAreNotFound"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.drop.arn]
+  }
+
+  statement {
+    sid       = "QueueDepth"
+    actions   = ["sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+
+  statement {
+    sid       = "ScanDeadLetters"
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "console" {
+  name   = "console"
+  role   = aws_iam_role.binary["console"].id
+  policy = data.aws_iam_policy_document.console.json
+}
+
+# KEDA: the aws-sqs-queue scaler of the analyzer's ScaledObject reads the queue's depth with
+# this role (its TriggerAuthentication names it), exchanging the token of KEDA's operator.
+resource "aws_iam_role" "keda" {
+  name                 = "${var.name_prefix}-keda"
+  description          = "KEDA's operator reading imgpipe's event queue depth (Kubernetes service account ${var.keda_service_account.namespace}/${var.keda_service_account.name})"
+  assume_role_policy   = data.aws_iam_policy_document.trust["keda"].json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "keda" {
+  statement {
+    sid       = "QueueDepth"
+    actions   = ["sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "keda" {
+  name   = "keda"
+  role   = aws_iam_role.keda.id
+  policy = data.aws_iam_policy_document.keda.json
+}
+
 # indexer: no AWS call at all. Its role is only the identity Google Cloud's workload identity
-# federation trusts on EKS.
+# federation trusts outside GKE.
 
 # uploader: writes into the drop folder (multipart included), checks for existing content,
 # deletes the object (the version) it wrote when the file changed after S3 accepted it, and peeks at the dead-letter queue for `status` and `wait`.

@@ -110,6 +110,22 @@ resource "aws_sqs_queue_policy" "queue" {
   policy    = data.aws_iam_policy_document.queue.json
 }
 
+# Browser uploads from the web console: the rule console.CORSRule describes (PUT with the
+# headers the presigned URL signs), for the origins the console is served from.
+resource "aws_s3_bucket_cors_configuration" "drop" {
+  count  = length(var.console_origins) > 0 ? 1 : 0
+  bucket = aws_s3_bucket.drop.id
+
+  cors_rule {
+    id              = "imgpipe-console"
+    allowed_origins = var.console_origins
+    allowed_methods = ["PUT"]
+    allowed_headers = ["content-type", "x-amz-meta-*"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 3000
+  }
+}
+
 # Every object created or removed under the prefix raises an event on the queue (S3 checks
 # the queue policy when the configuration is set, hence the dependency). The thumbnails lie
 # outside it: the analyzer's writes of them raise none (no loop).

@@ -35,7 +35,7 @@ resource "azurerm_federated_identity_credential" "analyzer" {
   parent_id           = azurerm_user_assigned_identity.analyzer.id
   audience            = ["api://AzureADTokenExchange"]
   issuer              = var.kubernetes_oidc_issuer_url
-  subject             = "system:serviceaccount:${var.kubernetes_namespace}:${local.kubernetes_service_accounts["analyzer"]}"
+  subject             = local.kubernetes_subjects["analyzer"]
 }
 
 resource "azurerm_role_assignment" "analyzer_vision" {

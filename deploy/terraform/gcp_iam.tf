@@ -88,6 +88,37 @@ resource "google_project_iam_member" "uploader_firestore" {
   }
 }
 
+# ---- console: reads the index, scans the dead-letter subscription (receives and releases) ----
+
+resource "google_project_iam_custom_role" "console_firestore" {
+  role_id     = "${local.role_prefix}_console_firestore"
+  title       = "imgpipe console on the index database"
+  permissions = ["datastore.entities.get", "datastore.entities.list"]
+}
+
+resource "google_project_iam_member" "console_firestore" {
+  project = var.gcp_project_id
+  role    = google_project_iam_custom_role.console_firestore.id
+  member  = "serviceAccount:${google_service_account.binary["console"].email}"
+
+  condition {
+    title      = "imgpipe index database only"
+    expression = "resource.name == \"${local.firestore_database_name}\""
+  }
+}
+
+resource "google_project_iam_custom_role" "console_dead_letter_subscription" {
+  role_id     = "${local.role_prefix}_console_dead_letter_subscription"
+  title       = "imgpipe console on the dead-letter subscription"
+  permissions = ["pubsub.subscriptions.consume"]
+}
+
+resource "google_pubsub_subscription_iam_member" "console" {
+  subscription = google_pubsub_subscription.dead_letter.id
+  role         = google_project_iam_custom_role.console_dead_letter_subscription.id
+  member       = "serviceAccount:${google_service_account.binary["console"].email}"
+}
+
 # ---- dlq-replay: reads the dead-letter subscription, replays to the analyses topic ----
 
 resource "google_project_iam_custom_role" "dlq_replay_dead_letter_subscription" {
@@ -116,17 +147,18 @@ resource "google_pubsub_topic_iam_member" "dlq_replay" {
 
 # ---- who may act as the service accounts ----
 
-# On EKS: workload identity federation from AWS. The pool's AWS provider accepts only the
-# analyzer's and the indexer's roles (the binaries that run in the cluster and reach Google
-# Cloud); each may impersonate its own service account only.
+# Outside GKE (EKS, AKS): workload identity federation from AWS. The pool's AWS provider
+# accepts only the roles of the binaries that run in the cluster and reach Google Cloud
+# (local.google_federated: analyzer, indexer, console); each may impersonate its own service
+# account only.
 resource "google_iam_workload_identity_pool" "aws" {
-  count                     = var.runtime == "eks" ? 1 : 0
+  count                     = var.runtime != "gke" ? 1 : 0
   workload_identity_pool_id = "${var.name_prefix}-aws"
   display_name              = "imgpipe from AWS"
 }
 
 resource "google_iam_workload_identity_pool_provider" "aws" {
-  count                              = var.runtime == "eks" ? 1 : 0
+  count                              = var.runtime != "gke" ? 1 : 0
   workload_identity_pool_id          = google_iam_workload_identity_pool.aws[0].workload_identity_pool_id
   workload_identity_pool_provider_id = "aws"
   display_name                       = "imgpipe AWS account"
@@ -140,7 +172,7 @@ resource "google_iam_workload_identity_pool_provider" "aws" {
     "attribute.aws_role" = "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn"
   }
 
-  attribute_condition = "attribute.aws_role in ['${local.aws_assumed_role["analyzer"]}', '${local.aws_assumed_role["indexer"]}']"
+  attribute_condition = "attribute.aws_role in [${join(", ", [for b in local.google_federated : "'${local.aws_assumed_role[b]}'"])}]"
 }
 
 locals {
@@ -151,7 +183,7 @@ locals {
 }
 
 resource "google_service_account_iam_member" "from_aws" {
-  for_each           = var.runtime == "eks" ? toset(["analyzer", "indexer"]) : toset([])
+  for_each           = var.runtime != "gke" ? toset(local.google_federated) : toset([])
   service_account_id = google_service_account.binary[each.key].name
   role               = "roles/iam.workloadIdentityUser"
   member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.aws[0].name}/attribute.aws_role/${local.aws_assumed_role[each.key]}"
@@ -179,8 +211,8 @@ resource "google_service_account_iam_member" "operators" {
 # The external_account configuration each federated binary reads (GOOGLE_APPLICATION_CREDENTIALS).
 # No secret: the AWS credentials come from the pod's own identity.
 locals {
-  google_credentials = var.runtime == "eks" ? {
-    for b in ["analyzer", "indexer"] : b => jsonencode({
+  google_credentials = var.runtime != "gke" ? {
+    for b in local.google_federated : b => jsonencode({
       type                              = "external_account"
       audience                          = "//iam.googleapis.com/${google_iam_workload_identity_pool_provider.aws[0].name}"
       subject_token_type                = "urn:ietf:params:aws:token-type:aws4_request"

@@ -1,8 +1,11 @@
 package terraform_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
@@ -12,6 +15,8 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"imgpipe/pkg/console"
 )
 
 // The files are formatted as `terraform fmt` / `tofu fmt` would leave them (hclwrite.Format
@@ -90,8 +95,22 @@ var endsWith = function.New(&function.Spec{
 	},
 })
 
+// Terraform's alltrue.
+var allTrue = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
+	Type:   function.StaticReturnType(cty.Bool),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		for it := args[0].ElementIterator(); it.Next(); {
+			if _, v := it.Element(); v.False() {
+				return cty.False, nil
+			}
+		}
+		return cty.True, nil
+	},
+})
+
 var functions = map[string]function.Function{
-	"can": tryfunc.CanFunc, "regex": stdlib.RegexFunc, "contains": stdlib.ContainsFunc,
+	"can": tryfunc.CanFunc, "regex": stdlib.RegexFunc, "contains": stdlib.ContainsFunc, "alltrue": allTrue,
 	"floor": stdlib.FloorFunc, "length": stdlib.LengthFunc, "startswith": startsWith, "endswith": endsWith,
 }
 
@@ -134,10 +153,14 @@ func TestValidations(t *testing.T) {
 		{"azure_location",
 			[]cty.Value{str("eastus"), str("westus"), str("francecentral"), str("northeurope"), str("westeurope"), str("southeastasia"), str("eastasia"), str("koreacentral")},
 			[]cty.Value{str("westus2"), str("germanywestcentral"), str("uksouth"), str("East US"), str("")}},
-		{"runtime", []cty.Value{str("eks"), str("gke")}, []cty.Value{str("aks"), str("EKS")}},
+		{"runtime", []cty.Value{str("eks"), str("gke"), str("aks")}, []cty.Value{str("ecs"), str("EKS")}},
 		{"kubernetes_oidc_issuer_url",
-			[]cty.Value{str("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"), str("https://container.googleapis.com/v1/projects/p/locations/europe-west1/clusters/c")},
-			[]cty.Value{str("http://oidc.example"), str("https://oidc.example/"), str("oidc.example")}},
+			[]cty.Value{str("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"), str("https://container.googleapis.com/v1/projects/p/locations/europe-west1/clusters/c"),
+				str("https://westeurope.oic.prod-aks.azure.com/11111111-2222-3333-4444-555555555555/66666666-7777-8888-9999-000000000000/")},
+			[]cty.Value{str("http://oidc.example"), str("https://oidc.example/?x=1"), str("oidc.example"), str("https://")}},
+		{"console_origins",
+			[]cty.Value{cty.ListValEmpty(cty.String), cty.ListVal([]cty.Value{str("https://console.example.com"), str("http://127.0.0.1:8080")})},
+			[]cty.Value{cty.ListVal([]cty.Value{str("https://console.example.com/")}), cty.ListVal([]cty.Value{str("console.example.com")})}},
 		{"drop_prefix", []cty.Value{str("upload/"), str("a/b/")}, []cty.Value{str("upload"), str("/upload/")}},
 		{"thumbnail_prefix", []cty.Value{str("thumbnail/"), str("a/b/")}, []cty.Value{str("thumbnail"), str("/thumbnail/")}},
 		{"bucket_name", []cty.Value{str("imgpipe-drop"), str("a.b-c")}, []cty.Value{str("Imgpipe"), str("ab"), str("a..b"), str("-ab")}},
@@ -233,6 +256,38 @@ func TestBucket(t *testing.T) {
 	}
 	if !strings.Contains(n.attrText("depends_on"), "aws_sqs_queue_policy.queue") {
 		t.Error("the notification must wait for the queue policy")
+	}
+}
+
+// The bucket's CORS rule is the one the console's browser uploads need (console.CORSRule),
+// for the origins the console is served from, and only when there are some.
+func TestBucketCORSIsTheConsoles(t *testing.T) {
+	m := loadModule(t)
+	c := m.one(t, "resource", "aws_s3_bucket_cors_configuration", "drop")
+	if got := c.attrText("count"); got != "length(var.console_origins) > 0 ? 1 : 0" {
+		t.Errorf("count = %s: the rule must exist exactly when there are console origins", got)
+	}
+	rules := c.children("cors_rule")
+	if len(rules) != 1 {
+		t.Fatalf("%d CORS rules", len(rules))
+	}
+	r := rules[0]
+	want := console.CORSRule("https://console.example.com")
+	if r.attrText("allowed_origins") != "var.console_origins" {
+		t.Errorf("allowed_origins = %s", r.attrText("allowed_origins"))
+	}
+	for attr, w := range map[string][]string{
+		"allowed_methods": want.AllowedMethods, "allowed_headers": want.AllowedHeaders, "expose_headers": want.ExposeHeaders,
+	} {
+		if got := literalStrings(t, r, attr); strings.Join(got, ",") != strings.Join(w, ",") {
+			t.Errorf("%s = %v, console.CORSRule has %v", attr, got, w)
+		}
+	}
+	if got, w := r.attrText("id"), strconv.Quote(aws.ToString(want.ID)); got != w {
+		t.Errorf("id = %s, want %s", got, w)
+	}
+	if got, w := r.attrText("max_age_seconds"), strconv.Itoa(int(aws.ToInt32(want.MaxAgeSeconds))); got != w {
+		t.Errorf("max_age_seconds = %s, want %s", got, w)
 	}
 }
 

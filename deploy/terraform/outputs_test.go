@@ -2,28 +2,42 @@ package terraform_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"imgpipe/deploy/internal/iam"
 	"imgpipe/deploy/internal/settings"
 )
 
-// Variables the SDKs read themselves (not declared by the binaries' settings).
-var sdkEnv = map[string]bool{
-	"AWS_REGION":                     true, // the AWS SDK's region
-	"AWS_ROLE_ARN":                   true, // the AWS SDK's web identity
-	"AWS_WEB_IDENTITY_TOKEN_FILE":    true,
-	"GOOGLE_APPLICATION_CREDENTIALS": true, // Application Default Credentials, and pkg/gcpauth
+// deployment is one set of the variables the outputs' conditionals test.
+type deployment struct {
+	runtime string // var.runtime
+	keyAuth bool   // var.vision_key_auth
 }
 
-// settingsKeys returns every key an output value can have: the object keys of its
-// constructors, through merge(), conditionals and the locals it refers to.
-func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression) []string {
+var deployments = []deployment{{"eks", false}, {"eks", true}, {"gke", false}, {"gke", true}, {"aks", false}, {"aks", true}}
+
+func (d deployment) String() string {
+	return fmt.Sprintf("runtime %s, vision_key_auth %v", d.runtime, d.keyAuth)
+}
+
+func (d deployment) ctx() *hcl.EvalContext {
+	return &hcl.EvalContext{Variables: map[string]cty.Value{
+		"var": cty.ObjectVal(map[string]cty.Value{"runtime": cty.StringVal(d.runtime), "vision_key_auth": cty.BoolVal(d.keyAuth)}),
+	}}
+}
+
+// settingsKeys returns the keys an output value has: the object keys of its constructors,
+// through merge(), conditionals and the locals it refers to. With ctx nil every key it can
+// have; else the conditionals are evaluated in ctx and only the branch taken is read.
+func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression, ctx *hcl.EvalContext) []string {
 	t.Helper()
 	var out []string
 	switch x := e.(type) {
@@ -40,15 +54,27 @@ func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression) []s
 			t.Fatalf("%s: %s() in a settings output", b.name(), x.Name)
 		}
 		for _, a := range x.Args {
-			out = append(out, settingsKeys(t, m, b, a)...)
+			out = append(out, settingsKeys(t, m, b, a, ctx)...)
 		}
 	case *hclsyntax.ConditionalExpr:
-		out = append(out, settingsKeys(t, m, b, x.TrueResult)...)
-		out = append(out, settingsKeys(t, m, b, x.FalseResult)...)
+		if ctx == nil {
+			out = append(out, settingsKeys(t, m, b, x.TrueResult, ctx)...)
+			out = append(out, settingsKeys(t, m, b, x.FalseResult, ctx)...)
+			break
+		}
+		cond, diags := x.Condition.Value(ctx)
+		if diags.HasErrors() || cond.Type() != cty.Bool {
+			t.Fatalf("%s: the condition %s depends on more than var.runtime and var.vision_key_auth: %s", b.name(), b.text(x.Condition), diags.Error())
+		}
+		if cond.True() {
+			out = append(out, settingsKeys(t, m, b, x.TrueResult, ctx)...)
+		} else {
+			out = append(out, settingsKeys(t, m, b, x.FalseResult, ctx)...)
+		}
 	case *hclsyntax.ForExpr:
-		out = append(out, settingsKeys(t, m, b, x.ValExpr)...)
+		out = append(out, settingsKeys(t, m, b, x.ValExpr, ctx)...)
 	case *hclsyntax.IndexExpr:
-		out = append(out, settingsKeys(t, m, b, x.Collection)...)
+		out = append(out, settingsKeys(t, m, b, x.Collection, ctx)...)
 	case *hclsyntax.ScopeTraversalExpr:
 		tr := x.Traversal
 		if tr.RootName() != "local" || len(tr) < 2 {
@@ -57,7 +83,7 @@ func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression) []s
 		name := traversalString(tr[:2])[len("local."):]
 		for _, lb := range m.all("locals") {
 			if a := lb.attr(name); a != nil {
-				out = append(out, settingsKeys(t, m, lb, a.Expr)...)
+				out = append(out, settingsKeys(t, m, lb, a.Expr, ctx)...)
 			}
 		}
 	default:
@@ -66,10 +92,10 @@ func settingsKeys(t *testing.T, m *module, b *block, e hclsyntax.Expression) []s
 	return out
 }
 
-func outputKeys(t *testing.T, m *module, name string) []string {
+func outputKeys(t *testing.T, m *module, name string, ctx *hcl.EvalContext) []string {
 	t.Helper()
 	b := m.one(t, "output", name)
-	keys := settingsKeys(t, m, b, b.attr("value").Expr)
+	keys := settingsKeys(t, m, b, b.attr("value").Expr, ctx)
 	seen := map[string]bool{}
 	var out []string
 	for _, k := range keys {
@@ -83,7 +109,7 @@ func outputKeys(t *testing.T, m *module, name string) []string {
 }
 
 // Every key of a binary's settings output is one of the binary's settings (read from its
-// code) or a variable the SDKs read, and every required setting is given.
+// code) or a variable the SDKs read, and every required setting is given, wherever it runs.
 func TestSettingsOutputsAreTheBinariesSettings(t *testing.T) {
 	m := loadModule(t)
 	env, err := settings.Env("../..", iam.Binaries)
@@ -95,68 +121,98 @@ func TestSettingsOutputsAreTheBinariesSettings(t *testing.T) {
 		if len(decl) < 3 {
 			t.Fatalf("%s declares %d settings: the reading of the code is broken", bin, len(decl))
 		}
-		keys := outputKeys(t, m, strings.ReplaceAll(bin, "-", "_")+"_settings")
-		given := set(keys...)
-		for _, k := range keys {
-			if _, ok := decl[k]; !ok && !sdkEnv[k] {
-				t.Errorf("%s_settings.%s is no setting of %s", bin, k, bin)
+		name := strings.ReplaceAll(bin, "-", "_") + "_settings"
+		for _, k := range outputKeys(t, m, name, nil) {
+			if _, ok := decl[k]; !ok && !settings.SDKEnv[k] {
+				t.Errorf("%s.%s is no setting of %s", name, k, bin)
 			}
 		}
-		for k, s := range decl {
-			if s.Required && !given[k] {
-				t.Errorf("%s requires --%s (%s), which its settings output does not give", bin, s.Flag, k)
+		for _, d := range deployments {
+			given := set(outputKeys(t, m, name, d.ctx())...)
+			for k, s := range decl {
+				if s.Required && !given[k] {
+					t.Errorf("%s requires --%s (%s), which %s does not give (%s)", bin, s.Flag, k, name, d)
+				}
 			}
 		}
 	}
 }
 
-// The fixture the converter is tested with has exactly the outputs and keys the module has
-// (on EKS with Entra ID).
-func TestFixtureMatchesModule(t *testing.T) {
-	m := loadModule(t)
-	b, err := os.ReadFile("testdata/output-eks.json")
+// fixtures are the converter's test inputs, in the shape of `terraform output -json`, one
+// per runtime (written by hand, checked against the module below; the AKS one with
+// vision_key_auth = true).
+var fixtures = []string{"testdata/output-eks.json", "testdata/output-gke.json", "testdata/output-aks.json"}
+
+type fixture map[string]struct {
+	Sensitive bool            `json:"sensitive"`
+	Value     json.RawMessage `json:"value"`
+}
+
+func readFixture(t *testing.T, path string) fixture {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fx map[string]struct {
-		Value json.RawMessage `json:"value"`
-	}
+	var fx fixture
 	if err := json.Unmarshal(b, &fx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	var names []string
-	for _, o := range m.all("output") {
-		names = append(names, o.Labels[0])
-		if _, ok := fx[o.Labels[0]]; !ok {
-			t.Errorf("output %s is not in the fixture", o.Labels[0])
-		}
+	return fx
+}
+
+// deployment is what the fixture was made for: its runtime output, and key authentication
+// when the (sensitive) Vision key has a value.
+func (fx fixture) deployment(t *testing.T) deployment {
+	t.Helper()
+	var d deployment
+	if err := json.Unmarshal(fx["runtime"].Value, &d.runtime); err != nil {
+		t.Fatalf("fixture runtime: %v", err)
 	}
-	if len(fx) != len(names) {
-		t.Errorf("fixture has %d outputs, the module %d", len(fx), len(names))
-	}
-	// On EKS with Entra ID: everything but the key file and the GKE-only web identity.
-	notOnEKS := set("AZURE_VISION_KEY_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
-	for bin := range iam.Binaries {
-		name := strings.ReplaceAll(bin, "-", "_") + "_settings"
-		var vals map[string]string
-		if err := json.Unmarshal(fx[name].Value, &vals); err != nil {
-			t.Fatalf("fixture %s: %v", name, err)
-		}
-		want := map[string]bool{}
-		for _, k := range outputKeys(t, m, name) {
-			if !notOnEKS[k] {
-				want[k] = true
+	d.keyAuth = string(fx["vision_key"].Value) != "null"
+	return d
+}
+
+// Each fixture has exactly the module's outputs, and each settings output exactly the keys
+// the module gives for the fixture's runtime and Vision authentication.
+func TestFixturesMatchModule(t *testing.T) {
+	m := loadModule(t)
+	seen := map[string]bool{}
+	for _, path := range fixtures {
+		fx := readFixture(t, path)
+		d := fx.deployment(t)
+		seen[d.runtime] = true
+		var names []string
+		for _, o := range m.all("output") {
+			names = append(names, o.Labels[0])
+			if _, ok := fx[o.Labels[0]]; !ok {
+				t.Errorf("%s: output %s is missing", path, o.Labels[0])
+			}
+			if s := o.attrText("sensitive") == "true"; s != fx[o.Labels[0]].Sensitive {
+				t.Errorf("%s: output %s sensitive %v, the module's %v", path, o.Labels[0], fx[o.Labels[0]].Sensitive, s)
 			}
 		}
-		if bin == "indexer" || bin == "analyzer" {
-			want["GOOGLE_APPLICATION_CREDENTIALS"] = true
+		if len(fx) != len(names) {
+			t.Errorf("%s has %d outputs, the module %d", path, len(fx), len(names))
 		}
-		got := map[string]bool{}
-		for k := range vals {
-			got[k] = true
+		for bin := range iam.Binaries {
+			name := strings.ReplaceAll(bin, "-", "_") + "_settings"
+			var vals map[string]string
+			if err := json.Unmarshal(fx[name].Value, &vals); err != nil {
+				t.Fatalf("%s %s: %v", path, name, err)
+			}
+			got := map[string]bool{}
+			for k := range vals {
+				got[k] = true
+			}
+			if d := iam.Diff(got, set(outputKeys(t, m, name, d.ctx())...)); d != "" {
+				t.Errorf("%s %s: %s", path, name, d)
+			}
 		}
-		if d := iam.Diff(got, want); d != "" {
-			t.Errorf("fixture %s: %s", name, d)
+	}
+	for _, d := range deployments {
+		if !seen[d.runtime] {
+			t.Errorf("no fixture for runtime %s", d.runtime)
 		}
 	}
 }

@@ -41,6 +41,17 @@ var awsGrants = map[string]map[string][]string{
 			"sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask"},
 		queue: {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"},
 	},
+	"console": {
+		objects:    {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
+		thumbnails: {"s3:GetObject"},
+		bucket:     {"s3:ListBucket"},
+		queue:      {"sqs:GetQueueAttributes"},
+		dlq:        {"sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"},
+	},
+	// KEDA's operator, for the analyzer's ScaledObject (its calls: iam.KEDA).
+	"keda": {
+		queue: {"sqs:GetQueueAttributes"},
+	},
 }
 
 // Google Cloud resources as the bindings name them.
@@ -65,6 +76,10 @@ var gcpGrants = map[string]map[string][]string{
 		deadLetterSub: {"pubsub.subscriptions.consume"},
 		topic:         {"pubsub.topics.publish"},
 	},
+	"console": {
+		database:      {"datastore.entities.get", "datastore.entities.list"},
+		deadLetterSub: {"pubsub.subscriptions.consume"},
+	},
 }
 
 // Calls the code makes that are deliberately not granted, and why.
@@ -75,6 +90,10 @@ var notGranted = map[string]map[string]string{
 	"dlq-replay": {
 		"sqs:ListQueues": "only a fallback when sqs:ListDeadLetterSourceQueues is denied; that one is granted",
 	},
+	"console": {
+		"s3:GetBucketCORS": "only with --bucket-cors, for local stacks; here the bucket's CORS rule is aws_s3_bucket_cors_configuration.drop",
+		"s3:PutBucketCORS": "only with --bucket-cors, for local stacks; here the bucket's CORS rule is aws_s3_bucket_cors_configuration.drop",
+	},
 }
 
 var (
@@ -83,10 +102,16 @@ var (
 	deriveErr  error
 )
 
-// calls derives the operations each binary's code reaches, once per test binary.
+// calls derives the operations each binary's code reaches, once per test binary, and adds
+// KEDA's (recorded from KEDA's scaler by deploy/k8s's tests).
 func calls(t *testing.T) map[string]map[iam.Op]bool {
 	t.Helper()
-	deriveOnce.Do(func() { derived, deriveErr = iam.Derive("../..") })
+	deriveOnce.Do(func() {
+		derived, deriveErr = iam.Derive("../..")
+		if deriveErr == nil {
+			derived["keda"] = iam.KEDA
+		}
+	})
 	if deriveErr != nil {
 		t.Fatal(deriveErr)
 	}
@@ -109,8 +134,8 @@ func union(grants map[string][]string, extra map[string]string) map[string]bool 
 // The table grants exactly what the code calls.
 func TestTableMatchesCode(t *testing.T) {
 	got := calls(t)
-	if len(got) != len(iam.Binaries) {
-		t.Fatalf("derived %d binaries, want %d", len(got), len(iam.Binaries))
+	if len(got) != len(iam.Binaries)+1 {
+		t.Fatalf("derived %d identities, want %d binaries and KEDA", len(got), len(iam.Binaries))
 	}
 	for bin, ops := range got {
 		if len(ops) == 0 {
@@ -137,11 +162,14 @@ func awsPolicies(t *testing.T, m *module) map[string]map[string]map[string]bool 
 	}
 	out := map[string]map[string]map[string]bool{}
 	for _, rp := range m.all("resource", "aws_iam_role_policy") {
-		roles := refWith(rp.attr("role").Expr, "aws_iam_role.binary[")
-		if len(roles) != 1 {
-			t.Fatalf("%s: role %s is not one binary's role", rp.name(), rp.attrText("role"))
+		bin := "keda"
+		if rp.attrText("role") != "aws_iam_role.keda.id" {
+			roles := refWith(rp.attr("role").Expr, "aws_iam_role.binary[")
+			if len(roles) != 1 {
+				t.Fatalf("%s: role %s is neither one binary's role nor KEDA's", rp.name(), rp.attrText("role"))
+			}
+			bin = strings.TrimSuffix(strings.TrimPrefix(roles[0], `aws_iam_role.binary["`), `"].id`)
 		}
-		bin := strings.TrimSuffix(strings.TrimPrefix(roles[0], `aws_iam_role.binary["`), `"].id`)
 		doc := strings.TrimSuffix(strings.TrimPrefix(rp.attrText("policy"), "data.aws_iam_policy_document."), ".json")
 		if doc != strings.ReplaceAll(bin, "-", "_") {
 			t.Errorf("%s: %s's role carries policy document %q", rp.name(), bin, doc)
@@ -307,17 +335,25 @@ func TestPubSubServiceAgentCanDeadLetter(t *testing.T) {
 	}
 }
 
-// The workload identity pool's AWS provider accepts only the analyzer's and the indexer's
-// roles, and each may impersonate its own service account only.
-func TestFederationOnlyAnalyzerAndIndexer(t *testing.T) {
+// The workload identity pool's AWS provider accepts only the roles of the binaries that run
+// in the cluster and reach Google Cloud (the analyzer, the indexer and the console; which
+// binaries those are is checked against the manifests and the code in names_test.go), and
+// each may impersonate its own service account only.
+func TestFederationOnlyInClusterBinaries(t *testing.T) {
 	m := loadModule(t)
+	if got := m.local(t, "google_federated"); got != `["analyzer", "indexer", "console"]` {
+		t.Errorf("google_federated = %s", got)
+	}
 	p := m.one(t, "resource", "google_iam_workload_identity_pool_provider", "aws")
 	cond := p.attr("attribute_condition")
 	if cond == nil {
 		t.Fatal("no attribute_condition")
 	}
-	if got := strings.Join(refs(cond.Expr), " "); got != `local.aws_assumed_role["analyzer"] local.aws_assumed_role["indexer"]` {
+	if got := strings.Join(refs(cond.Expr), " "); got != `local.aws_assumed_role local.google_federated` {
 		t.Errorf("attribute_condition refers to %s", got)
+	}
+	if !strings.Contains(p.attrText("attribute_condition"), `[for b in local.google_federated : "'${local.aws_assumed_role[b]}'"]`) {
+		t.Errorf("attribute_condition = %s: want each of local.google_federated's roles", p.attrText("attribute_condition"))
 	}
 	if !strings.HasPrefix(p.attrText("attribute_condition"), `"attribute.aws_role in [`) {
 		t.Errorf("attribute_condition = %s", p.attrText("attribute_condition"))
@@ -329,7 +365,7 @@ func TestFederationOnlyAnalyzerAndIndexer(t *testing.T) {
 		t.Errorf("aws_assumed_role = %s", m.local(t, "aws_assumed_role"))
 	}
 	fed := m.one(t, "resource", "google_service_account_iam_member", "from_aws")
-	if fed.attrText("for_each") != `var.runtime == "eks" ? toset(["analyzer", "indexer"]) : toset([])` {
+	if fed.attrText("for_each") != `var.runtime != "gke" ? toset(local.google_federated) : toset([])` {
 		t.Errorf("from_aws for_each = %s", fed.attrText("for_each"))
 	}
 	if fed.attrText("service_account_id") != "google_service_account.binary[each.key].name" ||
@@ -343,12 +379,16 @@ func TestFederationOnlyAnalyzerAndIndexer(t *testing.T) {
 	}
 }
 
-// Each AWS role trusts exactly its binary's Kubernetes service account, for STS.
+// Each AWS role trusts exactly its binary's Kubernetes service account (KEDA's role, KEDA's
+// operator's), for STS.
 func TestAWSRolesTrustTheirServiceAccount(t *testing.T) {
 	m := loadModule(t)
+	if got := m.one(t, "data", "aws_iam_policy_document", "trust").attrText("for_each"); got != "local.kubernetes_subjects" {
+		t.Errorf("trust for_each = %s", got)
+	}
 	conds := m.statement(t, "trust").conditions()
 	want := map[string]string{
-		`"${local.issuer_host}:sub"`: `"StringEquals" ["system:serviceaccount:${var.kubernetes_namespace}:${each.value}"]`,
+		`"${local.issuer_host}:sub"`: `"StringEquals" [each.value]`,
 		`"${local.issuer_host}:aud"`: `"StringEquals" ["sts.amazonaws.com"]`,
 	}
 	for k, v := range want {
@@ -360,8 +400,11 @@ func TestAWSRolesTrustTheirServiceAccount(t *testing.T) {
 		t.Errorf("trust conditions %v", conds)
 	}
 	role := m.one(t, "resource", "aws_iam_role", "binary")
-	if role.attrText("assume_role_policy") != "data.aws_iam_policy_document.trust[each.key].json" {
-		t.Errorf("assume_role_policy = %s", role.attrText("assume_role_policy"))
+	if role.attrText("assume_role_policy") != "data.aws_iam_policy_document.trust[each.key].json" || role.attrText("for_each") != "local.kubernetes_service_accounts" {
+		t.Errorf("binary roles: for_each %s, assume_role_policy %s", role.attrText("for_each"), role.attrText("assume_role_policy"))
+	}
+	if got := m.one(t, "resource", "aws_iam_role", "keda").attrText("assume_role_policy"); got != `data.aws_iam_policy_document.trust["keda"].json` {
+		t.Errorf("KEDA's role: assume_role_policy = %s", got)
 	}
 }
 
@@ -385,7 +428,7 @@ func TestAzureIdentity(t *testing.T) {
 	fic := m.one(t, "resource", "azurerm_federated_identity_credential", "analyzer")
 	for attr, want := range map[string]string{
 		"issuer":    "var.kubernetes_oidc_issuer_url",
-		"subject":   `"system:serviceaccount:${var.kubernetes_namespace}:${local.kubernetes_service_accounts["analyzer"]}"`,
+		"subject":   `local.kubernetes_subjects["analyzer"]`,
 		"audience":  `["api://AzureADTokenExchange"]`,
 		"parent_id": "azurerm_user_assigned_identity.analyzer.id",
 	} {

@@ -13,22 +13,22 @@ variable "name_prefix" {
 
 variable "runtime" {
   type        = string
-  description = "Where the binaries run: eks (AWS identities via IRSA; Google Cloud through workload identity federation from AWS) or gke (Google identities via GKE workload identity; AWS through AssumeRoleWithWebIdentity with the cluster's service account tokens)."
+  description = "Where the binaries run: eks (AWS identities via IRSA; Google Cloud through workload identity federation from those AWS roles), gke (Google identities via GKE workload identity; AWS through AssumeRoleWithWebIdentity with the cluster's service account tokens) or aks (AWS as on GKE, Google Cloud as on EKS, through the AWS roles). Azure is reached the same way everywhere: Entra ID workload identity federation of the analyzer's service account token."
   default     = "eks"
 
   validation {
-    condition     = contains(["eks", "gke"], var.runtime)
-    error_message = "runtime must be eks or gke."
+    condition     = contains(["eks", "gke", "aks"], var.runtime)
+    error_message = "runtime must be eks, gke or aks."
   }
 }
 
 variable "kubernetes_oidc_issuer_url" {
   type        = string
-  description = "OIDC issuer of the cluster's service account tokens (EKS: the cluster's OpenID Connect provider URL; GKE: https://container.googleapis.com/v1/projects/PROJECT/locations/LOCATION/clusters/CLUSTER). AWS and Azure trust tokens from it."
+  description = "OIDC issuer of the cluster's service account tokens, exactly as their iss claim has it (EKS: the cluster's OpenID Connect provider URL; GKE: https://container.googleapis.com/v1/projects/PROJECT/locations/LOCATION/clusters/CLUSTER; AKS: az aks show --query oidcIssuerProfile.issuerUrl, which ends with a slash). AWS and Azure trust tokens from it."
 
   validation {
-    condition     = can(regex("^https://[^/]+(/.*)?$", var.kubernetes_oidc_issuer_url)) && !endswith(var.kubernetes_oidc_issuer_url, "/")
-    error_message = "kubernetes_oidc_issuer_url must be an https URL without a trailing slash."
+    condition     = can(regex("^https://[^/?#]+(/[^?#]*)?$", var.kubernetes_oidc_issuer_url))
+    error_message = "kubernetes_oidc_issuer_url must be an https URL without a query or fragment."
   }
 }
 
@@ -51,12 +51,22 @@ variable "kubernetes_namespace" {
 
 variable "kubernetes_service_accounts" {
   type = object({
-    analyzer   = optional(string, "analyzer")
-    indexer    = optional(string, "indexer")
-    uploader   = optional(string, "uploader")
-    dlq_replay = optional(string, "dlq-replay")
+    analyzer   = optional(string, "imgpipe-analyzer")
+    indexer    = optional(string, "imgpipe-indexer")
+    uploader   = optional(string, "imgpipe-uploader")
+    dlq_replay = optional(string, "imgpipe-dlq-replay")
+    console    = optional(string, "imgpipe-console")
   })
-  description = "Kubernetes service account of each binary; the cloud identities trust exactly these."
+  description = "Kubernetes service account of each binary (the defaults are deploy/k8s's); the cloud identities trust exactly these."
+  default     = {}
+}
+
+variable "keda_service_account" {
+  type = object({
+    namespace = optional(string, "keda")
+    name      = optional(string, "keda-operator")
+  })
+  description = "Kubernetes service account of KEDA's operator (the Helm chart's defaults): the only one trusted with the role that reads the event queue's depth for the analyzer's ScaledObject."
   default     = {}
 }
 
@@ -107,6 +117,17 @@ variable "thumbnail_prefix" {
   validation {
     condition     = endswith(var.thumbnail_prefix, "/") && !startswith(var.thumbnail_prefix, "/")
     error_message = "thumbnail_prefix must end with / and not start with /."
+  }
+}
+
+variable "console_origins" {
+  type        = list(string)
+  description = "Origins (scheme://host[:port]) the web console's page is served from: the bucket gets the CORS rule browser uploads from them need (console.CORSRule). Empty: no CORS rule, no browser uploads."
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.console_origins : can(regex("^https?://[^/?#]+$", o))])
+    error_message = "console_origins must be origins such as https://console.example.com, without a path or a trailing slash."
   }
 }
 
@@ -294,13 +315,13 @@ variable "vision_key_auth" {
 
 variable "azure_federated_token_path" {
   type        = string
-  description = "Where the analyzer's pod mounts the projected service account token for Entra ID (the analyzer's AZURE_FEDERATED_TOKEN_FILE; the AKS webhook's path by default)."
+  description = "Where the analyzer's pod mounts the projected service account token for Entra ID, audience api://AzureADTokenExchange (the analyzer's AZURE_FEDERATED_TOKEN_FILE; the AKS workload identity webhook's path by default)."
   default     = "/var/run/secrets/azure/tokens/azure-identity-token"
 }
 
 variable "google_credentials_path" {
   type        = string
-  description = "Where the pods mount the external_account configuration on EKS (GOOGLE_APPLICATION_CREDENTIALS)."
+  description = "Outside GKE (EKS, AKS), where the pods mount the external_account configuration (GOOGLE_APPLICATION_CREDENTIALS)."
   default     = "/var/run/secrets/imgpipe/google/credentials.json"
 }
 
@@ -312,6 +333,6 @@ variable "vision_key_path" {
 
 variable "aws_web_identity_token_path" {
   type        = string
-  description = "On GKE, where the pods mount the projected service account token with audience sts.amazonaws.com (AWS_WEB_IDENTITY_TOKEN_FILE; the IRSA webhook sets it on EKS)."
+  description = "Outside EKS (GKE, AKS), where the pods mount the projected service account token with audience sts.amazonaws.com (AWS_WEB_IDENTITY_TOKEN_FILE; the IRSA webhook sets it on EKS)."
   default     = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
 }

@@ -138,14 +138,18 @@ func analyzerFlags(workers int, visionRate float64, drain time.Duration, more ..
 		"--vision-burst", strconv.Itoa(max(1, int(visionRate))),
 		"--visibility-timeout", "30s",
 		"--drain-timeout", drain.String(),
-		"--wait-time", "2s",
+		"--wait-time", replicaWait.String(),
 	}, more...)
 }
 
+// replicaWait is every replica's long poll: short, so that an idle replica stops quickly.
+const replicaWait = 2 * time.Second
+
 // analyzerShutdownBound is the longest an analyzer started by analyzerFlags with
-// --drain-timeout drain may take to exit after SIGTERM (its 2 s long poll included).
+// --drain-timeout drain may take to exit after SIGTERM: analyzer.ShutdownBound, the bound the
+// Kubernetes manifests are checked against, of its settings (its long poll included).
 func analyzerShutdownBound(drain time.Duration) time.Duration {
-	return analyzer.ShutdownBound(&analyzer.Options{DrainTimeout: drain}, 2*time.Second)
+	return analyzer.ShutdownBound(&analyzer.Options{DrainTimeout: drain}, replicaWait)
 }
 
 // exitWithinGrace waits for replicas that were sent SIGTERM, and fails tb unless each exits 0

@@ -1,4 +1,4 @@
-// Command imagebuild builds imgpipe's container images (analyzer, indexer, tools) for
+// Command imagebuild builds imgpipe's container images (analyzer, indexer, console, tools) for
 // linux/amd64 and linux/arm64 without a base image or a container engine, reproducibly, as
 // OCI image layouts: `make images` runs it.
 package main
@@ -28,7 +28,7 @@ const usage = `imagebuild: builds imgpipe's container images, reproducibly, with
 Usage:
   go run ./cmd/imagebuild [flags]     (from deploy/; make images runs it)
 
-For each image (analyzer, indexer, tools) it builds static binaries (CGO off, -trimpath) for
+For each image (analyzer, indexer, console, tools) it builds static binaries (CGO off, -trimpath) for
 every platform, puts them on an empty base with Debian's CA bundle and time zone data and
 user 65532, and writes an OCI image layout OUT/NAME whose index.json names the
 multi-platform index, tagged VERSION. Every time in the images is SOURCE_DATE_EPOCH (default:
@@ -53,7 +53,7 @@ func run() error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	out := fs.String("out", "../.build/images", "output folder")
 	root := fs.String("root", "..", "the product module's folder")
-	only := fs.String("images", "analyzer,indexer,tools", "images to build (comma-separated)")
+	only := fs.String("images", "analyzer,indexer,console,tools", "images to build (comma-separated)")
 	platforms := fs.String("platforms", "linux/amd64,linux/arm64", "platforms (comma-separated os/arch)")
 	version := fs.String("version", "", "image version and tag (default: git describe --always --dirty)")
 	source := fs.String("source", "", "org.opencontainers.image.source (default: the git remote origin's URL; none: left out)")
@@ -142,7 +142,7 @@ func run() error {
 		built++
 	}
 	for n := range want {
-		return fmt.Errorf("unknown image %q (want analyzer, indexer, tools)", n)
+		return fmt.Errorf("unknown image %q (want analyzer, indexer, console, tools)", n)
 	}
 	if err := os.WriteFile(filepath.Join(*out, "digests.txt"), []byte(digests.String()), 0o644); err != nil {
 		return err

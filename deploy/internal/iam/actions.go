@@ -30,6 +30,7 @@ var Actions = map[Op][]string{
 	{s3Pkg, "Client", "GetObject"}:                          {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}, // a versioned event names its version
 	{s3Pkg, "Client", "HeadObject"}:                         {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"},
 	{s3Pkg, "PresignClient", "PresignGetObject"}:            {"s3:GetObject", "s3:GetObjectVersion"}, // Vision fetches with the analyzer's signature
+	{s3Pkg, "PresignClient", "PresignPutObject"}:            {"s3:PutObject"},                        // a browser uploads with the console's signature
 	{s3Pkg, "Client", "PutObject"}:                          {"s3:PutObject"},
 	{s3Pkg, "Client", "CreateMultipartUpload"}:              {"s3:PutObject"},
 	{s3Pkg, "Client", "UploadPart"}:                         {"s3:PutObject"},
@@ -41,6 +42,8 @@ var Actions = map[Op][]string{
 	{s3Pkg, "Client", "ListMultipartUploads"}:               {"s3:ListBucketMultipartUploads"},
 	{s3Pkg, "Client", "CopyObject"}:                         {"s3:GetObject", "s3:PutObject"},
 	{s3Pkg, "Client", "PutBucketNotificationConfiguration"}: {"s3:PutBucketNotification"},
+	{s3Pkg, "Client", "GetBucketCors"}:                      {"s3:GetBucketCORS"},
+	{s3Pkg, "Client", "PutBucketCors"}:                      {"s3:PutBucketCORS"},
 
 	// Amazon SQS: a batch call needs the single call's action.
 	{sqsPkg, "Client", "ReceiveMessage"}:               {"sqs:ReceiveMessage"},

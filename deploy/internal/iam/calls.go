@@ -59,6 +59,15 @@ var Binaries = map[string]string{
 	"indexer":    "./cmd/indexer",
 	"uploader":   "./cmd/uploader",
 	"dlq-replay": "./dlq-replay",
+	"console":    "./cmd/console",
+}
+
+// KEDA are the operations KEDA's aws-sqs-queue scaler makes for the analyzer's ScaledObject,
+// with the role of its own the Terraform gives it. They are KEDA's code, not the product's, so
+// they are not derived here: deploy/k8s's tests run KEDA's scaler against the SQS stand-in
+// and fail when the calls it makes differ from these.
+var KEDA = map[Op]bool{
+	{Pkg: sqsPkg, Type: "Client", Method: "GetQueueAttributes"}: true,
 }
 
 // Derive loads the product module at dir and returns, for each binary, the operations its

@@ -15,6 +15,17 @@ import (
 
 const configPkg = "imgpipe/pkg/config"
 
+// SDKEnv are the environment variables the cloud SDKs and the Go runtime read, which the
+// binaries do not declare as settings of their own (README's Settings section names them).
+// Outputs and manifests may give them besides the declared settings.
+var SDKEnv = map[string]bool{
+	"AWS_REGION":                     true, // aws-sdk-go-v2's region
+	"AWS_ROLE_ARN":                   true, // aws-sdk-go-v2's web identity
+	"AWS_WEB_IDENTITY_TOKEN_FILE":    true,
+	"GOOGLE_APPLICATION_CREDENTIALS": true, // Application Default Credentials, and pkg/gcpauth
+	"GOMEMLIMIT":                     true, // the Go runtime
+}
+
 // Setting is one declared setting.
 type Setting struct {
 	Flag, Env string

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,18 +13,21 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := filepath.Join(t.TempDir(), "terraform")
 	cases := []struct {
 		args    []string
 		in      string
 		want    string
 		wantErr string
 	}{
-		{[]string{"-binary", "indexer"}, string(fixture), "IMGPIPE_SUBSCRIPTION=imgpipe-indexer\n", ""},
-		{[]string{"-format", "configmap", "-namespace", "pipeline"}, string(fixture), "namespace: pipeline", ""},
-		{nil, string(fixture), "", "needs -binary"},
+		{[]string{"-format", "env", "-binary", "indexer"}, string(fixture), "IMGPIPE_SUBSCRIPTION=imgpipe-indexer\n", ""},
+		{[]string{"-out", dir}, string(fixture), "runtime eks to " + dir, ""},
+		{[]string{"-format", "env"}, string(fixture), "", "needs -binary"},
+		{[]string{"-format", "env", "-binary", "indexer", "-out", dir}, string(fixture), "", "-out is for -format kustomize"},
+		{[]string{"-binary", "indexer"}, string(fixture), "", "-binary is for -format env"},
 		{[]string{"-format", "yaml"}, string(fixture), "", `unknown -format "yaml"`},
-		{[]string{"-binary", "indexer", "out.json"}, string(fixture), "", "standard input"},
-		{[]string{"-binary", "indexer"}, "[]", "", "not the JSON"},
+		{[]string{"-format", "env", "-binary", "indexer", "out.json"}, string(fixture), "", "standard input"},
+		{[]string{"-format", "env", "-binary", "indexer"}, "[]", "", "not the JSON"},
 	}
 	for _, tc := range cases {
 		var out, errOut bytes.Buffer
@@ -37,5 +41,8 @@ func TestRun(t *testing.T) {
 		if err != nil || !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%v: err %v, output lacks %q:\n%s", tc.args, err, tc.want, out.String())
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
+		t.Errorf("-out %s: %v", dir, err)
 	}
 }
