@@ -222,7 +222,10 @@ func coverLines(w io.Writer, p replay.Pass, what string) {
 		fmt.Fprintf(w, "at start (the service's approximate count)\t%d\n", p.AtStart)
 	}
 	if p.FailedReceives > 0 {
-		fmt.Fprintf(w, "receives that failed and were retried\t%d\t(each may hide up to a batch from this %s until --hold ends)\n", p.FailedReceives, what)
+		fmt.Fprintf(w, "receives that failed and were retried\t%d\t(each may hide up to a batch until --hold ends)\n", p.FailedReceives)
+	}
+	if p.HiddenWaits > 0 {
+		fmt.Fprintf(w, "waits for a failed receive's hold to end\t%d\t(the %s found the DLQ empty before it had seen the count at start)\n", p.HiddenWaits, what)
 	}
 	if p.Ended == replay.EndRound && p.AtStart > p.Seen {
 		fmt.Fprintf(w, "note\tthe %s went round after %d messages of about %d: the service handed released messages back first; a larger --window reaches further\n", what, p.Seen, p.AtStart)

@@ -158,7 +158,9 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if err != nil || len(srcs) != 1 || srcs[0] != res.QueueURL {
 		t.Fatalf("source queues %v: %v", srcs, err)
 	}
-	sum, err := replay.Run(ctx, sqsdlq.New(sqsc, res.DLQURL, nil), sqsdlq.NewRouter(sqsc, srcs[0], nil), nil)
+	// A short hold: a receive whose answer is lost (fauxqs closes connections the SDK may
+	// reuse) hides its batch until the hold ends, and the pass waits for it.
+	sum, err := replay.Run(ctx, sqsdlq.New(sqsc, res.DLQURL, nil), sqsdlq.NewRouter(sqsc, srcs[0], nil), &replay.Options{Hold: 15 * time.Second})
 	if err != nil || sum.Moved != n || sum.Partial() {
 		t.Fatalf("replay %+v: %v", sum, err)
 	}

@@ -136,6 +136,7 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 		bucket = ratelimit.NewBucket(o.Rate, o.Batch, nil)
 	}
 	w := newPass(io, src, o.Hold, o.Window, o.Now())
+	w.stop = ctx.Done()
 	crashed := false
 	defer func() {
 		if !crashed {
@@ -333,6 +334,7 @@ func (o *ScanOptions) start(ctx context.Context, src Source) *pass {
 func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) error) (p Pass, err error) {
 	io := context.WithoutCancel(ctx)
 	w := opts.start(io, src)
+	w.stop = ctx.Done()
 	defer func() {
 		w.close(io, &err)
 		p = w.p
@@ -381,6 +383,7 @@ func Scan(ctx context.Context, src Source, opts *ScanOptions, fn func(*Message) 
 func Drain(ctx context.Context, src Source, opts *ScanOptions, leave bool, fn func([]*Message) error) (deleted int, p Pass, err error) {
 	io := context.WithoutCancel(ctx)
 	w := opts.start(io, src)
+	w.stop = ctx.Done()
 	defer func() {
 		w.close(io, &err)
 		p = w.p

@@ -34,6 +34,9 @@ type memQueue struct {
 	extendErr error // fail every Extend with this
 	recvErr   error // fail the next recvFails receives with this
 	recvFails int
+	// loseNext makes the next receives lease a batch and then fail with recvErr, as a
+	// receive whose answer was lost on the way after the service handed it out.
+	loseNext int
 	// realLeases makes leases run out on the real clock after their hold; lapsed counts
 	// deletes made with a lease that had run out.
 	realLeases bool
@@ -84,6 +87,10 @@ func (q *memQueue) Receive(_ context.Context, n int, hold time.Duration) ([]*Mes
 		}
 	}
 	q.maxLeased = max(q.maxLeased, len(q.leased))
+	if q.loseNext > 0 {
+		q.loseNext--
+		return nil, q.recvErr
+	}
 	return out, nil
 }
 
@@ -504,6 +511,28 @@ func TestPassRetriesAFailedReceive(t *testing.T) {
 	src.recvErr, src.recvFails = errors.New("unavailable"), 100
 	if _, err = Scan(context.Background(), src, nil, func(*Message) error { return nil }); err == nil || !strings.Contains(err.Error(), "receive failed 5 times") {
 		t.Fatalf("err %v; want the receive given up after 5 attempts", err)
+	}
+}
+
+// A receive whose answer was lost after the queue leased its batch hides those messages
+// until their hold ends: the pass waits for them instead of ending on the empty receive that
+// follows, and says so.
+func TestPassWaitsForWhatAFailedReceiveHid(t *testing.T) {
+	src := fill(t, 4)
+	src.realLeases, src.recvErr, src.loseNext = true, errors.New("use of closed network connection"), 1
+	n := 0
+	p, err := Scan(context.Background(), src, &ScanOptions{Hold: time.Second}, func(*Message) error { n++; return nil })
+	if err != nil || n != 4 || p.FailedReceives != 1 || p.HiddenWaits != 1 || p.Ended != EndEmpty {
+		t.Fatalf("scan saw %d, pass %+v, err %v; want all 4 after one wait", n, p, err)
+	}
+	// Interrupted while it waits: the pass ends at once and says so.
+	src = fill(t, 4)
+	src.realLeases, src.recvErr, src.loseNext = true, errors.New("use of closed network connection"), 1
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	p, _ = Scan(ctx, src, &ScanOptions{Hold: time.Hour}, func(*Message) error { return nil })
+	if p.Seen != 0 || p.HiddenWaits != 0 || p.Ended != EndInterrupted {
+		t.Fatalf("pass %+v; want it interrupted in its wait", p)
 	}
 }
 

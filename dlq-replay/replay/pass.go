@@ -23,8 +23,10 @@ import (
 //     bytes a message seen: 1.6 MB per 100,000) and neither counted nor decided twice.
 //   - A receive that fails for a reason a retry can fix is retried (receivePolicy) and
 //     counted in Pass.FailedReceives: its answer may have been lost on the way after the
-//     service handed out a batch, whose messages then stay invisible until their hold ends,
-//     out of this pass.
+//     service handed out a batch, whose messages then stay invisible until their hold ends.
+//     So when a receive then finds nothing while the source held more at the start than the
+//     pass has seen (or cannot tell), the pass waits for the end of the failed receive's hold
+//     and receives again (Pass.HiddenWaits), instead of ending without them.
 //   - Messages that entered the DLQ after the pass began are not part of it: those stamped by
 //     a replay at or after the start (they came back) and those sent after the start (they
 //     arrived). They are counted and left alone.
@@ -73,6 +75,9 @@ type Pass struct {
 	// FailedReceives counts receives that failed and were retried: each may have hidden up
 	// to a batch until the hold ends (an answer lost after the service handed it out).
 	FailedReceives int `json:"failed_receives"`
+	// HiddenWaits counts the waits, after a receive found nothing, for the end of the hold of
+	// a failed receive's batch.
+	HiddenWaits int `json:"hidden_waits,omitempty"`
 }
 
 // receivePolicy retries a receive that failed for a reason retrying can fix.
@@ -114,6 +119,9 @@ type pass struct {
 	quiet int
 	over  bool
 	p     Pass
+
+	stop       <-chan struct{} // the caller's interrupt (Ctrl-C): ends a wait for hidden messages
+	lastFailed time.Time       // when the last receive failed (zero: none, or already waited for)
 }
 
 func newPass(ctx context.Context, src Source, hold time.Duration, window int, start time.Time) *pass {
@@ -151,7 +159,15 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 			return nil, err
 		}
 		if len(msgs) == 0 {
-			w.p.Ended = EndEmpty
+			if w.waitHidden() {
+				continue
+			}
+			select {
+			case <-w.stop:
+				w.p.Ended = EndInterrupted
+			default:
+				w.p.Ended = EndEmpty
+			}
 			return nil, nil
 		}
 		w.p.MaxLeased = max(w.p.MaxLeased, w.held.len()+len(msgs))
@@ -211,12 +227,41 @@ func (w *pass) get(ctx context.Context, n int) ([]*Message, error) {
 			return nil, err
 		}
 		w.p.FailedReceives++
+		w.lastFailed = time.Now()
 		if attempt > receivePolicy.Retries() {
 			return nil, fmt.Errorf("receive failed %d times: %w", attempt, err)
 		}
 		time.Sleep(receivePolicy.Delay(attempt, failure.RetryAfterOf(err), nil))
 	}
 }
+
+// waitHidden is called when a receive found nothing. When a receive failed less than a hold
+// ago and the source held more at the start than the pass has seen (or cannot tell), the
+// failed receive may have leased a batch whose answer was lost: waitHidden waits until that
+// hold has ended (or the caller is interrupted) and reports whether the pass should receive
+// again. It waits once per failed receive.
+func (w *pass) waitHidden() bool {
+	if w.lastFailed.IsZero() || (w.p.AtStart > 0 && w.p.Seen >= w.p.AtStart) {
+		return false
+	}
+	d := time.Until(w.lastFailed.Add(w.hold + hiddenMargin))
+	w.lastFailed = time.Time{}
+	if d <= 0 || d > w.hold+hiddenMargin {
+		return false // the hold ended before this receive: it would have seen them
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		w.p.HiddenWaits++
+		return true
+	case <-w.stop:
+		return false
+	}
+}
+
+// hiddenMargin is how long after a hold's end a lapsed lease is counted on to be visible.
+const hiddenMargin = time.Second
 
 // keep holds ms leased in the window; only each message's ID and lease handle are kept. What
 // overflows the window is released by trim, in batches, before the next receive.
