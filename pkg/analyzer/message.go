@@ -43,7 +43,7 @@ import (
 // TestCorePanicRecovered (recover), TestCorePoison, TestCoreBackoff and
 // TestCorePartialBatchFailure (verdict).
 func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
-	log := a.log.With(zap.String("sqs_message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
+	log := a.log.WithLazy(zap.String("sqs_message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
 	work := st.work
 
 	items, err := recovered(a, func() ([]item, error) { return a.prepare(work, log, m.Body) })

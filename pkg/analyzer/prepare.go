@@ -63,7 +63,7 @@ func (a *Analyzer) prepare(ctx context.Context, log *zap.Logger, body []byte) ([
 	var out []item
 	for i := range msg.Records {
 		rec := &msg.Records[i]
-		it := item{rec: rec, log: log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))}
+		it := item{rec: rec, log: log.WithLazy(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))}
 		var why string
 		switch rec.Kind {
 		case s3event.Created:
