@@ -88,7 +88,7 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		if len(sc.flags) > 0 {
 			name += "/" + strings.Join(sc.flags, "=")
 		}
-		b.Run(name, func(b *testing.B) { benchAnalyzer(b, name, sc.latency, sc.flags) })
+		b.Run(name, func(b *testing.B) { benchBuilds(b, name, sc.latency, sc.flags) })
 	}
 	b.Run("Tracing", benchTracing)
 	b.Run("Memory15MB", func(b *testing.B) { benchMemory(b, "Memory15MB", nil) })
@@ -134,6 +134,26 @@ func benchReceiveDelete(b *testing.B) {
 	}, fmt.Sprintf("bench process receives 10/poll, batch delete; %v", elapsed.Round(time.Millisecond)))
 }
 
+// benchBuilds runs benchAnalyzer with the default analyzer build, or, with BENCH_ANALYZERS
+// set, once per entry there, in its order, as sub-benchmarks build=NAME: builds measured
+// alternately on one stack (-count N would run each build N times in a row instead):
+//
+//	BENCH_ANALYZERS=before=/tmp/analyzer-before,after=/tmp/analyzer-after,before=/tmp/analyzer-before,after=/tmp/analyzer-after \
+//	  go test ./bench -run '^$' -bench 'AnalyzerProcess/Analyzer/latency=0s$/build' -benchtime 4000x
+func benchBuilds(b *testing.B, name string, latency time.Duration, flags []string) {
+	builds, err := proctest.Builds()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(builds) == 0 {
+		benchAnalyzer(b, name, "", latency, flags)
+		return
+	}
+	for _, bd := range builds {
+		b.Run("build="+bd.Name, func(b *testing.B) { benchAnalyzer(b, name+"/build="+bd.Name, bd.Name, latency, flags) })
+	}
+}
+
 // benchAnalyzer measures the analyzer binary on b.N messages (distinct 64x64 PNGs, the queue
 // loaded before the process starts) with the Vision stand-in answering after latency:
 // --workers 64, --vision-rate 100000 --vision-burst 1000 (the client limiter does not bound
@@ -153,7 +173,7 @@ func benchReceiveDelete(b *testing.B) {
 // It fails if the analyzer failed or dead-lettered any message or does not exit 0.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Analyzer' -benchtime 2000x
-func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []string) {
+func benchAnalyzer(b *testing.B, name, build string, latency time.Duration, flags []string) {
 	if probe(b) {
 		return
 	}
@@ -165,7 +185,7 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 	st.Seed(b, "bench", b.N, "png", pngs(2_000_000+int64(latency/time.Millisecond)*10_000))
 	b.ResetTimer()
 	c := unlimited
-	c.flags = flags
+	c.flags, c.build = flags, build
 	r := runAnalyzer(b, st, b.N, c)
 	b.StopTimer()
 	assertClean(b, st, r)

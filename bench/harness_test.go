@@ -19,6 +19,7 @@ type analyzerConfig struct {
 	// of the messages done); windowTo ends it at this share done (0: all of them).
 	windowFrom time.Duration
 	windowTo   float64
+	build      string // the analyzer build to run (proctest.Builds; "": the default one)
 }
 
 // args are the analyzer's flags for c.
@@ -48,7 +49,7 @@ func (r *analyzerRun) metric(name string) float64 { return r.metrics["imgpipe_an
 // what the kernel and its metrics say.
 func runAnalyzer(tb testing.TB, st *proctest.Stack, n int, c analyzerConfig) *analyzerRun {
 	tb.Helper()
-	p := st.StartAnalyzerEnv(tb, "analyzer", c.env, c.args()...)
+	p := st.StartAnalyzerBuild(tb, c.build, "analyzer", c.env, c.args()...)
 	r := &analyzerRun{n: n}
 	r.Progress = st.WaitDone(tb, proctest.Wait{N: n, Start: p.Started(), Procs: []*proctest.Proc{p},
 		WindowFrom: c.windowFrom, WindowTo: int(c.windowTo * float64(n))})

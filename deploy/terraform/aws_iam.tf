@@ -192,7 +192,7 @@ data "aws_iam_policy_document" "uploader" {
 
   statement {
     sid       = "PeekDeadLetters"
-    actions   = ["sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"]
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
     resources = [aws_sqs_queue.dlq.arn]
   }
 }

@@ -34,7 +34,7 @@ var awsGrants = map[string]map[string][]string{
 	"uploader": {
 		objects: {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
 		bucket:  {"s3:ListBucket"},
-		dlq:     {"sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"},
+		dlq:     {"sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"},
 	},
 	"dlq-replay": {
 		dlq: {"sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",

@@ -69,6 +69,10 @@ type Options struct {
 // ErrSentNotDeleted marks a message that was sent but could not be deleted from the DLQ.
 var ErrSentNotDeleted = errors.New("sent but not deleted (it will be a duplicate)")
 
+// ErrNotReleased marks a pass's error when held messages could not be released: nothing is
+// lost, they become receivable again when their hold ends.
+var ErrNotReleased = errors.New("release")
+
 // DefaultMaxReplays is how many times a message may be replayed before it is left in the DLQ.
 const DefaultMaxReplays = 5
 

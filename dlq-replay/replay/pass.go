@@ -349,7 +349,7 @@ func (q *window) pop(n int) []*Message {
 
 func releaseAll(ctx context.Context, src Source, msgs []*Message) error {
 	if err := errors.Join(queue.Batches(msgs, func(b []*Message) []error { return src.Release(ctx, b) })...); err != nil {
-		return fmt.Errorf("release: %w", err)
+		return fmt.Errorf("%w: %w", ErrNotReleased, err)
 	}
 	return nil
 }

@@ -390,11 +390,12 @@ func (s *Stack) AWSConfig() aws.Config {
 	}
 }
 
-// NewSQSClient returns an SQS client for the stack's SQS stand-in.
-func (s *Stack) NewSQSClient() *sqs.Client {
-	return sqs.NewFromConfig(s.AWSConfig(), func(o *sqs.Options) {
+// NewSQSClient returns an SQS client for the stack's SQS stand-in, with optFns applied
+// after the endpoint is set (awsclient.CountCalls, say).
+func (s *Stack) NewSQSClient(optFns ...func(*sqs.Options)) *sqs.Client {
+	return sqs.NewFromConfig(s.AWSConfig(), append([]func(*sqs.Options){func(o *sqs.Options) {
 		o.BaseEndpoint = aws.String(s.SQSEndpoint)
-	})
+	}}, optFns...)...)
 }
 
 // NewS3Client returns a path-style S3 client for the stack's S3 stand-in.

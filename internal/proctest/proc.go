@@ -44,11 +44,12 @@ func (st *Stack) StartAnalyzer(tb testing.TB, name string, flags ...string) *Pro
 	return st.startBinary(tb, name, "analyzer", nil, nil, flags)
 }
 
-// StartAnalyzerEnv is StartAnalyzer with more environment variables (NAME=value), such as
-// the OTEL_* ones that turn tracing on.
-func (st *Stack) StartAnalyzerEnv(tb testing.TB, name string, env []string, flags ...string) *Proc {
+// StartAnalyzerBuild is StartAnalyzer with the analyzer build named build (see Builds; ""
+// is the default build) and more environment variables (NAME=value), such as the OTEL_*
+// ones that turn tracing on.
+func (st *Stack) StartAnalyzerBuild(tb testing.TB, build, name string, env []string, flags ...string) *Proc {
 	tb.Helper()
-	return st.startBinary(tb, name, "analyzer", nil, env, flags)
+	return st.startBinary(tb, name, analyzerBinary(build), nil, env, flags)
 }
 
 // StartIndexer starts `indexer run` with --metrics-addr on a free loopback port,
@@ -77,12 +78,12 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, f
 	}
 	defer logFile.Close() // the child holds its own copy
 	args := append(append(command, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn"), flags...)
-	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && binary == "analyzer" {
+	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && strings.HasPrefix(binary, "analyzer") {
 		// One folder per run: CPU and allocation profiles of the whole process (obs.StartProfiles).
 		if abs, err := filepath.Abs(dir); err == nil {
 			dir = abs // the binary runs in st.Tmp
 		}
-		run := strings.NewReplacer("/", "_", "=", "-", " ", "_").Replace(tb.Name() + "-" + name)
+		run := strings.NewReplacer("/", "_", "=", "-", " ", "_").Replace(tb.Name() + "-" + binary + "-" + name)
 		args = append(args, "--profile-dir", filepath.Join(dir, fmt.Sprintf("%s-%d", run, time.Now().UnixNano())))
 	}
 	p.cmd = exec.Command(filepath.Join(st.Bin, binary), args...)

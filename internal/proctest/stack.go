@@ -131,9 +131,47 @@ func start(parts string) (*Stack, error) {
 	return st, nil
 }
 
+// Builds are the analyzer builds named by BENCH_ANALYZERS ("name=path,name=path,..."), in
+// the order given: the benchmarks run each of their analyzer scenarios once per entry, one
+// after the other on the one stack. A name may come again (with the same path), so that
+// "a=X,b=Y,a=X,b=Y" measures two builds alternately in one session. Nil when it is not set.
+func Builds() ([]Build, error) {
+	v := os.Getenv("BENCH_ANALYZERS")
+	if v == "" {
+		return nil, nil
+	}
+	var out []Build
+	paths := map[string]string{}
+	for _, part := range strings.Split(v, ",") {
+		name, path, ok := strings.Cut(part, "=")
+		if !ok || name == "" || path == "" || strings.ContainsAny(name, "/ ") {
+			return nil, fmt.Errorf("BENCH_ANALYZERS: %q is not name=path (a name without / or spaces)", part)
+		}
+		if p, seen := paths[name]; seen && p != path {
+			return nil, fmt.Errorf("BENCH_ANALYZERS: %s names both %s and %s", name, p, path)
+		}
+		paths[name] = path
+		out = append(out, Build{Name: name, Path: path})
+	}
+	return out, nil
+}
+
+// Build is an analyzer binary to run under a name (see Builds).
+type Build struct {
+	Name, Path string
+}
+
+// analyzerBinary is the file name in st.Bin of the analyzer build named build ("": the default one).
+func analyzerBinary(build string) string {
+	if build == "" {
+		return "analyzer"
+	}
+	return "analyzer-" + build
+}
+
 // build compiles the analyzer, indexer and devstack commands into st.Bin. With
-// BENCH_ANALYZER set, the analyzer binary it names is run instead of one built from this tree
-// (to compare two builds in one session, alternately).
+// BENCH_ANALYZER set, the analyzer binary it names is run instead of one built from this tree;
+// BENCH_ANALYZERS adds the builds it names (see Builds).
 func (st *Stack) build() error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -160,6 +198,27 @@ func (st *Stack) build() error {
 		}
 		if err := os.Symlink(abs, filepath.Join(st.Bin, "analyzer")); err != nil {
 			return fmt.Errorf("BENCH_ANALYZER: %w", err)
+		}
+	}
+	builds, err := Builds()
+	if err != nil {
+		return err
+	}
+	linked := map[string]bool{}
+	for _, b := range builds {
+		if linked[b.Name] {
+			continue
+		}
+		linked[b.Name] = true
+		abs, err := filepath.Abs(b.Path)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("BENCH_ANALYZERS: %w", err)
+		}
+		if err := os.Symlink(abs, filepath.Join(st.Bin, analyzerBinary(b.Name))); err != nil {
+			return fmt.Errorf("BENCH_ANALYZERS: %w", err)
 		}
 	}
 	return nil

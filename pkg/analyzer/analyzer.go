@@ -457,7 +457,7 @@ func (a *Analyzer) receiveLoop(st *runState) {
 			wait := receiveBackoff.Backoff(failures, nil)
 			a.log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", wait))
 			a.metrics.receiveErrors.Inc()
-			sleepCtx(ctx, wait)
+			_ = retry.Sleep(ctx, wait) // the loop ends once ctx has
 			continue
 		}
 		failures = 0
@@ -481,24 +481,14 @@ func (a *Analyzer) receiveLoop(st *runState) {
 func (a *Analyzer) intake(ctx context.Context) (n int, probe bool) {
 	switch a.breaker.State() {
 	case breaker.Open:
-		sleepCtx(ctx, min(a.breaker.Remaining(), time.Second))
+		_ = retry.Sleep(ctx, min(a.breaker.Remaining(), time.Second))
 		return 0, false
 	case breaker.HalfOpen:
 		if !a.breaker.Allow() {
-			sleepCtx(ctx, 100*time.Millisecond)
+			_ = retry.Sleep(ctx, 100*time.Millisecond)
 			return 0, false
 		}
 		return 1, true
 	}
 	return a.opts.MaxMessages, false
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -44,7 +44,7 @@ import (
 // TestCorePanicRecovered (recover), TestCorePoison, TestCoreBackoff and
 // TestCorePartialBatchFailure (verdict).
 func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
-	log := a.log.With(zap.String("sqs_message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
+	log := a.log.WithLazy(zap.String("sqs_message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
 	work := st.work
 	tr := newMsgTrace(work, m)
 

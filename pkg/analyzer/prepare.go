@@ -65,7 +65,7 @@ func (a *Analyzer) prepare(ctx context.Context, tr *msgTrace, log *zap.Logger, b
 	var out []item
 	for i := range msg.Records {
 		rec := &msg.Records[i]
-		base := log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
+		base := log.WithLazy(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
 		it := item{rec: rec, log: base}
 		var why string
 		switch {

@@ -107,10 +107,7 @@ func TestSDKLogsThroughZap(t *testing.T) {
 func TestCountCalls(t *testing.T) {
 	st := stacktest.Get(t)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calls_total"}, []string{"op"})
-	client := sqs.NewFromConfig(st.AWSConfig(), func(o *sqs.Options) {
-		o.BaseEndpoint = aws.String(st.SQSEndpoint)
-		o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls))
-	})
+	client := st.NewSQSClient(func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, awsclient.CountCalls(calls)) })
 	ctx := context.Background()
 	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(stacktest.Unique("count"))})
 	if err != nil {

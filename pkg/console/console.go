@@ -2,9 +2,9 @@
 // images newest first and by tag with cursors, the status of uploads, the pipeline's queues
 // and dead letters, presigned browser uploads) and the page over it, embedded.
 //
-// It serves from the project's own pieces: the Firestore index (imgpipe/pkg/index), the
+// It serves from the project's own pieces: the Firestore index (imgpipe/pkg/indexstore), the
 // uploader's key scheme and status lookup (imgpipe/pkg/uploader), the SQS depth reading
-// (imgpipe/pkg/sqsdepth) and dlq-replay's scan and statistics over its SQS and Pub/Sub
+// (the pipeline's SQS driver, imgpipe/pkg/queue/sqsqueue) and dlq-replay's scan and statistics over its SQS and Pub/Sub
 // sources. Image bytes never pass through it: browsers upload to S3 with presigned PUTs
 // whose signature fixes the key, the size and the type, and fetch images with presigned GETs.
 //
@@ -35,7 +35,6 @@ import (
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/indexstore"
-	"imgpipe/pkg/sqsdepth"
 	"imgpipe/pkg/uploader"
 )
 
@@ -172,7 +171,7 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 	if deps.SQS != nil && o.DLQURL != "" {
 		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DLQURL), kind: "sqs", src: sqsdlq.New(deps.SQS, o.DLQURL, nil),
 			visible: func(ctx context.Context) (int, error) {
-				d, err := sqsdepth.Read(ctx, deps.SQS, o.DLQURL)
+				d, err := sqsDepth(ctx, deps.SQS, o.DLQURL)
 				return d.Visible, err
 			}})
 	}

@@ -7,11 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/pkg/failure"
-	"imgpipe/pkg/sqsdepth"
+	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/sqsqueue"
 )
 
 // Pipeline is the state of the pipeline's queues at one moment.
@@ -32,10 +34,10 @@ type Problem struct {
 // QueueStatus is an SQS queue's depth. SQS does not tell the age of its oldest message
 // through its API (only CloudWatch does), so OldestAgeSeconds is always null for it.
 type QueueStatus struct {
-	Name             string          `json:"name"`
-	Depth            *sqsdepth.Depth `json:"depth"`
-	OldestAgeSeconds *float64        `json:"oldestAgeSeconds"`
-	Error            *Problem        `json:"error,omitempty"`
+	Name             string       `json:"name"`
+	Depth            *queue.Depth `json:"depth"`
+	OldestAgeSeconds *float64     `json:"oldestAgeSeconds"`
+	Error            *Problem     `json:"error,omitempty"`
 }
 
 // DeadLetterStatus is what the last scan of a dead-letter queue found (see DLQRefresh).
@@ -43,7 +45,7 @@ type DeadLetterStatus struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"` // sqs or pubsub
 	// Depth is the queue's own count (SQS only).
-	Depth *sqsdepth.Depth `json:"depth,omitempty"`
+	Depth *queue.Depth `json:"depth,omitempty"`
 	// Messages is how many messages the scan saw; Complete says whether it saw them all.
 	Messages  int            `json:"messages"`
 	Complete  bool           `json:"complete"`
@@ -72,7 +74,7 @@ func (s *Server) servePipeline(w http.ResponseWriter, r *http.Request) {
 	if s.deps.SQS != nil && s.o.QueueURL != "" {
 		p.Queue = &QueueStatus{Name: queueName(s.o.QueueURL)}
 		wg.Go(func() {
-			d, err := sqsdepth.Read(ctx, s.deps.SQS, s.o.QueueURL)
+			d, err := sqsDepth(ctx, s.deps.SQS, s.o.QueueURL)
 			if err != nil {
 				p.Queue.Error = s.problem(err)
 				return
@@ -82,7 +84,7 @@ func (s *Server) servePipeline(w http.ResponseWriter, r *http.Request) {
 	}
 	var view *deadLetterView
 	var viewErr error
-	var dlqDepth *sqsdepth.Depth
+	var dlqDepth *queue.Depth
 	if len(s.dead.queues) > 0 || s.o.DLQURL != "" {
 		wg.Go(func() {
 			if len(s.dead.queues) > 0 {
@@ -92,7 +94,7 @@ func (s *Server) servePipeline(w http.ResponseWriter, r *http.Request) {
 			}
 			// After the scan, which holds the messages it looks at (they would count in flight).
 			if s.deps.SQS != nil && s.o.DLQURL != "" {
-				if d, err := sqsdepth.Read(ctx, s.deps.SQS, s.o.DLQURL); err == nil {
+				if d, err := sqsDepth(ctx, s.deps.SQS, s.o.DLQURL); err == nil {
 					dlqDepth = &d
 				}
 			}
@@ -157,4 +159,14 @@ func (s *Server) problem(err error) *Problem {
 		code = "Timeout"
 	}
 	return &Problem{Code: code, Message: innermost(err)}
+}
+
+// sqsDepth reads the approximate depth of the SQS queue at url with the pipeline's SQS
+// driver.
+func sqsDepth(ctx context.Context, client *sqs.Client, url string) (queue.Depth, error) {
+	q, err := sqsqueue.New(client, url, nil)
+	if err != nil {
+		return queue.Depth{}, err
+	}
+	return q.Depth(ctx)
 }

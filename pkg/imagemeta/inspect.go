@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"sync"
 
 	"imgpipe/pkg/failure"
 )
@@ -88,7 +89,12 @@ func Inspect(r io.Reader, limit int64) (*Meta, error) {
 		return nil, failure.Permanentf(ReasonUnsupportedFormat, "%s images are not supported", f)
 	}
 
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), src), 4096)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(io.MultiReader(bytes.NewReader(head), src))
+	defer func() {
+		br.Reset(nil) // keep no reference to the caller's reader
+		readers.Put(br)
+	}()
 	m := &Meta{Format: f, MIME: f.MIME()}
 	switch f {
 	case JPEG:
@@ -114,6 +120,10 @@ func Inspect(r io.Reader, limit int64) (*Meta, error) {
 	}
 	return m, nil
 }
+
+// readers keeps the 4 KiB buffered readers Inspect reads the headers through: one per call
+// in progress, not one allocated per image.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // errUnsupported marks a recognised variant of a format that Inspect does not read.
 var errUnsupported = errors.New("unsupported variant")

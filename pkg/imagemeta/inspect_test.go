@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"imgpipe/pkg/failure"
@@ -304,5 +306,49 @@ func TestDisplaySize(t *testing.T) {
 		if w, h := m.DisplaySize(); w != tt.wantW || h != tt.wantH {
 			t.Errorf("DisplaySize(%+v) = %dx%d, want %dx%d", tt.exif, w, h, tt.wantW, tt.wantH)
 		}
+	}
+}
+
+// Inspect reads through pooled buffers: calls at once on different images each get their
+// own image's answer, and a reader whose Inspect failed leaves nothing behind for the next.
+func TestInspectConcurrent(t *testing.T) {
+	inputs := [][]byte{
+		encPNG(t, 300, 200), encJPEG(t, 640, 480), encGIF(t, 33, 44), withEXIF(encJPEG(t, 64, 48), camEXIF(le, 6)),
+		[]byte("not an image at all, just text that is long enough to sniff"), encJPEG(t, 17, 9)[:40],
+	}
+	type answer struct {
+		w, h   int
+		reason string
+	}
+	inspect := func(b []byte) answer {
+		m, err := Inspect(bytes.NewReader(b), 0)
+		if err != nil {
+			return answer{reason: failure.ReasonOf(err)}
+		}
+		return answer{w: m.Width, h: m.Height}
+	}
+	want := make([]answer, len(inputs))
+	for i, b := range inputs {
+		want[i] = inspect(b)
+	}
+	if want[0] != (answer{w: 300, h: 200}) || want[4].reason != ReasonNotAnImage || want[5].reason == "" {
+		t.Fatalf("sequential answers %+v", want)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*200)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				k := (g + i) % len(inputs)
+				if got := inspect(inputs[k]); got != want[k] {
+					errs <- fmt.Sprintf("input %d: %+v, want %+v", k, got, want[k])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

@@ -109,7 +109,7 @@ func (d *Deleter) Run(ctx context.Context) {
 			more, failed := d.flush(ctx, all)
 			if failed {
 				failures++
-				sleepCtx(ctx, d.opts.Backoff.Backoff(failures, nil))
+				_ = retry.Sleep(ctx, d.opts.Backoff.Backoff(failures, nil)) // a cancelled ctx cuts the wait short
 			} else {
 				failures = 0
 			}
@@ -165,14 +165,4 @@ func (d *Deleter) flush(ctx context.Context, all bool) (more, failed bool) {
 	more = len(d.pending) >= MaxBatch || (all && len(d.pending) > 0)
 	d.mu.Unlock()
 	return more, bad == n && len(again) > 0
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

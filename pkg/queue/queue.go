@@ -78,11 +78,11 @@ func (m *Message) FailedAt() time.Time {
 	return m.SentAt
 }
 
-// Depth is a source's approximate depth.
+// Depth is a source's approximate depth (in JSON as the console's API shows it).
 type Depth struct {
-	Visible    int // waiting to be received
-	NotVisible int // received and leased, not deleted yet
-	Delayed    int // sent, not deliverable yet
+	Visible    int `json:"visible"`  // waiting to be received
+	NotVisible int `json:"inFlight"` // received and leased, not deleted yet
+	Delayed    int `json:"delayed"`  // sent, not deliverable yet
 }
 
 // Source is what a driver implements: a queue (or subscription) that leases messages to

@@ -1,12 +1,13 @@
 // Package retry holds the pipeline's retry policy: when to try again, and how long to wait.
 //
-// It is pure: it does no I/O and never sleeps. Callers own the loop, the clock and the
-// sleeping; this package answers "how long before retry n" (exponential backoff with full
+// Its policy is pure: it does no I/O and never sleeps. Callers own the loop, the clock and
+// the sleeping; this package answers "how long before retry n" (exponential backoff with full
 // jitter, or the server's own wait when it named one) and reads the server's wait from the
-// response headers Azure services use.
+// response headers Azure services use. Sleep is the one wait the callers use for it.
 package retry
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -190,3 +191,15 @@ func (e *interruptedError) Error() string {
 // Unwrap lists the last attempt's error first so that errors.As finds its classification
 // before anything the context error might carry.
 func (e *interruptedError) Unwrap() []error { return []error{e.last, e.ctxErr} }
+
+// Sleep waits d, or until ctx ends: then it returns ctx's error.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

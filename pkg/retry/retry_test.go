@@ -207,3 +207,22 @@ func TestInterrupted(t *testing.T) {
 		t.Error("nil context error must return last")
 	}
 }
+
+// Sleep waits its duration, and a context that ends cuts it short with the context's error.
+func TestSleep(t *testing.T) {
+	if err := Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("Sleep 1ms: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- Sleep(ctx, time.Hour) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Sleep on a cancelled context: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Sleep on a cancelled context waited its whole hour")
+	}
+}

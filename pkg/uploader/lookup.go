@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
@@ -75,9 +74,10 @@ type LookupOptions struct {
 	DLQURL string
 	// DLQScan bounds the messages one check looks at; default 100.
 	DLQScan int
-	// DLQHold is the visibility timeout of scanned messages, whole seconds, default 15s.
-	// Scanned messages are made visible again right after the scan; the hold only matters if
-	// that fails (or the process dies), then they reappear after it. Nothing is deleted.
+	// DLQHold is the visibility timeout of scanned messages, whole seconds (a part of a
+	// second is dropped), default 15s. Scanned messages are made visible again as the scan
+	// goes (dlq-replay's scan); the hold only matters if that fails (or the process dies),
+	// then they reappear after it. Nothing is deleted.
 	DLQHold time.Duration
 	// Failures, when set, is asked about failures instead of a scan of SQS/DLQURL: a view of
 	// the dead-letter queues shared by many lookups (the console keeps one).
@@ -97,6 +97,7 @@ type Lookup struct {
 	bucket string
 	o      LookupOptions
 	log    *zap.Logger
+	dlq    replay.Source // the SQS dead-letter queue when SQS and DLQURL are set
 }
 
 // NewLookup returns a Lookup for objects of bucket.
@@ -111,11 +112,16 @@ func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) *Lookup {
 	if o.DLQHold < time.Second {
 		o.DLQHold = 15 * time.Second
 	}
+	o.DLQHold = o.DLQHold.Truncate(time.Second)
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Lookup{s3: client, bucket: bucket, o: o, log: log}
+	l := &Lookup{s3: client, bucket: bucket, o: o, log: log}
+	if o.SQS != nil && o.DLQURL != "" {
+		l.dlq = sqsdlq.New(o.SQS, o.DLQURL, nil) // a 1 s long poll; an empty receive ends the scan
+	}
+	return l
 }
 
 // ResolveKey turns a status argument into an object key: a path to a regular file becomes
@@ -161,7 +167,7 @@ func (l *Lookup) Status(ctx context.Context, keys []string) ([]ObjectStatus, err
 		}
 		open[k] = true
 	}
-	if len(open) > 0 && (l.o.Failures != nil || l.o.SQS != nil && l.o.DLQURL != "") {
+	if len(open) > 0 && (l.o.Failures != nil || l.dlq != nil) {
 		var failed map[string]FailureInfo
 		var err error
 		if l.o.Failures != nil {
@@ -237,66 +243,37 @@ func (l *Lookup) exists(ctx context.Context, key string) (bool, error) {
 	return false, classifyS3("head "+key, err)
 }
 
-// receiveTimeout bounds one ReceiveMessage of the DLQ scan (which long-polls for 1 s).
-const receiveTimeout = 10 * time.Second
+// errFoundAll ends a scan of the dead-letter queue once every wanted key was found.
+var errFoundAll = errors.New("every wanted key found")
 
-// scanDLQ receives up to DLQScan messages from the dead-letter queue, notes the failures of
-// the wanted keys of this bucket, and makes every received message visible again.
+// scanDLQ looks at up to DLQScan messages of the dead-letter queue with dlq-replay's scan (one
+// pass over the queue as it is; each message released again as the scan goes, none deleted)
+// and notes the failures of the wanted keys of this bucket. It stops once all are found.
 func (l *Lookup) scanDLQ(ctx context.Context, want map[string]bool) (map[string]FailureInfo, error) {
 	found := map[string]FailureInfo{}
-	var handles []string
-	defer func() { l.release(handles) }()
-	hold := int32(l.o.DLQHold / time.Second)
-	for seen := 0; seen < l.o.DLQScan && len(found) < len(want); {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		// The receive is not cancelled with ctx: a long poll cut off on our side may still
-		// hand messages out on the server's, and we would never learn their receipt handles
-		// to make them visible again. It is bounded by its own short timeout instead.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
-		out, err := l.o.SQS.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
-			QueueUrl:                    &l.o.DLQURL,
-			MaxNumberOfMessages:         int32(min(10, l.o.DLQScan-seen)),
-			VisibilityTimeout:           hold,
-			WaitTimeSeconds:             1,
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
-		})
-		cancel()
+	_, err := replay.Scan(ctx, l.dlq, &replay.ScanOptions{Max: l.o.DLQScan, Hold: l.o.DLQHold}, func(m *replay.Message) error {
+		msg, err := s3event.Parse(m.Body)
 		if err != nil {
-			return nil, fmt.Errorf("peek dead-letter queue: %w", err)
+			return nil // not an S3 event: not about an upload
 		}
-		if len(out.Messages) == 0 {
-			break
-		}
-		for _, m := range out.Messages {
-			seen++
-			handles = append(handles, aws.ToString(m.ReceiptHandle))
-			msg, err := s3event.Parse([]byte(aws.ToString(m.Body)))
-			if err != nil {
-				continue // not an S3 event: not about an upload
-			}
-			for _, r := range msg.Records {
-				if r.Bucket != l.bucket || !want[r.Key] {
-					continue
-				}
-				found[r.Key] = failureInfo(m)
+		for _, r := range msg.Records {
+			if r.Bucket == l.bucket && want[r.Key] {
+				found[r.Key] = NewFailureInfo(m.Failure(), m.ID, m.ReceiveCount)
 			}
 		}
+		if len(found) == len(want) {
+			return errFoundAll
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, replay.ErrNotReleased):
+		l.log.Warn("release dead-letter messages; they reappear after their visibility timeout",
+			zap.Duration("hold", l.o.DLQHold), zap.Error(err))
+	case err != nil && !errors.Is(err, errFoundAll):
+		return nil, fmt.Errorf("peek dead-letter queue: %w", err)
 	}
 	return found, nil
-}
-
-func failureInfo(m sqstypes.Message) FailureInfo {
-	attrs := map[string]string{}
-	for k, v := range m.MessageAttributes {
-		if v.StringValue != nil {
-			attrs[k] = *v.StringValue
-		}
-	}
-	received, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
-	return NewFailureInfo(failure.ParseDetails(attrs), aws.ToString(m.MessageId), received)
 }
 
 // NewFailureInfo describes a dead-lettered message: what its attributes say (f), its ID and
@@ -310,30 +287,4 @@ func NewFailureInfo(f failure.Details, messageID string, received int) FailureIn
 		info.Class = f.Class.String()
 	}
 	return info
-}
-
-// release makes received messages visible again. It runs on its own context: it matters most
-// when the caller's has ended.
-func (l *Lookup) release(handles []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for len(handles) > 0 {
-		n := min(10, len(handles))
-		var entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry
-		for i, h := range handles[:n] {
-			entries = append(entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h), VisibilityTimeout: 0,
-			})
-		}
-		out, err := l.o.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &l.o.DLQURL, Entries: entries})
-		switch {
-		case err != nil:
-			l.log.Warn("release dead-letter messages; they reappear after their visibility timeout",
-				zap.Int("messages", n), zap.Duration("hold", l.o.DLQHold), zap.Error(err))
-		case len(out.Failed) > 0:
-			l.log.Warn("release dead-letter messages; some reappear after their visibility timeout",
-				zap.Int("failed", len(out.Failed)), zap.Duration("hold", l.o.DLQHold))
-		}
-		handles = handles[n:]
-	}
 }

@@ -210,7 +210,7 @@ func New(endpoint string, cred Credential, opts *Options) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = retry.Sleep
 	}
 	if c.obs == nil {
 		c.obs = nopObserver{}
@@ -642,17 +642,6 @@ func ctxErr(ctx context.Context, err error) error {
 		return e
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func positiveOr(d, def time.Duration) time.Duration {

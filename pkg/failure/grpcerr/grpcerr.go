@@ -1,8 +1,8 @@
 // Package grpcerr is the one table that classifies the gRPC status codes Google Cloud's
 // clients (Pub/Sub, Firestore) answer with: each code mapped to a pkg/failure class, the code's
 // name as reason and, for a fault of the deployment rather than of the request, the setup
-// mark. pkg/publish and pkg/index classify through Classify; docs/errors.md explains each
-// decision.
+// mark. pkg/publish, pkg/indexstore and dlq-replay's Pub/Sub edge classify through Classify;
+// docs/errors.md explains each decision.
 //
 // What a caller handles before it asks the table: an expected NotFound (a document that does
 // not exist) or AlreadyExists (a create precondition), and its own context's cancellation.

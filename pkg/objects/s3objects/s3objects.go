@@ -70,11 +70,25 @@ func (s *Store) ReadHead(ctx context.Context, ref objects.Ref, n int) (*objects.
 		// A 200 with the whole object (a store that ignores Range): its length is the size.
 		size = aws.ToInt64(obj.ContentLength)
 	}
-	buf, err := io.ReadAll(io.LimitReader(obj.Body, int64(n)))
+	buf, err := readAtMost(obj.Body, aws.ToInt64(obj.ContentLength), obj.ContentLength != nil, n)
 	if err != nil {
 		return nil, awserr.Classify(fmt.Errorf("read head of %s/%s: %w", ref.Bucket, ref.Key, err))
 	}
 	return &objects.Head{Size: size, ETag: trimETag(aws.ToString(obj.ETag)), Version: aws.ToString(obj.VersionId), Bytes: buf, Metadata: obj.Metadata}, nil
+}
+
+// readAtMost reads up to n bytes of body. When the answer gave its length, one buffer of
+// exactly that size (at most n) is read full; otherwise the body is read to its end, at most
+// n bytes.
+func readAtMost(body io.Reader, length int64, known bool, n int) ([]byte, error) {
+	if !known || length < 0 {
+		return io.ReadAll(io.LimitReader(body, int64(n)))
+	}
+	buf := make([]byte, min(length, int64(n)))
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // rangeTotal is the complete length in a Content-Range header ("bytes 0-99/1234").
