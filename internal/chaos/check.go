@@ -203,6 +203,9 @@ type Check struct {
 	DeadLettered map[string]int
 	// GoodInSQSDLQ and GoodInPubSubDLQ count the good images' DLQ entries by queue.
 	GoodInSQSDLQ, GoodInPubSubDLQ int
+	// LostPublished counts the lost good images whose record was published (seen by the
+	// suite's own subscription): lost between Pub/Sub and Firestore.
+	LostPublished int
 	// BadDeadLettered: bad files once in the DLQ with their reason.
 	BadDeadLettered   int
 	SQSDLQ, PubSubDLQ int // entries
@@ -301,11 +304,23 @@ func (r *run) check(ctx context.Context, rep *Report, c *Check) error {
 		}
 		if !indexed {
 			if len(dls) == 0 {
-				c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ", key))
+				if pub, _, ok := r.audit.newest(key); ok {
+					c.LostPublished++
+					c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ; its record was published (sequencer %s) and not indexed", key, pub.sequencer))
+				} else {
+					c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ, and no record of it published", key))
+				}
 			} else {
 				c.GoodOnlyInDLQ = append(c.GoodOnlyInDLQ, fmt.Sprintf("%q: no document, in the %s DLQ (%s)", key, dls[0].queue, dls[0].reason))
 			}
 			continue
+		}
+		if pub, _, ok := r.audit.newest(key); ok && pub.sequencer != doc.Sequencer {
+			if cmp, err := s3event.CompareSequencer(doc.Sequencer, pub.sequencer); err != nil || cmp < 0 {
+				c.Duplicate = append(c.Duplicate, fmt.Sprintf("%q: the document has sequencer %s, older than the newest record published for the key (%s, %s): an older event overwrote it, or the newest was never indexed",
+					key, doc.Sequencer, pub.sequencer, pub.event))
+				continue
+			}
 		}
 		etag := strings.Trim(doc.ETag, `"`)
 		if vs := exp.versions[key]; len(vs) > 1 && etag != etags[key] {

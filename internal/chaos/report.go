@@ -30,9 +30,11 @@ type Report struct {
 	AfterQuiet Quiet  // after the replay
 	After      *Check // after the replay; nil when no DLQ held a good image
 	Vision     visionstandin.Stats
-	Exited     []string // processes that exited by themselves
-	Elapsed    time.Duration
-	WorkDir    string
+	// Published counts the records the suite's own subscription received, copies included.
+	Published int
+	Exited    []string // processes that exited by themselves
+	Elapsed   time.Duration
+	WorkDir   string
 }
 
 // Final is the last check: after the replay, or the first when nothing was replayed.
@@ -109,6 +111,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	p("  sent: %d uploads (%d good images, %d of them overwritten later by a second version; %d bad files)",
 		r.Sent, r.SentGood, r.Overwrites, r.SentBad)
+	p("  published: %d records seen by the suite's own subscription (copies included)", r.Published)
 	p("  quiet after the last fault: queue empty after %v, last document written %v after; %s",
 		r.Quiet.QueueEmpty.Round(time.Second), r.Quiet.LastWrite.Round(time.Second), quietText(r.Quiet))
 	printCheck(p, "after the faults", &r.First)
@@ -173,6 +176,9 @@ func printCheck(p func(string, ...any), when string, c *Check) {
 			}
 			p("      %s", x)
 		}
+	}
+	if c.LostPublished > 0 {
+		p("    of the lost, %d were published to Pub/Sub and never indexed", c.LostPublished)
 	}
 	list("LOST", c.Lost)
 	list("good images only in a DLQ (lost unless a replay indexes them)", c.GoodOnlyInDLQ)

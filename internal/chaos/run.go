@@ -35,6 +35,7 @@ type run struct {
 	env    []string
 	corpus *Corpus
 	fleet  *fleet
+	audit  *audit
 	t0     time.Time
 	http   *http.Client
 
@@ -95,6 +96,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer cancel()
 		_ = r.st.Close(cctx)
 	}()
+	if r.audit, err = startAudit(ctx, r.envMap["GOOGLE_CLOUD_PROJECT"], r.res.TopicName); err != nil {
+		return nil, err
+	}
+	defer r.audit.close()
 	r.fleet = &fleet{bin: r.bin, logDir: filepath.Join(r.dir, "logs"), env: r.env,
 		analyzer: []string{"--vision-rate", fmt.Sprint(cfg.Quota), "--vision-burst", fmt.Sprint(int(cfg.Quota))}}
 	if err := os.MkdirAll(r.fleet.logDir, 0o755); err != nil {
@@ -147,6 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Vision.ByImage = nil
 	}
 	rep.Exited = r.fleet.exited()
+	rep.Published = r.audit.count()
 	rep.Elapsed = time.Since(r.t0)
 	return rep, nil
 }
