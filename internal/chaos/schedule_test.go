@@ -14,7 +14,8 @@ func TestPlanIsSeededAndComplete(t *testing.T) {
 	}{
 		{"full", FullTiming(6 * time.Minute)},
 		{"scaled", FullTiming(80 * time.Second).Scaled(0.25)},
-		{"window shorter than a kill interval", FullTiming(15 * time.Second).Scaled(1.0 / 3)},
+		{"window shorter than a kill interval", Timing{Window: 15 * time.Second, KillMin: 20 * time.Second, KillMax: 60 * time.Second,
+			RestartMin: time.Second, RestartMax: 5 * time.Second, VisionOutage: 5 * time.Second, EmulatorDown: time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := Plan(42, tc.timing, analyzers, indexers)
