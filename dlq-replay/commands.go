@@ -58,7 +58,7 @@ func connect(ctx context.Context, s *settings) (*conn, error) {
 	log.Info("dlq-replay starting", zap.String("command", s.command), obs.Settings(s.described))
 	switch s.source {
 	case "sqs":
-		cfg, err := awsclient.Config(ctx, nil)
+		cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +251,7 @@ func rowOf(m *replay.Message) peekRow {
 	if _, ok := a["imgpipe.class"]; ok {
 		class = f.Class.String()
 	}
-	return peekRow{ID: m.ID, Key: m.Key(), Reason: f.Reason, Class: class, Attempts: f.Attempts, ReceiveCount: m.ReceiveCount,
+	return peekRow{ID: m.ID, Key: replay.Key(m), Reason: f.Reason, Class: class, Attempts: f.Attempts, ReceiveCount: m.ReceiveCount,
 		ReplayCount: f.ReplayCount, FailedAt: m.FailedAt(), Error: f.Error, Body: excerpt(m.Body, 200), Attributes: a}
 }
 
@@ -320,7 +320,7 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 		Filter: f, MaxReplays: s.maxReplays, Max: s.max, Batch: s.batch, Rate: s.rate, DryRun: s.dryRun, Hold: s.hold, Window: s.window,
 		OnDecision: func(m *replay.Message, d replay.Decision) {
 			if d == replay.Move && s.dryRun || d == replay.SkipReplays || d == replay.SkipCameBack {
-				list.add(listed{Key: m.Key(), ID: m.ID, Reason: m.Failure().Reason, Decision: d.String()})
+				list.add(listed{Key: replay.Key(m), ID: m.ID, Reason: m.Failure().Reason, Decision: d.String()})
 			}
 		},
 		OnFailure: func(m *replay.Message, err error) {
@@ -328,7 +328,7 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 			if errors.Is(err, replay.ErrSentNotDeleted) {
 				d = "not-deleted"
 			}
-			list.add(listed{Key: m.Key(), ID: m.ID, Reason: m.Failure().Reason, Decision: d, Error: err.Error()})
+			list.add(listed{Key: replay.Key(m), ID: m.ID, Reason: m.Failure().Reason, Decision: d, Error: err.Error()})
 		},
 		OnProgress: func(p replay.Summary) {
 			list.flush()
@@ -633,7 +633,7 @@ func runExport(ctx context.Context, e *env, s *settings, args []string) (err err
 	written := 0
 	deleted, p, derr := replay.Drain(ctx, c.src, s.scanOptions(0), !s.del, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			if err := replay.WriteRecord(f, m); err != nil {
+			if err := replay.WriteLine(f, m); err != nil {
 				return fmt.Errorf("write %s: %w", path, err)
 			}
 		}
@@ -695,7 +695,7 @@ func runImport(ctx context.Context, e *env, s *settings, args []string) error {
 		return fmt.Errorf("import file: %w", err)
 	}
 	defer f.Close()
-	sent, serr := replay.SendAll(ctx, dst, replay.Records(f), s.batch)
+	sent, serr := replay.SendAll(ctx, dst, replay.Lines(f), s.batch)
 	if s.json {
 		if err := printJSON(e.stdout, map[string]any{"file": args[0], "destination": destDesc, "read": read, "sent": sent, "error": errText(serr)}); err != nil {
 			return err
@@ -714,7 +714,7 @@ func eachRecord(path string, fn func(*replay.Message) error) error {
 		return fmt.Errorf("import file: %w", err)
 	}
 	defer f.Close()
-	if err := replay.ReadRecords(f, fn); err != nil {
+	if err := replay.ReadLines(f, fn); err != nil {
 		return usagef("%s: %v", path, err)
 	}
 	return nil

@@ -198,11 +198,11 @@ func seedSQS(t *testing.T, st *devstack.Stack, url string, msgs ...*replay.Messa
 
 func depth(t *testing.T, st *devstack.Stack, url string) int {
 	t.Helper()
-	v, f, err := sqsdlq.Depth(context.Background(), st.NewSQSClient(), url)
+	d, err := sqsdlq.New(st.NewSQSClient(), url, nil).Depth(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v + f
+	return d.Visible + d.NotVisible
 }
 
 func TestCLIPurgeRefusesWithoutYes(t *testing.T) {
@@ -331,7 +331,7 @@ func TestCLIPubSubStatsAndReplay(t *testing.T) {
 	file := filepath.Join(dir, "in.jsonl")
 	var buf bytes.Buffer
 	for _, m := range []*replay.Message{replaytest.Msg(t, "upload/ps1.jpg", "IndexUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/ps2.jpg", "IndexUnavailable", failure.Transient, 0)} {
-		if err := replay.WriteRecord(&buf, m); err != nil {
+		if err := replay.WriteLine(&buf, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -413,7 +413,7 @@ func TestCLIImportChecksTheWholeFileFirst(t *testing.T) {
 	vars, b, st := stack(t)
 	var buf bytes.Buffer
 	for i := range 25 {
-		if err := replay.WriteRecord(&buf, replaytest.Msg(t, "upload/imp"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)); err != nil {
+		if err := replay.WriteLine(&buf, replaytest.Msg(t, "upload/imp"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}

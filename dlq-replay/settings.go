@@ -85,14 +85,6 @@ func init() {
 	}
 }
 
-// wholeSeconds checks that *p is what SQS and Pub/Sub take: whole seconds from lo to hi.
-func wholeSeconds(p *time.Duration, lo, hi time.Duration) func() error {
-	return func() error {
-		_, err := replay.Seconds(*p, lo, hi)
-		return err
-	}
-}
-
 func destFlags(set *config.Set, s *settings) {
 	set.String(&s.to, "to", "", "", "SQS: destination queue URL (default: the queue whose redrive policy names the DLQ, else each message's imgpipe.source-queue)", config.Validate(config.HTTPURL(&s.to)))
 	set.String(&s.toTopic, "to-topic", "IMGPIPE_TOPIC", "", "Pub/Sub: destination topic, ID or full name (the pipeline's topic)")
@@ -105,8 +97,8 @@ func newSet(name string, c *command, s *settings) *config.Set {
 	set.String(&s.project, "project", "GOOGLE_CLOUD_PROJECT", "", "Google Cloud project (Pub/Sub)")
 	set.String(&s.deadLetterSub, "dead-letter-subscription", "IMGPIPE_DEAD_LETTER_SUBSCRIPTION", "", "Pub/Sub dead-letter subscription, ID or full name")
 	set.Bool(&s.json, "json", "", false, "print JSON instead of tables")
-	set.Duration(&s.hold, "hold", "DLQ_REPLAY_HOLD", 10*time.Minute, "how long a message being looked at stays invisible to others at most (whole seconds, 1s to 12h; Pub/Sub at most 10m)", config.Validate(wholeSeconds(&s.hold, time.Second, sqsdlq.MaxHold)))
-	set.Duration(&s.wait, "wait", "DLQ_REPLAY_WAIT", time.Second, "receive wait (whole seconds, 1s to 20s); an empty receive ends a pass (Pub/Sub: 3 in a row)", config.Validate(wholeSeconds(&s.wait, time.Second, 20*time.Second)))
+	set.Duration(&s.hold, "hold", "DLQ_REPLAY_HOLD", 10*time.Minute, "how long a message being looked at stays invisible to others at most (whole seconds, 1s to 12h; Pub/Sub at most 10m)", config.Validate(config.SecondsBetween(&s.hold, time.Second, sqsdlq.MaxHold)))
+	set.Duration(&s.wait, "wait", "DLQ_REPLAY_WAIT", time.Second, "receive wait (whole seconds, 1s to 20s); an empty receive ends a pass (Pub/Sub: 3 in a row)", config.Validate(config.SecondsBetween(&s.wait, time.Second, 20*time.Second)))
 	set.Int(&s.window, "window", "DLQ_REPLAY_WINDOW", replay.DefaultWindow, "most messages a pass keeps leased at once; the oldest are released as new ones come", config.Validate(config.Between(&s.window, 10, 100000)))
 	set.String(&s.logLevel, "log-level", "DLQ_REPLAY_LOG_LEVEL", "warn", "log level (JSON logs on stderr): debug, info, warn, error")
 	if c.flags != nil {

@@ -147,11 +147,11 @@ func (d *dlqStack) seed(tb testing.TB, n int) {
 
 func (d *dlqStack) depth(tb testing.TB, url string) (visible, inFlight int) {
 	tb.Helper()
-	v, f, err := sqsdlq.Depth(context.Background(), d.c, url)
+	dp, err := sqsdlq.New(d.c, url, nil).Depth(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return v, f
+	return dp.Visible, dp.NotVisible
 }
 
 // result is one command's run.

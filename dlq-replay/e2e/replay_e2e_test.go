@@ -139,11 +139,11 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		return out
 	}
 	stacktest.WaitFor(t, "every upload dead-lettered", 2*time.Minute, func() (bool, string) {
-		v, f, err := sqsdlq.Depth(ctx, sqsc, res.DLQURL)
+		d, err := sqsdlq.New(sqsc, res.DLQURL, nil).Depth(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v+f == n, fmt.Sprintf("DLQ depth %d+%d", v, f)
+		return d.Visible+d.NotVisible == n, fmt.Sprintf("DLQ depth %d+%d", d.Visible, d.NotVisible)
 	})
 	if d := docs(); len(d) != 0 {
 		t.Fatalf("documents indexed while Vision was down: %v", d)
@@ -168,11 +168,11 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	})
 	// Let any duplicate delivery land before counting.
 	stacktest.WaitFor(t, "the queue drained", time.Minute, func() (bool, string) {
-		v, f, err := sqsdlq.Depth(ctx, sqsc, res.QueueURL)
+		d, err := sqsdlq.New(sqsc, res.QueueURL, nil).Depth(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v+f == 0, fmt.Sprintf("queue depth %d+%d", v, f)
+		return d.Visible+d.NotVisible == 0, fmt.Sprintf("queue depth %d+%d", d.Visible, d.NotVisible)
 	})
 	got := docs()
 	if len(got) != n {
@@ -187,7 +187,7 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 	if got := st.VisionServer.Stats().Analyses - analysesBefore; got != n {
 		t.Errorf("%d successful Vision analyses after the fix, want %d", got, n)
 	}
-	if v, f, _ := sqsdlq.Depth(ctx, sqsc, res.DLQURL); v+f != 0 {
-		t.Fatalf("DLQ depth %d+%d after the replay", v, f)
+	if d, _ := sqsdlq.New(sqsc, res.DLQURL, nil).Depth(ctx); d.Visible+d.NotVisible != 0 {
+		t.Fatalf("DLQ depth %d+%d after the replay", d.Visible, d.NotVisible)
 	}
 }

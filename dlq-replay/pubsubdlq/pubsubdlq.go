@@ -1,6 +1,6 @@
 // Package pubsubdlq is dlq-replay's Pub/Sub edge: a dead-letter subscription as a
 // replay.Source (unary Pull, ModifyAckDeadline, Acknowledge) and a topic as a replay.Sink
-// (Publish).
+// (Publish). Errors are classified by the Google table (pkg/failure/grpcerr).
 package pubsubdlq
 
 import (
@@ -17,7 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"imgpipe/dlq-replay/replay"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
+	"imgpipe/pkg/queue"
 )
 
 // AttrSourceDeliveryCount is the attribute Pub/Sub sets on a dead-lettered message: how many
@@ -70,11 +73,10 @@ func (s *Subscription) MaxAttributes() int { return 100 }
 // leaseSeconds returns hold as the ack deadline Pub/Sub takes: whole seconds from 1 to 600.
 // Anything else is refused, not rounded: a lease shorter than asked can run out under a batch.
 func leaseSeconds(hold time.Duration) (int32, error) {
-	secs, err := replay.Seconds(hold, time.Second, MaxHold)
-	if err != nil {
+	if err := config.Seconds(hold, time.Second, MaxHold); err != nil {
 		return 0, failure.New(failure.Permanent, "InvalidHold", fmt.Errorf("Pub/Sub lease: %w", err))
 	}
-	return secs, nil
+	return int32(hold / time.Second), nil
 }
 
 // Receive implements replay.Source: a Pull, then a ModifyAckDeadline that sets the lease to
@@ -121,7 +123,7 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 		msgs = append(msgs, m)
 	}
 	if err := s.modify(ctx, msgs, secs, "lease"); err != nil {
-		if nerr := s.Release(ctx, msgs); nerr != nil {
+		if nerr := s.modify(ctx, msgs, 0, "nack"); nerr != nil {
 			err = errors.Join(err, nerr)
 		}
 		return nil, err
@@ -139,18 +141,19 @@ func (s *Subscription) pull(ctx context.Context, n int) (*pubsubpb.PullResponse,
 		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded) {
 			return &pubsubpb.PullResponse{}, nil // nothing came within the wait
 		}
-		return nil, classify(fmt.Errorf("pull %s: %w", s.name, err))
+		return nil, grpcerr.Classify(fmt.Errorf("pull %s: %w", s.name, err))
 	}
 	return out, nil
 }
 
-// Extend implements replay.Source: the ack deadline set to hold from now.
-func (s *Subscription) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) error {
+// Extend implements replay.Source: the ack deadline set to hold from now, in one call whose
+// outcome every message shares.
+func (s *Subscription) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) []error {
 	secs, err := leaseSeconds(hold)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.modify(ctx, msgs, secs, "extend")
 	}
-	return s.modify(ctx, msgs, secs, "extend")
+	return queue.Each(len(msgs), err)
 }
 
 func (s *Subscription) modify(ctx context.Context, msgs []*replay.Message, secs int32, what string) error {
@@ -159,7 +162,7 @@ func (s *Subscription) modify(ctx context.Context, msgs []*replay.Message, secs 
 	}
 	err := s.client.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: s.name, AckIds: ackIDs(msgs), AckDeadlineSeconds: secs})
 	if err != nil {
-		return classify(fmt.Errorf("%s on %s: %w", what, s.name, err))
+		return grpcerr.Classify(fmt.Errorf("%s on %s: %w", what, s.name, err))
 	}
 	return nil
 }
@@ -172,25 +175,23 @@ func ackIDs(msgs []*replay.Message) []string {
 	return ids
 }
 
-// Release implements replay.Source: a nack (ack deadline 0).
-func (s *Subscription) Release(ctx context.Context, msgs []*replay.Message) error {
-	return s.modify(ctx, msgs, 0, "nack")
+// Release implements replay.Source: a nack (ack deadline 0), in one call whose outcome every
+// message shares.
+func (s *Subscription) Release(ctx context.Context, msgs []*replay.Message) []error {
+	return queue.Each(len(msgs), s.modify(ctx, msgs, 0, "nack"))
 }
 
 // Delete implements replay.Source: an acknowledgement of every message in one call, so all
 // entries share its outcome.
 func (s *Subscription) Delete(ctx context.Context, msgs []*replay.Message) []error {
-	res := make([]error, len(msgs))
 	if len(msgs) == 0 {
-		return res
+		return nil
 	}
-	if err := s.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: s.name, AckIds: ackIDs(msgs)}); err != nil {
-		err = classify(fmt.Errorf("ack on %s: %w", s.name, err))
-		for i := range res {
-			res[i] = err
-		}
+	err := s.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: s.name, AckIds: ackIDs(msgs)})
+	if err != nil {
+		err = grpcerr.Classify(fmt.Errorf("ack on %s: %w", s.name, err))
 	}
-	return res
+	return queue.Each(len(msgs), err)
 }
 
 // Topic is a Pub/Sub topic used as a replay.Sink.
@@ -235,24 +236,10 @@ func (t *Topic) Send(ctx context.Context, msgs []*replay.Message) []error {
 		err = fmt.Errorf("publish returned %d ids for %d messages", len(out.GetMessageIds()), len(pms))
 	}
 	if err != nil {
-		err = classify(fmt.Errorf("publish to %s: %w", t.name, err))
+		err = grpcerr.Classify(fmt.Errorf("publish to %s: %w", t.name, err))
 		for _, i := range idx {
 			res[i] = err
 		}
 	}
 	return res
-}
-
-func classify(err error) error {
-	switch status.Code(err) {
-	case codes.NotFound:
-		return failure.New(failure.Permanent, "NotFound", err)
-	case codes.PermissionDenied, codes.Unauthenticated:
-		return failure.New(failure.Permanent, "PermissionDenied", err)
-	case codes.InvalidArgument:
-		return failure.New(failure.Permanent, "InvalidArgument", err)
-	case codes.ResourceExhausted:
-		return failure.New(failure.Throttled, "ResourceExhausted", err)
-	}
-	return err
 }

@@ -2,6 +2,7 @@ package pubsubdlq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -87,14 +88,14 @@ func TestRealDeadLetteringThenReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sub.Release(ctx, got); err != nil { // nack: one more failed delivery
+		if err := errors.Join(sub.Release(ctx, got)...); err != nil { // nack: one more failed delivery
 			t.Fatal(err)
 		}
 		if _, err := replay.Scan(ctx, dl, nil, func(m *replay.Message) error { dead = append(dead, m); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if dead[0].Key() != "upload/poison.jpg" || dead[0].Failure().Reason != "IndexUnavailable" {
+	if replay.Key(dead[0]) != "upload/poison.jpg" || dead[0].Failure().Reason != "IndexUnavailable" {
 		t.Fatalf("dead letter %+v", dead[0])
 	}
 	if dead[0].ReceiveCount != b.MaxDeliveryAttempts {
@@ -164,8 +165,8 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Receive handed out %d messages on a lease it could not set, and no error", len(msgs))
 	}
-	if !failure.IsPermanent(err) {
-		t.Errorf("error %v: want it classified permanent (PermissionDenied)", err)
+	if !failure.IsSetup(err) || failure.ReasonOf(err) != "PermissionDenied" {
+		t.Errorf("error %v: want it classified a setup fault (PermissionDenied), which ends a pass at once", err)
 	}
 	// Nothing lost: the messages are receivable again at once (nacked), not after the
 	// subscription's ack deadline.

@@ -7,10 +7,13 @@ import (
 	"iter"
 	"time"
 
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/ratelimit"
 )
 
-// Source is a dead-letter queue or subscription. Implementations: sqsdlq, pubsubdlq.
+// Source is a dead-letter queue or subscription: a pkg/queue source (sqsdlq: SQS; pubsubdlq:
+// Pub/Sub) as the replay uses it, with the attribute limit of its messages. Every method that
+// takes messages answers one error per message.
 type Source interface {
 	// Receive leases up to max messages (1..10) for hold, so that no other receive sees them
 	// until they are released, deleted or the hold ends. It returns no messages, and no
@@ -18,23 +21,18 @@ type Source interface {
 	// permanent error.
 	Receive(ctx context.Context, max int, hold time.Duration) ([]*Message, error)
 	// Extend renews the leases of msgs for hold from now.
-	Extend(ctx context.Context, msgs []*Message, hold time.Duration) error
+	Extend(ctx context.Context, msgs []*Message, hold time.Duration) []error
 	// Release makes leased messages receivable again at once (SQS visibility 0, Pub/Sub nack).
 	// Releasing a message whose lease already ran out is not an error.
-	Release(ctx context.Context, msgs []*Message) error
-	// Delete removes leased messages. The result has one entry per message: nil when it was
-	// deleted.
+	Release(ctx context.Context, msgs []*Message) []error
+	// Delete removes leased messages.
 	Delete(ctx context.Context, msgs []*Message) []error
 	// MaxAttributes is how many attributes one message may carry (0: no limit that matters).
 	MaxAttributes() int
 }
 
-// Sink is where messages are sent: the pipeline's queue or topic.
-type Sink interface {
-	// Send sends msgs. The result has one entry per message: nil when the service confirmed
-	// it stored the message.
-	Send(ctx context.Context, msgs []*Message) []error
-}
+// Sink is where messages are sent: the pipeline's queue or topic (pkg/queue's Sink).
+type Sink = queue.Sink
 
 // DefaultHold is how long received messages stay leased by default.
 const DefaultHold = 10 * time.Minute

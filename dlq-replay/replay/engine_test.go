@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 )
 
 // memQueue is an in-memory Source and Sink for the engine's logic; the real edges run the
@@ -86,30 +87,34 @@ func (q *memQueue) Receive(_ context.Context, n int, hold time.Duration) ([]*Mes
 	return out, nil
 }
 
-func (q *memQueue) Extend(_ context.Context, msgs []*Message, hold time.Duration) error {
+func (q *memQueue) Extend(_ context.Context, msgs []*Message, hold time.Duration) []error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.extends++
 	if q.extendErr != nil {
-		return q.extendErr
+		return queue.Each(len(msgs), q.extendErr)
 	}
-	for _, m := range msgs {
+	res := make([]error, len(msgs))
+	for i, m := range msgs {
 		if q.handles[m.ID] != m.Handle || q.lapsedLease(m.ID) {
-			return errors.New("extend: lease already ran out: " + m.Handle)
+			res[i] = errors.New("extend: lease already ran out: " + m.Handle)
+			continue
 		}
 		q.until[m.ID] = time.Now().Add(hold)
 	}
-	return nil
+	return res
 }
 
-func (q *memQueue) Release(_ context.Context, msgs []*Message) error {
+func (q *memQueue) Release(_ context.Context, msgs []*Message) []error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.releases++
 	q.released += len(msgs)
-	for _, m := range msgs {
+	res := make([]error, len(msgs))
+	for i, m := range msgs {
 		if q.handles[m.ID] != m.Handle {
-			return errors.New("release: stale receipt handle " + m.Handle)
+			res[i] = errors.New("release: stale receipt handle " + m.Handle)
+			continue
 		}
 		delete(q.leased, m.ID)
 		i := slices.IndexFunc(q.msgs, func(x *Message) bool { return x.ID == m.ID })
@@ -124,7 +129,7 @@ func (q *memQueue) Release(_ context.Context, msgs []*Message) error {
 			q.msgs = append(q.msgs, x)
 		}
 	}
-	return nil
+	return res
 }
 
 func (q *memQueue) Delete(_ context.Context, msgs []*Message) []error {
@@ -475,7 +480,7 @@ func TestRunStopsWhenARenewalFails(t *testing.T) {
 }
 
 // A receive that fails for a reason a retry can fix is retried and counted (its answer may have
-// been lost, hiding a batch); a permanent failure ends the pass at once.
+// been lost, hiding a batch); a permanent failure or a setup fault ends the pass at once.
 func TestPassRetriesAFailedReceive(t *testing.T) {
 	src := fill(t, 25)
 	src.recvErr, src.recvFails = errors.New("use of closed network connection"), 2
@@ -488,6 +493,13 @@ func TestPassRetriesAFailedReceive(t *testing.T) {
 	p, err = Scan(context.Background(), src, nil, func(*Message) error { return nil })
 	if !failure.IsPermanent(err) || p.FailedReceives != 0 || p.Ended != EndError {
 		t.Fatalf("pass %+v, err %v; want the permanent error at once", p, err)
+	}
+	// A setup fault (the AWS and Google tables' verdict on a queue or subscription that does
+	// not exist) cannot be waited out by a pass either.
+	src.recvErr, src.recvFails = failure.SetupFault(failure.Transient, "QueueDoesNotExist", errors.New("gone")), 1
+	p, err = Scan(context.Background(), src, nil, func(*Message) error { return nil })
+	if !failure.IsSetup(err) || p.FailedReceives != 0 || p.Ended != EndError {
+		t.Fatalf("pass %+v, err %v; want the setup fault at once", p, err)
 	}
 	src.recvErr, src.recvFails = errors.New("unavailable"), 100
 	if _, err = Scan(context.Background(), src, nil, func(*Message) error { return nil }); err == nil || !strings.Contains(err.Error(), "receive failed 5 times") {

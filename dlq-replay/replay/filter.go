@@ -54,7 +54,7 @@ func (f *Filter) Match(m *Message, now time.Time) bool {
 		}
 	}
 	if f.Prefix != "" || f.Glob != "" {
-		key := m.Key()
+		key := Key(m)
 		if key == "" || !strings.HasPrefix(key, f.Prefix) {
 			return false
 		}
@@ -129,9 +129,6 @@ func Decide(m *Message, f *Filter, maxReplays int, now time.Time) Decision {
 	}
 	return Move
 }
-
-// SQSMaxAttributes is the number of message attributes SQS accepts on one message.
-const SQSMaxAttributes = 10
 
 // Marked returns a copy of m to send back to its source: the attributes kept, the replay
 // count incremented and the replay time set. When the result would exceed limit attributes

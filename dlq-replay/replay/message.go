@@ -8,63 +8,35 @@ import (
 	"encoding/json"
 	"path"
 	"strings"
-	"time"
 
-	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/s3event"
 )
 
 // Attribute data types (SQS's names; Pub/Sub attributes are all DataString).
 const (
-	DataString = "String"
-	DataNumber = "Number"
-	DataBinary = "Binary"
+	DataString = queue.DataString
+	DataNumber = queue.DataNumber
+	DataBinary = queue.DataBinary
 )
 
 // AttrReplayedAt is set by dlq-replay on each replayed message: RFC 3339, when it was replayed.
 // The replay count itself is failure.AttrReplayCount.
 const AttrReplayedAt = "imgpipe.replayed-at"
 
-// Attr is one message attribute with its data type. String holds the value of String and
-// Number attributes (and custom types such as "String.json"); Binary that of Binary ones.
-type Attr struct {
-	DataType string
-	String   string
-	Binary   []byte
-}
+// Attr is one message attribute with its data type (pkg/queue's).
+type Attr = queue.Attr
 
-// Message is one dead-lettered message as every source presents it.
-type Message struct {
-	ID           string
-	Body         []byte
-	Attributes   map[string]Attr
-	ReceiveCount int       // SQS ApproximateReceiveCount; Pub/Sub delivery attempt (0: unknown)
-	SentAt       time.Time // SQS SentTimestamp; Pub/Sub publish time
-	OrderingKey  string    // Pub/Sub ordering key; empty for SQS
-	// Handle is the source's lease on the message (SQS receipt handle, Pub/Sub ack ID).
-	Handle string
-}
-
-// StringAttributes returns the attributes that carry text, as a plain map.
-func (m *Message) StringAttributes() map[string]string {
-	out := make(map[string]string, len(m.Attributes))
-	for k, a := range m.Attributes {
-		if a.DataType != DataBinary && !strings.HasPrefix(a.DataType, DataBinary+".") {
-			out[k] = a.String
-		}
-	}
-	return out
-}
-
-// Failure returns what the analyzer recorded about why m is in the DLQ (zero fields when a
-// redrive policy, not the analyzer, put it there).
-func (m *Message) Failure() failure.Details { return failure.ParseDetails(m.StringAttributes()) }
+// Message is one dead-lettered message as every source presents it: pkg/queue's message, so
+// that dlq-replay's sources are the pipeline's queue drivers. Its failure details are
+// Message.Failure; the object key it is about is Key.
+type Message = queue.Message
 
 // Key returns the object key m is about: the first record's key of an S3 event notification,
 // or the "key" field of a JSON body (the pipeline's analysis records); "" when neither.
-func (m *Message) Key() string { return KeyOf(m.Body) }
+func Key(m *Message) string { return KeyOf(m.Body) }
 
-// KeyOf returns the object key a message body is about (see Message.Key).
+// KeyOf returns the object key a message body is about (see Key).
 func KeyOf(body []byte) string {
 	if ev, err := s3event.Parse(body); err == nil && len(ev.Records) > 0 {
 		return ev.Records[0].Key
@@ -76,15 +48,6 @@ func KeyOf(body []byte) string {
 		return rec.Key
 	}
 	return ""
-}
-
-// FailedAt is the time a message's age is measured from: its last recorded failure, else when
-// it was sent.
-func (m *Message) FailedAt() time.Time {
-	if f := m.Failure(); !f.LastFailure.IsZero() {
-		return f.LastFailure
-	}
-	return m.SentAt
 }
 
 // PrefixOf returns the first depth folders of key ("upload/cats/" for "upload/cats/a.jpg" at

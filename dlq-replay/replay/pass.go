@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/retry"
 )
 
@@ -92,16 +93,6 @@ func Entered(m *Message, start time.Time) Decision {
 		return SkipArrived
 	}
 	return Move
-}
-
-// Seconds returns d as a whole number of seconds when it is one from lo to hi, and an error
-// saying so otherwise. SQS and Pub/Sub take leases and waits in whole seconds: rounding would
-// hand out another lease than asked (a wait cut to 0 is an SQS short poll).
-func Seconds(d, lo, hi time.Duration) (int32, error) {
-	if d < lo || d > hi || d%time.Second != 0 {
-		return 0, fmt.Errorf("must be whole seconds from %v to %v, got %v", lo, hi, d)
-	}
-	return int32(d / time.Second), nil
 }
 
 // received is a message new to the pass, with whether it is part of the DLQ as it was (Move)
@@ -207,14 +198,16 @@ func (w *pass) receive(ctx context.Context, n int) ([]received, error) {
 }
 
 // get receives up to n messages, retrying a receive that failed for a reason retrying can fix
-// (not a permanent one) as receivePolicy says, and counting each failure.
+// as receivePolicy says, and counting each failure. A permanent failure, or a setup fault (a
+// queue or subscription that does not exist, a permission missing: nothing a pass can wait
+// out), ends the pass at once.
 func (w *pass) get(ctx context.Context, n int) ([]*Message, error) {
 	for attempt := 1; ; attempt++ {
 		msgs, err := w.src.Receive(ctx, n, w.hold)
 		if err == nil {
 			return msgs, nil
 		}
-		if failure.ClassOf(err) == failure.Permanent {
+		if failure.IsPermanent(err) || failure.IsSetup(err) {
 			return nil, err
 		}
 		w.p.FailedReceives++
@@ -246,7 +239,7 @@ func (w *pass) trim(ctx context.Context) error {
 
 // extend renews the leases of msgs for the pass's hold.
 func (w *pass) extend(ctx context.Context, msgs []*Message) error {
-	if err := w.src.Extend(ctx, msgs, w.hold); err != nil {
+	if err := errors.Join(w.src.Extend(ctx, msgs, w.hold)...); err != nil {
 		w.p.Ended = EndError
 		return fmt.Errorf("extend leases: %w", err)
 	}
@@ -310,15 +303,7 @@ func (q *window) pop(n int) []*Message {
 }
 
 func releaseAll(ctx context.Context, src Source, msgs []*Message) error {
-	var errs []error
-	for len(msgs) > 0 {
-		n := min(10, len(msgs))
-		if err := src.Release(ctx, msgs[:n]); err != nil {
-			errs = append(errs, err)
-		}
-		msgs = msgs[n:]
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(queue.Batches(msgs, func(b []*Message) []error { return src.Release(ctx, b) })...); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
 	return nil

@@ -205,7 +205,7 @@ func TestStats(t *testing.T) {
 	check("replay", s.ByReplayCount, "0=3 1=1")
 }
 
-func TestRecordRoundTrip(t *testing.T) {
+func TestLineRoundTrip(t *testing.T) {
 	in := []*Message{
 		msg(t, "upload/ü x.jpg", "InvalidImageFormat", failure.Permanent, 2, time.Minute),
 		{ID: "bin", Body: []byte{0xff, 0, 'a'}, OrderingKey: "k", SentAt: now, ReceiveCount: 3,
@@ -214,13 +214,13 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	for _, m := range in {
-		if err := WriteRecord(&buf, m); err != nil {
+		if err := WriteLine(&buf, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	buf.WriteString("\n") // blank lines are skipped
 	var out []*Message
-	if err := ReadRecords(&buf, func(m *Message) error { out = append(out, m); return nil }); err != nil {
+	if err := ReadLines(&buf, func(m *Message) error { out = append(out, m); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != len(in) {
@@ -240,33 +240,33 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-func TestReadRecordsErrors(t *testing.T) {
+func TestReadLinesErrors(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{`{"message_id":"a","body":"x"}` + "\n{broken\n", "line 2"},
 		{`{"message_id":"a"}`, "without body"},
 		{`{"message_id":"a","body":"x","attributes":{"k":{"string_value":"v"}}}`, "without data_type"},
 	} {
-		err := ReadRecords(strings.NewReader(c.in), func(*Message) error { return nil })
+		err := ReadLines(strings.NewReader(c.in), func(*Message) error { return nil })
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ReadRecords(%q) = %v, want an error with %q", c.in, err, c.want)
+			t.Errorf("ReadLines(%q) = %v, want an error with %q", c.in, err, c.want)
 		}
 	}
 }
 
-func FuzzParseRecord(f *testing.F) {
+func FuzzParseLine(f *testing.F) {
 	f.Add([]byte(`{"message_id":"a","body":"x","attributes":{"k":{"data_type":"String","string_value":"v"}}}`))
 	f.Add([]byte(`{"message_id":"b","body_base64":"AAE=","sent_timestamp":"2026-11-22T12:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		m, err := ParseRecord(line)
+		m, err := ParseLine(line)
 		if err != nil {
 			return
 		}
 		// Whatever parses writes back and parses to the same message.
 		var buf bytes.Buffer
-		if err := WriteRecord(&buf, m); err != nil {
+		if err := WriteLine(&buf, m); err != nil {
 			t.Fatal(err)
 		}
-		m2, err := ParseRecord(bytes.TrimSpace(buf.Bytes()))
+		m2, err := ParseLine(bytes.TrimSpace(buf.Bytes()))
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}

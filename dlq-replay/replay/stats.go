@@ -64,7 +64,7 @@ func (b *StatsBuilder) Add(m *Message) {
 	if depth <= 0 {
 		depth = 1
 	}
-	key := m.Key()
+	key := Key(m)
 	prefix := PrefixOf(key, depth)
 	switch {
 	case key == "":

@@ -111,7 +111,7 @@ func contents(t *testing.T, src replay.Source) []string {
 	t.Helper()
 	var keys []string
 	if _, err := replay.Scan(ctx(t), src, &replay.ScanOptions{Hold: 30 * time.Second}, func(m *replay.Message) error {
-		keys = append(keys, m.Key())
+		keys = append(keys, replay.Key(m))
 		return nil
 	}); err != nil {
 		t.Fatalf("scan: %v", err)
@@ -126,7 +126,7 @@ func take(t *testing.T, src replay.Source) map[string]*replay.Message {
 	out := map[string]*replay.Message{}
 	if _, _, err := replay.Drain(ctx(t), src, nil, false, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			out[m.Key()] = m
+			out[replay.Key(m)] = m
 		}
 		return nil
 	}); err != nil {
@@ -141,7 +141,7 @@ func tally(t *testing.T, src replay.Source) map[string]int {
 	n := map[string]int{}
 	if _, _, err := replay.Drain(ctx(t), src, nil, false, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			n[m.Key()]++
+			n[replay.Key(m)]++
 		}
 		return nil
 	}); err != nil {
@@ -163,7 +163,7 @@ func testFiltered(t *testing.T, e *Env) {
 	var decided []string
 	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
 		Filter:     replay.Filter{Classes: []string{"transient"}, Prefix: "upload/cats/"},
-		OnDecision: func(m *replay.Message, d replay.Decision) { decided = append(decided, m.Key()+"="+d.String()) },
+		OnDecision: func(m *replay.Message, d replay.Decision) { decided = append(decided, replay.Key(m)+"="+d.String()) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func testDryRun(t *testing.T, e *Env) {
 		DryRun: true, Filter: replay.Filter{Reasons: []string{"VisionUnavailable"}},
 		OnDecision: func(m *replay.Message, d replay.Decision) {
 			if d == replay.Move {
-				would = append(would, m.Key())
+				would = append(would, replay.Key(m))
 			}
 		},
 	})
@@ -234,7 +234,7 @@ func testRoundTrip(t *testing.T, e *Env) {
 	var file bytes.Buffer
 	n, _, err := replay.Drain(ctx(t), e.DLQ, nil, false, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			if err := replay.WriteRecord(&file, m); err != nil {
+			if err := replay.WriteLine(&file, m); err != nil {
 				return err
 			}
 		}
@@ -247,7 +247,7 @@ func testRoundTrip(t *testing.T, e *Env) {
 		t.Fatalf("DLQ holds %v after export --delete", got)
 	}
 	var back []*replay.Message
-	if err := replay.ReadRecords(&file, func(m *replay.Message) error { back = append(back, m); return nil }); err != nil {
+	if err := replay.ReadLines(&file, func(m *replay.Message) error { back = append(back, m); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if sent, err := replay.Send(ctx(t), e.Dest, back, 10); err != nil || sent != 2 {
@@ -255,15 +255,15 @@ func testRoundTrip(t *testing.T, e *Env) {
 	}
 	got := take(t, e.DestSrc)
 	for _, want := range []*replay.Message{a, b} {
-		m := got[want.Key()]
+		m := got[replay.Key(want)]
 		if m == nil {
-			t.Fatalf("%s missing after import; have %v", want.Key(), keysOf(got))
+			t.Fatalf("%s missing after import; have %v", replay.Key(want), keysOf(got))
 		}
 		if !bytes.Equal(m.Body, want.Body) {
-			t.Errorf("%s body changed:\n got %q\nwant %q", want.Key(), m.Body, want.Body)
+			t.Errorf("%s body changed:\n got %q\nwant %q", replay.Key(want), m.Body, want.Body)
 		}
 		if !attrsEqual(m.Attributes, want.Attributes) {
-			t.Errorf("%s attributes changed:\n got %v\nwant %v", want.Key(), m.Attributes, want.Attributes)
+			t.Errorf("%s attributes changed:\n got %v\nwant %v", replay.Key(want), m.Attributes, want.Attributes)
 		}
 	}
 }
@@ -305,7 +305,7 @@ func testCrash(t *testing.T, e *Env) {
 	// tolerates).
 	want := make([]string, len(msgs))
 	for i, m := range msgs {
-		want[i] = m.Key()
+		want[i] = replay.Key(m)
 	}
 	slices.Sort(want)
 	waitFor(t, "the crashed run's messages back in the DLQ", func() bool { return slices.Equal(contents(t, e.DLQ), want) })
@@ -444,8 +444,8 @@ func testCameBack(t *testing.T, e *Env) {
 	}
 	got := tally(t, e.DestSrc)
 	for _, m := range msgs {
-		if got[m.Key()] != 1 {
-			t.Errorf("%s reached the destination %d times in one run, want 1 (summary %+v)", m.Key(), got[m.Key()], sum)
+		if got[replay.Key(m)] != 1 {
+			t.Errorf("%s reached the destination %d times in one run, want 1 (summary %+v)", replay.Key(m), got[replay.Key(m)], sum)
 		}
 	}
 	if sum.Moved != len(msgs) || sum.CameBack != len(msgs) || sum.TooManyReplays != 0 || sum.Seen != 2*len(msgs) {
@@ -455,7 +455,7 @@ func testCameBack(t *testing.T, e *Env) {
 	back := 0
 	if _, err := replay.Scan(ctx(t), e.DLQ, nil, func(m *replay.Message) error {
 		if m.Failure().ReplayCount != 1 {
-			t.Errorf("%s in the DLQ with replay count %d, want 1", m.Key(), m.Failure().ReplayCount)
+			t.Errorf("%s in the DLQ with replay count %d, want 1", replay.Key(m), m.Failure().ReplayCount)
 		}
 		back++
 		return nil
@@ -505,7 +505,7 @@ func testSlowRate(t *testing.T, e *Env) {
 		left[k] = true
 	}
 	for _, m := range msgs {
-		k := m.Key()
+		k := replay.Key(m)
 		switch {
 		case sent[k] > 1:
 			t.Errorf("%s sent %d times", k, sent[k])
@@ -553,7 +553,7 @@ func testWindow(t *testing.T, e *Env) {
 	inFlight := 0 // the most the service counted in flight, sampled as the scan goes
 	got := map[string]int{}
 	p, err := replay.Scan(ctx(t), e.DLQ, &replay.ScanOptions{Window: window, Hold: 30 * time.Second}, func(m *replay.Message) error {
-		if got[m.Key()]++; len(got)%10 == 0 && e.InFlight != nil {
+		if got[replay.Key(m)]++; len(got)%10 == 0 && e.InFlight != nil {
 			inFlight = max(inFlight, e.InFlight(t))
 		}
 		return nil
@@ -576,7 +576,7 @@ func testWindow(t *testing.T, e *Env) {
 	exported := map[string]int{}
 	if _, p, err := replay.Drain(ctx(t), e.DLQ, &replay.ScanOptions{Window: window, Hold: 30 * time.Second}, true, func(ms []*replay.Message) error {
 		for _, m := range ms {
-			exported[m.Key()]++
+			exported[replay.Key(m)]++
 		}
 		if e.InFlight != nil {
 			inFlight = max(inFlight, e.InFlight(t))

@@ -1,14 +1,14 @@
-// Package sqsdlq is dlq-replay's SQS edge: an SQS dead-letter queue as a replay.Source, SQS
-// queues as a replay.Sink, the discovery of a DLQ's source queues, and SQS's native redrive
-// (StartMessageMoveTask).
+// Package sqsdlq is dlq-replay's SQS edge: an SQS dead-letter queue as a replay.Source and SQS
+// queues as a replay.Sink (both the pipeline's SQS driver, pkg/queue/sqsqueue), the routing of
+// replayed messages to their source queues, the discovery of a DLQ's source queues, and SQS's
+// native redrive (StartMessageMoveTask). Errors are classified by the AWS table
+// (pkg/failure/awserr).
 package sqsdlq
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +18,8 @@ import (
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/awserr"
+	"imgpipe/pkg/queue/sqsqueue"
 )
 
 // Options configures a Queue. A nil *Options means the defaults.
@@ -30,247 +32,37 @@ type Options struct {
 }
 
 // MaxHold is the longest lease (visibility timeout) SQS grants.
-const MaxHold = 12 * time.Hour
+const MaxHold = sqsqueue.MaxHold
 
-// Queue is an SQS queue used as a replay.Source (the DLQ) or a replay.Sink (a source queue).
+// Queue is an SQS queue used as a replay.Source (the DLQ) or a replay.Sink (a source queue):
+// the pipeline's SQS driver (pkg/queue/sqsqueue), with dlq-replay's long-poll wait.
 type Queue struct {
-	client *sqs.Client
-	url    string
-	wait   int32
+	*sqsqueue.Queue
 }
 
 // New returns the queue at url.
 func New(client *sqs.Client, url string, opts *Options) *Queue {
 	w := time.Second
 	if opts != nil && opts.Wait > 0 {
-		w = min(opts.Wait, 20*time.Second)
+		w = min(opts.Wait, sqsqueue.MaxWait)
 	}
-	return &Queue{client: client, url: url, wait: int32((w + time.Second - 1) / time.Second)}
+	w = (w + time.Second - 1).Truncate(time.Second) // a part of a second counts as a whole one
+	q, err := sqsqueue.New(client, url, &sqsqueue.Options{Wait: w})
+	if err != nil {
+		// The wait is whole seconds from 1 to 20 by construction.
+		panic("sqsdlq: " + err.Error())
+	}
+	return &Queue{q}
 }
 
 // URL returns the queue's URL.
-func (q *Queue) URL() string { return q.url }
-
-// MaxAttributes implements replay.Source.
-func (q *Queue) MaxAttributes() int { return replay.SQSMaxAttributes }
+func (q *Queue) URL() string { return q.Name() }
 
 // ApproximateSize implements replay.Sizer: ApproximateNumberOfMessages, what a receive can
 // get (not counting messages in flight or delayed).
 func (q *Queue) ApproximateSize(ctx context.Context) (int, error) {
-	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
-	})
-	if err != nil {
-		return 0, classify(fmt.Errorf("size of %s: %w", q.url, err))
-	}
-	n, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	return n, nil
-}
-
-// leaseSeconds returns hold as the visibility timeout SQS takes: whole seconds from 1 to 12 h.
-// Anything else is refused, not rounded: a lease shorter than asked can run out under a
-// batch.
-func leaseSeconds(hold time.Duration) (int32, error) {
-	secs, err := replay.Seconds(hold, time.Second, MaxHold)
-	if err != nil {
-		return 0, failure.New(failure.Permanent, "InvalidHold", fmt.Errorf("SQS lease: %w", err))
-	}
-	return secs, nil
-}
-
-// Receive implements replay.Source.
-func (q *Queue) Receive(ctx context.Context, n int, hold time.Duration) ([]*replay.Message, error) {
-	secs, err := leaseSeconds(hold)
-	if err != nil {
-		return nil, err
-	}
-	out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl:              &q.url,
-		MaxNumberOfMessages:   int32(min(max(n, 1), 10)),
-		VisibilityTimeout:     secs,
-		WaitTimeSeconds:       q.wait,
-		MessageAttributeNames: []string{"All"},
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
-			types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
-		},
-	}, func(o *sqs.Options) {
-		// No silent SDK retry: a receive whose answer was lost on the way (the connection
-		// closed under it) leaves its batch invisible for the hold, and the caller must know;
-		// the pass retries and counts it (replay.Pass.FailedReceives).
-		o.RetryMaxAttempts = 1
-	})
-	if err != nil {
-		return nil, classify(fmt.Errorf("receive from %s: %w", q.url, err))
-	}
-	msgs := make([]*replay.Message, 0, len(out.Messages))
-	for _, m := range out.Messages {
-		rm := &replay.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), Handle: aws.ToString(m.ReceiptHandle)}
-		rm.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-			rm.SentAt = time.UnixMilli(ms).UTC()
-		}
-		if len(m.MessageAttributes) > 0 {
-			rm.Attributes = make(map[string]replay.Attr, len(m.MessageAttributes))
-			for k, a := range m.MessageAttributes {
-				rm.Attributes[k] = replay.Attr{DataType: aws.ToString(a.DataType), String: aws.ToString(a.StringValue), Binary: a.BinaryValue}
-			}
-		}
-		msgs = append(msgs, rm)
-	}
-	return msgs, nil
-}
-
-// Release implements replay.Source: visibility timeout 0. A message whose lease already ran
-// out is visible already, as asked: SQS answers MessageNotInflight for it (fauxqs
-// ReceiptHandleIsInvalid), which Release does not count as a failure.
-func (q *Queue) Release(ctx context.Context, msgs []*replay.Message) error {
-	return q.visibility(ctx, msgs, 0, "release", true)
-}
-
-// Extend implements replay.Source: the visibility timeout set to hold from now.
-func (q *Queue) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) error {
-	secs, err := leaseSeconds(hold)
-	if err != nil {
-		return err
-	}
-	return q.visibility(ctx, msgs, secs, "extend", false)
-}
-
-func (q *Queue) visibility(ctx context.Context, msgs []*replay.Message, secs int32, what string, lapsedOK bool) error {
-	var errs []error
-	for chunk := range chunks(msgs) {
-		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
-		for i, m := range chunk {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.Handle), VisibilityTimeout: secs}
-		}
-		out, err := q.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &q.url, Entries: entries})
-		if err != nil {
-			errs = append(errs, classify(fmt.Errorf("%s on %s: %w", what, q.url, err)))
-			continue
-		}
-		for _, f := range out.Failed {
-			if code := aws.ToString(f.Code); lapsedOK && (strings.HasSuffix(code, "MessageNotInflight") || strings.HasSuffix(code, "ReceiptHandleIsInvalid")) {
-				continue
-			}
-			id := aws.ToString(f.Id)
-			if i, err := strconv.Atoi(id); err == nil && i >= 0 && i < len(chunk) {
-				id = chunk[i].ID
-			}
-			errs = append(errs, fmt.Errorf("%s %s: %s: %s", what, id, aws.ToString(f.Code), aws.ToString(f.Message)))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Delete implements replay.Source. A batch call that fails as a whole is retried one message
-// at a time, so that one bad entry cannot hold back the others.
-func (q *Queue) Delete(ctx context.Context, msgs []*replay.Message) []error {
-	res := make([]error, len(msgs))
-	entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
-	for i, m := range msgs {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.Handle)}
-	}
-	for start := 0; start < len(entries); start += 10 {
-		end := min(start+10, len(entries))
-		out, err := q.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries[start:end]})
-		if err != nil {
-			for i := start; i < end; i++ {
-				_, e := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: aws.String(msgs[i].Handle)})
-				if e != nil {
-					res[i] = classify(fmt.Errorf("delete %s: %w", msgs[i].ID, e))
-				}
-			}
-			continue
-		}
-		for _, f := range out.Failed {
-			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < len(res) {
-				res[i] = fmt.Errorf("delete %s: %s: %s", msgs[i].ID, aws.ToString(f.Code), aws.ToString(f.Message))
-			}
-		}
-	}
-	return res
-}
-
-// Send implements replay.Sink, with SendMessageBatch. A batch call that fails as a whole (a
-// batch over the size limit, say) is retried one message at a time.
-func (q *Queue) Send(ctx context.Context, msgs []*replay.Message) []error {
-	res := make([]error, len(msgs))
-	for start := 0; start < len(msgs); start += 10 {
-		end := min(start+10, len(msgs))
-		entries := make([]types.SendMessageBatchRequestEntry, 0, end-start)
-		for i := start; i < end; i++ {
-			entries = append(entries, types.SendMessageBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(msgs[i].Body)), MessageAttributes: toSQS(msgs[i].Attributes),
-			})
-		}
-		if end-start == 1 {
-			res[start] = q.sendOne(ctx, msgs[start])
-			continue
-		}
-		out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
-		if err != nil {
-			for i := start; i < end; i++ {
-				res[i] = q.sendOne(ctx, msgs[i])
-			}
-			continue
-		}
-		ok := make(map[string]bool, len(out.Successful))
-		for _, s := range out.Successful {
-			ok[aws.ToString(s.Id)] = true
-		}
-		failed := map[string]string{}
-		for _, f := range out.Failed {
-			failed[aws.ToString(f.Id)] = aws.ToString(f.Code) + ": " + aws.ToString(f.Message)
-		}
-		for i := start; i < end; i++ {
-			id := strconv.Itoa(i)
-			switch {
-			case ok[id]:
-			case failed[id] != "":
-				res[i] = fmt.Errorf("send %s to %s: %s", msgs[i].ID, q.url, failed[id])
-			default: // neither confirmed nor refused: not confirmed, so not sent
-				res[i] = fmt.Errorf("send %s to %s: no result in the batch response", msgs[i].ID, q.url)
-			}
-		}
-	}
-	return res
-}
-
-func (q *Queue) sendOne(ctx context.Context, m *replay.Message) error {
-	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(m.Body)), MessageAttributes: toSQS(m.Attributes)})
-	if err != nil {
-		return classify(fmt.Errorf("send %s to %s: %w", m.ID, q.url, err))
-	}
-	return nil
-}
-
-func toSQS(attrs map[string]replay.Attr) map[string]types.MessageAttributeValue {
-	if len(attrs) == 0 {
-		return nil
-	}
-	out := make(map[string]types.MessageAttributeValue, len(attrs))
-	for k, a := range attrs {
-		v := types.MessageAttributeValue{DataType: aws.String(a.DataType)}
-		if a.Binary != nil {
-			v.BinaryValue = a.Binary
-		} else {
-			v.StringValue = aws.String(a.String)
-		}
-		out[k] = v
-	}
-	return out
-}
-
-func chunks(msgs []*replay.Message) func(func([]*replay.Message) bool) {
-	return func(yield func([]*replay.Message) bool) {
-		for len(msgs) > 0 {
-			n := min(10, len(msgs))
-			if !yield(msgs[:n]) {
-				return
-			}
-			msgs = msgs[n:]
-		}
-	}
+	d, err := q.Depth(ctx)
+	return d.Visible, err
 }
 
 // Router is the replay.Sink of an SQS DLQ: each message goes back to its own source queue.
@@ -335,7 +127,7 @@ func (r *Router) queueURL(ctx context.Context, dest string) (string, error) {
 	}
 	out, err := r.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(dest)})
 	if err != nil {
-		return "", classify(fmt.Errorf("queue url of %s: %w", dest, err))
+		return "", awserr.Classify(fmt.Errorf("queue url of %s: %w", dest, err))
 	}
 	return aws.ToString(out.QueueUrl), nil
 }
@@ -346,7 +138,7 @@ func ARN(ctx context.Context, client *sqs.Client, url string) (string, error) {
 		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
 	})
 	if err != nil {
-		return "", classify(fmt.Errorf("arn of %s: %w", url, err))
+		return "", awserr.Classify(fmt.Errorf("arn of %s: %w", url, err))
 	}
 	return out.Attributes[string(types.QueueAttributeNameQueueArn)], nil
 }
@@ -378,7 +170,7 @@ func SourceQueues(ctx context.Context, client *sqs.Client, dlqURL string) ([]str
 	for lp.HasMorePages() {
 		out, err := lp.NextPage(ctx)
 		if err != nil {
-			return nil, classify(fmt.Errorf("list queues: %w", err))
+			return nil, awserr.Classify(fmt.Errorf("list queues: %w", err))
 		}
 		for _, u := range out.QueueUrls {
 			ga, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -396,21 +188,6 @@ func SourceQueues(ctx context.Context, client *sqs.Client, dlqURL string) ([]str
 		}
 	}
 	return urls, nil
-}
-
-// Depth returns the queue's approximate visible and in-flight message counts.
-func Depth(ctx context.Context, client *sqs.Client, url string) (visible, inFlight int, err error) {
-	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		return 0, 0, classify(fmt.Errorf("depth of %s: %w", url, err))
-	}
-	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return visible, inFlight, nil
 }
 
 // MoveTask is one of SQS's native redrive tasks.
@@ -439,7 +216,7 @@ func StartMove(ctx context.Context, client *sqs.Client, dlqARN, destARN string, 
 	}
 	out, err := client.StartMessageMoveTask(ctx, in)
 	if err != nil {
-		return "", classify(fmt.Errorf("start message move task from %s: %w", dlqARN, err))
+		return "", awserr.Classify(fmt.Errorf("start message move task from %s: %w", dlqARN, err))
 	}
 	return aws.ToString(out.TaskHandle), nil
 }
@@ -448,7 +225,7 @@ func StartMove(ctx context.Context, client *sqs.Client, dlqARN, destARN string, 
 func ListMoves(ctx context.Context, client *sqs.Client, dlqARN string) ([]MoveTask, error) {
 	out, err := client.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: &dlqARN, MaxResults: aws.Int32(10)})
 	if err != nil {
-		return nil, classify(fmt.Errorf("list message move tasks of %s: %w", dlqARN, err))
+		return nil, awserr.Classify(fmt.Errorf("list message move tasks of %s: %w", dlqARN, err))
 	}
 	tasks := make([]MoveTask, 0, len(out.Results))
 	for _, r := range out.Results {
@@ -472,26 +249,7 @@ func ListMoves(ctx context.Context, client *sqs.Client, dlqARN string) ([]MoveTa
 func CancelMove(ctx context.Context, client *sqs.Client, handle string) (int64, error) {
 	out, err := client.CancelMessageMoveTask(ctx, &sqs.CancelMessageMoveTaskInput{TaskHandle: &handle})
 	if err != nil {
-		return 0, classify(fmt.Errorf("cancel message move task: %w", err))
+		return 0, awserr.Classify(fmt.Errorf("cancel message move task: %w", err))
 	}
 	return out.ApproximateNumberOfMessagesMoved, nil
-}
-
-// classify marks errors that retrying cannot fix as permanent; the rest stay transient (the
-// SDK already retried them).
-func classify(err error) error {
-	var (
-		notFound *types.QueueDoesNotExist
-		tooLong  *types.BatchRequestTooLong
-		invalid  *types.InvalidAttributeValue
-	)
-	switch {
-	case errors.As(err, &notFound):
-		return failure.New(failure.Permanent, "QueueDoesNotExist", err)
-	case errors.As(err, &tooLong):
-		return failure.New(failure.Permanent, "BatchRequestTooLong", err)
-	case errors.As(err, &invalid):
-		return failure.New(failure.Permanent, "InvalidAttributeValue", err)
-	}
-	return err
 }

@@ -28,20 +28,20 @@ func (harness) NewEnv(t *testing.T) *replaytest.Env {
 		Typed: true, Hold: time.Second, MaxHold: 12 * time.Hour,
 		Depth: func(t *testing.T) (int, int) {
 			d := func(url string) int {
-				v, f, err := sqsdlq.Depth(context.Background(), c, url)
+				d, err := sqsdlq.New(c, url, nil).Depth(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
-				return v + f
+				return d.Visible + d.NotVisible
 			}
 			return d(b.DLQURL), d(b.QueueURL)
 		},
 		InFlight: func(t *testing.T) int {
-			_, f, err := sqsdlq.Depth(context.Background(), c, b.DLQURL)
+			d, err := sqsdlq.New(c, b.DLQURL, nil).Depth(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			return f
+			return d.NotVisible
 		},
 	}
 }
@@ -83,7 +83,7 @@ func TestRouteByAttribute(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	var keys []string
-	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, m.Key()); return nil }); err != nil {
+	if _, err := replay.Scan(ctx, sqsdlq.New(c, b.QueueURL, nil), nil, func(m *replay.Message) error { keys = append(keys, replay.Key(m)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 1 || keys[0] != "upload/routed.jpg" {

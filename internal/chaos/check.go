@@ -401,7 +401,7 @@ func (r *run) exportDLQ(ctx context.Context, source string) ([]deadLetter, error
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
 	for sc.Scan() {
-		var rec replay.Record
+		var rec replay.Line
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			return nil, fmt.Errorf("%s export: %w", source, err)
 		}

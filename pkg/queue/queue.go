@@ -13,6 +13,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"imgpipe/pkg/failure"
 )
 
 // Attribute data types (SQS's names; Pub/Sub attributes are all DataString).
@@ -60,6 +62,20 @@ func (m *Message) StringAttributes() map[string]string {
 		}
 	}
 	return out
+}
+
+// Failure returns the failure details the message carries (failure.Details, as the analyzer
+// and the indexer write them when they dead-letter it); zero fields when it carries none, as
+// a message moved by a queue's redrive policy.
+func (m *Message) Failure() failure.Details { return failure.ParseDetails(m.StringAttributes()) }
+
+// FailedAt is the time a message's age is measured from: its last recorded failure, else when
+// it was sent.
+func (m *Message) FailedAt() time.Time {
+	if f := m.Failure(); !f.LastFailure.IsZero() {
+		return f.LastFailure
+	}
+	return m.SentAt
 }
 
 // Depth is a source's approximate depth.

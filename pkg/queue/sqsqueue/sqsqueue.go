@@ -33,6 +33,8 @@ const (
 	MaxHold = 12 * time.Hour
 	// MaxWait is the longest long-poll wait SQS takes.
 	MaxWait = 20 * time.Second
+	// MaxAttributes is how many message attributes SQS takes on one message.
+	MaxAttributes = 10
 )
 
 // Options configures a Queue. A nil *Options means the defaults.
@@ -64,6 +66,9 @@ func New(client *sqs.Client, url string, opts *Options) (*Queue, error) {
 // Name implements queue.Source: the queue's URL.
 func (q *Queue) Name() string { return q.url }
 
+// MaxAttributes is how many attributes one message may carry.
+func (q *Queue) MaxAttributes() int { return MaxAttributes }
+
 // CheckHold implements queue.HoldChecker: SQS takes whole seconds from 1 s to 12 h.
 func (q *Queue) CheckHold(hold time.Duration) error {
 	return config.Seconds(hold, time.Second, MaxHold)
@@ -76,12 +81,17 @@ func seconds(d time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// Receive implements queue.Source.
+// Receive implements queue.Source. A hold SQS cannot grant as asked (CheckHold) is refused
+// with the permanent reason InvalidHold, before anything is received: rounded, it could end
+// under its holder.
 func (q *Queue) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	if err := q.CheckHold(hold); err != nil {
+		return nil, failure.New(failure.Permanent, ReasonInvalidHold, fmt.Errorf("receive from %s: lease %v: %w", q.url, hold, err))
+	}
 	out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:              &q.url,
 		MaxNumberOfMessages:   int32(min(max(n, 1), queue.MaxBatch)),
-		VisibilityTimeout:     max(seconds(hold), 1),
+		VisibilityTimeout:     seconds(hold),
 		WaitTimeSeconds:       q.wait,
 		MessageAttributeNames: []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
@@ -126,8 +136,12 @@ func millis(s string) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
+// ReasonInvalidHold is the reason of a receive asked for a lease SQS cannot grant as asked.
+const ReasonInvalidHold = "InvalidHold"
+
 // Extend implements queue.Source: the visibility timeout set to hold from now, in whole
-// seconds rounded up.
+// seconds rounded up and at most MaxHold (a message given back for later comes back no later
+// than SQS allows).
 func (q *Queue) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
 	return q.visibility(ctx, msgs, seconds(hold), "extend", false)
 }
@@ -184,7 +198,18 @@ func (q *Queue) Delete(ctx context.Context, msgs []*queue.Message) []error {
 		}
 		out, err := q.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries})
 		if err != nil {
-			return queue.Each(len(batch), awserr.Classify(fmt.Errorf("delete on %s: %w", q.url, err)))
+			err = awserr.Classify(fmt.Errorf("delete on %s: %w", q.url, err))
+			if failure.IsPermanent(err) {
+				// The batch was refused as a whole: one entry must not hold back the others.
+				return q.each(batch, func(m *queue.Message) error {
+					_, err := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: aws.String(m.Handle)})
+					if err != nil {
+						return awserr.Classify(fmt.Errorf("delete %s on %s: %w", m.ID, q.url, err))
+					}
+					return nil
+				})
+			}
+			return queue.Each(len(batch), err)
 		}
 		res := make([]error, len(batch))
 		for _, f := range out.Failed {
@@ -197,16 +222,12 @@ func (q *Queue) Delete(ctx context.Context, msgs []*queue.Message) []error {
 }
 
 // Send implements queue.Sink: SendMessage for a single message, SendMessageBatch for more. An
-// entry the batch answer neither confirms nor refuses counts as not sent.
+// entry the batch answer neither confirms nor refuses counts as not sent. A batch refused as a
+// whole (over SQS's size limit, say) is sent again one message at a time.
 func (q *Queue) Send(ctx context.Context, msgs []*queue.Message) []error {
 	return queue.Batches(msgs, func(batch []*queue.Message) []error {
 		if len(batch) == 1 {
-			m := batch[0]
-			_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(m.Body)), MessageAttributes: toSQS(m.Attributes)})
-			if err != nil {
-				return []error{awserr.Classify(fmt.Errorf("send %s to %s: %w", m.ID, q.url, err))}
-			}
-			return []error{nil}
+			return []error{q.sendOne(ctx, batch[0])}
 		}
 		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
 		for i, m := range batch {
@@ -214,7 +235,11 @@ func (q *Queue) Send(ctx context.Context, msgs []*queue.Message) []error {
 		}
 		out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
 		if err != nil {
-			return queue.Each(len(batch), awserr.Classify(fmt.Errorf("send to %s: %w", q.url, err)))
+			err = awserr.Classify(fmt.Errorf("send to %s: %w", q.url, err))
+			if failure.IsPermanent(err) {
+				return q.each(batch, func(m *queue.Message) error { return q.sendOne(ctx, m) })
+			}
+			return queue.Each(len(batch), err)
 		}
 		res := queue.Each(len(batch), nil)
 		confirmed := make([]bool, len(batch))
@@ -236,6 +261,23 @@ func (q *Queue) Send(ctx context.Context, msgs []*queue.Message) []error {
 		}
 		return res
 	})
+}
+
+func (q *Queue) sendOne(ctx context.Context, m *queue.Message) error {
+	_, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(m.Body)), MessageAttributes: toSQS(m.Attributes)})
+	if err != nil {
+		return awserr.Classify(fmt.Errorf("send %s to %s: %w", m.ID, q.url, err))
+	}
+	return nil
+}
+
+// each calls f for every message of batch, one result each.
+func (q *Queue) each(batch []*queue.Message, f func(m *queue.Message) error) []error {
+	res := make([]error, len(batch))
+	for i, m := range batch {
+		res[i] = f(m)
+	}
+	return res
 }
 
 func toSQS(attrs map[string]queue.Attr) map[string]types.MessageAttributeValue {

@@ -11,28 +11,28 @@ import (
 	"unicode/utf8"
 )
 
-// Record is one line of an export file: everything needed to send the message again exactly.
+// Line is one line of an export file: everything needed to send the message again exactly.
 // Body holds a UTF-8 body; BodyBase64 one that is not (Pub/Sub data may be any bytes).
-type Record struct {
-	MessageID    string                `json:"message_id"`
-	Body         *string               `json:"body,omitempty"`
-	BodyBase64   []byte                `json:"body_base64,omitempty"`
-	Attributes   map[string]RecordAttr `json:"attributes,omitempty"`
-	ReceiveCount int                   `json:"receive_count,omitempty"`
-	SentAt       time.Time             `json:"sent_timestamp,omitzero"`
-	OrderingKey  string                `json:"ordering_key,omitempty"`
+type Line struct {
+	MessageID    string              `json:"message_id"`
+	Body         *string             `json:"body,omitempty"`
+	BodyBase64   []byte              `json:"body_base64,omitempty"`
+	Attributes   map[string]LineAttr `json:"attributes,omitempty"`
+	ReceiveCount int                 `json:"receive_count,omitempty"`
+	SentAt       time.Time           `json:"sent_timestamp,omitzero"`
+	OrderingKey  string              `json:"ordering_key,omitempty"`
 }
 
-// RecordAttr is an attribute in an export file.
-type RecordAttr struct {
+// LineAttr is an attribute in an export file.
+type LineAttr struct {
 	DataType    string  `json:"data_type"`
 	StringValue *string `json:"string_value,omitempty"`
 	BinaryValue []byte  `json:"binary_value,omitempty"`
 }
 
-// ToRecord returns m as an export record.
-func ToRecord(m *Message) Record {
-	r := Record{MessageID: m.ID, ReceiveCount: m.ReceiveCount, SentAt: m.SentAt.UTC(), OrderingKey: m.OrderingKey}
+// ToLine returns m as a line of an export file.
+func ToLine(m *Message) Line {
+	r := Line{MessageID: m.ID, ReceiveCount: m.ReceiveCount, SentAt: m.SentAt.UTC(), OrderingKey: m.OrderingKey}
 	if utf8.Valid(m.Body) {
 		s := string(m.Body)
 		r.Body = &s
@@ -40,9 +40,9 @@ func ToRecord(m *Message) Record {
 		r.BodyBase64 = m.Body
 	}
 	if len(m.Attributes) > 0 {
-		r.Attributes = make(map[string]RecordAttr, len(m.Attributes))
+		r.Attributes = make(map[string]LineAttr, len(m.Attributes))
 		for k, a := range m.Attributes {
-			ra := RecordAttr{DataType: a.DataType, BinaryValue: a.Binary}
+			ra := LineAttr{DataType: a.DataType, BinaryValue: a.Binary}
 			if a.Binary == nil {
 				s := a.String
 				ra.StringValue = &s
@@ -54,7 +54,7 @@ func ToRecord(m *Message) Record {
 }
 
 // Message returns the message r describes (without a Handle).
-func (r *Record) Message() (*Message, error) {
+func (r *Line) Message() (*Message, error) {
 	if r.Body == nil && r.BodyBase64 == nil {
 		return nil, errors.New("record without body")
 	}
@@ -83,9 +83,9 @@ func (r *Record) Message() (*Message, error) {
 // MaxLine bounds one line of an export file (a 1 MiB SQS body, base64 attributes, slack).
 const MaxLine = 4 << 20
 
-// WriteRecord writes m as one JSONL line.
-func WriteRecord(w io.Writer, m *Message) error {
-	b, err := json.Marshal(ToRecord(m))
+// WriteLine writes m as one JSONL line.
+func WriteLine(w io.Writer, m *Message) error {
+	b, err := json.Marshal(ToLine(m))
 	if err != nil {
 		return fmt.Errorf("encode message %s: %w", m.ID, err)
 	}
@@ -93,10 +93,10 @@ func WriteRecord(w io.Writer, m *Message) error {
 	return err
 }
 
-// ReadRecords calls fn with each message of a JSONL export, in file order; blank lines are
+// ReadLines calls fn with each message of a JSONL export, in file order; blank lines are
 // skipped. It stops at the first unreadable line, naming it.
-func ReadRecords(r io.Reader, fn func(*Message) error) error {
-	for m, err := range Records(r) {
+func ReadLines(r io.Reader, fn func(*Message) error) error {
+	for m, err := range Lines(r) {
 		if err != nil {
 			return err
 		}
@@ -107,10 +107,10 @@ func ReadRecords(r io.Reader, fn func(*Message) error) error {
 	return nil
 }
 
-// Records yields each message of a JSONL export as it reads it, in file order, holding one
+// Lines yields each message of a JSONL export as it reads it, in file order, holding one
 // line at a time; blank lines are skipped. At the first unreadable line it yields an error
 // naming the line, and stops.
-func Records(r io.Reader) iter.Seq2[*Message, error] {
+func Lines(r io.Reader) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), MaxLine)
@@ -121,7 +121,7 @@ func Records(r io.Reader) iter.Seq2[*Message, error] {
 			if len(b) == 0 {
 				continue
 			}
-			m, err := ParseRecord(b)
+			m, err := ParseLine(b)
 			if err != nil {
 				yield(nil, fmt.Errorf("line %d: %w", line, err))
 				return
@@ -136,9 +136,9 @@ func Records(r io.Reader) iter.Seq2[*Message, error] {
 	}
 }
 
-// ParseRecord reads one line of an export file.
-func ParseRecord(line []byte) (*Message, error) {
-	var r Record
+// ParseLine reads one line of an export file.
+func ParseLine(line []byte) (*Message, error) {
+	var r Line
 	if err := json.Unmarshal(line, &r); err != nil {
 		return nil, fmt.Errorf("parse record: %w", err)
 	}
