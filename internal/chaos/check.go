@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,13 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/sqsdepth"
 )
 
 // Quiet is how the pipeline came to rest after the last fault.
@@ -75,24 +74,10 @@ func (r *run) firestore(ctx context.Context) (*firestore.Client, error) {
 	return firestore.NewClient(ctx, r.envMap["GOOGLE_CLOUD_PROJECT"])
 }
 
-func (r *run) queueDepth(ctx context.Context, client *sqs.Client, url string) (int, error) {
-	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(url),
-		AttributeNames: []sqstypes.QueueAttributeName{
-			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-		},
-	})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, v := range out.Attributes {
-		c, _ := strconv.Atoi(v)
-		n += c
-	}
-	return n, nil
+// queueDepth is the queue's messages visible, in flight and delayed.
+func queueDepth(ctx context.Context, client *sqs.Client, url string) (int, error) {
+	d, err := sqsdepth.Read(ctx, client, url)
+	return d.Visible + d.NotVisible + d.Delayed, err
 }
 
 func countDocs(ctx context.Context, fs *firestore.Client, collection string) (int64, error) {
@@ -123,8 +108,8 @@ func (r *run) waitQuiet(ctx context.Context, from time.Time) (Quiet, error) {
 	var emptySince time.Time
 	lastState, lastChange := "", time.Now()
 	for {
-		depth, derr := r.queueDepth(ctx, sqsClient, r.res.QueueURL)
-		dlq, _ := r.queueDepth(ctx, sqsClient, r.res.DLQURL)
+		depth, derr := queueDepth(ctx, sqsClient, r.res.QueueURL)
+		dlq, _ := queueDepth(ctx, sqsClient, r.res.DLQURL)
 		docs, ferr := countDocs(ctx, fs, r.res.Collection)
 		now := time.Now()
 		if derr == nil && ferr == nil {
