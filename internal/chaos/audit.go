@@ -91,15 +91,14 @@ func (a *audit) newest(key string) (published, int, bool) {
 	return best, len(distinct), true
 }
 
-// count is the number of records received, copies included.
-func (a *audit) count() int {
+// count is the number of records received, copies included, and of keys they were for.
+func (a *audit) count() (records, keys int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := 0
 	for _, ps := range a.published {
-		n += len(ps)
+		records += len(ps)
 	}
-	return n
+	return records, len(a.published)
 }
 
 func (a *audit) close() {

@@ -293,7 +293,7 @@ func (r *run) check(ctx context.Context, rep *Report, c *Check) error {
 					c.LostPublished++
 					c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ; its record was published (sequencer %s) and not indexed", key, pub.sequencer))
 				} else {
-					c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ, and no record of it published", key))
+					c.Lost = append(c.Lost, fmt.Sprintf("%q: no document, in no DLQ, and no record of it seen by the suite's subscription", key))
 				}
 			} else {
 				c.GoodOnlyInDLQ = append(c.GoodOnlyInDLQ, fmt.Sprintf("%q: no document, in the %s DLQ (%s)", key, dls[0].queue, dls[0].reason))

@@ -31,10 +31,10 @@ type Report struct {
 	After      *Check // after the replay; nil when no DLQ held a good image
 	Vision     visionstandin.Stats
 	// Published counts the records the suite's own subscription received, copies included.
-	Published int
-	Exited    []string // processes that exited by themselves
-	Elapsed   time.Duration
-	WorkDir   string
+	Published, PublishedKeys int
+	Exited                   []string // processes that exited by themselves
+	Elapsed                  time.Duration
+	WorkDir                  string
 }
 
 // Final is the last check: after the replay, or the first when nothing was replayed.
@@ -67,6 +67,12 @@ func (r *Report) Failed() bool {
 	return r.Lost() > 0 || len(f.Duplicate) > 0 || len(f.Wrong) > 0 || uploadFailed || len(r.Exited) > 0
 }
 
+// OutageAnswers counts the Vision calls the outage answered (500/503 beyond the injected
+// transient errors, and dropped connections).
+func (r *Report) OutageAnswers() int64 {
+	return r.Vision.ByStatus["500"] + r.Vision.ByStatus["503"] - r.Vision.Transient + r.Vision.Dropped
+}
+
 // NotRun lists the scheduled faults that did not happen, with why.
 func (r *Report) NotRun() []FaultRecord {
 	var out []FaultRecord
@@ -83,8 +89,8 @@ func (r *Report) Print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("")
 	p("chaos report: seed %d, %d files, fault window %v, %v from start to the last check", r.Seed, r.N, r.Window, r.Elapsed.Round(time.Second))
-	p("  Vision: %.0f calls/s quota (429 beyond), %.0f%% transient 500/503, one outage; %d calls: %d analysed, %d throttled, %d transient, %d in outage/dropped",
-		r.Quota, 100*r.Transient, r.Vision.Calls, r.Vision.Analyses, r.Vision.Throttled, r.Vision.Transient, r.Vision.Dropped+r.Vision.ByStatus["503"]-r.Vision.Transient)
+	p("  Vision: %.0f calls/s quota (429 beyond), %.0f%% transient 500/503, one outage; %d calls: %d analysed, %d throttled, %d transient errors, %d answered by the outage; by status %s",
+		r.Quota, 100*r.Transient, r.Vision.Calls, r.Vision.Analyses, r.Vision.Throttled, r.Vision.Transient, r.OutageAnswers(), statusText(r.Vision.ByStatus))
 	p("  faults (planned, started, over, result):")
 	kinds := map[string]int{}
 	for _, f := range r.Faults {
@@ -111,7 +117,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	p("  sent: %d uploads (%d good images, %d of them overwritten later by a second version; %d bad files)",
 		r.Sent, r.SentGood, r.Overwrites, r.SentBad)
-	p("  published: %d records seen by the suite's own subscription (copies included)", r.Published)
+	p("  published: %d records for %d keys seen by the suite's own subscription (copies included)", r.Published, r.PublishedKeys)
 	p("  quiet after the last fault: queue empty after %v, last document written %v after; %s",
 		r.Quiet.QueueEmpty.Round(time.Second), r.Quiet.LastWrite.Round(time.Second), quietText(r.Quiet))
 	printCheck(p, "after the faults", &r.First)
@@ -138,6 +144,15 @@ func (r *Report) Print(w io.Writer) {
 	} else {
 		p("  PASSED")
 	}
+}
+
+func statusText(m map[string]int64) string {
+	var parts []string
+	for k, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func quietText(q Quiet) string {

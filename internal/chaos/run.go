@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Vision.ByImage = nil
 	}
 	rep.Exited = r.fleet.exited()
-	rep.Published = r.audit.count()
+	rep.Published, rep.PublishedKeys = r.audit.count()
 	rep.Elapsed = time.Since(r.t0)
 	return rep, nil
 }
