@@ -53,14 +53,15 @@ func main() {
 	small := fs.Bool("small", false, "the make test version: 8 uploads/s, fault timing scaled to a quarter")
 	keep := fs.Bool("keep", false, "keep the work folder (binaries, corpus, logs, DLQ exports)")
 	dir := fs.String("dir", "", "work folder (default: a new temporary folder)")
+	maxReceives := fs.Int("max-receive-count", 0, "the queue's redrive count (0: the stack's default, 5); lower sends more good images to the DLQ and exercises the replay")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
 		os.Exit(2)
 	}
-	if *n <= 0 || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "chaos: -n must be positive and no arguments are taken")
+	if *n <= 0 || *maxReceives < 0 || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "chaos: -n must be positive, -max-receive-count not negative, and no arguments are taken")
 		os.Exit(2)
 	}
 	if *seed == 0 {
@@ -70,7 +71,7 @@ func main() {
 	if *small {
 		cfg = chaos.Small(*n, *seed)
 	}
-	cfg.Keep, cfg.WorkDir, cfg.Out = *keep, *dir, os.Stdout
+	cfg.Keep, cfg.WorkDir, cfg.Out, cfg.MaxReceiveCount = *keep, *dir, os.Stdout, *maxReceives
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := chaos.Run(ctx, cfg)

@@ -34,6 +34,9 @@ type Config struct {
 	Transient   float64 // share of Vision calls that fail with 500/503
 	Analyzers   int
 	Indexers    int
+	// MaxReceiveCount is the queue's redrive count (0: the local stack's default, 5); a
+	// lower one sends more good images to the DLQ, to exercise the replay.
+	MaxReceiveCount int
 	// QuietFor is how long nothing may change before the run counts as quiet without every
 	// image accounted for (longer than the subscription's 60 s ack deadline and the queue's
 	// 30 s visibility timeout); MaxWait bounds the wait for quiet.

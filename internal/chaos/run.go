@@ -192,7 +192,7 @@ func (r *run) startStack(ctx context.Context) error {
 		return err
 	}
 	r.st = st
-	r.res, err = st.Bootstrap(sctx, devstack.Resources{})
+	r.res, err = st.Bootstrap(sctx, devstack.Resources{MaxReceiveCount: r.cfg.MaxReceiveCount})
 	if err != nil {
 		_ = st.Close(context.Background())
 		return err
