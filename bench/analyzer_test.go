@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"imgpipe/internal/otlprecv"
 	"imgpipe/internal/proctest"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/samples"
@@ -87,6 +88,7 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchAnalyzer(b, name, sc.latency, sc.flags) })
 	}
+	b.Run("Tracing", benchTracing)
 	b.Run("Memory15MB", benchMemory)
 	b.Run("Quota", benchQuota)
 }
@@ -175,6 +177,72 @@ func benchAnalyzer(b *testing.B, name string, latency time.Duration, flags []str
 	b.Logf("N=%d %s; cpu %v; peak RSS %d KiB; succeeded %v; receive errors %v", b.N, note, r.cpu, r.maxRSSKiB,
 		r.metric("messages_succeeded_total"), r.metric("receive_errors_total"))
 	st.Report(b, name, b.N, figs, note)
+}
+
+// benchTracing measures what traces cost the analyzer: four runs of b.N messages each (as in
+// benchAnalyzer, Vision latency 0), alternated off, on, off, on. Off is the default (no OTEL_*
+// variable); on exports every span over OTLP/gRPC to a receiver in the benchmark process
+// (otlptest: its CPU is not the analyzer's), the uploader's context in every object's
+// metadata, so each message continues a trace as in production. Reports the analyzer's
+// cpu-ms/msg off and on (mean of two runs each), on/off (the cost on, as a ratio) and
+// off2/off1 (the two off runs' ratio: the noise floor the off cost must be measured against),
+// and msgs/s off and on. It fails unless the on runs exported an analyzer.message span per
+// message continuing its object's trace, and the off runs none.
+//
+//	go test ./bench -run '^$' -bench 'AnalyzerProcess/Tracing' -benchtime 2000x
+func benchTracing(b *testing.B) {
+	if probe(b) {
+		return
+	}
+	st := proctest.Get(b)
+	if err := st.SetVisionFaults(proctest.LatencyQuota(0, 0, 0)); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	recv, err := otlprecv.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recv.Close()
+	on := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.GRPCAddr, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"}
+	var cpu, rate [2][]float64 // [off, on] per run
+	for round := range 4 {
+		traced := round % 2
+		base := 6_000_000 + int64(round)*100_000
+		// The uploader's trace context in each object's metadata, in every round (off ignores it).
+		st.SeedMeta(b, "bench", b.N, "png", pngs(base), func(i int) map[string]string {
+			return map[string]string{"traceparent": fmt.Sprintf("00-%032x-%016x-01", base+int64(i)+1, base+int64(i)+1)}
+		})
+		before := len(recv.Where(func(s otlprecv.Span) bool { return s.Name == "analyzer.message" }))
+		c := unlimited
+		if traced == 1 {
+			c.env = on
+		}
+		b.StartTimer()
+		r := runAnalyzer(b, st, b.N, c)
+		b.StopTimer()
+		assertClean(b, st, r)
+		// The process flushed its spans before it exited.
+		got := recv.Where(func(s otlprecv.Span) bool {
+			return s.Name == "analyzer.message" && s.Attrs["imgpipe.trace_origin"] == "object-metadata"
+		})
+		if n := len(got) - before; (traced == 1 && n < b.N) || (traced == 0 && n != 0) {
+			b.Fatalf("round %d (traced %v): %d analyzer.message spans continuing the object's trace, want %d", round, traced == 1, n, traced*b.N)
+		}
+		cpu[traced] = append(cpu[traced], float64(r.cpu.Microseconds())/1000/float64(b.N))
+		rate[traced] = append(rate[traced], r.Throughput)
+		b.Logf("round %d traced=%v: cpu %v (%.3f ms/msg), %.0f msgs/s", round, traced == 1, r.cpu, cpu[traced][len(cpu[traced])-1], r.Throughput)
+	}
+	mean := func(v []float64) float64 { return (v[0] + v[1]) / 2 }
+	figs := []proctest.Figure{
+		proctest.Fig(mean(cpu[0]), "off-cpu-ms/msg"),
+		proctest.Fig(mean(cpu[1]), "on-cpu-ms/msg"),
+		proctest.Fig(mean(cpu[1])/mean(cpu[0]), "on/off"),
+		proctest.Fig(cpu[0][1]/cpu[0][0], "off2/off1"),
+		proctest.Fig(mean(rate[0]), "off-msgs/s"),
+		proctest.Fig(mean(rate[1]), "on-msgs/s"),
+	}
+	st.Report(b, "Tracing", b.N, figs, "4 runs alternated off, on, off, on; on: OTLP/gRPC to a receiver in the bench process, every message traced; 64 workers, Vision latency 0")
 }
 
 // benchMemory measures the analyzer's peak memory on large images: 128 objects (b.N is

@@ -14,6 +14,7 @@ type analyzerConfig struct {
 	visionRate  float64
 	visionBurst int
 	flags       []string // more analyzer flags
+	env         []string // more environment variables (NAME=value)
 	// windowFrom starts the measured window this long after the process starts (0: at 5%
 	// of the messages done); windowTo ends it at this share done (0: all of them).
 	windowFrom time.Duration
@@ -47,7 +48,7 @@ func (r *analyzerRun) metric(name string) float64 { return r.metrics["imgpipe_an
 // what the kernel and its metrics say.
 func runAnalyzer(tb testing.TB, st *proctest.Stack, n int, c analyzerConfig) *analyzerRun {
 	tb.Helper()
-	p := st.StartAnalyzer(tb, "analyzer", c.args()...)
+	p := st.StartAnalyzerEnv(tb, "analyzer", c.env, c.args()...)
 	r := &analyzerRun{n: n}
 	r.Progress = st.WaitDone(tb, proctest.Wait{N: n, Start: p.Started(), Procs: []*proctest.Proc{p},
 		WindowFrom: c.windowFrom, WindowTo: int(c.windowTo * float64(n))})

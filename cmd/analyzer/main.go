@@ -55,7 +55,7 @@ its AWS credentials come from the AWS SDK's default chain (IRSA web identity, EC
 Give exactly one Vision credential: a key, a key file, an access token file, or a federated
 token file for Entra ID workload identity federation (with the tenant and client IDs; on AKS
 the workload identity webhook sets AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
-AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).`
+AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).` + obs.TracingHelp
 
 type settings struct {
 	queueURL, dlqURL, topic, project                    string
@@ -180,6 +180,11 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := obs.StartTracing(ctx, "imgpipe-analyzer", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle, Logger: log}
 	cfg, err := awsclient.Config(ctx, awsOpts)

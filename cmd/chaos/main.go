@@ -27,8 +27,8 @@ named .jpg, truncated, empty, too small, HEIC; 1% of the good images uploaded ag
 different; keys with spaces, '+', unicode and deep folders) in batches spread over a fault
 window of N/25 s. Meanwhile Vision fails 5% of calls with 500/503, answers 429 beyond a
 quota of 40 calls/s and has one 30 s outage; every analyzer and indexer is SIGKILLed every
-20-60 s (process group) and restarted; the Firestore and Pub/Sub emulators restart once
-(when the stack can). The schedule is drawn from the seed and printed with every fault's
+20-60 s (process group) and restarted; the Firestore emulator restarts once with its data
+and the Pub/Sub emulator is cut off once (its stand-in for a restart). The schedule is drawn from the seed and printed with every fault's
 time. After quiet it checks through the real clients that every good image is exactly one
 document with its generator's dimensions and the object's ETag, no bad file has one, and
 every bad file is once in the SQS DLQ with its reason (read with dlq-replay export); good

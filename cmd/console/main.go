@@ -47,7 +47,7 @@ served at /api/v1/openapi.yaml.
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credentials, and
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SQS for other endpoints. Google settings: Application
-Default Credentials, FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for the emulators.`
+Default Credentials, FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for the emulators.` + obs.TracingHelp
 
 type settings struct {
 	addr, bucket, prefix, project, database, collection    string
@@ -148,6 +148,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer log.Sync()
+	stopTracing, err := obs.StartTracing(ctx, "imgpipe-console", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	log.Info("console starting", obs.Settings(set.Describe()))
 
 	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle}

@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"imgpipe/internal/devstack"
+	"imgpipe/internal/otlprecv"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
@@ -114,6 +115,14 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 	// Shorter waits than production so the demo shuts down quickly.
 	env = append(env, "IMGPIPE_WAIT_TIME=2s", "IMGPIPE_DRAIN_TIMEOUT=10s")
 
+	// The binaries send their traces to a receiver in the demo, for the per-stage times.
+	recv, err := otlprecv.New()
+	if err != nil {
+		return err
+	}
+	defer recv.Close()
+	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+recv.GRPCAddr, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_BSP_SCHEDULE_DELAY=200")
+
 	step("starting analyzer and indexer (logs in %s)", logDir)
 	var procs []*child
 	defer func() {
@@ -121,9 +130,17 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 			p.stop()
 		}
 	}()
+	indexerPort, err := devstack.FreePort()
+	if err != nil {
+		return err
+	}
 	for _, name := range []string{"analyzer", "indexer"} {
-		// Each serves /metrics on a free loopback port, so they can share the machine.
-		p, err := startChild(filepath.Join(binDir, name), filepath.Join(logDir, name+".log"), append(env, "IMGPIPE_METRICS_ADDR=127.0.0.1:0"))
+		// Each serves /metrics on a loopback port of its own, so they can share the machine.
+		addr := "IMGPIPE_METRICS_ADDR=127.0.0.1:0"
+		if name == "indexer" {
+			addr = fmt.Sprintf("IMGPIPE_METRICS_ADDR=127.0.0.1:%d", indexerPort)
+		}
+		p, err := startChild(filepath.Join(binDir, name), filepath.Join(logDir, name+".log"), append(env, addr))
 		if err != nil {
 			return err
 		}
@@ -155,6 +172,13 @@ func run(ctx context.Context, dir string, timeout time.Duration, keep bool, cons
 		return err
 	}
 	printReport(os.Stdout, res)
+	var indexed []string
+	for _, r := range res.rows {
+		if r.doc != nil {
+			indexed = append(indexed, r.key)
+		}
+	}
+	printLatency(os.Stdout, fmt.Sprintf("http://127.0.0.1:%d/metrics", indexerPort), recv, indexed, 10*time.Second)
 	if res.problems > 0 {
 		return fmt.Errorf("%d samples did not end as expected (see above)", res.problems)
 	}

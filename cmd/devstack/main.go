@@ -32,8 +32,10 @@ Usage:
 Stand-ins: SQS = fauxqs (npm, pinned in devstack/fauxqs), S3 = the project's S3 stand-in
 with event notifications to SQS (bucket lifecycle expiration runs only on demand, at
 POST $AWS_ENDPOINT_URL_S3/_standin/lifecycle?at=TIME), Pub/Sub and Firestore = Google's emulators
-(Debian packages google-cloud-cli-pubsub-emulator and -firestore-emulator), Azure AI Vision =
-the project's Vision stand-in with fault injection at {vision}/admin/faults.
+(Debian packages google-cloud-cli-pubsub-emulator and -firestore-emulator) behind the project's
+gRPC fronts (a call whose client went away is half-closed, not cancelled: the Pub/Sub emulator
+mishandles cancelled calls and would keep handing messages to a dead subscriber), Azure AI
+Vision = the project's Vision stand-in with fault injection at {vision}/admin/faults.
 
 In another shell:  eval "$(go run ./cmd/devstack env)"
 
@@ -77,6 +79,8 @@ type settings struct {
 	latency, rateLimit, retryAfter, outage string
 	transientRate                          float64
 	badKey                                 bool
+
+	noFronts bool
 }
 
 // faults turns the fault flags into the stand-in's Faults.
@@ -120,8 +124,9 @@ func newFlags(name string, s *settings) *flag.FlagSet {
 	fs.StringVar(&s.parts, "parts", "all", "parts to start: all, or a comma list of sqs,s3,pubsub,firestore,vision")
 	fs.IntVar(&s.ports.SQS, "sqs-port", 0, "SQS port (0 = free port)")
 	fs.IntVar(&s.ports.S3, "s3-port", 0, "S3 port (0 = free port)")
-	fs.IntVar(&s.ports.PubSub, "pubsub-port", 0, "Pub/Sub emulator port (0 = free port)")
-	fs.IntVar(&s.ports.Firestore, "firestore-port", 0, "Firestore emulator port (0 = free port)")
+	fs.IntVar(&s.ports.PubSub, "pubsub-port", 0, "Pub/Sub port clients use, its front's (0 = free port)")
+	fs.IntVar(&s.ports.Firestore, "firestore-port", 0, "Firestore port clients use, its front's (0 = free port)")
+	fs.BoolVar(&s.noFronts, "no-fronts", false, "clients talk to the Pub/Sub and Firestore emulators directly, without their gRPC fronts (the Pub/Sub emulator then strands messages of subscribers that die)")
 	fs.IntVar(&s.ports.Vision, "vision-port", 0, "Vision stand-in port (0 = free port)")
 	fs.DurationVar(&s.timeout, "timeout", 2*time.Minute, "how long 'up' waits for every part to answer, and 'down' for the stack to stop")
 	fs.StringVar(&s.latency, "vision-latency", "", `Vision stand-in latency: "100ms", "uniform:50ms-200ms", "normal:100ms,20ms"`)
@@ -184,7 +189,7 @@ func up(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := devstack.Start(startCtx, &devstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir, VisionFaults: faults})
+	st, err := devstack.Start(startCtx, &devstack.Options{Parts: parts, Ports: s.ports, LogDir: logDir, VisionFaults: faults, NoFronts: s.noFronts})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
+	"imgpipe/pkg/gcpclient"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
@@ -37,13 +38,13 @@ Google credentials come from Application Default Credentials (including external
 files for workload identity federation); when GOOGLE_APPLICATION_CREDENTIALS names an AWS
 external_account file, its AWS credentials come from the AWS SDK's default chain (IRSA web
 identity, ECS, SSO, EC2; AWS_REGION required). PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST
-point the clients at the emulators.`
+point the clients at the emulators.` + obs.TracingHelp
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
 	metricsAddr, deadLetterTopic                          string
 	maxMessages, maxBytes, streams, limit, batchSize      int
-	batchWait                                             time.Duration
+	batchWait, retryFor, ackExtension                     time.Duration
 	noDeadLetterCopy, json                                bool
 }
 
@@ -61,6 +62,18 @@ func newSet(cmd string, s *settings) *config.Set {
 		set.Int(&s.streams, "streams", "IMGPIPE_STREAMS", 2, "StreamingPull streams", config.Validate(config.Between(&s.streams, 1, 64)))
 		set.Int(&s.batchSize, "batch-size", "IMGPIPE_BATCH_SIZE", 100, "most records written in one Firestore transaction (1: one transaction per record)", config.Validate(config.Between(&s.batchSize, 1, 250)))
 		set.Duration(&s.batchWait, "batch-wait", "IMGPIPE_BATCH_WAIT", 10*time.Millisecond, "how long a record waits for others to share its transaction", config.Validate(config.PositiveDuration(&s.batchWait)))
+		set.Duration(&s.retryFor, "retry-for", "IMGPIPE_RETRY_FOR", 90*time.Second, "how long a message whose write failed transiently is held, the write retried, before it is nacked (0: nack at once)", config.Validate(func() error {
+			if s.retryFor < 0 {
+				return fmt.Errorf("must not be negative, got %s", s.retryFor)
+			}
+			return nil
+		}))
+		set.Duration(&s.ackExtension, "ack-extension", "IMGPIPE_ACK_EXTENSION", 10*time.Second, "lease extension of a held message, and the stream's ack deadline: a dead indexer's messages return within about this long (10s-600s)", config.Validate(func() error {
+			if s.ackExtension < 10*time.Second || s.ackExtension > 600*time.Second {
+				return fmt.Errorf("must be between 10s and 600s, got %s", s.ackExtension)
+			}
+			return nil
+		}))
 		set.String(&s.deadLetterTopic, "dead-letter-topic", "IMGPIPE_DEAD_LETTER_TOPIC", "", "topic for copies of messages that can never be indexed (default: the subscription's dead-letter policy)")
 		set.Bool(&s.noDeadLetterCopy, "no-dead-letter-copy", "IMGPIPE_NO_DEAD_LETTER_COPY", false, "nack messages that can never be indexed and leave them to the subscription's dead-letter policy")
 		set.String(&s.metricsAddr, "metrics-addr", "IMGPIPE_METRICS_ADDR", ":9090", "address serving /metrics, /healthz and /readyz (empty: none)")
@@ -117,12 +130,17 @@ func run(cmd string, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := obs.StartTracing(ctx, "imgpipe-indexer", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	gcreds, err := gcpauth.Load(ctx, nil)
 	if err != nil {
 		return err
 	}
 	log.Info("google credentials", zap.Stringer("credential", gcreds))
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
+	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, append(gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST"), gcpclient.Options()...)...)
 	if err != nil {
 		return fmt.Errorf("firestore client: %w", err)
 	}
@@ -144,15 +162,20 @@ func run(cmd string, args []string) error {
 		return printDocs(os.Stdout, docs, s.json)
 	}
 
-	ps, err := pubsub.NewClient(ctx, s.project, gcreds.ClientOptions("PUBSUB_EMULATOR_HOST")...)
+	ps, err := pubsub.NewClient(ctx, s.project, append(gcreds.ClientOptions("PUBSUB_EMULATOR_HOST"), gcpclient.Options()...)...)
 	if err != nil {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
 	defer ps.Close()
 	reg := obs.NewRegistry()
+	retryFor := s.retryFor
+	if retryFor == 0 {
+		retryFor = -1 // the option's zero is its default; the flag's zero is "never hold"
+	}
 	ix, err := indexer.New(ps, store, &indexer.Options{
 		Subscription: s.subscription, MaxOutstandingMessages: s.maxMessages,
 		MaxOutstandingBytes: s.maxBytes, Streams: s.streams, BatchSize: s.batchSize, BatchWait: s.batchWait,
+		RetryFor: retryFor, AckExtension: s.ackExtension,
 		DeadLetterTopic: s.deadLetterTopic, NoDeadLetterCopy: s.noDeadLetterCopy,
 		Registerer: reg, Logger: log,
 	})

@@ -56,6 +56,9 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		{"search", []string{"--project", "p", "--limit", "0", "cat"}, "limit"},
 		{"run", []string{"--project", "p", "--subscription", "s", "--batch-size", "0"}, "batch-size"},
 		{"run", []string{"--project", "p"}, "subscription"},
+		{"run", []string{"--project", "p", "--subscription", "s", "--ack-extension", "5s"}, "ack-extension"},
+		{"run", []string{"--project", "p", "--subscription", "s", "--ack-extension", "11m"}, "ack-extension"},
+		{"run", []string{"--project", "p", "--subscription", "s", "--retry-for", "-1s"}, "retry-for"},
 	}
 	for _, tt := range tests {
 		err := run(tt.cmd, tt.args)

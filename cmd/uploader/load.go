@@ -51,11 +51,12 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	if s.count == 0 && s.duration <= 0 {
 		return 0, usageError{errors.New("load needs --count or --duration (see load --help)")}
 	}
-	log, err := s.logger()
+	log, stopTracing, err := s.logger(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer log.Sync()
+	defer stopTracing()
 	up, err := s.newUploader(ctx, &s.common, log)
 	if err != nil {
 		return 0, err

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
 )
 
@@ -63,7 +64,7 @@ Exit codes: 0 success; 1 a file failed or the run was interrupted (put), an uplo
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credentials, and
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SQS for other endpoints. Google settings: Application
-Default Credentials, FIRESTORE_EMULATOR_HOST for the emulator.`
+Default Credentials, FIRESTORE_EMULATOR_HOST for the emulator.` + obs.TracingHelp
 
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())

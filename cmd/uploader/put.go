@@ -78,13 +78,18 @@ func (s *sending) options() *uploader.Options {
 }
 
 // newUploader builds the S3 client from the SDK's chain and an Uploader over it.
-// logger opens the command's JSON logger on stderr.
-func (c *common) logger() (*zap.Logger, error) {
+// logger opens the command's JSON logger on stderr and its trace export (off unless the
+// OTEL_* variables turn it on); the command defers the stop, which flushes the spans.
+func (c *common) logger(ctx context.Context) (*zap.Logger, func(), error) {
 	log, err := obs.NewLogger("uploader", c.logLevel)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, nil, usageError{err}
 	}
-	return log, nil
+	stop, err := obs.StartTracing(ctx, "imgpipe-uploader", log)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return log, stop, nil
 }
 
 // newUploader is newUploader with the sending settings and log.
@@ -130,11 +135,12 @@ func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if len(set.Args()) == 0 {
 		return 0, usageError{errors.New("put needs at least one PATH (see put --help)")}
 	}
-	log, err := s.logger()
+	log, stopTracing, err := s.logger(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer log.Sync()
+	defer stopTracing()
 
 	opts := s.sending.options()
 	opts.Force, opts.DrainTimeout, opts.Logger = s.force, s.drain, log

@@ -54,11 +54,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	if len(set.Args()) == 0 {
 		return 0, usageError{fmt.Errorf("%s needs at least one KEY or FILE (see %s --help)", name, name)}
 	}
-	log, err := s.logger()
+	log, stopTracing, err := s.logger(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer log.Sync()
+	defer stopTracing()
 
 	cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
 	if err != nil {

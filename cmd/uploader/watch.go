@@ -39,11 +39,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if len(set.Args()) != 1 {
 		return 0, usageError{errors.New("watch takes one DIR (see watch --help)")}
 	}
-	log, err := s.logger()
+	log, stopTracing, err := s.logger(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer log.Sync()
+	defer stopTracing()
 	up, err := s.newUploader(ctx, &s.common, log)
 	if err != nil {
 		return 0, err

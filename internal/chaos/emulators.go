@@ -2,19 +2,22 @@ package chaos
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	"imgpipe/internal/devstack"
 )
 
-// errNoEmulatorRestart: the local stack cannot restart the Google emulators with their data.
-var errNoEmulatorRestart = errors.New("not run: this local stack cannot restart the Google emulators with their data (no gRPC front before them)")
-
-// emulatorRestarts reports whether restartEmulator can inject the emulators' restarts.
-const emulatorRestarts = false
-
-// restartEmulator restarts the Firestore emulator, or cuts the Pub/Sub emulator off, for down.
+// restartEmulator restarts the Firestore emulator with its data (devstack's RestartFirestore:
+// clients cut off, export, stop, down for down, start with the export), or cuts the Pub/Sub
+// emulator's clients off for down, keeping its data (devstack's Outage: the emulator keeps
+// nothing across a real restart, so this is its stand-in for one).
 func restartEmulator(ctx context.Context, st *devstack.Stack, kind string, down time.Duration) error {
-	return errNoEmulatorRestart
+	switch kind {
+	case FirestoreRestart:
+		return st.RestartFirestore(ctx, &devstack.RestartOptions{Down: down})
+	case PubSubRestart:
+		return st.Outage(ctx, devstack.PubSub, down)
+	}
+	return fmt.Errorf("no emulator fault %q", kind)
 }

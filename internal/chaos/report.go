@@ -19,8 +19,6 @@ type Report struct {
 	Schedule         Schedule
 	Faults           []FaultRecord
 	Batches          []BatchRecord
-	// EmulatorRestarts says whether the stack could restart the Google emulators.
-	EmulatorRestarts bool
 
 	Sent, SentGood, SentBad, Overwrites int // uploads confirmed by the uploader
 

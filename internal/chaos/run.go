@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.logf("chaos: faults over at %v; waiting for quiet", lastFault.Sub(r.t0).Round(time.Second))
 
 	rep := &Report{Seed: cfg.Seed, N: cfg.N, Schedule: sched, WorkDir: r.dir, Window: cfg.Timing.Window,
-		Quota: cfg.Quota, Transient: cfg.Transient, EmulatorRestarts: emulatorRestarts}
+		Quota: cfg.Quota, Transient: cfg.Transient}
 	rep.Faults, rep.Batches = r.faults, r.batches
 	q, err := r.waitQuiet(ctx, lastFault)
 	if err != nil {

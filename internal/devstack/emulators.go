@@ -113,9 +113,11 @@ func startPubSub(ctx context.Context, logDir string, port int, project string) (
 	return p, host, nil
 }
 
-// startFirestore starts Google's Firestore emulator on 127.0.0.1:port. It runs the JVM
-// directly rather than through the wrapper script, so no Java child outlives a stop.
-func startFirestore(ctx context.Context, logDir string, port int, project string) (*process, string, error) {
+// startFirestore starts Google's Firestore emulator on 127.0.0.1:port, logging to logName in
+// logDir, with the data of an export when importPath names its .overall_export_metadata
+// file. It runs the JVM directly rather than through the wrapper script, so no Java child
+// outlives a stop.
+func startFirestore(ctx context.Context, logDir, logName string, port int, project, importPath string) (*process, string, error) {
 	java, err := needCommand("java", javaHint)
 	if err != nil {
 		return nil, "", err
@@ -125,9 +127,12 @@ func startFirestore(ctx context.Context, logDir string, port int, project string
 		return nil, "", err
 	}
 	host := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := startProcess("Firestore emulator", filepath.Join(logDir, "firestore.log"), nil,
-		java, "-Duser.language=en", "-cp", jar, "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-		"start", "--host=127.0.0.1", "--port="+strconv.Itoa(port), "--project_id="+project)
+	args := []string{java, "-Duser.language=en", "-cp", jar, "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+		"start", "--host=127.0.0.1", "--port=" + strconv.Itoa(port), "--project_id=" + project}
+	if importPath != "" {
+		args = append(args, "--import-data="+importPath)
+	}
+	p, err := startProcess("Firestore emulator", filepath.Join(logDir, logName), nil, args...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
+	"imgpipe/internal/grpcfront"
 	"imgpipe/internal/s3standin"
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/awsclient"
@@ -78,7 +80,8 @@ func ParseParts(s string) (Part, error) {
 	return p, nil
 }
 
-// Ports fixes the port of each part; zero means a free port.
+// Ports fixes the port of each part; zero means a free port. For the emulators it is the port
+// clients use: the front's when the emulator has one.
 type Ports struct {
 	SQS, S3, PubSub, Firestore, Vision int
 }
@@ -97,7 +100,12 @@ type Options struct {
 	// StartTimeout bounds the start of each part; default 60s (the Firestore emulator takes ~4s
 	// on an idle machine, far longer on a loaded one).
 	StartTimeout time.Duration
-	Logger       *zap.Logger
+	// NoFronts connects clients to the Pub/Sub and Firestore emulators directly instead of
+	// through their gRPC fronts (internal/grpcfront). Without the front, a Pub/Sub subscriber
+	// that dies or cancels a stream leaves the emulator handing messages to a dead stream, and
+	// Outage and RestartFirestore are not available.
+	NoFronts bool
+	Logger   *zap.Logger
 }
 
 // Default identifiers of the local stack.
@@ -119,16 +127,25 @@ type Stack struct {
 
 	SQSEndpoint    string // http://127.0.0.1:PORT
 	S3Endpoint     string // http://127.0.0.1:PORT, path-style
-	PubSubHost     string // 127.0.0.1:PORT, for PUBSUB_EMULATOR_HOST
-	FirestoreHost  string // 127.0.0.1:PORT, for FIRESTORE_EMULATOR_HOST
+	PubSubHost     string // 127.0.0.1:PORT, for PUBSUB_EMULATOR_HOST (the front, if any)
+	FirestoreHost  string // 127.0.0.1:PORT, for FIRESTORE_EMULATOR_HOST (the front, if any)
 	VisionEndpoint string // http://127.0.0.1:PORT
 	VisionKey      string
+
+	// The emulators' own addresses, behind their fronts (equal to PubSubHost and
+	// FirestoreHost with NoFronts).
+	PubSubEmulatorHost, FirestoreEmulatorHost string
 
 	// In-process stand-ins, for fault injection and statistics in tests.
 	S3Server     *s3standin.Server
 	VisionServer *visionstandin.Server
+	// The emulators' gRPC fronts (nil with NoFronts), for their statistics.
+	PubSubFront, FirestoreFront *grpcfront.Front
 
+	mu        sync.Mutex // guards procs and firestore, which RestartFirestore replaces
 	procs     []*process
+	firestore *process
+	restarts  int
 	closers   []func(context.Context) error
 	closeOnce sync.Once
 	closeErr  error
@@ -196,16 +213,23 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 			results <- started{part, p, addr, err}
 		}()
 	}
+	// Behind a front, the emulator takes a free port and the fixed port is the front's.
+	emulatorPort := func(fixed int) int {
+		if o.NoFronts {
+			return fixed
+		}
+		return 0
+	}
 	if o.Parts&Firestore != 0 {
 		launch(Firestore, func(c context.Context) (*process, string, error) {
-			return withPort(o.Ports.Firestore, func(port int) (*process, string, error) {
-				return startFirestore(c, o.LogDir, port, o.ProjectID)
+			return withPort(emulatorPort(o.Ports.Firestore), func(port int) (*process, string, error) {
+				return startFirestore(c, o.LogDir, "firestore.log", port, o.ProjectID, "")
 			})
 		})
 	}
 	if o.Parts&PubSub != 0 {
 		launch(PubSub, func(c context.Context) (*process, string, error) {
-			return withPort(o.Ports.PubSub, func(port int) (*process, string, error) {
+			return withPort(emulatorPort(o.Ports.PubSub), func(port int) (*process, string, error) {
 				return startPubSub(c, o.LogDir, port, o.ProjectID)
 			})
 		})
@@ -227,13 +251,36 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 		case SQS:
 			s.SQSEndpoint = r.addr
 		case PubSub:
-			s.PubSubHost = r.addr
+			s.PubSubEmulatorHost, s.PubSubHost = r.addr, r.addr
 		case Firestore:
-			s.FirestoreHost = r.addr
+			s.FirestoreEmulatorHost, s.FirestoreHost = r.addr, r.addr
+			s.firestore = r.proc
 		}
 	}
 	if len(errs) > 0 {
 		return nil, firstMissing(errs)
+	}
+	if !o.NoFronts {
+		front := func(port int, emulator string, name string) (*grpcfront.Front, error) {
+			f, err := grpcfront.Start(fmt.Sprintf("127.0.0.1:%d", port), emulator, &grpcfront.Options{Logger: o.Logger.Named(name)})
+			if err != nil {
+				return nil, fmt.Errorf("start %s: %w", name, err)
+			}
+			s.closers = append(s.closers, func(context.Context) error { return f.Close() })
+			return f, nil
+		}
+		if s.PubSubEmulatorHost != "" {
+			if s.PubSubFront, err = front(o.Ports.PubSub, s.PubSubEmulatorHost, "pubsub-front"); err != nil {
+				return nil, err
+			}
+			s.PubSubHost = s.PubSubFront.Addr()
+		}
+		if s.FirestoreEmulatorHost != "" {
+			if s.FirestoreFront, err = front(o.Ports.Firestore, s.FirestoreEmulatorHost, "firestore-front"); err != nil {
+				return nil, err
+			}
+			s.FirestoreHost = s.FirestoreFront.Addr()
+		}
 	}
 
 	if o.Parts&S3 != 0 {
@@ -312,7 +359,10 @@ func (s *Stack) Close(ctx context.Context) error {
 			}
 		}
 		var wg sync.WaitGroup
-		for _, p := range s.procs {
+		s.mu.Lock()
+		procs := s.procs
+		s.mu.Unlock()
+		for _, p := range procs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -387,11 +437,23 @@ func (s *Stack) ping(ctx context.Context) error {
 		}
 		return "http://" + h + "/"
 	}
+	dial := func(name, host string) error {
+		if host == "" {
+			return nil
+		}
+		c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", host)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return c.Close()
+	}
 	return errors.Join(
 		check("sqs", s.SQSEndpoint),
 		check("s3", s.S3Endpoint),
-		check("pubsub", hostURL(s.PubSubHost)),
-		check("firestore", hostURL(s.FirestoreHost)),
+		check("pubsub", hostURL(s.PubSubEmulatorHost)),
+		check("firestore", hostURL(s.FirestoreEmulatorHost)),
+		dial("pubsub front", s.PubSubHost),
+		dial("firestore front", s.FirestoreHost),
 		check("vision", s.VisionEndpoint),
 	)
 }
@@ -399,6 +461,8 @@ func (s *Stack) ping(ctx context.Context) error {
 // PIDs returns the process IDs of the stack's child processes (each leads its own process
 // group), for tests that check a stop leaves nothing behind.
 func (s *Stack) PIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var pids []int
 	for _, p := range s.procs {
 		pids = append(pids, p.cmd.Process.Pid)

@@ -22,7 +22,7 @@ import (
 	"imgpipe/internal/stacktest"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, devstack.All) }
+func TestMain(m *testing.M) { stacktest.Main(m, devstack.All, subscriberChild) }
 
 func TestEveryPartAnswersAndEnvIsComplete(t *testing.T) {
 	st := stacktest.Get(t)

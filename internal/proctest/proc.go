@@ -41,17 +41,24 @@ type Proc struct {
 // --log-level warn, then flags (a later flag overrides an earlier one).
 func (st *Stack) StartAnalyzer(tb testing.TB, name string, flags ...string) *Proc {
 	tb.Helper()
-	return st.startBinary(tb, name, "analyzer", nil, flags)
+	return st.startBinary(tb, name, "analyzer", nil, nil, flags)
+}
+
+// StartAnalyzerEnv is StartAnalyzer with more environment variables (NAME=value), such as
+// the OTEL_* ones that turn tracing on.
+func (st *Stack) StartAnalyzerEnv(tb testing.TB, name string, env []string, flags ...string) *Proc {
+	tb.Helper()
+	return st.startBinary(tb, name, "analyzer", nil, env, flags)
 }
 
 // StartIndexer starts `indexer run` with --metrics-addr on a free loopback port,
 // --log-level warn, then flags.
 func (st *Stack) StartIndexer(tb testing.TB, name string, flags ...string) *Proc {
 	tb.Helper()
-	return st.startBinary(tb, name, "indexer", []string{"run"}, flags)
+	return st.startBinary(tb, name, "indexer", []string{"run"}, nil, flags)
 }
 
-func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags []string) *Proc {
+func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, flags []string) *Proc {
 	tb.Helper()
 	port, err := devstack.FreePort()
 	if err != nil {
@@ -70,7 +77,7 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, flags 
 		Name:       name,
 		Path:       filepath.Join(st.Bin, binary),
 		Args:       args,
-		Env:        st.childEnv(),
+		Env:        append(st.childEnv(), env...),
 		Dir:        st.Tmp,
 		LogPath:    filepath.Join(st.Tmp, fmt.Sprintf("%s-%s-%d.log", binary, name, time.Now().UnixNano())),
 		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", port),

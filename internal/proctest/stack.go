@@ -307,13 +307,14 @@ func (st *Stack) stop() error {
 func (st *Stack) childEnv() []string { return ChildEnv(st.Env) }
 
 // ChildEnv is this process's environment without any setting the pipeline's binaries read
-// from the environment (IMGPIPE_, AWS_, AZURE_, GOOGLE_, PUBSUB_, FIRESTORE_), plus env.
+// from the environment (IMGPIPE_, AWS_, AZURE_, GOOGLE_, OTEL_, PUBSUB_, FIRESTORE_,
+// DLQ_REPLAY_), plus env.
 func ChildEnv(env map[string]string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		skip := false
-		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "PUBSUB_", "FIRESTORE_", "DLQ_REPLAY_"} {
+		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_", "DLQ_REPLAY_"} {
 			if strings.HasPrefix(name, p) {
 				skip = true
 			}
@@ -394,6 +395,12 @@ type Object struct {
 // n messages. The queue must be empty before. It returns the objects in the order of i.
 func (st *Stack) Seed(tb testing.TB, folder string, n int, ext string, body func(i int) ([]byte, error)) []Object {
 	tb.Helper()
+	return st.SeedMeta(tb, folder, n, ext, body, nil)
+}
+
+// SeedMeta is Seed with user metadata for each object (meta nil: none).
+func (st *Stack) SeedMeta(tb testing.TB, folder string, n int, ext string, body func(i int) ([]byte, error), meta func(i int) map[string]string) []Object {
+	tb.Helper()
 	ctx := context.Background()
 	if v, f, err := st.QueueDepth(ctx); err != nil || v+f != 0 {
 		tb.Fatalf("queue not empty before seeding: visible=%d in flight=%d err=%v", v, f, err)
@@ -414,9 +421,11 @@ func (st *Stack) Seed(tb testing.TB, folder string, n int, ext string, body func
 				b, err := body(i)
 				if err == nil {
 					var out *s3.PutObjectOutput
-					out, err = st.S3.PutObject(ctx, &s3.PutObjectInput{
-						Bucket: aws.String(st.Env["IMGPIPE_BUCKET"]), Key: aws.String(key), Body: bytes.NewReader(b),
-					})
+					in := &s3.PutObjectInput{Bucket: aws.String(st.Env["IMGPIPE_BUCKET"]), Key: aws.String(key), Body: bytes.NewReader(b)}
+					if meta != nil {
+						in.Metadata = meta(i)
+					}
+					out, err = st.S3.PutObject(ctx, in)
 					if err == nil {
 						objs[i] = Object{Key: key, ETag: strings.Trim(aws.ToString(out.ETag), `"`), Size: int64(len(b)),
 							ContentKey: visionstandin.ContentKey(b)}

@@ -47,13 +47,17 @@ func InCI() bool {
 
 // Main starts the requested parts of the stack, runs the package's tests, stops the stack and
 // exits with the tests' status. With -short the stack is not started and integration tests skip.
-func Main(m *testing.M, parts devstack.Part) {
+// DEVSTACK_NO_FRONTS=1 starts it without the emulators' gRPC fronts (devstack.NoFronts).
+// children are the programs the package's tests may start as processes of their own
+// (StartChild); a test binary started as one runs it instead of the tests.
+func Main(m *testing.M, parts devstack.Part, children ...Child) {
+	runChild(children)
 	flag.Parse()
 	if testing.Short() {
 		startErr = fmt.Errorf("integration tests skipped in -short mode")
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		stack, startErr = devstack.Start(ctx, &devstack.Options{Parts: parts})
+		stack, startErr = devstack.Start(ctx, &devstack.Options{Parts: parts, NoFronts: os.Getenv("DEVSTACK_NO_FRONTS") == "1"})
 		cancel()
 		started = true
 		if startErr == nil {
@@ -161,8 +165,9 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (ok b
 // DeadLetter is one message taken off a dead-letter queue: its body and the failure its
 // attributes describe.
 type DeadLetter struct {
-	Body    string
-	Failure failure.Details
+	Body       string
+	Failure    failure.Details
+	Attributes map[string]string // the message's string attributes
 }
 
 // DrainDLQ receives every message on the queue at url, deletes it, and returns them all. It
@@ -186,7 +191,7 @@ func DrainDLQ(t testing.TB, client *sqs.Client, url string) []DeadLetter {
 			for k, v := range m.MessageAttributes {
 				attrs[k] = aws.ToString(v.StringValue)
 			}
-			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs)})
+			out = append(out, DeadLetter{Body: aws.ToString(m.Body), Failure: failure.ParseDetails(attrs), Attributes: attrs})
 			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
 				t.Fatalf("delete from %s: %v", url, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/queue"
+	"imgpipe/pkg/tracing"
 )
 
 // process is one message's whole life after its receive, on one goroutine. Its stages, in
@@ -45,8 +46,12 @@ import (
 func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 	log := a.log.With(zap.String("sqs_message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
 	work := st.work
+	tr := newMsgTrace(work, m)
 
-	items, err := recovered(a, func() ([]item, error) { return a.prepare(work, log, m.Body) })
+	items, err := recovered(a, func() ([]item, error) { return a.prepare(work, tr, log, m.Body) })
+	// The work context from here on carries the message's span (trace.go); it ends as work does.
+	ctx := tr.begin(nil)
+	log = tracing.Logger(ctx, log)
 	var out []outgoing
 	worked := false
 	if err == nil && needsVision(items) {
@@ -55,6 +60,7 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 			// Shutdown began while the message waited for a worker (or as one freed).
 			a.capacity.leave(got)
 			a.unstarted(m, log, false)
+			tr.end(nil, actRelease)
 			return
 		}
 		worked = true
@@ -63,15 +69,16 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 			// to be failing, so give the message back for after the cooldown.
 			a.capacity.leave(true)
 			a.unstarted(m, log, true)
+			tr.end(nil, actDefer)
 			return
 		}
 		a.metrics.inFlight.Inc()
 		defer a.metrics.inFlight.Dec()
 		start := time.Now()
-		out, err = recovered(a, func() ([]outgoing, error) { return a.analyze(work, items) })
+		out, err = recovered(a, func() ([]outgoing, error) { return a.analyze(ctx, items) })
 		a.metrics.handle.observe(time.Since(start))
 	} else if err == nil {
-		out, err = a.analyze(work, items) // nothing for Vision: removals at most
+		out, err = a.analyze(ctx, items) // nothing for Vision: removals at most
 	}
 	finishing := false
 	if err == nil && len(out) > 0 {
@@ -84,9 +91,9 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 	a.capacity.leave(worked)
 	if finishing {
 		defer a.finishing.exit()
-		_, err = recovered(a, func() (struct{}, error) { return struct{}{}, a.publish(work, out) })
+		_, err = recovered(a, func() (struct{}, error) { return struct{}{}, a.publish(ctx, out) })
 	}
-	a.settle(m, log, err, len(out) > 0, work.Err() != nil)
+	tr.end(err, a.settle(ctx, m, log, err, len(out) > 0, work.Err() != nil))
 }
 
 // recovered runs a stage, turning a panic into a transient failure of this message only.

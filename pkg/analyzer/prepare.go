@@ -13,6 +13,7 @@ import (
 	"imgpipe/pkg/objects"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/tracing"
 )
 
 // The prepare stage: what a message needs before it takes a worker.
@@ -51,28 +52,32 @@ func needsVision(items []item) bool {
 // to do (nothing for a test event or stale records, which are skipped and counted), or the
 // first error, classified: a non-image, an empty or too-large object fails here without
 // holding a worker or spending a Vision call.
-func (a *Analyzer) prepare(ctx context.Context, log *zap.Logger, body []byte) ([]item, error) {
+// tr is the message's trace: the first object read may give it its parent.
+func (a *Analyzer) prepare(ctx context.Context, tr *msgTrace, log *zap.Logger, body []byte) ([]item, error) {
 	msg, err := s3event.Parse(body)
 	if err != nil {
 		return nil, err
 	}
 	if msg.TestEvent {
-		log.Info("s3 test event ignored")
+		tracing.Logger(tr.begin(nil), log).Info("s3 test event ignored")
 		return nil, nil
 	}
 	var out []item
 	for i := range msg.Records {
 		rec := &msg.Records[i]
-		it := item{rec: rec, log: log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))}
+		base := log.With(zap.String("bucket", rec.Bucket), zap.String("key", rec.Key), zap.String("event", rec.EventName))
+		it := item{rec: rec, log: base}
 		var why string
 		switch rec.Kind {
 		case s3event.Created:
-			it.head, it.meta, why, err = a.prepareObject(ctx, rec)
+			it.head, it.meta, why, err = a.prepareObject(ctx, tr, rec)
 		case s3event.Removed:
-			why, err = a.prepareRemoval(ctx, &it)
+			it.log = tracing.Logger(tr.begin(nil), base)
+			why, err = a.prepareRemoval(ctx, tr, &it)
 		default:
 			why = "event type not handled"
 		}
+		it.log = tracing.Logger(tr.begin(nil), base)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
 		}
@@ -96,7 +101,7 @@ func (a *Analyzer) prepare(ctx context.Context, log *zap.Logger, body []byte) ([
 // sequencer, so that it replaces whatever older event the index holds and loses to any newer
 // one. A current version that can never be indexed (not an image, empty, too large) counts as
 // nothing: a removal.
-func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, err error) {
+func (a *Analyzer) prepareRemoval(ctx context.Context, tr *msgTrace, it *item) (why string, err error) {
 	rec := it.rec
 	removed := &record.Analysis{
 		SchemaVersion: record.SchemaVersion, Event: record.Removed,
@@ -112,7 +117,7 @@ func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, er
 	}
 	cur := *rec
 	cur.VersionID, cur.ETag, cur.Size = "", "", 0
-	head, err := a.readHead(ctx, &cur)
+	head, err := a.readHeadTraced(ctx, tr, &cur, false)
 	switch {
 	case errors.Is(err, objects.ErrNotFound), errors.Is(err, objects.ErrEmpty):
 		// No version left, a delete marker, or an empty current version.
@@ -140,8 +145,8 @@ func (a *Analyzer) prepareRemoval(ctx context.Context, it *item) (why string, er
 
 // prepareObject reads the object's first bytes and identifies the image. A nil head with a
 // reason means the event is stale and there is nothing to analyse.
-func (a *Analyzer) prepareObject(ctx context.Context, rec *s3event.Record) (*objects.Head, *imagemeta.Meta, string, error) {
-	head, err := a.readHead(ctx, rec)
+func (a *Analyzer) prepareObject(ctx context.Context, tr *msgTrace, rec *s3event.Record) (*objects.Head, *imagemeta.Meta, string, error) {
+	head, err := a.readHeadTraced(ctx, tr, rec, true)
 	switch {
 	case errors.Is(err, objects.ErrNotFound):
 		// Deleted (or overwritten, for a versioned get) since the event: its ObjectRemoved

@@ -18,6 +18,7 @@ import (
 
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/samples"
@@ -272,11 +273,11 @@ func TestNullVersionPinnedByETag(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &s3event.Record{Bucket: r.res.Bucket, Key: key, VersionID: s3event.NullVersionID, ETag: strings.Trim(aws.ToString(head.ETag), `"`)}
-	if _, _, why, err := a.prepareObject(ctx, rec); err != nil || why != "" {
+	if _, _, why, err := a.prepareObject(ctx, newMsgTrace(ctx, &queue.Message{}), rec); err != nil || why != "" {
 		t.Fatalf("before the overwrite: why %q, %v", why, err)
 	}
 	r.putVersion(t, key, 702, 135, 101) // replaces the null version
-	if _, _, why, err := a.prepareObject(ctx, rec); err != nil || why != "object overwritten since the event" {
+	if _, _, why, err := a.prepareObject(ctx, newMsgTrace(ctx, &queue.Message{}), rec); err != nil || why != "object overwritten since the event" {
 		t.Errorf("after the overwrite: why %q, %v; want the event skipped as overwritten", why, err)
 	}
 }

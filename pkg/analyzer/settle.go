@@ -6,11 +6,14 @@ import (
 	"maps"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/breaker"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/queue"
+	"imgpipe/pkg/tracing"
 	"imgpipe/pkg/vision"
 )
 
@@ -71,9 +74,10 @@ func visionAnswered(err error) bool {
 	return errors.As(err, &api)
 }
 
-// settle ends a message's life as its verdict says. published reports whether it had records
-// published; cut whether the drain deadline cut its work off.
-func (a *Analyzer) settle(m *queue.Message, log *zap.Logger, err error, published, cut bool) {
+// settle ends a message's life as its verdict says, and returns the verdict. published
+// reports whether it had records published; cut whether the drain deadline cut its work off.
+// ctx carries the message's span (its cancellation is not heeded: settling must finish).
+func (a *Analyzer) settle(ctx context.Context, m *queue.Message, log *zap.Logger, err error, published, cut bool) action {
 	a.keeper.Drop(m)
 	a.countForCircuit(err, published, cut)
 	act := verdict(err, cut, a.breaker.State() == breaker.Closed)
@@ -89,7 +93,7 @@ func (a *Analyzer) settle(m *queue.Message, log *zap.Logger, err error, publishe
 		a.setVisibility(log, m, 0)
 		log.Info("released unfinished message", zap.Error(err))
 	case actDeadLetter:
-		a.deadLetter(log, m, err)
+		a.deadLetter(ctx, log, m, err)
 	case actDefer:
 		var dep *dependencyFault
 		errors.As(err, &dep)
@@ -104,7 +108,9 @@ func (a *Analyzer) settle(m *queue.Message, log *zap.Logger, err error, publishe
 			zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)),
 			zap.Bool("setup", failure.IsSetup(err)), zap.Duration("retry_in", wait))
 		a.setVisibility(log, m, wait)
+		trace.SpanFromContext(ctx).AddEvent("retry", trace.WithAttributes(attribute.Int64("imgpipe.retry_in_ms", wait.Milliseconds())))
 	}
+	return act
 }
 
 // retryDelay is the visibility of a transiently failed message: the backoff by receive count
@@ -158,7 +164,7 @@ func (a *Analyzer) releaseUnstarted(msgs []*queue.Message) {
 // deadLetter sends the message to the DLQ with its failure and, once that is confirmed,
 // deletes it from the source. If the send fails the message stays on the source queue and is
 // retried like a transient failure.
-func (a *Analyzer) deadLetter(log *zap.Logger, m *queue.Message, cause error) {
+func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m *queue.Message, cause error) {
 	first := m.FirstReceivedAt
 	if prev := failure.ParseDetails(m.StringAttributes()); !prev.FirstFailure.IsZero() {
 		first = prev.FirstFailure
@@ -171,9 +177,22 @@ func (a *Analyzer) deadLetter(log *zap.Logger, m *queue.Message, cause error) {
 	for k, v := range d.Attributes() {
 		attrs[k] = queue.StringAttr(v)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), deadLetterSendTimeout)
+	// The send is the span sqs.dead_letter; its context goes with the message, so that a
+	// replay continues the image's trace.
+	ctx, span := tracing.Tracer(tracerName).Start(context.WithoutCancel(ctx), "sqs.dead_letter", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("imgpipe.reason", d.Reason)))
+	if tracing.Enabled() {
+		carrier := map[string]string{}
+		tracing.Inject(ctx, carrier)
+		for k, v := range carrier {
+			attrs[k] = queue.StringAttr(v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadLetterSendTimeout)
 	defer cancel()
-	if err := a.deps.DLQ.Send(ctx, []*queue.Message{{ID: m.ID, Body: m.Body, Attributes: attrs}})[0]; err != nil {
+	err := a.deps.DLQ.Send(ctx, []*queue.Message{{ID: m.ID, Body: m.Body, Attributes: attrs}})[0]
+	tracing.End(span, err)
+	if err != nil {
 		log.Error("dead-letter send failed; message stays on the queue", zap.Error(err), zap.NamedError("cause", cause))
 		a.setVisibility(log, m, a.retryDelay(m.ReceiveCount, 0))
 		return

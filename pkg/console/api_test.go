@@ -245,18 +245,7 @@ func TestPresignedUpload(t *testing.T) {
 		strings.Contains(up.Key, "..") || up.Headers["Content-Type"] != "image/png" || up.ExpiresAt.Before(time.Now()) {
 		t.Fatalf("upload: %d %+v", r.StatusCode, up)
 	}
-	put := func(b []byte, header map[string]string) int {
-		req, _ := http.NewRequest(up.Method, up.URL, bytes.NewReader(b))
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	put := func(b []byte, header map[string]string) int { return putSigned(t, up, b, header) }
 	// More bytes than signed, or another type, are refused by S3 itself.
 	if code := put(append(slices.Clone(body), body...), up.Headers); code != 403 {
 		t.Fatalf("PUT of twice the signed size: %d", code)
@@ -323,6 +312,22 @@ func TestPresignedUpload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putSigned sends body to a signed upload's URL with header, as the browser does, and returns
+// S3's status.
+func putSigned(t *testing.T, up console.Upload, body []byte, header map[string]string) int {
+	t.Helper()
+	req, _ := http.NewRequest(up.Method, up.URL, bytes.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Hostile and malformed requests get a 4xx with a JSON error naming the problem.

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/tracing"
 	"imgpipe/pkg/uploader"
 )
 
@@ -183,6 +186,12 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		uploader.MetaOriginalName: uploader.EncodeName(path.Base(strings.ReplaceAll(req.Name, `\`, "/"))),
 		uploader.MetaUploader:     "imgpipe-console/" + Version,
 	}
+	// With tracing on, the browser's upload starts its image's trace: the span console.upload
+	// (the signing), its context in the signed metadata, which the browser must send.
+	ctx, span := tracing.Tracer("imgpipe/pkg/console").Start(r.Context(), "console.upload", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("imgpipe.key", key)))
+	defer span.End()
+	tracing.Inject(ctx, meta)
 	expires := s.o.Now().Add(s.o.PresignTTL)
 	signed, err := s.presign.PresignPutObject(r.Context(), &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &key, ContentType: &req.Type, ContentLength: &req.Size, Metadata: meta,

@@ -19,6 +19,7 @@ import (
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/gcpclient"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
@@ -27,7 +28,9 @@ import (
 	"imgpipe/pkg/s3event"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m, devstack.PubSub|devstack.Firestore) }
+func TestMain(m *testing.M) {
+	stacktest.Main(m, devstack.PubSub|devstack.Firestore, indexerChild)
+}
 
 func bootstrap(t testing.TB, attempts int) (*devstack.Stack, *devstack.Bootstrapped) {
 	t.Helper()
@@ -38,7 +41,7 @@ func bootstrap(t testing.TB, attempts int) (*devstack.Stack, *devstack.Bootstrap
 
 func pubsubClient(t testing.TB, project string) *pubsub.Client {
 	t.Helper()
-	c, err := pubsub.NewClient(context.Background(), project)
+	c, err := pubsub.NewClient(context.Background(), project, gcpclient.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ func pubsubClient(t testing.TB, project string) *pubsub.Client {
 
 func firestoreClient(t testing.TB, project string) *firestore.Client {
 	t.Helper()
-	c, err := firestore.NewClient(context.Background(), project)
+	c, err := firestore.NewClient(context.Background(), project, gcpclient.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +68,12 @@ type running struct {
 
 func startIndexer(t testing.TB, project string, b *devstack.Bootstrapped, opts *indexer.Options) *running {
 	t.Helper()
-	ps := pubsubClient(t, project)
-	store := indexstore.New(firestoreClient(t, project), b.Collection, nil)
+	return startIndexerOn(t, pubsubClient(t, project), indexstore.New(firestoreClient(t, project), b.Collection, nil), b, opts)
+}
+
+// startIndexerOn runs an indexer on the given clients.
+func startIndexerOn(t testing.TB, ps *pubsub.Client, store *indexstore.Store, b *devstack.Bootstrapped, opts *indexer.Options) *running {
+	t.Helper()
 	o := indexer.Options{}
 	if opts != nil {
 		o = *opts

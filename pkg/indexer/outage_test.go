@@ -3,130 +3,211 @@ package indexer_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/record"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+// stream publishes a record for a new key every interval until stopped, and remembers the
+// keys it published.
+type stream struct {
+	mu        sync.Mutex
+	published []string
+	stop      chan struct{}
+	done      chan struct{}
 }
 
-func startFirestore(t *testing.T, port int) *devstack.Stack {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.Firestore, Ports: devstack.Ports{Firestore: port}})
-	if err != nil {
-		t.Fatalf("start firestore emulator on %d: %v", port, err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
-
-// TestFirestoreOutage stops the Firestore emulator while records flow and starts it again on
-// the same port: records are nacked meanwhile, none is dead-lettered, and every record
-// published from the stop on ends indexed once Firestore is back. (The emulator keeps its
-// data in memory, so what was written before the stop is gone after the restart; the test
-// checks the records that cannot have been written before it.)
-func TestFirestoreOutage(t *testing.T) {
-	st := stacktest.Get(t)
-	port := freePort(t)
-	fs := startFirestore(t, port)
-	// Enough delivery attempts that the outage cannot push records to the dead-letter topic.
-	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: 100, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
-	// After Bootstrap, which points the environment at the shared stack again.
-	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.FirestoreHost)
-	r := startIndexer(t, st.ProjectID, b, nil)
-	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
-	defer pub.Close()
-
-	// A steady stream of records, one every 20ms, until stopped.
-	var mu sync.Mutex
-	var published []string
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(published) }
-	stop, done := make(chan struct{}), make(chan struct{})
+func startStream(t testing.TB, pub *publish.Publisher, bucket, prefix string, interval time.Duration) *stream {
+	s := &stream{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(s.done)
 		for i := 0; ; i++ {
 			select {
-			case <-stop:
+			case <-s.stop:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(interval):
 			}
-			key := fmt.Sprintf("stream/%05d.jpg", i)
-			if _, err := pub.Publish(context.Background(), rec(record.Created, b.Bucket, key, 1)); err != nil {
+			key := fmt.Sprintf("%s/%05d.jpg", prefix, i)
+			if _, err := pub.Publish(context.Background(), rec(record.Created, bucket, key, 1)); err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}
-			mu.Lock()
-			published = append(published, key)
-			mu.Unlock()
+			s.mu.Lock()
+			s.published = append(s.published, key)
+			s.mu.Unlock()
 		}
 	}()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
+	t.Cleanup(func() { s.end() })
+	return s
+}
+
+func (s *stream) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.published) }
+
+// end stops the stream and returns every key it published. Safe to call twice.
+func (s *stream) end() []string {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.published...)
+}
+
+// missing returns how many of keys have no document.
+func missing(t testing.TB, r *running, bucket string, keys []string) int {
+	docs, err := r.store.List(context.Background(), bucket, 100000)
+	if err != nil {
+		return len(keys)
+	}
+	got := map[string]bool{}
+	for _, d := range docs {
+		got[d.Key] = true
+	}
+	n := 0
+	for _, k := range keys {
+		if !got[k] {
+			n++
 		}
-		<-done
-	}()
+	}
+	return n
+}
+
+// TestFirestoreRestart restarts the Firestore emulator (with its data) while a stream of
+// records flows: the writes that fail meanwhile (a 2 s WriteTimeout makes every attempt
+// during the restart fail) are held and retried, not nacked; nothing is dead-lettered; and
+// every record ends indexed.
+func TestFirestoreRestart(t *testing.T) {
+	st, b := bootstrap(t, 5)
+	r := startIndexer(t, st.ProjectID, b, &indexer.Options{RetryFor: 3 * time.Minute, WriteTimeout: 2 * time.Second})
+	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
+	defer pub.Close()
+	s := startStream(t, pub, b.Bucket, "stream", 20*time.Millisecond)
 
 	eventually(t, "records flowing", func() bool { return settled(r) >= 20 })
-	if err := fs.Close(context.Background()); err != nil {
+	if err := st.RestartFirestore(context.Background(), &devstack.RestartOptions{Down: 4 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	from := count() // published after the stop: cannot have been written before it
-	eventually(t, "nacks while Firestore is down", func() bool { return r.ix.Metrics().Nacked.Load() >= 20 })
-	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := r.store.Ping(pctx); err == nil {
-		t.Error("Ping (the readiness check) passes while Firestore is down")
-	}
-	cancel()
+	restarted := s.count()
+	eventually(t, "records flowing after the restart", func() bool { return s.count() >= restarted+50 })
+	keys := s.end()
+	eventuallyWithin(t, 3*time.Minute, "every record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
 
-	startFirestore(t, port)
-	if err := r.store.Ping(context.Background()); err != nil {
-		t.Errorf("Ping after the restart: %v", err)
-	}
-	restarted := count()
-	eventually(t, "records flowing after the restart", func() bool { return count() >= restarted+50 })
-	close(stop)
-	<-done
-
-	want := published[from:]
-	eventually(t, "every record from the stop on indexed", func() bool {
-		docs, err := r.store.List(context.Background(), b.Bucket, 100000)
-		if err != nil {
-			return false
-		}
-		got := map[string]bool{}
-		for _, d := range docs {
-			got[d.Key] = true
-		}
-		missing := 0
-		for _, k := range want {
-			if !got[k] {
-				missing++
-			}
-		}
-		return missing == 0
-	})
 	m := r.ix.Metrics()
 	if m.DeadLettered.Load() != 0 || m.Invalid.Load() != 0 {
-		t.Errorf("%d dead-lettered, %d invalid during a transient outage", m.DeadLettered.Load(), m.Invalid.Load())
+		t.Errorf("%d dead-lettered, %d invalid across a restart", m.DeadLettered.Load(), m.Invalid.Load())
 	}
-	t.Logf("%d records published from the stop on, all indexed; %d nacks", len(want), m.Nacked.Load())
+	if m.Nacked.Load() != 0 {
+		t.Errorf("%d messages nacked: a write that failed during the restart was not held", m.Nacked.Load())
+	}
+	if m.Retried.Load() == 0 {
+		t.Error("no write was retried: the restart broke nothing, the test proved nothing")
+	}
+	t.Logf("%d records, all indexed; %d writes retried while their messages were held", len(keys), m.Retried.Load())
+}
+
+// TestStopDuringOutage stops an indexer whose messages are held while Firestore is
+// unreachable: Run returns without waiting out RetryFor, and every message it received has
+// been decided.
+func TestStopDuringOutage(t *testing.T) {
+	st, b := bootstrap(t, 100)
+	r := startIndexer(t, st.ProjectID, b, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 2 * time.Second})
+	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
+	defer pub.Close()
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "first", 1)})
+	eventually(t, "first record indexed", func() bool { return settled(r) >= 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	outage := make(chan error, 1)
+	go func() { outage <- st.Outage(ctx, devstack.Firestore, 5*time.Minute) }()
+	stacktest.WaitFor(t, "Firestore cut off", 30*time.Second, func() (bool, string) {
+		return st.FirestoreFront.Stats().Cut > 0, fmt.Sprintf("%+v", st.FirestoreFront.Stats())
+	})
+	var recs []*record.Analysis
+	for i := range 20 {
+		recs = append(recs, rec(record.Created, b.Bucket, fmt.Sprintf("held/%d", i), 1))
+	}
+	publishAll(t, pub, recs)
+	eventually(t, "writes held and retried", func() bool { return r.ix.Metrics().Retried.Load() >= 5 })
+
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Run did not return while its messages were held")
+	}
+	m := r.ix.Metrics()
+	if got, decided := m.Received.Load(), settled(r)+m.Nacked.Load()+m.DeadLettered.Load(); got != decided {
+		t.Fatalf("Run returned with %d received but %d decided", got, decided)
+	}
+	if m.Nacked.Load() == 0 {
+		t.Error("no held message was nacked at the stop")
+	}
+	cancel()
+	<-outage
+}
+
+// TestHeldWritesResumeWhenFirestoreReturns cuts Firestore off for 10 s while records wait to
+// be written, with attempts that never time out by themselves: the Firestore client retries
+// inside them with a backoff that has grown to seconds by the outage's end. Once Firestore
+// answers again, the held writes are told, cut their attempt or wait short (Revived) and
+// write.
+func TestHeldWritesResumeWhenFirestoreReturns(t *testing.T) {
+	m := outageWhileWriting(t, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 10 * time.Minute})
+	if m.Revived.Load() == 0 {
+		t.Error("no held write was cut short when Firestore came back")
+	}
+	if m.Nacked.Load() != 0 || m.DeadLettered.Load() != 0 {
+		t.Errorf("%d nacked, %d dead-lettered", m.Nacked.Load(), m.DeadLettered.Load())
+	}
+}
+
+// TestNotHoldingLeavesAttemptsWhole: with RetryFor negative (--retry-for 0) nothing is held,
+// so Firestore's return must not cut an attempt short either: the attempts ride out the same
+// outage inside the Firestore client's retries, and none is turned into a nack.
+func TestNotHoldingLeavesAttemptsWhole(t *testing.T) {
+	m := outageWhileWriting(t, &indexer.Options{RetryFor: -1, WriteTimeout: 10 * time.Minute})
+	if m.Nacked.Load() != 0 || m.Revived.Load() != 0 || m.Retried.Load() != 0 {
+		t.Errorf("%d nacked, %d revived, %d retried; want none", m.Nacked.Load(), m.Revived.Load(), m.Retried.Load())
+	}
+}
+
+// outageWhileWriting runs an indexer with opts, cuts Firestore off for 10 s, publishes 50
+// records during the outage and waits until every one is indexed.
+func outageWhileWriting(t *testing.T, opts *indexer.Options) *indexer.Metrics {
+	t.Helper()
+	st, b := bootstrap(t, 100)
+	r := startIndexer(t, st.ProjectID, b, opts)
+	pub := publish.New(pubsubClient(t, st.ProjectID), b.TopicName, nil)
+	defer pub.Close()
+	publishAll(t, pub, []*record.Analysis{rec(record.Created, b.Bucket, "first", 1)})
+	eventually(t, "first record indexed", func() bool { return settled(r) >= 1 })
+
+	outage := make(chan error, 1)
+	go func() { outage <- st.Outage(context.Background(), devstack.Firestore, 10*time.Second) }()
+	stacktest.WaitFor(t, "Firestore cut off", 30*time.Second, func() (bool, string) {
+		return st.FirestoreFront.Stats().Cut > 0, fmt.Sprintf("%+v", st.FirestoreFront.Stats())
+	})
+	var keys []string
+	var recs []*record.Analysis
+	for i := range 50 {
+		keys = append(keys, fmt.Sprintf("held/%02d", i))
+		recs = append(recs, rec(record.Created, b.Bucket, keys[i], 1))
+	}
+	publishAll(t, pub, recs)
+	if err := <-outage; err != nil {
+		t.Fatal(err)
+	}
+	eventuallyWithin(t, 5*time.Minute, "every record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
+	return r.ix.Metrics()
 }

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
+	"imgpipe/pkg/tracing"
 )
 
 // Result is what applying one record of a batch did.
@@ -63,6 +66,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*record.Analysis) []Resul
 		if err != nil {
 			return err
 		}
+		s.inTransaction()
 		now := s.now().UTC()
 		for k, id := range ids {
 			o, err := s.decide(tx, recs[winner[id]], snaps[2*k], snaps[2*k+1], now)
@@ -82,7 +86,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []*record.Analysis) []Resul
 		i := winner[id]
 		results[i] = outcomes[k]
 		if err := results[i].Err; err != nil {
-			results[i].Err = classify(fmt.Errorf("index %s/%s: %w", recs[i].Bucket, recs[i].Key, err))
+			results[i].Err = classifyWrite(fmt.Errorf("index %s/%s: %w", recs[i].Bucket, recs[i].Key, err))
 		}
 	}
 	for i, r := range recs {
@@ -153,8 +157,9 @@ type Batcher struct {
 }
 
 type pending struct {
-	rec *record.Analysis
-	res chan Result // buffered: the batch never waits for a caller that gave up
+	rec  *record.Analysis
+	res  chan Result       // buffered: the batch never waits for a caller that gave up
+	span trace.SpanContext // the caller's span (invalid when tracing is off)
 }
 
 // NewBatcher starts a batcher over s. Close stops it.
@@ -184,7 +189,7 @@ func (s *Store) NewBatcher(opts *BatchOptions) *Batcher {
 // first, Apply returns its error; the write may still happen, which a redelivery of the same
 // record then finds Stale.
 func (b *Batcher) Apply(ctx context.Context, rec *record.Analysis) (Outcome, error) {
-	p := &pending{rec: rec, res: make(chan Result, 1)}
+	p := &pending{rec: rec, res: make(chan Result, 1), span: trace.SpanContextFromContext(ctx)}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -259,15 +264,25 @@ func (b *Batcher) loop() {
 	}
 }
 
+// commit writes one batch. Its transaction is the span indexstore.batch, in the trace of the
+// batch's first record and linked to every record's span, so the Firestore client's own spans
+// (RunTransaction, Commit) sit under it.
 func (b *Batcher) commit(batch []*pending) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
+	ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), batch[0].span), b.o.Timeout)
 	defer cancel()
 	recs := make([]*record.Analysis, len(batch))
+	links := make([]trace.Link, 0, len(batch))
 	for i, p := range batch {
 		recs[i] = p.rec
+		if p.span.IsValid() {
+			links = append(links, trace.Link{SpanContext: p.span})
+		}
 	}
+	ctx, span := tracing.Tracer("imgpipe/pkg/indexstore").Start(ctx, "indexstore.batch", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("imgpipe.batch_records", len(batch))))
 	start := time.Now()
 	results := b.s.ApplyBatch(ctx, recs)
+	span.End() // before the callers go on: the batch is within their write spans
 	if b.o.OnBatch != nil {
 		b.o.OnBatch(len(batch), time.Since(start))
 	}

@@ -66,6 +66,14 @@ type Store struct {
 	ttl        time.Duration
 	now        func() time.Time
 	locks      keyLocks
+	// onRead, set by tests, runs inside each transaction between its read and its writes.
+	onRead func()
+}
+
+func (s *Store) inTransaction() {
+	if s.onRead != nil {
+		s.onRead()
+	}
 }
 
 // Options tunes the store. A nil *Options takes the defaults.
@@ -113,11 +121,12 @@ func (s *Store) Apply(ctx context.Context, rec *record.Analysis) (Outcome, error
 		if err != nil {
 			return err
 		}
+		s.inTransaction()
 		outcome, err = s.decide(tx, rec, snaps[0], snaps[1], s.now().UTC())
 		return err
 	})
 	if err != nil {
-		return 0, classify(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
+		return 0, classifyWrite(fmt.Errorf("index %s/%s: %w", rec.Bucket, rec.Key, err))
 	}
 	return outcome, nil
 }
@@ -252,6 +261,27 @@ func (s *Store) collectIDs(ctx context.Context, q firestore.Query) ([]Document, 
 		out = append(out, d)
 		ids = append(ids, snap.Ref.ID)
 	}
+}
+
+// ReasonRejected is the reason of a write Firestore refused as invalid (InvalidArgument,
+// OutOfRange). A write is classed transient, unlike grpcerr's verdict on the code: Firestore
+// refuses a valid write this way when its transaction expired or was invalidated ("The
+// referenced transaction has expired or is no longer valid" under load; "Transaction is
+// invalid or closed" after a restart of the emulator), which a new transaction mends. A write
+// Firestore can never take (a value over 1 MiB) is refused again in every new transaction; the
+// indexer dead-letters a record whose writes are refused throughout its retries.
+const ReasonRejected = "FirestoreRejected"
+
+// classifyWrite classifies the error of a write (Apply, ApplyBatch): see ReasonRejected.
+// Anything else goes by the Google table.
+func classifyWrite(err error) error {
+	if !failure.Settled(err) {
+		switch status.Code(err) {
+		case codes.InvalidArgument, codes.OutOfRange:
+			return failure.New(failure.Transient, ReasonRejected, err)
+		}
+	}
+	return classify(err)
 }
 
 // classify keeps errors already classified and sorts gRPC codes with the Google table

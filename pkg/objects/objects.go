@@ -24,6 +24,9 @@ type Head struct {
 	ETag    string // without quotes
 	Version string // the version read ("" when the bucket is not versioned)
 	Bytes   []byte // the first bytes: all of the object when Size <= len(Bytes)
+	// Metadata is the object's user metadata (S3's x-amz-meta-*), keys in lower case; nil
+	// when it has none or the store keeps none.
+	Metadata map[string]string
 }
 
 // The outcomes of a read that are answers about the object, not failures of the store. A

@@ -8,10 +8,13 @@ import (
 	"fmt"
 
 	"cloud.google.com/go/pubsub/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/failure/grpcerr"
 	"imgpipe/pkg/record"
+	"imgpipe/pkg/tracing"
 )
 
 // Publisher publishes records to one topic. It is safe for concurrent use.
@@ -36,17 +39,28 @@ func New(client *pubsub.Client, topic string, opts *Options) *Publisher {
 	return &Publisher{p: p}
 }
 
-// Publish sends rec and waits until the server has stored it, returning its message ID.
-func (p *Publisher) Publish(ctx context.Context, rec *record.Analysis) (string, error) {
+// Publish sends rec and waits until the server has stored it, returning its message ID. The
+// publish is the span pubsub.publish, whose W3C trace context goes in the message's attributes
+// (traceparent, tracestate) for the subscriber to continue.
+func (p *Publisher) Publish(ctx context.Context, rec *record.Analysis) (id string, err error) {
+	ctx, span := tracing.Tracer("imgpipe/pkg/publish").Start(ctx, "pubsub.publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "gcp_pubsub"), attribute.String("messaging.destination.name", p.p.ID())))
+	defer func() {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("messaging.message.id", id))
+		}
+		tracing.End(span, err)
+	}()
 	body, err := record.Marshal(rec)
 	if err != nil {
 		return "", err
 	}
 	msg := &pubsub.Message{Data: body, Attributes: rec.Attributes()}
+	tracing.Inject(ctx, msg.Attributes)
 	if p.p.EnableMessageOrdering {
 		msg.OrderingKey = rec.OrderingKey()
 	}
-	id, err := p.p.Publish(ctx, msg).Get(ctx)
+	id, err = p.p.Publish(ctx, msg).Get(ctx)
 	if err != nil {
 		if msg.OrderingKey != "" {
 			// A failed publish pauses its ordering key; the caller will retry the whole

@@ -20,21 +20,44 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/imagemeta"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/tracing"
 )
 
 // maxRetryDelay caps the backoff between two attempts of one file.
 const maxRetryDelay = 30 * time.Second
 
 // process runs one file to its final result.
+// Each file is one trace's root span (uploader.upload): its context goes into the object's
+// metadata (traceparent, tracestate), where the analyzer continues it.
 func (r *putRun) process(ctx context.Context, j job) {
+	ctx, span := tracing.Tracer(tracerName).Start(ctx, "uploader.upload", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("imgpipe.path", j.path)))
 	res := &r.results[j.idx]
 	*res = r.processFile(ctx, j, *res)
-	r.finish(res)
+	r.finish(tracing.Logger(ctx, r.u.log), res)
+	endUpload(span, res)
+}
+
+const tracerName = "imgpipe/pkg/uploader"
+
+// endUpload ends a file's span with its result.
+func endUpload(span trace.Span, res *FileResult) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("imgpipe.key", res.Key), attribute.String("imgpipe.status", string(res.Status)),
+			attribute.String("imgpipe.reason", res.Reason), attribute.Int("imgpipe.attempts", res.Attempts))
+		if res.Status == StatusFailed {
+			span.SetStatus(codes.Error, res.Reason)
+		}
+	}
+	span.End()
 }
 
 func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileResult {
@@ -99,6 +122,7 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 		MetaSHA256:       sum,
 		MetaUploader:     "imgpipe-uploader/" + Version,
 	}
+	tracing.Inject(ctx, meta)
 
 	a := &attemptState{file: f, stat: st, res: &res, meta: meta, digest: digest, dedupe: j.dedupe}
 	pol := retry.Policy{MaxRetries: u.o.Retries, BaseDelay: u.o.RetryBaseDelay, MaxDelay: maxRetryDelay}
@@ -118,7 +142,7 @@ func (r *putRun) processFile(ctx context.Context, j job, res FileResult) FileRes
 			return failedResult(res, err)
 		}
 		wait := pol.Delay(attempt, failure.RetryAfterOf(err), nil)
-		u.log.Info("retrying file", zap.String("path", res.Path), zap.String("key", res.Key),
+		tracing.Logger(ctx, u.log).Info("retrying file", zap.String("path", res.Path), zap.String("key", res.Key),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
 		t := time.NewTimer(wait)
 		select {

@@ -262,7 +262,7 @@ func (u *Uploader) run(ctx context.Context, start time.Time, jobs []job, results
 		}
 		r := &run.results[j.idx]
 		r.Status, r.Reason = StatusSkipped, ReasonInterrupted
-		run.finish(r)
+		run.finish(u.log, r)
 	}
 	close(queue)
 	workers.Wait()
@@ -310,7 +310,7 @@ func (r *putRun) claimKey(key, path, sha string) (prev claim, taken bool) {
 }
 
 // finish counts a file whose result is final.
-func (r *putRun) finish(res *FileResult) {
+func (r *putRun) finish(log *zap.Logger, res *FileResult) {
 	switch res.Status {
 	case StatusUploaded:
 		r.uploaded.Add(1)
@@ -322,15 +322,14 @@ func (r *putRun) finish(res *FileResult) {
 		r.bytesOtherwise.Add(res.Bytes)
 	}
 	r.filesDone.Add(1)
-	u := r.u
 	fields := []zap.Field{zap.String("path", res.Path), zap.String("key", res.Key), zap.String("status", string(res.Status))}
 	if res.Reason != "" {
 		fields = append(fields, zap.String("reason", res.Reason))
 	}
 	if res.Status == StatusFailed {
-		u.log.Warn("file not uploaded", append(fields, zap.String("error", res.Detail), zap.Int("attempts", res.Attempts))...)
+		log.Warn("file not uploaded", append(fields, zap.String("error", res.Detail), zap.Int("attempts", res.Attempts))...)
 	} else {
-		u.log.Info("file done", append(fields, zap.Int64("bytes", res.Bytes))...)
+		log.Info("file done", append(fields, zap.Int64("bytes", res.Bytes))...)
 	}
 }
 

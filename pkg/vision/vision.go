@@ -26,9 +26,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/ratelimit"
 	"imgpipe/pkg/retry"
+	"imgpipe/pkg/tracing"
 )
 
 // API versions.
@@ -353,8 +357,18 @@ type attemptResult struct {
 	final        bool          // err did not come from the service: do not retry
 }
 
-// analyze runs the retry loop: this is the only place the client retries.
+// analyze is one call: the span vision.analyze (its attempts, 429 waits and retries are its
+// events) around the retry loop.
 func (c *Client) analyze(ctx context.Context, body bodyFunc) (*Result, error) {
+	ctx, span := tracing.Tracer("imgpipe/pkg/vision").Start(ctx, "vision.analyze", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("imgpipe.vision.api_version", c.version)))
+	res, err := c.retryLoop(ctx, span, body)
+	tracing.End(span, err)
+	return res, err
+}
+
+// retryLoop runs the retry loop: this is the only place the client retries.
+func (c *Client) retryLoop(ctx context.Context, span trace.Span, body bodyFunc) (*Result, error) {
 	start := c.now()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -393,6 +407,9 @@ func (c *Client) analyze(ctx context.Context, body bodyFunc) (*Result, error) {
 		}
 		attempts++
 		res, ar := c.attempt(ctx, body)
+		if span.IsRecording() {
+			span.AddEvent("vision.attempt", trace.WithAttributes(attribute.Int("imgpipe.attempt", attempts), attribute.Int("http.response.status_code", ar.status)))
+		}
 		outcome := ratelimit.Failed
 		switch {
 		case ar.err == nil:
@@ -435,6 +452,11 @@ func (c *Client) analyze(ctx context.Context, body bodyFunc) (*Result, error) {
 			return nil, withAttempts(last, attempts)
 		}
 		c.obs.OnRetry(retries, last)
+		if span.IsRecording() {
+			span.AddEvent("vision.retry", trace.WithAttributes(attribute.Int("imgpipe.retry", retries),
+				attribute.Int("http.response.status_code", ar.status), attribute.Int64("imgpipe.wait_ms", wait.Milliseconds()),
+				attribute.String("imgpipe.reason", failure.ReasonOf(last))))
+		}
 	}
 }
 
@@ -457,6 +479,7 @@ func (c *Client) attempt(ctx context.Context, body bodyFunc) (*Result, attemptRe
 		return nil, attemptResult{err: failure.New(failure.Transient, "BadRequestURL", err), final: true}
 	}
 	req.Header = h
+	tracing.InjectHTTP(ctx, req.Header)
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Accept", "application/json")
 	req.ContentLength = size

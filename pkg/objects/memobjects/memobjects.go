@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"strconv"
 	"sync"
@@ -53,6 +54,7 @@ type version struct {
 	etag   string
 	data   []byte
 	marker bool // a delete marker
+	meta   map[string]string
 }
 
 // New returns an empty store.
@@ -90,8 +92,13 @@ func (s *Store) Requests(op Op) int {
 
 // Put stores data under bucket/key and returns its version ID ("" when unversioned) and ETag.
 func (s *Store) Put(bucket, key string, data []byte) (versionID, etag string) {
+	return s.PutMeta(bucket, key, data, nil)
+}
+
+// PutMeta is Put with user metadata (keys as ReadHead returns them: lower case).
+func (s *Store) PutMeta(bucket, key string, data []byte, meta map[string]string) (versionID, etag string) {
 	sum := md5.Sum(data)
-	v := &version{etag: hex.EncodeToString(sum[:]), data: bytes.Clone(data)}
+	v := &version{etag: hex.EncodeToString(sum[:]), data: bytes.Clone(data), meta: maps.Clone(meta)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := bucket + "/" + key
@@ -170,7 +177,8 @@ func (s *Store) ReadHead(ctx context.Context, ref objects.Ref, n int) (*objects.
 	if len(v.data) == 0 {
 		return nil, objects.Mark(objects.ErrEmpty, failure.Permanentf("InvalidRange", "%s/%s is empty", ref.Bucket, ref.Key))
 	}
-	return &objects.Head{Size: int64(len(v.data)), ETag: v.etag, Version: v.id, Bytes: bytes.Clone(v.data[:min(n, len(v.data))])}, nil
+	return &objects.Head{Size: int64(len(v.data)), ETag: v.etag, Version: v.id, Bytes: bytes.Clone(v.data[:min(n, len(v.data))]),
+		Metadata: maps.Clone(v.meta)}, nil
 }
 
 // Open implements objects.Store.

@@ -72,7 +72,7 @@ func (s *Store) ReadHead(ctx context.Context, ref objects.Ref, n int) (*objects.
 	if err != nil {
 		return nil, awserr.Classify(fmt.Errorf("read head of %s/%s: %w", ref.Bucket, ref.Key, err))
 	}
-	return &objects.Head{Size: size, ETag: trimETag(aws.ToString(obj.ETag)), Version: aws.ToString(obj.VersionId), Bytes: buf}, nil
+	return &objects.Head{Size: size, ETag: trimETag(aws.ToString(obj.ETag)), Version: aws.ToString(obj.VersionId), Bytes: buf, Metadata: obj.Metadata}, nil
 }
 
 // rangeTotal is the complete length in a Content-Range header ("bytes 0-99/1234").

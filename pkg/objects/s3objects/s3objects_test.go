@@ -108,3 +108,23 @@ type staticCreds struct{}
 func (staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
 	return aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"}, nil
 }
+
+// TestReadHeadMetadata: the first read brings the object's user metadata, keys in lower case
+// whatever case they were written in (the trace context the uploader stores there).
+func TestReadHeadMetadata(t *testing.T) {
+	b := harness{}.NewBucket(t, false)
+	st := stacktest.Get(t)
+	client := st.NewS3Client()
+	tp := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(b.Name), Key: aws.String("upload/m.png"),
+		Body: strings.NewReader("0123456789"), Metadata: map[string]string{"Traceparent": tp, "sha256": "abc"}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.Store.ReadHead(context.Background(), objects.Ref{Bucket: b.Name, Key: "upload/m.png"}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Metadata["traceparent"] != tp || h.Metadata["sha256"] != "abc" || string(h.Bytes) != "0123" {
+		t.Fatalf("head %q metadata %v: want the bytes and both metadata entries, keys in lower case", h.Bytes, h.Metadata)
+	}
+}
