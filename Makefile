@@ -15,7 +15,7 @@ DEPLOY_TESTFLAGS ?= -count=1 -timeout 30m
 
 DEPLOY    := deploy
 
-.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env images
+.PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env images chaos
 
 ## run: bring the local stack up, run analyzer and indexer on the sample images, print what
 ## was indexed and what failed, start the web console and print its address, and shut
@@ -105,6 +105,16 @@ bench-scaleout: deps
 	set -o pipefail; \
 	BENCH_OUT=bench-scaleout.md $(GO) test ./e2e/scaleout -run '^$$' -bench ScaleOut -benchtime 1x -timeout 60m | tee bench-scaleout.txt && \
 	$(GO) test ./pkg/ratelimit -run '^$$' -bench AdaptiveQuotaShare -benchtime 5x | tee -a bench-scaleout.txt
+
+## chaos: the chaos suite (docs/chaos.md): N files (default 10,000) through the binaries
+## built from the tree on the local stack while analyzers and indexers are SIGKILLed every
+## 20-60 s, Vision fails, throttles and goes away for 30 s and the Google emulators restart;
+## then every image is checked through the real clients. SEED repeats a run's schedule. Exits
+## non-zero on any loss or duplicate. About N/25 s of faults plus the tail.
+N    ?= 10000
+SEED ?= 0
+chaos: deps
+	$(GO) run ./cmd/chaos -n $(N) -seed $(SEED)
 
 ## tf-env: deploy/terraform's outputs, from `terraform output -json` (TF_OUTPUT=out.json;
 ## default: run terraform, or tofu, in deploy/terraform), into what the binaries read: the

@@ -65,18 +65,6 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, f
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Proc{
-		Name:       name,
-		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", port),
-		LogPath:    filepath.Join(st.Tmp, fmt.Sprintf("%s-%s-%d.log", binary, name, time.Now().UnixNano())),
-		http:       st.HTTP,
-		exited:     make(chan struct{}),
-	}
-	logFile, err := os.Create(p.LogPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer logFile.Close() // the child holds its own copy
 	args := append(append(command, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn"), flags...)
 	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && strings.HasPrefix(binary, "analyzer") {
 		// One folder per run: CPU and allocation profiles of the whole process (obs.StartProfiles).
@@ -86,14 +74,54 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, f
 		run := strings.NewReplacer("/", "_", "=", "-", " ", "_").Replace(tb.Name() + "-" + binary + "-" + name)
 		args = append(args, "--profile-dir", filepath.Join(dir, fmt.Sprintf("%s-%d", run, time.Now().UnixNano())))
 	}
-	p.cmd = exec.Command(filepath.Join(st.Bin, binary), args...)
-	p.cmd.Env = append(st.childEnv(), env...)
-	p.cmd.Dir = st.Tmp
+	p, err := Start(Command{
+		Name:       name,
+		Path:       filepath.Join(st.Bin, binary),
+		Args:       args,
+		Env:        append(st.childEnv(), env...),
+		Dir:        st.Tmp,
+		LogPath:    filepath.Join(st.Tmp, fmt.Sprintf("%s-%s-%d.log", binary, name, time.Now().UnixNano())),
+		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", port),
+		HTTP:       st.HTTP,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Kill)
+	return p
+}
+
+// Command is a program Start runs as a child process.
+type Command struct {
+	Name       string   // for messages
+	Path       string   // the executable
+	Args, Env  []string // Env nil: this process's environment
+	Dir        string   // working directory
+	LogPath    string   // stdout and stderr go to this new file
+	MetricsURL string   // its /metrics, if it serves one
+	HTTP       *http.Client
+}
+
+// Start runs c in its own process group, with SIGKILL as its parent-death signal (it dies
+// with this process). Stop it with Kill, Term or Stop.
+func Start(c Command) (*Proc, error) {
+	p := &Proc{Name: c.Name, MetricsURL: c.MetricsURL, LogPath: c.LogPath, http: c.HTTP, exited: make(chan struct{})}
+	if p.http == nil {
+		p.http = &http.Client{Timeout: 10 * time.Second}
+	}
+	logFile, err := os.Create(c.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child holds its own copy
+	p.cmd = exec.Command(c.Path, c.Args...)
+	p.cmd.Env = c.Env
+	p.cmd.Dir = c.Dir
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	// Own process group; Pdeathsig: the child dies with the test binary if that crashes.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s %s: %v", binary, name, err)
+		return nil, fmt.Errorf("start %s: %w", c.Name, err)
 	}
 	p.started = time.Now()
 	go func() {
@@ -101,8 +129,7 @@ func (st *Stack) startBinary(tb testing.TB, name, binary string, command, env, f
 		p.waitErr, p.endedAt = err, time.Now()
 		close(p.exited)
 	}()
-	tb.Cleanup(p.Kill)
-	return p
+	return p, nil
 }
 
 // Started is when the process was started.
@@ -178,6 +205,7 @@ func (p *Proc) Stop(tb testing.TB, timeout time.Duration) {
 }
 
 // Kill sends SIGKILL to the process group if the process still runs, and waits for it.
+// Safe to call more than once.
 func (p *Proc) Kill() {
 	if !p.Running() {
 		return

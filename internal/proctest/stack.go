@@ -363,24 +363,29 @@ func (st *Stack) stop() error {
 
 // childEnv is this process's environment without any setting the binaries read from the
 // environment, plus the stack's env file.
-func (st *Stack) childEnv() []string {
-	var env []string
+func (st *Stack) childEnv() []string { return ChildEnv(st.Env) }
+
+// ChildEnv is this process's environment without any setting the pipeline's binaries read
+// from the environment (IMGPIPE_, AWS_, AZURE_, GOOGLE_, OTEL_, PUBSUB_, FIRESTORE_,
+// DLQ_REPLAY_), plus env.
+func ChildEnv(env map[string]string) []string {
+	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		skip := false
-		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_"} {
+		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_", "DLQ_REPLAY_"} {
 			if strings.HasPrefix(name, p) {
 				skip = true
 			}
 		}
 		if !skip {
-			env = append(env, kv)
+			out = append(out, kv)
 		}
 	}
-	for k, v := range st.Env {
-		env = append(env, k+"="+v)
+	for k, v := range env {
+		out = append(out, k+"="+v)
 	}
-	return env
+	return out
 }
 
 // QueueDepth returns the visible and in-flight message counts of the pipeline's queue.

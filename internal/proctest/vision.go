@@ -12,23 +12,29 @@ import (
 	"imgpipe/internal/visionstandin"
 )
 
-func (st *Stack) visionAdmin(path string) string {
-	return strings.TrimRight(st.Env["AZURE_VISION_ENDPOINT"], "/") + path
+func visionAdmin(endpoint, path string) string {
+	return strings.TrimRight(endpoint, "/") + path
 }
 
 // SetVisionFaults replaces every fault of the Vision stand-in (running in the devstack
 // process) with f.
 func (st *Stack) SetVisionFaults(f visionstandin.Faults) error {
+	return SetVisionFaults(st.HTTP, st.Env["AZURE_VISION_ENDPOINT"], f)
+}
+
+// SetVisionFaults replaces every fault of the Vision stand-in at endpoint with f, through
+// its admin endpoint.
+func SetVisionFaults(c *http.Client, endpoint string, f visionstandin.Faults) error {
 	body, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(http.MethodPut, st.visionAdmin(visionstandin.AdminFaultsPath), bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPut, visionAdmin(endpoint, visionstandin.AdminFaultsPath), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := st.HTTP.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
@@ -51,8 +57,14 @@ func LatencyQuota(latency time.Duration, perSecond float64, burst int) visionsta
 
 // VisionStats returns the Vision stand-in's counters (cumulative since the stack started).
 func (st *Stack) VisionStats() (visionstandin.Stats, error) {
+	return VisionStats(st.HTTP, st.Env["AZURE_VISION_ENDPOINT"])
+}
+
+// VisionStats returns the counters of the Vision stand-in at endpoint, through its admin
+// endpoint.
+func VisionStats(c *http.Client, endpoint string) (visionstandin.Stats, error) {
 	var s visionstandin.Stats
-	resp, err := st.HTTP.Get(st.visionAdmin(visionstandin.AdminStatsPath))
+	resp, err := c.Get(visionAdmin(endpoint, visionstandin.AdminStatsPath))
 	if err != nil {
 		return s, err
 	}

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
@@ -309,5 +310,57 @@ func BenchmarkGenerate(b *testing.B) {
 		if _, err := Generate(dir); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	files, err := BadFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, f := range files {
+		if f.Good || f.WantReason == "" {
+			t.Errorf("%s: a bad file must carry its reason: %+v", f.Name, f.Sample)
+		}
+		if int64(len(f.Body)) != f.Size {
+			t.Errorf("%s: size %d, body %d bytes", f.Name, f.Size, len(f.Body))
+		}
+		if got := imagemeta.Sniff(f.Body); string(got) != f.Format {
+			t.Errorf("%s: sniffed %q, want %q", f.Name, got, f.Format)
+		}
+		reasons[f.WantReason] = true
+	}
+	for _, want := range []string{imagemeta.ReasonNotAnImage, imagemeta.ReasonCorruptImage, ReasonInvalidImageSize} {
+		if !reasons[want] {
+			t.Errorf("no bad file with reason %s", want)
+		}
+	}
+}
+
+func TestOddPath(t *testing.T) {
+	seen := map[string]bool{}
+	var space, plus, nonASCII, deep bool
+	for i := range 500 {
+		p := OddPath(7, i, "jpg")
+		if p != OddPath(7, i, "jpg") {
+			t.Fatalf("OddPath(7, %d) is not deterministic", i)
+		}
+		if seen[p] {
+			t.Fatalf("OddPath(7, %d) = %q repeats an earlier path", i, p)
+		}
+		seen[p] = true
+		if !utf8.ValidString(p) || !strings.HasSuffix(p, ".jpg") || strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+			t.Fatalf("OddPath(7, %d) = %q: want a clean relative UTF-8 path ending in .jpg", i, p)
+		}
+		space = space || strings.Contains(p, " ")
+		plus = plus || strings.Contains(p, "+")
+		deep = deep || strings.Count(p, "/") >= 6
+		for _, r := range p {
+			nonASCII = nonASCII || r > 127
+		}
+	}
+	if !space || !plus || !nonASCII || !deep {
+		t.Errorf("500 paths: space %v, plus %v, non-ASCII %v, deep %v; want all", space, plus, nonASCII, deep)
 	}
 }
