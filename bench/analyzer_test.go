@@ -92,8 +92,8 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 	}
 	b.Run("Tracing", benchTracing)
 	b.Run("Memory15MB", func(b *testing.B) { benchMemory(b, "Memory15MB", nil) })
-	b.Run("Memory15MB/thumbnail-decodes=1", func(b *testing.B) {
-		benchMemory(b, "Memory15MB/thumbnail-decodes=1", []string{"--thumbnail-decodes", "1"})
+	b.Run("Memory15MB/thumbnail-decodes=2", func(b *testing.B) {
+		benchMemory(b, "Memory15MB/thumbnail-decodes=2", []string{"--thumbnail-decodes", "2"})
 	})
 	b.Run("Memory15MB/thumbnails=off", func(b *testing.B) {
 		benchMemory(b, "Memory15MB/thumbnails=off", []string{"--thumbnail-prefix", ""})
@@ -280,7 +280,7 @@ func benchTracing(b *testing.B) {
 // Vision). Reports peak-MB (VmHWM), cpu-ms/image (whole process / 128), images/s
 // (measured as msgs/s in benchAnalyzer) and the image size. The analyzer makes a thumbnail
 // of every image (the default --thumbnail-prefix: every one must be written), with the
-// default two decodes at once or one (thumbnail-decodes=1), and the thumbnails=off scenario
+// default one decode at once or two (thumbnail-decodes=2), and the thumbnails=off scenario
 // runs it without (--thumbnail-prefix ""), for the ratio.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Memory15MB' -benchtime 2000x

@@ -151,7 +151,8 @@ type Options struct {
 	ThumbnailDecodes int
 	// ThumbnailMaxPixels bounds the pixels of an image decoded for a thumbnail (larger ones
 	// get none); default thumbnail.DefaultMaxPixels. With ThumbnailDecodes it bounds the
-	// thumbnails' memory: at most decodes x pixels x 4 bytes.
+	// thumbnails' live memory: at most decodes x pixels x 8 bytes (16-bit images; 4 for 8-bit
+	// PNG, 1.5 to 3 for JPEG), plus the garbage collector's headroom unless GOMEMLIMIT holds it.
 	ThumbnailMaxPixels int64
 
 	// DepthInterval is how often the queue's depth is read for the metrics and the

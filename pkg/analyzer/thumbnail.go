@@ -23,7 +23,7 @@ import (
 // memory they take; the worker is free meanwhile.
 
 // DefaultThumbnailDecodes is Options.ThumbnailDecodes' default.
-const DefaultThumbnailDecodes = 2
+const DefaultThumbnailDecodes = 1
 
 // maxKeyBytes is S3's longest key.
 const maxKeyBytes = 1024

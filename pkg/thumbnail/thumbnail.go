@@ -3,8 +3,8 @@
 // MaxSide, turned upright by its EXIF orientation, and encoded as JPEG. It is pure logic: it
 // reads what it is given and imports no cloud SDK.
 //
-// Memory: Go's decoders hold the whole decoded image (JPEG 1.5 to 3 bytes a pixel, others 4
-// or 8), so the caller bounds the pixels it hands in (Fits) and how many decodes run at once.
+// Memory: Go's decoders hold the whole decoded image (JPEG 1.5 to 3 bytes a pixel, others 4,
+// 16-bit PNG and TIFF 8), so the caller bounds the pixels it hands in (Fits) and how many decodes run at once.
 package thumbnail
 
 import (
@@ -29,9 +29,10 @@ import (
 const (
 	DefaultMaxSide = 320
 	DefaultQuality = 80
-	// DefaultMaxPixels bounds the images decoded for a thumbnail: 50 megapixels, about
-	// 200 MB decoded in the worst case (4 bytes a pixel).
-	DefaultMaxPixels = 50_000_000
+	// DefaultMaxPixels bounds the images decoded for a thumbnail: 24 megapixels, 36 MB
+	// decoded for a JPEG (4:2:0), 96 MB for an 8-bit PNG, 192 MB in the worst case (a 16-bit
+	// PNG or TIFF: 8 bytes a pixel).
+	DefaultMaxPixels = 24_000_000
 )
 
 // Options tune a thumbnail. A nil *Options means the defaults.

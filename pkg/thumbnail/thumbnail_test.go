@@ -138,7 +138,7 @@ func TestFits(t *testing.T) {
 		want bool
 	}{
 		{1000, 1000, 1_000_000, true}, {1001, 1000, 1_000_000, false}, {0, 10, 0, false},
-		{8000, 6000, 0, true}, {10000, 6000, 0, false}, {100000, 100000, 0, false},
+		{6000, 4000, 0, true}, {6001, 4000, 0, false}, {8000, 6000, 0, false}, {100000, 100000, 0, false},
 	} {
 		if got := Fits(tc.w, tc.h, tc.max); got != tc.want {
 			t.Errorf("Fits(%d, %d, %d) = %v, want %v", tc.w, tc.h, tc.max, got, tc.want)
