@@ -371,16 +371,21 @@ func (ix *Indexer) write(ctx, stop context.Context, log *zap.Logger, rec *record
 	refused := true // every attempt so far was refused by Firestore
 	var mu sync.Mutex
 	var release func()
+	// done is set when write returns: a slow-attempt timer that fired between the attempt's
+	// return and its Stop then holds nothing (a holder nobody releases would keep Firestore
+	// pinged until Run ends).
+	done := false
 	watch := func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if release == nil {
+		if release == nil && !done {
 			release = ix.revival.hold()
 		}
 	}
 	defer func() {
 		mu.Lock()
 		defer mu.Unlock()
+		done = true
 		if release != nil {
 			release()
 		}
