@@ -108,7 +108,8 @@ bench-scaleout: deps
 
 ## chaos: the chaos suite (docs/chaos.md): N files (default 10,000) through the binaries
 ## built from the tree on the local stack while analyzers and indexers are SIGKILLed every
-## 20-60 s, Vision fails, throttles and goes away for 30 s and the Google emulators restart;
+## 20-60 s, Vision fails, throttles and goes away for 30 s, Firestore restarts with its data and
+## Pub/Sub is cut off;
 ## then every image is checked through the real clients. SEED repeats a run's schedule. Exits
 ## non-zero on any loss or duplicate. About N/25 s of faults plus the tail.
 N    ?= 10000

@@ -21,7 +21,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // TestChaos is the make test version of the suite: 500 files, the fault timing scaled to the
-// run's length (every analyzer and indexer killed, a Vision outage, the emulators restarted),
+// run's length (every analyzer and indexer killed, a Vision outage, Firestore restarted, Pub/Sub cut off),
 // and the same checks as make chaos. CHAOS_SEED repeats a run; CHAOS_N changes its size.
 func TestChaos(t *testing.T) {
 	if testing.Short() {

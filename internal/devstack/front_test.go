@@ -200,7 +200,8 @@ func TestPubSubOutage(t *testing.T) {
 		}
 	}
 	outage := make(chan error, 1)
-	go func() { outage <- st.Outage(ctx, devstack.PubSub, 3*time.Second) }()
+	// Long enough that the call below lands inside it on a loaded machine.
+	go func() { outage <- st.Outage(ctx, devstack.PubSub, 10*time.Second) }()
 	stacktest.WaitFor(t, "the front cut its clients", 10*time.Second, func() (bool, string) {
 		s := st.PubSubFront.Stats()
 		return s.Cut > 0, fmt.Sprintf("%+v", s)

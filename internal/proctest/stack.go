@@ -134,7 +134,7 @@ func start(parts string) (*Stack, error) {
 // Builds are the analyzer builds named by BENCH_ANALYZERS ("name=path,name=path,..."), in
 // the order given: the benchmarks run each of their analyzer scenarios once per entry, one
 // after the other on the one stack. A name may come again (with the same path), so that
-// "a=X,b=Y,a=X,b=Y" measures two builds alternately in one session. Nil when it is not set.
+// "a=X,b=Y,a=X,b=Y" measures two builds alternately in one run. Nil when it is not set.
 func Builds() ([]Build, error) {
 	v := os.Getenv("BENCH_ANALYZERS")
 	if v == "" {
@@ -369,23 +369,11 @@ func (st *Stack) childEnv() []string { return ChildEnv(st.Env) }
 // from the environment (IMGPIPE_, AWS_, AZURE_, GOOGLE_, OTEL_, PUBSUB_, FIRESTORE_,
 // DLQ_REPLAY_), plus env.
 func ChildEnv(env map[string]string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		skip := false
-		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_", "DLQ_REPLAY_"} {
-			if strings.HasPrefix(name, p) {
-				skip = true
-			}
-		}
-		if !skip {
-			out = append(out, kv)
-		}
-	}
+	vars := make([]devstack.EnvVar, 0, len(env))
 	for k, v := range env {
-		out = append(out, k+"="+v)
+		vars = append(vars, devstack.EnvVar{Name: k, Value: v})
 	}
-	return out
+	return stacktest.ChildEnv(vars)
 }
 
 // QueueDepth returns the visible and in-flight message counts of the pipeline's queue.

@@ -15,7 +15,7 @@ func ChildEnv(env []devstack.EnvVar) []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		keep := true
-		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_"} {
+		for _, p := range []string{"IMGPIPE_", "AWS_", "AZURE_", "GOOGLE_", "OTEL_", "PUBSUB_", "FIRESTORE_", "DLQ_REPLAY_"} {
 			if strings.HasPrefix(name, p) {
 				keep = false
 			}
