@@ -47,7 +47,8 @@ Every command makes one pass over the DLQ as it was when it started, of any size
 most --window messages leased (invisible to others) at once and releases the oldest as it goes
 (SQS visibility 0, Pub/Sub nack; on SQS a look counts as a receive), remembers only a small
 fingerprint of each message seen, and ends when the DLQ hands out nothing more or only what it
-has already seen. Messages that came back during a replay (it moved them and the pipeline
+has already seen. (After a receive that failed, whose batch stays invisible until --hold ends,
+an empty DLQ short of its count at the start is waited out until that hold ends.) Messages that came back during a replay (it moved them and the pipeline
 dead-lettered them again) or arrived after the start are left and counted, never moved twice.
 
 Replays keep every attribute, set imgpipe.replay-count (incremented) and imgpipe.replayed-at,
