@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,30 @@ func build(t *testing.T) string {
 	return bin
 }
 
+// startBinary starts bin in its own process group; exited closes when it has exited, and
+// *waitErr is then its exit. The test's cleanup kills it if it is still running.
+func startBinary(t *testing.T, bin string, env []string, stdout, stderr io.Writer, args ...string) (cmd *exec.Cmd, exited chan struct{}, waitErr *error) {
+	t.Helper()
+	cmd = exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitErr, exited = new(error), make(chan struct{})
+	go func() { *waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	return cmd, exited, waitErr
+}
+
 // TestStderrIsJSON runs the analyzer binary at debug level on a small image, a large one
 // (two ranged S3 reads) and a non-image, and checks that every line it writes is JSON: the
 // SDKs' own log lines go through zap or nowhere.
@@ -116,30 +141,14 @@ func TestStderrIsJSON(t *testing.T) {
 		}
 	}
 	var stdout, stderr syncBuffer
-	cmd := exec.Command(bin, "--log-level", "debug", "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "2")
-	cmd.Env = stacktest.ChildEnv(st.Env(res))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
+	cmd, exited, waitErr := startBinary(t, bin, stacktest.ChildEnv(st.Env(res)), &stdout, &stderr,
+		"--log-level", "debug", "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "2")
 	// Four messages: the bucket's test event and three objects. Done once the queue is empty
 	// and the non-image is in the DLQ.
 	stacktest.WaitFor(t, "the queue drained", 90*time.Second, func() (bool, string) {
 		select {
 		case <-exited:
-			t.Fatalf("analyzer exited early: %v\n%s", waitErr, stderr.String())
+			t.Fatalf("analyzer exited early: %v\n%s", *waitErr, stderr.String())
 		default:
 		}
 		n, err := depth(ctx, sqsc, res.QueueURL)
@@ -157,8 +166,8 @@ func TestStderrIsJSON(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Errorf("analyzer exit: %v", waitErr)
+		if *waitErr != nil {
+			t.Errorf("analyzer exit: %v", *waitErr)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("analyzer did not stop within 60 s of SIGTERM")
@@ -273,24 +282,8 @@ func TestSecondSIGTERMIgnored(t *testing.T) {
 	}
 	profiles := t.TempDir()
 	var stderr syncBuffer
-	cmd := exec.Command(bin, "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "1", "--profile-dir", profiles)
-	cmd.Env = stacktest.ChildEnv(st.Env(res))
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
+	cmd, exited, waitErr := startBinary(t, bin, stacktest.ChildEnv(st.Env(res)), &stderr, &stderr,
+		"--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "1", "--profile-dir", profiles)
 	// The bucket's test event first, so that the image's message is the one left in flight.
 	stacktest.WaitFor(t, "the analyzer ready, its queue empty", 60*time.Second, func() (bool, string) {
 		n, err := depth(ctx, sqsc, res.QueueURL)
@@ -324,8 +317,8 @@ signals:
 		}
 	}
 	logs := stderr.String()
-	if waitErr != nil {
-		t.Fatalf("analyzer exit after %d SIGTERMs: %v (killed mid-shutdown?)\n%s", sent, waitErr, logs)
+	if *waitErr != nil {
+		t.Fatalf("analyzer exit after %d SIGTERMs: %v (killed mid-shutdown?)\n%s", sent, *waitErr, logs)
 	}
 	for _, want := range []string{`"signal received; shutting down"`, `"signal received again during shutdown; ignored`, `"msg":"published"`, `"msg":"drained"`} {
 		if !strings.Contains(logs, want) {
