@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/failure"
+	"imgpipe/pkg/imagemeta"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/samples"
 )
@@ -134,4 +136,61 @@ func TestSuspendedBucketIndex(t *testing.T) {
 	p.waitDoc(t, "the new null version indexed", key, "null", 270, 180)
 	p.deleteVersion(t, key, "null")
 	p.waitDoc(t, "v1 indexed after the null version was deleted", key, v1, 230, 170)
+}
+
+// TestOverwriteByNonImage: an image overwritten by a non-image leaves no document and no
+// thumbnail (the non-image goes to the DLQ with its reason), on an unversioned bucket and on a
+// versioned one, where deleting the non-image's version brings the image back.
+func TestOverwriteByNonImage(t *testing.T) {
+	p := startPipeline(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	ctx := context.Background()
+	thumbGone := func(what, key string) {
+		t.Helper()
+		stacktest.WaitFor(t, what, 2*time.Minute, func() (bool, string) {
+			_, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String("thumbnail/" + key + ".jpg")})
+			var nf *s3types.NotFound
+			return errors.As(err, &nf), fmt.Sprintf("head: %v", err)
+		})
+	}
+	text := []byte("plain text, not an image")
+	for _, versioned := range []bool{false, true} {
+		key := fmt.Sprintf("%soverwrite/versioned=%v.png", p.res.Prefix, versioned)
+		if versioned {
+			p.setVersioning(t, s3types.BucketVersioningStatusEnabled)
+		}
+		v1 := p.putVersion(t, key, 11, 210, 150)
+		stacktest.WaitFor(t, "the image indexed", 2*time.Minute, func() (bool, string) {
+			d, err := p.store.Get(ctx, p.res.Bucket, key)
+			if err != nil {
+				return false, err.Error()
+			}
+			return d.VersionID == v1 && d.Width == 210 && d.Height == 150, fmt.Sprintf("%+v", d)
+		})
+		if _, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String("thumbnail/" + key + ".jpg")}); err != nil {
+			t.Fatalf("no thumbnail of the image: %v", err)
+		}
+		out, err := p.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.res.Bucket), Key: &key, Body: bytes.NewReader(text)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.waitDoc(t, "no document once a non-image overwrote the image", key, "", 0, 0)
+		thumbGone("the image's thumbnail removed", key)
+		var dead map[string]failure.Details
+		stacktest.WaitFor(t, "the non-image in the DLQ", time.Minute, func() (bool, string) {
+			for k, d := range p.drainDLQ(t) {
+				if dead == nil {
+					dead = map[string]failure.Details{}
+				}
+				dead[k] = d
+			}
+			return dead[key].Reason != "", fmt.Sprintf("%v", dead)
+		})
+		if d := dead[key]; d.Reason != imagemeta.ReasonNotAnImage || d.Class != failure.Permanent {
+			t.Errorf("dead letter %+v, want %s", d, imagemeta.ReasonNotAnImage)
+		}
+		if versioned {
+			p.deleteVersion(t, key, aws.ToString(out.VersionId))
+			p.waitDoc(t, "the image indexed again once the non-image's version is deleted", key, v1, 210, 150)
+		}
+	}
 }

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -46,7 +44,9 @@ once with their reason; transient ones are retried with backoff through the queu
 timeout until its redrive policy moves them to the DLQ. A run of failures of S3, Vision or
 Pub/Sub, or of setup faults (access denied, a refused key, a URL Vision cannot fetch), opens
 the circuit: receiving stops and the messages wait on the queue instead of reaching the DLQ.
-SIGINT/SIGTERM drain gracefully. Logs are JSON lines on stderr.
+The first SIGINT/SIGTERM drains gracefully (bounded by --drain-timeout and the closes' own
+timeouts); later ones are logged and ignored until exit (SIGKILL stops at once, leaving the
+messages in work to come back after their visibility timeout). Logs are JSON lines on stderr.
 
 AWS settings come from the SDK's own chain: AWS_REGION, the default credential chain,
 AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SQS. Google settings: GOOGLE_CLOUD_PROJECT,
@@ -192,7 +192,7 @@ func run(args []string) error {
 		}()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := obs.ShutdownSignals(log)
 	defer stop()
 	stopTracing, err := obs.StartTracing(ctx, "imgpipe-analyzer", log)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,8 @@ import (
 
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
+	"imgpipe/internal/visionstandin"
+	"imgpipe/pkg/obs"
 	"imgpipe/pkg/samples"
 )
 
@@ -91,6 +94,30 @@ func build(t *testing.T) string {
 	return bin
 }
 
+// startBinary starts bin in its own process group; exited closes when it has exited, and
+// *waitErr is then its exit. The test's cleanup kills it if it is still running.
+func startBinary(t *testing.T, bin string, env []string, stdout, stderr io.Writer, args ...string) (cmd *exec.Cmd, exited chan struct{}, waitErr *error) {
+	t.Helper()
+	cmd = exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitErr, exited = new(error), make(chan struct{})
+	go func() { *waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	return cmd, exited, waitErr
+}
+
 // TestStderrIsJSON runs the analyzer binary at debug level on a small image, a large one
 // (two ranged S3 reads) and a non-image, and checks that every line it writes is JSON: the
 // SDKs' own log lines go through zap or nowhere.
@@ -114,30 +141,14 @@ func TestStderrIsJSON(t *testing.T) {
 		}
 	}
 	var stdout, stderr syncBuffer
-	cmd := exec.Command(bin, "--log-level", "debug", "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "2")
-	cmd.Env = stacktest.ChildEnv(st.Env(res))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
+	cmd, exited, waitErr := startBinary(t, bin, stacktest.ChildEnv(st.Env(res)), &stdout, &stderr,
+		"--log-level", "debug", "--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "2")
 	// Four messages: the bucket's test event and three objects. Done once the queue is empty
 	// and the non-image is in the DLQ.
 	stacktest.WaitFor(t, "the queue drained", 90*time.Second, func() (bool, string) {
 		select {
 		case <-exited:
-			t.Fatalf("analyzer exited early: %v\n%s", waitErr, stderr.String())
+			t.Fatalf("analyzer exited early: %v\n%s", *waitErr, stderr.String())
 		default:
 		}
 		n, err := depth(ctx, sqsc, res.QueueURL)
@@ -155,8 +166,8 @@ func TestStderrIsJSON(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Errorf("analyzer exit: %v", waitErr)
+		if *waitErr != nil {
+			t.Errorf("analyzer exit: %v", *waitErr)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("analyzer did not stop within 60 s of SIGTERM")
@@ -173,7 +184,7 @@ func TestStderrIsJSON(t *testing.T) {
 			t.Errorf("not a JSON line: %q", line)
 			continue
 		}
-		if entry["msg"] == "published" {
+		if entry["msg"] == "published" && entry["analysis_event"] == "created" { // the non-image publishes its key's removal
 			published++
 		}
 	}
@@ -249,4 +260,77 @@ func TestCredentialChoice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecondSIGTERMIgnored runs the analyzer binary with an image in its Vision call and
+// sends SIGTERM again and again until it exits: the first starts the drain, every later one is
+// logged and ignored, so the in-flight image is still published, the drain and the closes run
+// to their end (the profiles written at exit included) and the exit code is 0.
+func TestSecondSIGTERMIgnored(t *testing.T) {
+	st := stacktest.Get(t)
+	res := stacktest.Bootstrap(t, st, devstack.Resources{VisibilityTimeout: 30 * time.Second})
+	if err := st.VisionServer.SetFaults(visionstandin.Faults{Latency: visionstandin.Latency{Fixed: visionstandin.Duration(3 * time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.VisionServer.SetFaults(visionstandin.Faults{}) })
+	bin := build(t)
+	ctx := context.Background()
+	s3c, sqsc := st.NewS3Client(), st.NewSQSClient()
+	img, err := samples.Image(31100, 120, 90, "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles := t.TempDir()
+	var stderr syncBuffer
+	cmd, exited, waitErr := startBinary(t, bin, stacktest.ChildEnv(st.Env(res)), &stderr, &stderr,
+		"--metrics-addr", "127.0.0.1:0", "--wait-time", "1s", "--workers", "1", "--profile-dir", profiles)
+	// The bucket's test event first, so that the image's message is the one left in flight.
+	stacktest.WaitFor(t, "the analyzer ready, its queue empty", 60*time.Second, func() (bool, string) {
+		n, err := depth(ctx, sqsc, res.QueueURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == 0 && strings.Contains(stderr.String(), "analyzer starting"), fmt.Sprintf("%d on the queue", n)
+	})
+	key := res.Prefix + "slow.png"
+	calls0 := st.VisionServer.Stats().Calls
+	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(res.Bucket), Key: aws.String(key), Body: bytes.NewReader(img)}); err != nil {
+		t.Fatal(err)
+	}
+	stacktest.WaitFor(t, "the image in its Vision call", 60*time.Second, func() (bool, string) {
+		return st.VisionServer.Stats().Calls > calls0, "no Vision call yet" // counted as it arrives, before the latency
+	})
+	// SIGTERM every 5 ms until the process exits (bounded by the drain's 25 s and the closes).
+	stopAt := time.After(90 * time.Second)
+	sent := 0
+signals:
+	for {
+		select {
+		case <-exited:
+			break signals
+		case <-stopAt:
+			t.Fatalf("analyzer did not exit within 90 s; %d SIGTERMs sent\n%s", sent, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+			if err := cmd.Process.Signal(syscall.SIGTERM); err == nil {
+				sent++
+			}
+		}
+	}
+	logs := stderr.String()
+	if *waitErr != nil {
+		t.Fatalf("analyzer exit after %d SIGTERMs: %v (killed mid-shutdown?)\n%s", sent, *waitErr, logs)
+	}
+	for _, want := range []string{`"signal received; shutting down"`, `"signal received again during shutdown; ignored`, `"msg":"published"`, `"msg":"drained"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no log line %s after %d SIGTERMs\n%s", want, sent, logs)
+		}
+	}
+	for _, f := range []string{obs.CPUProfile, obs.AllocsProfile} {
+		matches, _ := filepath.Glob(filepath.Join(profiles, "*", f))
+		direct, _ := filepath.Glob(filepath.Join(profiles, f))
+		if len(matches)+len(direct) == 0 {
+			t.Errorf("no %s written at exit", f)
+		}
+	}
+	t.Logf("%d SIGTERMs sent during the shutdown", sent)
 }

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -38,7 +36,11 @@ Google credentials come from Application Default Credentials (including external
 files for workload identity federation); when GOOGLE_APPLICATION_CREDENTIALS names an AWS
 external_account file, its AWS credentials come from the AWS SDK's default chain (IRSA web
 identity, ECS, SSO, EC2; AWS_REGION required). PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST
-point the clients at the emulators.` + obs.TracingHelp
+point the clients at the emulators.
+
+The first SIGINT/SIGTERM stops pulling and lets the writes in flight finish and ack or nack;
+later ones are logged and ignored until exit (SIGKILL stops at once, leaving the messages in
+hand to come back after their ack deadline).` + obs.TracingHelp
 
 type settings struct {
 	project, database, subscription, collection, logLevel string
@@ -128,7 +130,7 @@ func run(cmd string, args []string) error {
 	}
 	defer log.Sync()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := obs.ShutdownSignals(log)
 	defer stop()
 	stopTracing, err := obs.StartTracing(ctx, "imgpipe-indexer", log)
 	if err != nil {

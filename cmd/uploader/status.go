@@ -79,7 +79,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 	if s.dlqURL != "" {
 		opts.SQS, opts.DLQURL = awsclient.SQS(cfg), s.dlqURL
 	}
-	lookup := uploader.NewLookup(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: s.pathStyle}), s.bucket, opts)
+	lookup, err := uploader.NewLookup(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: s.pathStyle}), s.bucket, opts)
+	if err != nil {
+		return 0, err
+	}
 
 	var keys, inputs []string
 	for _, arg := range set.Args() {

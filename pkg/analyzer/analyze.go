@@ -23,10 +23,11 @@ import (
 // outgoing is a record ready to publish, with its logger, the event it answers and, for a
 // created object, what its first read found (for the thumbnail).
 type outgoing struct {
-	rec  *record.Analysis
-	log  *zap.Logger
-	ev   *s3event.Record
-	head *objects.Head
+	rec   *record.Analysis
+	log   *zap.Logger
+	ev    *s3event.Record
+	head  *objects.Head
+	unfit string // a removal's: the ETag of the key's content that can never be indexed (item.unfit)
 }
 
 // analyze is a worker's part: Vision for every prepared object, in order. It returns the
@@ -40,6 +41,9 @@ func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error
 			var why string
 			var err error
 			r, why, err = a.analyzeObject(ctx, it.rec, it.head, it.meta)
+			if failure.IsPermanent(err) && visionAnswered(err) {
+				err = &unindexable{rec: it.rec, etag: it.head.ETag, err: err} // Vision's verdict on the image
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s %s/%s: %w", it.rec.EventName, it.rec.Bucket, it.rec.Key, err)
 			}
@@ -49,7 +53,7 @@ func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error
 				continue
 			}
 		}
-		out = append(out, outgoing{r, it.log, it.rec, it.head})
+		out = append(out, outgoing{r, it.log, it.rec, it.head, it.unfit})
 	}
 	return out, nil
 }

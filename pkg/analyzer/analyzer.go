@@ -165,6 +165,9 @@ type Options struct {
 	VisionObserver *VisionObserver
 
 	Logger *zap.Logger
+
+	// deleteGrace replaces the package's deleteGrace in tests (zero: the constant).
+	deleteGrace time.Duration
 }
 
 // DefaultS3Timeout is Options.S3Timeout's default.
@@ -194,6 +197,7 @@ func (o *Options) withDefaults() (Options, error) {
 		out.VisibilityTimeout = 30 * time.Second
 	}
 	def(&out.DrainTimeout, 25*time.Second)
+	def(&out.deleteGrace, deleteGrace)
 	def(&out.S3Timeout, DefaultS3Timeout)
 	def(&out.PresignTTL, 15*time.Minute)
 	def(&out.DepthInterval, 10*time.Second)
@@ -377,7 +381,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		d := time.Now().Add(a.opts.DrainTimeout)
 		deadline.Store(&d)
 		time.AfterFunc(a.opts.DrainTimeout, cancelWork)
-		time.AfterFunc(a.opts.DrainTimeout+deleteGrace, cancelDeletes)
+		time.AfterFunc(a.opts.DrainTimeout+a.opts.deleteGrace, cancelDeletes)
 	})
 	defer stopDeadline()
 

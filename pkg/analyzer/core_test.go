@@ -771,3 +771,41 @@ func TestCorePanicRecovered(t *testing.T) {
 		t.Errorf("%+v: want 1 panic, 1 retry, 2 succeeded", s)
 	}
 }
+
+// TestCoreDeadLetterAnsweredAfterDeleteGrace: a dead-letter send begun before the drain
+// deadline and answered only after the batched deletes were cut off (deleteGrace after the
+// deadline) still deletes its message from the source, which would otherwise come back and be
+// dead-lettered a second time.
+func TestCoreDeadLetterAnsweredAfterDeleteGrace(t *testing.T) {
+	c := newCore(t)
+	sending := make(chan struct{})
+	var once sync.Once
+	const drain = 200 * time.Millisecond
+	c.dlq.SetFault(func(ctx context.Context, op memqueue.Op, _ *queue.Message) error {
+		if op != memqueue.Send {
+			return nil
+		}
+		once.Do(func() { close(sending) })
+		// Answered well after the deadline and the delete grace, within the send's own bound.
+		select {
+		case <-time.After(drain + 800*time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	c.object("upload/text.jpg", []byte("plain text, not a JPEG"))
+	opts := coreOptions()
+	opts.DrainTimeout, opts.deleteGrace = drain, time.Millisecond
+	opts.VisibilityTimeout = 30 * time.Second // only a delete or a release ends the lease soon
+	c.start(opts, nil)
+	<-sending
+	c.cancel() // SIGTERM while the send is under way
+	<-c.done
+	if n := len(c.dlq.Messages()); n != 1 {
+		t.Fatalf("%d dead letters, want 1", n)
+	}
+	if left := c.q.Messages(); len(left) != 0 {
+		t.Errorf("the dead-lettered message is still on the source queue (%+v): it would be dead-lettered again", left)
+	}
+}

@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -80,6 +81,15 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 	} else if err == nil {
 		out, err = a.analyze(ctx, items) // nothing for Vision: removals at most
 	}
+	// The key holds content that can never be indexed (a non-image overwrote an image): the
+	// key's document and thumbnail go first, at the event's sequencer, so that the index shows
+	// what the bucket holds; the message is dead-lettered once the removal is published.
+	var unfit *unindexable
+	var cause error
+	if errors.As(err, &unfit) {
+		cause = err
+		out, err = []outgoing{{rec: removalOf(unfit.rec), log: log, ev: unfit.rec, unfit: unfit.etag}}, nil
+	}
 	finishing := false
 	if err == nil && len(out) > 0 {
 		// While the finishing stage is full this waits, holding the worker (if any), which
@@ -92,6 +102,9 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 	if finishing {
 		defer a.finishing.exit()
 		_, err = recovered(a, func() (struct{}, error) { return struct{}{}, a.publish(ctx, out) })
+	}
+	if err == nil && cause != nil {
+		err = cause
 	}
 	tr.end(err, a.settle(ctx, m, log, err, len(out) > 0, work.Err() != nil))
 }

@@ -35,6 +35,31 @@ type item struct {
 	ready *record.Analysis
 	head  *objects.Head
 	meta  *imagemeta.Meta
+	// unfit, for a removal published because the key's current content can never be
+	// indexed, is that content's ETag: the thumbnail goes while the key still holds it.
+	unfit string
+}
+
+// unindexable is a permanent failure of a created object's content (not an image, empty,
+// too large, or Vision's verdict on it) for the event rec: the key holds something the
+// index cannot show, so the key's document and thumbnail are removed, at rec's sequencer,
+// before the message is dead-lettered (process). etag is the content's ETag ("" if empty).
+type unindexable struct {
+	rec  *s3event.Record
+	etag string
+	err  error
+}
+
+func (u *unindexable) Error() string { return u.err.Error() }
+func (u *unindexable) Unwrap() error { return u.err }
+
+// removalOf is the removal record of rec's key, at rec's sequencer.
+func removalOf(rec *s3event.Record) *record.Analysis {
+	return &record.Analysis{
+		SchemaVersion: record.SchemaVersion, Event: record.Removed,
+		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
+		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
+	}
 }
 
 // needsVision reports whether any prepared item still needs Vision, and so a worker.
@@ -105,11 +130,7 @@ func (a *Analyzer) prepare(ctx context.Context, tr *msgTrace, log *zap.Logger, b
 // nothing: a removal.
 func (a *Analyzer) prepareRemoval(ctx context.Context, tr *msgTrace, it *item) (why string, err error) {
 	rec := it.rec
-	removed := &record.Analysis{
-		SchemaVersion: record.SchemaVersion, Event: record.Removed,
-		Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID,
-		Sequencer: rec.Sequencer, EventTime: rec.EventTime,
-	}
+	removed := removalOf(rec)
 	switch {
 	case rec.ExpiresVersion():
 		return "a noncurrent version expired: the current version is unchanged", nil
@@ -133,7 +154,7 @@ func (a *Analyzer) prepareRemoval(ctx context.Context, tr *msgTrace, it *item) (
 	if failure.IsPermanent(err) {
 		it.log.Info("removal: the current version cannot be indexed", zap.String("removed_version", rec.VersionID),
 			zap.String("current_version", cur.VersionID), zap.Error(err))
-		it.ready = removed
+		it.ready, it.unfit = removed, head.ETag
 		return "", nil
 	}
 	if err != nil {
@@ -158,7 +179,7 @@ func (a *Analyzer) prepareObject(ctx context.Context, tr *msgTrace, rec *s3event
 		if etagPinned(rec) && rec.ETag != "" && rec.ETag != emptyETag {
 			return nil, nil, "object overwritten since the event", nil
 		}
-		return nil, nil, "", failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")
+		return nil, nil, "", &unindexable{rec: rec, err: failure.Permanentf(imagemeta.ReasonNotAnImage, "object is empty")}
 	case err != nil:
 		return nil, nil, "", err
 	}
@@ -169,6 +190,9 @@ func (a *Analyzer) prepareObject(ctx context.Context, tr *msgTrace, rec *s3event
 		return nil, nil, "object overwritten since the event", nil
 	}
 	meta, err := a.checkHead(head)
+	if failure.IsPermanent(err) {
+		return nil, nil, "", &unindexable{rec: rec, etag: head.ETag, err: err}
+	}
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -164,6 +164,11 @@ func (a *Analyzer) releaseUnstarted(msgs []*queue.Message) {
 // deadLetter sends the message to the DLQ with its failure and, once that is confirmed,
 // deletes it from the source. If the send fails the message stays on the source queue and is
 // retried like a transient failure.
+//
+// The delete is its own call, not one of the deleter's batches: those are cut off deleteGrace
+// after the drain deadline, and a send begun just before the deadline may be answered only
+// after that (deadLetterSendTimeout), which would leave the message on the source to be
+// dead-lettered a second time. Dead letters are rare; the call costs one request each.
 func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m *queue.Message, cause error) {
 	first := m.FirstReceivedAt
 	if prev := failure.ParseDetails(m.StringAttributes()); !prev.FirstFailure.IsZero() {
@@ -200,5 +205,9 @@ func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m *queue.Mes
 	a.metrics.deadLettered.Inc()
 	log.Warn("permanent failure; sent to the dead-letter queue", zap.Error(cause),
 		zap.String("reason", d.Reason), zap.String("class", d.Class.String()))
-	a.deleter.Delete(m)
+	dctx, dcancel := context.WithTimeout(context.Background(), releaseCallTimeout)
+	defer dcancel()
+	if err := a.deps.Queue.Delete(dctx, []*queue.Message{m})[0]; err != nil {
+		log.Error("delete of a dead-lettered message failed; it will be dead-lettered again", zap.Error(err))
+	}
 }

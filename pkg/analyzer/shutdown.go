@@ -6,8 +6,8 @@ import "time"
 // them up along the longest path; each names where the code sets it.
 const (
 	// releaseCallTimeout bounds one call that settles a message, a visibility change that
-	// gives messages back among them: setVisibility and releaseUnstarted (settle.go) each run
-	// under their own.
+	// gives messages back among them: setVisibility, releaseUnstarted and the delete of a
+	// dead-lettered message (settle.go) each run under their own.
 	releaseCallTimeout = 10 * time.Second
 	// deadLetterSendTimeout bounds the send to the DLQ (deadLetter, settle.go). It is detached
 	// from the drain deadline, so a send begun just before it runs on.
@@ -35,7 +35,7 @@ const (
 //
 //   - the last receive runs to min(W, D) and what it brought is released: min(W, D) + R;
 //   - work is cut off at D and released: D + R; a dead-letter send begun just before D runs
-//     S and, if it fails, releases its message: D + S + R;
+//     S, then deletes its message or, if the send failed, releases it: D + S + R;
 //   - the deleter flushes until D + G;
 //   - Run returns after all three, then the metrics server stops within M;
 //   - the publisher's Close waits for a bundle sent no later than D: D + P.

@@ -144,17 +144,18 @@ func (a *Analyzer) makeThumbnail(ctx context.Context, p *outgoing) ([]byte, erro
 	return data, err
 }
 
-// removeThumbnail removes the thumbnail of a removed object once the key reads as missing:
-// if the object is back (created again since), its own event owns the thumbnail.
+// removeThumbnail removes the thumbnail of a removed object once the key reads as missing, or
+// still holds the content the removal judged never indexable (p.unfit): if an object is
+// back (created again since), its own event owns the thumbnail.
 func (a *Analyzer) removeThumbnail(ctx context.Context, p *outgoing) error {
 	cur := *p.ev
-	cur.VersionID = ""
-	_, err := a.readHead(ctx, &cur)
+	cur.VersionID, cur.ETag = "", ""
+	head, err := a.readHead(ctx, &cur)
 	switch {
-	case err == nil:
+	case err == nil && (p.unfit == "" || head.ETag != p.unfit):
 		p.log.Info("thumbnail kept", zap.String("why", "the key holds an object again"))
 		return nil
-	case !errors.Is(err, objects.ErrNotFound) && !errors.Is(err, objects.ErrEmpty):
+	case err != nil && !errors.Is(err, objects.ErrNotFound) && !errors.Is(err, objects.ErrEmpty):
 		return err
 	}
 	key := ThumbnailKey(a.thumbs.prefix, p.rec.Bucket, p.rec.Key)

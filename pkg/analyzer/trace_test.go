@@ -90,8 +90,10 @@ func TestCoreTraceParents(t *testing.T) {
 	r.ETag, r.Size = etag, 24
 	c.event(r)
 
-	c.waitFor("three published, one dead-lettered", func() (bool, string) {
-		return c.pub.count() == 3 && len(c.dlq.Messages()) == 1, "waiting"
+	// Three images and the non-image's removal of its key (docs/analyzer.md, "Content that
+	// can never be indexed").
+	c.waitFor("four published, one dead-lettered", func() (bool, string) {
+		return c.pub.count() == 4 && len(c.dlq.Messages()) == 1, "waiting"
 	})
 	c.waitEmpty()
 

@@ -180,7 +180,11 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DeadLetterSubscription), kind: "pubsub",
 			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, &pubsubdlq.Options{Wait: time.Second})})
 	}
-	s.lookup = uploader.NewLookup(deps.S3, bucket, &uploader.LookupOptions{Index: deps.Index, Failures: s.dead, Logger: o.Logger})
+	lookup, err := uploader.NewLookup(deps.S3, bucket, &uploader.LookupOptions{Index: deps.Index, Failures: s.dead, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.lookup = lookup
 
 	// The browser fetches from and uploads to S3 directly: the page's CSP must name S3's
 	// origin, which a presigned URL shows (virtual-hosted or path-style, custom endpoints).

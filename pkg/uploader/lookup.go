@@ -15,6 +15,7 @@ import (
 
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/s3event"
@@ -74,8 +75,8 @@ type LookupOptions struct {
 	DLQURL string
 	// DLQScan bounds the messages one check looks at; default 100.
 	DLQScan int
-	// DLQHold is the visibility timeout of scanned messages, whole seconds (a part of a
-	// second is dropped), default 15s. Scanned messages are made visible again as the scan
+	// DLQHold is the visibility timeout of scanned messages: whole seconds from 1s to 12h,
+	// as dlq-replay's --hold (NewLookup refuses anything else); zero means 15s. Scanned messages are made visible again as the scan
 	// goes (dlq-replay's scan); the hold only matters if that fails (or the process dies),
 	// then they reappear after it. Nothing is deleted.
 	DLQHold time.Duration
@@ -100,8 +101,8 @@ type Lookup struct {
 	dlq    replay.Source // the SQS dead-letter queue when SQS and DLQURL are set
 }
 
-// NewLookup returns a Lookup for objects of bucket.
-func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) *Lookup {
+// NewLookup returns a Lookup for objects of bucket, or an error for invalid options.
+func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) (*Lookup, error) {
 	o := LookupOptions{}
 	if opts != nil {
 		o = *opts
@@ -109,10 +110,12 @@ func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) *Lookup {
 	if o.DLQScan <= 0 {
 		o.DLQScan = 100
 	}
-	if o.DLQHold < time.Second {
+	if o.DLQHold == 0 {
 		o.DLQHold = 15 * time.Second
 	}
-	o.DLQHold = o.DLQHold.Truncate(time.Second)
+	if err := config.Seconds(o.DLQHold, time.Second, sqsdlq.MaxHold); err != nil {
+		return nil, fmt.Errorf("uploader: LookupOptions.DLQHold: %w", err)
+	}
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -121,7 +124,7 @@ func NewLookup(client *s3.Client, bucket string, opts *LookupOptions) *Lookup {
 	if o.SQS != nil && o.DLQURL != "" {
 		l.dlq = sqsdlq.New(o.SQS, o.DLQURL, nil) // a 1 s long poll; an empty receive ends the scan
 	}
-	return l
+	return l, nil
 }
 
 // ResolveKey turns a status argument into an object key: a path to a regular file becomes

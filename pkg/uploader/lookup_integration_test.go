@@ -141,7 +141,11 @@ func (e *lookupEnv) dlqDepth(t *testing.T) (visible, hidden int) {
 }
 
 func (e *lookupEnv) lookup() *uploader.Lookup {
-	return uploader.NewLookup(e.st.NewS3Client(), e.b.Bucket, &uploader.LookupOptions{Index: e.store, SQS: e.sqs, DLQURL: e.b.DLQURL})
+	l, err := uploader.NewLookup(e.st.NewS3Client(), e.b.Bucket, &uploader.LookupOptions{Index: e.store, SQS: e.sqs, DLQURL: e.b.DLQURL})
+	if err != nil {
+		panic(err) // the options are the defaults'
+	}
+	return l
 }
 
 func TestStatusIndexedFailedPendingAndDLQUntouched(t *testing.T) {
@@ -270,7 +274,10 @@ func TestStatusAsksTheFailureSource(t *testing.T) {
 	e.index(t, e.keys["indexed.jpg"])
 	e.deadLetter(t, e.keys["pending.gif"], failure.Permanentf("CorruptImage", "in the queue, not in the source"))
 	src := &fixedFailures{key: e.keys["failed é.png"]}
-	l := uploader.NewLookup(e.st.NewS3Client(), e.b.Bucket, &uploader.LookupOptions{Index: e.store, SQS: e.sqs, DLQURL: e.b.DLQURL, Failures: src})
+	l, err := uploader.NewLookup(e.st.NewS3Client(), e.b.Bucket, &uploader.LookupOptions{Index: e.store, SQS: e.sqs, DLQURL: e.b.DLQURL, Failures: src})
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys := []string{e.keys["indexed.jpg"], e.keys["failed é.png"], e.keys["pending.gif"]}
 	got, err := l.Status(ctx, keys)
 	if err != nil {
