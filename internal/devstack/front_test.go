@@ -237,7 +237,9 @@ func TestPubSubOutage(t *testing.T) {
 
 // TestRestartFirestoreKeepsData restarts the Firestore emulator while a writer keeps writing:
 // every write that succeeded is there afterwards, the clients' address is unchanged, and the
-// writer's calls failed only while the emulator was down.
+// writer was cut off while the emulator was down. Each write has a deadline of one second,
+// shorter than the time the emulator is down (two seconds plus its export, stop and start), so
+// the client's own retries cannot carry a write across the restart and some write must fail.
 func TestRestartFirestoreKeepsData(t *testing.T) {
 	st := stacktest.Require(t, devstack.Firestore)
 	ctx := context.Background()
@@ -262,7 +264,7 @@ func TestRestartFirestoreKeepsData(t *testing.T) {
 			default:
 			}
 			id := fmt.Sprintf("d%05d", i)
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			_, err := coll.Doc(id).Set(wctx, map[string]any{"n": i})
 			cancel()
 			mu.Lock()
@@ -277,7 +279,7 @@ func TestRestartFirestoreKeepsData(t *testing.T) {
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(written) }
 	stacktest.WaitFor(t, "writes before the restart", time.Minute, func() (bool, string) { return count() >= 20, fmt.Sprint(count()) })
-	if err := st.RestartFirestore(ctx, &devstack.RestartOptions{Down: time.Second}); err != nil {
+	if err := st.RestartFirestore(ctx, &devstack.RestartOptions{Down: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	after := count()
