@@ -25,11 +25,6 @@ import (
 	"imgpipe/pkg/obs"
 )
 
-// hooks are failure-injection points for tests.
-type hooks struct {
-	afterSend func([]*replay.Message) error
-}
-
 // conn holds the clients of one command and the DLQ they reach.
 type conn struct {
 	s       *settings
@@ -340,10 +335,11 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 			}
 		},
 	}
-	if e.hooks != nil {
-		opts.AfterSend = e.hooks.afterSend
+	src := c.src
+	if e.wrap != nil {
+		src, dst = e.wrap(src, dst)
 	}
-	sum, runErr := replay.Run(ctx, c.src, dst, opts)
+	sum, runErr := replay.Run(ctx, src, dst, opts)
 	if progress {
 		fmt.Fprintln(e.stderr)
 	}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"imgpipe/dlq-replay/replay"
 )
 
 const usageText = `dlq-replay: inspect and replay the pipeline's dead-letter queues, safely.
@@ -99,7 +101,8 @@ type env struct {
 	stdout, stderr io.Writer
 	lookup         func(string) (string, bool)
 	terminal       bool // stderr is a terminal: show progress
-	hooks          *hooks
+	// wrap, when set, wraps a replay's source and sink (tests inject faults with it).
+	wrap func(replay.Source, replay.Sink) (replay.Source, replay.Sink)
 }
 
 func run(ctx context.Context, args []string, e *env) int {

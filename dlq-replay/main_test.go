@@ -93,10 +93,21 @@ type result struct {
 	stdout, stderr string
 }
 
-func cli(t *testing.T, vars map[string]string, h *hooks, args ...string) result {
+// wrapper is how a test wraps a replay's source and sink (replaytest.Crash).
+type wrapper = func(replay.Source, replay.Sink) (replay.Source, replay.Sink)
+
+// crashing wraps a replay in a replaytest.Crash with after (nil: crash after the first send).
+func crashing(after func(sent []*replay.Message) error) wrapper {
+	return func(src replay.Source, dst replay.Sink) (replay.Source, replay.Sink) {
+		c := replaytest.NewCrash(src, dst, after)
+		return c.Source(), c.Sink()
+	}
+}
+
+func cli(t *testing.T, vars map[string]string, wrap wrapper, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb, hooks: h,
+	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb, wrap: wrap,
 		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }})
 	return result{code, out.String(), errb.String()}
 }
@@ -311,8 +322,8 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 		t.Fatalf("after replay DLQ %d queue %d, want 2 and 1", d, q)
 	}
 	// A crash between send and delete: exit 1, nothing deleted.
-	r = cli(t, vars, &hooks{afterSend: func([]*replay.Message) error { return errors.New("killed") }}, "replay", "--hold", "1s")
-	if r.code != exitPartial || !strings.Contains(r.stderr, "killed") {
+	r = cli(t, vars, crashing(nil), "replay", "--hold", "1s")
+	if r.code != exitPartial || !strings.Contains(r.stderr, replaytest.ErrCrash.Error()) {
 		t.Fatalf("crashed replay: %+v", r)
 	}
 	if d := depth(t, st, b.DLQURL); d != 2 {
@@ -363,14 +374,14 @@ func TestCLIReplayCountsWhatCameBack(t *testing.T) {
 	vars, b, st := stack(t)
 	c := st.NewSQSClient()
 	queue, dlq := sqsdlq.New(c, b.QueueURL, nil), sqsdlq.New(c, b.DLQURL, nil)
-	analyzer := &hooks{afterSend: func(sent []*replay.Message) error {
+	analyzer := crashing(func(sent []*replay.Message) error {
 		// Take what arrived on the queue and dead-letter it again with its attributes.
 		_, _, err := replay.Drain(context.Background(), queue, nil, false, func(ms []*replay.Message) error {
 			_, err := replay.Send(context.Background(), dlq, ms, 10)
 			return err
 		})
 		return err
-	}}
+	})
 	seedSQS(t, st, b.DLQURL,
 		replaytest.Msg(t, "upload/bad1.jpg", "InvalidImageFormat", failure.Permanent, 0),
 		replaytest.Msg(t, "upload/bad2.jpg", "InvalidImageFormat", failure.Permanent, 0),
