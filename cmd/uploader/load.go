@@ -44,20 +44,15 @@ func loadCommand(stdout, stderr io.Writer, code *int) cli.Command {
 	set.String(&s.format, "format", "IMGPIPE_LOAD_FORMAT", "jpeg", "format of generated images: jpeg, png, gif, bmp, tiff",
 		config.Validate(config.OneOf(&s.format, "jpeg", "png", "gif", "bmp", "tiff")))
 	set.Int(&s.seed, "seed", "IMGPIPE_LOAD_SEED", 0, "seed of the first generated image (0: from the clock)")
-	return command("load", set, code, func(ctx context.Context, pos []string) (int, error) {
+	return command("load", set, nil, code, func(ctx context.Context, pos []string) (int, error) {
 		if s.count == 0 && s.duration <= 0 {
 			return 0, usageError{Err: errors.New("load needs --count or --duration (see load --help)")}
 		}
-		log, stopTracing, err := s.logger(ctx)
+		log, up, done, err := s.start(ctx, &s.common)
 		if err != nil {
 			return 0, err
 		}
-		defer log.Sync()
-		defer stopTracing()
-		up, err := s.newUploader(ctx, &s.common, log)
-		if err != nil {
-			return 0, err
-		}
+		defer done()
 		log.Info("uploader load starting", obs.Settings(set.Describe()))
 		rep, err := up.Load(ctx, &uploader.LoadOptions{
 			Rate: s.rate, Count: s.count, Duration: s.duration, Files: pos,

@@ -128,13 +128,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// command is the cli.Command name with the settings of set; run's exit code goes to *code.
-func command(name string, set *config.Set, code *int, run func(ctx context.Context, pos []string) (int, error)) cli.Command {
-	return cli.Command{Name: name, Settings: set, Run: func(ctx context.Context, pos []string) error {
+// command is the cli.Command name with the settings of set; args checks the positional
+// arguments (a usage error), run's exit code goes to *code.
+func command(name string, set *config.Set, args func([]string) error, code *int, run func(ctx context.Context, pos []string) (int, error)) cli.Command {
+	return cli.Command{Name: name, Settings: set, Args: args, Run: func(ctx context.Context, pos []string) error {
 		c, err := run(ctx, pos)
 		*code = c
 		return err
 	}}
+}
+
+// atLeastOne is the positional-argument check of a command that takes WHAT...
+func atLeastOne(name, what string) func([]string) error {
+	return func(pos []string) error {
+		if len(pos) == 0 {
+			return fmt.Errorf("%s needs at least one %s (see %s --help)", name, what, name)
+		}
+		return nil
+	}
 }
 
 // splitList splits a comma-separated setting, dropping empty items.

@@ -123,7 +123,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{}, "Usage:"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"put", "x"}, "missing setting --bucket (IMGPIPE_BUCKET)"},
-		{[]string{"put", "--bucket", "b"}, "put needs at least one PATH"},
+		{[]string{"put", "--bucket", "b"}, "put needs at least one PATH (see put --help)"},
 		{[]string{"put", "--bucket", "b", "--part-size", "1MiB", "x"}, "invalid setting --part-size (IMGPIPE_UPLOAD_PART_SIZE)"},
 		{[]string{"put", "--bucket", "b", "--keys", "random", "x"}, "invalid setting --keys"},
 		{[]string{"put", "--bucket", "b", "--exclude", "[", "x"}, "invalid setting --exclude"},

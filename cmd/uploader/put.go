@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -92,11 +91,21 @@ func (c *common) logger(ctx context.Context) (*zap.Logger, func(), error) {
 	return log, stop, nil
 }
 
-// newUploader is newUploader with the sending settings and log.
-func (s *sending) newUploader(ctx context.Context, c *common, log *zap.Logger) (*uploader.Uploader, error) {
+// start opens the command's logger and trace export (c.logger) and the uploader with the
+// sending settings; done stops the export and flushes the log.
+func (s *sending) start(ctx context.Context, c *common) (log *zap.Logger, up *uploader.Uploader, done func(), err error) {
+	log, stopTracing, err := c.logger(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	done = func() { stopTracing(); _ = log.Sync() }
 	opts := s.options()
 	opts.Logger = log
-	return newUploader(ctx, c, opts)
+	if up, err = newUploader(ctx, c, opts); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return log, up, done, nil
 }
 
 func newUploader(ctx context.Context, c *common, opts *uploader.Options) (*uploader.Uploader, error) {
@@ -127,10 +136,7 @@ func putCommand(stdout, stderr io.Writer, code *int) cli.Command {
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_UPLOAD_DRAIN_TIMEOUT", uploader.DefaultDrainTimeout, "on interrupt, how long files in flight may finish",
 		config.Validate(config.PositiveDuration(&s.drain)))
 	set.Bool(&s.quiet, "quiet", "", false, "no progress bar")
-	return command("put", set, code, func(ctx context.Context, pos []string) (int, error) {
-		if len(pos) == 0 {
-			return 0, usageError{Err: errors.New("put needs at least one PATH (see put --help)")}
-		}
+	return command("put", set, atLeastOne("put", "PATH"), code, func(ctx context.Context, pos []string) (int, error) {
 		log, stopTracing, err := s.logger(ctx)
 		if err != nil {
 			return 0, err

@@ -47,10 +47,7 @@ func statusCommand(stdout, stderr io.Writer, code *int, wait bool) cli.Command {
 		set.Duration(&s.timeout, "timeout", "IMGPIPE_UPLOAD_WAIT_TIMEOUT", 2*time.Minute, "give up (exit 3) after this long", config.Validate(config.PositiveDuration(&s.timeout)))
 		set.Duration(&s.interval, "interval", "IMGPIPE_UPLOAD_WAIT_INTERVAL", 2*time.Second, "time between checks", config.Validate(config.PositiveDuration(&s.interval)))
 	}
-	return command(name, set, code, func(ctx context.Context, pos []string) (int, error) {
-		if len(pos) == 0 {
-			return 0, usageError{Err: fmt.Errorf("%s needs at least one KEY or FILE (see %s --help)", name, name)}
-		}
+	return command(name, set, atLeastOne(name, "KEY or FILE"), code, func(ctx context.Context, pos []string) (int, error) {
 		log, stopTracing, err := s.logger(ctx)
 		if err != nil {
 			return 0, err

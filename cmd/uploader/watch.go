@@ -32,20 +32,18 @@ func watchCommand(stdout, stderr io.Writer, code *int) cli.Command {
 	set.Duration(&s.poll, "poll", "IMGPIPE_UPLOAD_POLL", time.Second, "time between two scans of the folder", config.Validate(config.PositiveDuration(&s.poll)))
 	set.String(&s.stateFile, "state-file", "IMGPIPE_UPLOAD_STATE_FILE", "", "state file that makes restarts send nothing twice (default DIR/"+uploader.DefaultStateFile+")")
 	set.Int(&s.batch, "batch", "IMGPIPE_UPLOAD_BATCH", 1000, "most files sent per scan", config.Validate(config.Between(&s.batch, 1, 100000)))
-	return command("watch", set, code, func(ctx context.Context, pos []string) (int, error) {
+	oneDir := func(pos []string) error {
 		if len(pos) != 1 {
-			return 0, usageError{Err: errors.New("watch takes one DIR (see watch --help)")}
+			return errors.New("watch takes one DIR (see watch --help)")
 		}
-		log, stopTracing, err := s.logger(ctx)
+		return nil
+	}
+	return command("watch", set, oneDir, code, func(ctx context.Context, pos []string) (int, error) {
+		log, up, done, err := s.start(ctx, &s.common)
 		if err != nil {
 			return 0, err
 		}
-		defer log.Sync()
-		defer stopTracing()
-		up, err := s.newUploader(ctx, &s.common, log)
-		if err != nil {
-			return 0, err
-		}
+		defer done()
 		enc := json.NewEncoder(stdout)
 		w, err := uploader.NewWatcher(up, pos[0], &uploader.WatchOptions{
 			Settle: s.settle, Poll: s.poll, StateFile: s.stateFile, Batch: s.batch,
