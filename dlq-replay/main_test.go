@@ -175,6 +175,7 @@ func TestCommandLine(t *testing.T) {
 		{"bad flag value", dlq, []string{"replay", "--batch", "many"}, `invalid argument "many" for "--batch" flag: not an integer (see dlq-replay replay --help)`},
 		{"unknown flag", dlq, []string{"replay", "--dry-run", "--bogus"}, "unknown flag: --bogus (see dlq-replay replay --help)"},
 		{"flag of another command", dlq, []string{"stats", "--delete"}, "unknown flag: --delete (see dlq-replay stats --help)"},
+		{"one dash", dlq, []string{"export", "-delete", "out.jsonl"}, "flags take two dashes"},
 		{"unknown command", dlq, []string{"frobnicate", "--json"}, `unknown command "frobnicate" for "dlq-replay" (see dlq-replay --help)`},
 		{"too many arguments", dlq, []string{"export", "a", "b", "--delete"}, "export takes one argument, FILE (see dlq-replay export --help)"},
 	} {

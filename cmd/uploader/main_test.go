@@ -44,6 +44,8 @@ func TestCommandLine(t *testing.T) {
 		{"unknown flag", nil, []string{"watch", "dir", "--bogus"}, "unknown flag: --bogus (see uploader watch --help)"},
 		{"unknown flag before the command", nil, []string{"--bogus", "put"}, "unknown flag: --bogus"},
 		{"flag of another command", nil, []string{"load", "--force"}, "unknown flag: --force (see uploader load --help)"},
+		{"one dash", nil, []string{"put", "x", "-json"}, "flags take two dashes (--json, not -json) (see uploader put --help)"},
+		{"help of no command", nil, []string{"help", "frobnicate"}, `unknown command "frobnicate" (see uploader --help)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -65,6 +65,19 @@ func (p *Program) Execute(ctx context.Context, args []string, stdout, stderr io.
 		},
 	}
 	root.SetHelpFunc(func(*cobra.Command, []string) { fmt.Fprintln(stdout, p.Help) })
+	root.SetHelpCommand(&cobra.Command{Use: "help [COMMAND]", RunE: func(_ *cobra.Command, a []string) error {
+		ran = true
+		if len(a) == 0 {
+			fmt.Fprintln(stdout, p.Help)
+			return nil
+		}
+		sub, _, err := root.Find(a[:1])
+		if err != nil || sub == root {
+			return UsageError{fmt.Errorf("unknown command %q (see %s --help)", a[0], p.Name)}
+		}
+		sub.HelpFunc()(sub, nil)
+		return nil
+	}})
 	if p.Global != nil {
 		root.Flags().AddFlagSet(p.Global.FlagSet())
 	}
@@ -100,5 +113,5 @@ func (p *Program) Execute(ctx context.Context, args []string, stdout, stderr io.
 	if cmd != nil {
 		where = cmd.CommandPath()
 	}
-	return UsageError{fmt.Errorf("%w (see %s --help)", err, where)}
+	return UsageError{fmt.Errorf("%w (see %s --help)", config.Explain(err), where)}
 }

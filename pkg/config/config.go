@@ -118,9 +118,19 @@ func (s *Set) Parse(args []string) error {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ErrHelp
 		}
-		return err
+		return Explain(err)
 	}
 	return s.Resolve()
+}
+
+// Explain adds a hint to a command-line error when a flag was given with one dash ("-json"):
+// pflag reads that as a group of one-letter flags, and no setting has one.
+func Explain(err error) error {
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) && ne.GetSpecifiedShortnames() != "" {
+		return fmt.Errorf("%w: flags take two dashes (--json, not -json)", err)
+	}
+	return err
 }
 
 // FlagSet is the settings' flags, for a cobra command (cmd.Flags().AddFlagSet): cobra

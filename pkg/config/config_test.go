@@ -59,6 +59,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"validator", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--workers", "0"}, "invalid setting --workers (IMGPIPE_WORKERS): must be between 1 and 512, got 0"},
 		{"url validator", map[string]string{"IMGPIPE_QUEUE_URL": "not a url"}, nil, "invalid setting --queue-url (IMGPIPE_QUEUE_URL): must be an http(s) URL"},
 		{"unknown flag", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--nope"}, "unknown flag: --nope"},
+		{"one dash", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"-workers", "3"}, "unknown shorthand flag: 'w' in -workers: flags take two dashes (--json, not -json)"},
 		{"bad flag int", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--workers", "many"}, `invalid argument "many" for "--workers" flag: not an integer`},
 	}
 	for _, tt := range tests {
