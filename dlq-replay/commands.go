@@ -21,14 +21,10 @@ import (
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/cli"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
 )
-
-// hooks are failure-injection points for tests.
-type hooks struct {
-	afterSend func([]*replay.Message) error
-}
 
 // conn holds the clients of one command and the DLQ they reach.
 type conn struct {
@@ -52,7 +48,7 @@ func (c *conn) Close() {
 func connect(ctx context.Context, s *settings) (*conn, error) {
 	log, err := obs.NewLogger("dlq-replay", s.logLevel)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError{Err: err}
 	}
 	c := &conn{s: s, log: log}
 	log.Info("dlq-replay starting", zap.String("command", s.command), obs.Settings(s.described))
@@ -318,7 +314,7 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 	fmt.Fprintf(e.stderr, "%s from %s to %s; filter: %s; max %s; rate %s; messages replayed %d times stay; at most %d leased at once\n",
 		verb, c.srcDesc, destDesc, describeFilter(f), orAll(s.max), rateText(s.rate), s.maxReplays, s.window)
 	progress := e.terminal && !s.json
-	list := newListing(e, s, c.srcDesc, destDesc, progress)
+	list := newListing(e, s, c.srcDesc, destDesc)
 	opts := &replay.Options{
 		Filter: f, MaxReplays: s.maxReplays, Max: s.max, Batch: s.batch, Rate: s.rate, DryRun: s.dryRun, Hold: s.hold, Window: s.window,
 		OnDecision: func(m *replay.Message, d replay.Decision) {
@@ -336,16 +332,20 @@ func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
 		OnProgress: func(p replay.Summary) {
 			list.flush()
 			if progress {
-				fmt.Fprintf(e.stderr, "\r%s %s: %d moved, %d skipped, %d too many replays, %d came back, %d failed ", progressBar(p.Seen, p.AtStart), verb, p.Moved, p.SkippedFilter, p.TooManyReplays, p.CameBack, p.Failed)
+				if list.bar == nil {
+					list.bar = cli.NewProgress(e.stderr, int64(p.AtStart), false)
+				}
+				list.bar.Show(int64(p.Seen), fmt.Sprintf("%s: %d moved, %d skipped, %d too many replays, %d came back, %d failed", verb, p.Moved, p.SkippedFilter, p.TooManyReplays, p.CameBack, p.Failed))
 			}
 		},
 	}
-	if e.hooks != nil {
-		opts.AfterSend = e.hooks.afterSend
+	src := c.src
+	if e.wrap != nil {
+		src, dst = e.wrap(src, dst)
 	}
-	sum, runErr := replay.Run(ctx, c.src, dst, opts)
-	if progress {
-		fmt.Fprintln(e.stderr)
+	sum, runErr := replay.Run(ctx, src, dst, opts)
+	if list.bar != nil {
+		list.bar.End()
 	}
 	if err := list.end(sum, runErr); err != nil {
 		return err
@@ -374,16 +374,16 @@ type listed struct {
 // by element and whose summary fields follow it; text prints table rows, aligned batch by
 // batch, then the summary table.
 type listing struct {
-	e        *env
-	s        *settings
-	progress bool // a progress line on stderr must be cleared before rows are printed
-	tw       *tabwriter.Writer
-	rows     int
-	err      error // the first write error
+	e    *env
+	s    *settings
+	bar  *cli.Progress // on stderr (a terminal), cleared before rows are printed
+	tw   *tabwriter.Writer
+	rows int
+	err  error // the first write error
 }
 
-func newListing(e *env, s *settings, src, dest string, progress bool) *listing {
-	l := &listing{e: e, s: s, progress: progress}
+func newListing(e *env, s *settings, src, dest string) *listing {
+	l := &listing{e: e, s: s}
 	if s.json {
 		field := func(k, v string) string { b, _ := json.Marshal(v); return fmt.Sprintf("  %q: %s,\n", k, b) }
 		l.write("{\n" + field("source", src) + field("destination", dest) + `  "messages": [`)
@@ -433,8 +433,8 @@ func (l *listing) flush() {
 	if l.tw == nil || l.rows == 0 {
 		return
 	}
-	if l.progress {
-		fmt.Fprint(l.e.stderr, "\r\033[K")
+	if l.bar != nil {
+		l.bar.Clear()
 	}
 	if err := l.tw.Flush(); err != nil && l.err == nil {
 		l.err = err
@@ -482,17 +482,6 @@ func (l *listing) end(sum replay.Summary, runErr error) error {
 		return err
 	}
 	return l.err
-}
-
-// progressBar draws done of total as a 20-cell bar ("[#####---------------] 25/100"), or
-// just the count when the total is unknown.
-func progressBar(done, total int) string {
-	if total <= 0 {
-		return fmt.Sprintf("%d seen", done)
-	}
-	const width = 20
-	filled := min(width, done*width/total)
-	return fmt.Sprintf("[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat("-", width-filled), done, total)
 }
 
 func errText(err error) string {

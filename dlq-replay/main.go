@@ -9,11 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"imgpipe/dlq-replay/replay"
+	"imgpipe/pkg/cli"
 )
 
 const usageText = `dlq-replay: inspect and replay the pipeline's dead-letter queues, safely.
@@ -34,7 +39,7 @@ Commands:
   tasks          list SQS native redrive tasks (StartMessageMoveTask) of the DLQ
   cancel HANDLE  cancel an SQS native redrive task
 
-"dlq-replay COMMAND --help" lists the command's settings. Every setting is a flag and most
+"dlq-replay COMMAND --help" (or "dlq-replay help COMMAND") lists the command's settings. Every setting is a flag and most
 are also environment variables; the local stack's env file sets them all.
 
 Sources: --source sqs reads the SQS DLQ (--dlq-url); replays go to --to, else to the queue
@@ -58,7 +63,8 @@ while their leases hold (renewed while --rate makes a batch wait): a crash leave
 duplicate, which the pipeline tolerates. Ctrl-C stops after the current batch and prints the
 summary so far; a second Ctrl-C exits at once.
 
-Output: tables on stdout, --json for scripts; progress on stderr when it is a terminal.
+Output: tables on stdout, --json for scripts; a replay's progress bar on stderr when it is a
+terminal (never with --json).
 
 Exit status:
   0  done
@@ -73,12 +79,9 @@ const (
 )
 
 // usageError marks errors that are the operator's to fix (exit status 2).
-type usageError struct{ err error }
+type usageError = cli.UsageError
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{Err: fmt.Errorf(format, args...)} }
 
 // errPartial is returned when a command finished but not everything succeeded; the command has
 // already printed what happened.
@@ -89,7 +92,7 @@ func main() {
 	// The first Ctrl-C stops after the current batch; stop() restores the default handling,
 	// so a second one ends the process at once. The goroutine ends with ctx.
 	go func() { <-ctx.Done(); stop() }()
-	code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv, terminal: isTerminal(os.Stderr)})
+	code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv, terminal: cli.Terminal(os.Stderr)})
 	stop()
 	os.Exit(code)
 }
@@ -99,15 +102,14 @@ type env struct {
 	stdout, stderr io.Writer
 	lookup         func(string) (string, bool)
 	terminal       bool // stderr is a terminal: show progress
-	hooks          *hooks
+	// wrap, when set, wraps a replay's source and sink (tests inject faults with it).
+	wrap func(replay.Source, replay.Sink) (replay.Source, replay.Sink)
 }
 
 func run(ctx context.Context, args []string, e *env) int {
-	err := dispatch(ctx, args, e)
+	err := program(e).Execute(ctx, args, e.stdout, e.stderr)
 	switch {
 	case err == nil:
-		return exitOK
-	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(e.stderr, "dlq-replay: %v\n", err)
@@ -120,45 +122,34 @@ func run(ctx context.Context, args []string, e *env) int {
 	}
 }
 
-var errHelp = errors.New("help")
-
-func dispatch(ctx context.Context, args []string, e *env) error {
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, usageText)
-		return usagef("missing command")
+// program is the command line: each command with its settings, read from e's environment.
+// The settings every command shares may also come before the command.
+func program(e *env) *cli.Program {
+	global := newSet("", &command{}, &settings{})
+	global.SetLookup(e.lookup)
+	p := &cli.Program{Name: "dlq-replay", Help: usageText, Global: global}
+	for _, name := range slices.Sorted(maps.Keys(commands)) {
+		c, s := commands[name], &settings{}
+		set := newSet(name, c, s)
+		set.SetLookup(e.lookup)
+		p.Commands = append(p.Commands, cli.Command{
+			Name: name, Settings: set,
+			Args: func(pos []string) error {
+				if len(pos) < c.minArgs || len(pos) > c.maxArgs {
+					return fmt.Errorf("%s takes %s (see dlq-replay %s --help)", name, c.argsText, name)
+				}
+				return nil
+			},
+			Run: func(ctx context.Context, pos []string) error {
+				s.command, s.described = name, set.Describe()
+				if err := s.check(name); err != nil {
+					return err
+				}
+				return c.run(ctx, e, s, pos)
+			},
+		})
 	}
-	cmd, rest := splitCommand(args)
-	switch cmd {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(e.stdout, usageText)
-		return errHelp
-	}
-	c, ok := commands[cmd]
-	if cmd == "" {
-		return usagef("missing command (see dlq-replay --help)")
-	}
-	if !ok {
-		return usagef("unknown command %q (see dlq-replay --help)", cmd)
-	}
-	s := &settings{}
-	set := newSet(cmd, c, s)
-	set.SetLookup(e.lookup)
-	if err := set.Parse(flagsFirst(rest)); err != nil {
-		if errors.Is(err, errConfigHelp) {
-			set.Usage(e.stdout)
-			return errHelp
-		}
-		return usageError{err}
-	}
-	pos := set.Args()
-	if len(pos) < c.minArgs || len(pos) > c.maxArgs {
-		return usagef("%s takes %s (see dlq-replay %s --help)", cmd, c.argsText, cmd)
-	}
-	s.command, s.described = cmd, set.Describe()
-	if err := s.check(cmd); err != nil {
-		return err
-	}
-	return c.run(ctx, e, s, pos)
+	return p
 }
 
 func atoiArg(name, v string) (int, error) {
@@ -177,62 +168,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// boolFlags are the settings that take no value, for flagsFirst.
-var boolFlags = map[string]bool{"json": true, "dry-run": true, "native": true, "delete": true, "yes": true, "h": true, "help": true}
-
-// flagsFirst moves positional arguments after the flags, so that "export FILE --delete"
-// works like "export --delete FILE" (the flag package stops at the first positional
-// argument). Everything after "--" stays positional.
-func flagsFirst(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			i = len(args)
-		case len(a) > 1 && a[0] == '-':
-			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && !boolFlags[name] && i+1 < len(args) {
-				i++
-				flags = append(flags, args[i])
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	if len(pos) == 0 {
-		return flags
-	}
-	return append(append(flags, "--"), pos...)
-}
-
-// splitCommand finds the command among args, so that settings may come before it
-// ("dlq-replay --source pubsub stats"), and returns it with the other arguments.
-func splitCommand(args []string) (string, []string) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "-h" || a == "-help" || a == "--help" || a == "help":
-			return a, nil
-		case a == "--":
-			return "", args
-		case len(a) > 1 && a[0] == '-':
-			if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && !boolFlags[name] {
-				i++ // its value
-			}
-		default:
-			rest := append(append([]string{}, args[:i]...), args[i+1:]...)
-			return a, rest
-		}
-	}
-	return "", args
 }

@@ -6,11 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,10 +93,21 @@ type result struct {
 	stdout, stderr string
 }
 
-func cli(t *testing.T, vars map[string]string, h *hooks, args ...string) result {
+// wrapper is how a test wraps a replay's source and sink (replaytest.Crash).
+type wrapper = func(replay.Source, replay.Sink) (replay.Source, replay.Sink)
+
+// crashing wraps a replay in a replaytest.Crash with after (nil: crash after the first send).
+func crashing(after func(sent []*replay.Message) error) wrapper {
+	return func(src replay.Source, dst replay.Sink) (replay.Source, replay.Sink) {
+		c := replaytest.NewCrash(src, dst, after)
+		return c.Source(), c.Sink()
+	}
+}
+
+func runCLI(t *testing.T, vars map[string]string, wrap wrapper, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb, hooks: h,
+	code := run(context.Background(), args, &env{stdout: &out, stderr: &errb, wrap: wrap,
 		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }})
 	return result{code, out.String(), errb.String()}
 }
@@ -132,43 +143,65 @@ func TestUsage(t *testing.T) {
 		{[]string{"peek", "--wait", "21s"}, exitUsage, "--wait"},
 		{[]string{"stats", "--source", "pubsub", "--project", "p", "--dead-letter-subscription", "s", "--hold", "11m"}, exitUsage, "--hold"},
 	} {
-		r := cli(t, vars, nil, c.args...)
+		r := runCLI(t, vars, nil, c.args...)
 		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
 			t.Errorf("dlq-replay %q: exit %d, output %q; want exit %d mentioning %q", c.args, r.code, r.stdout+r.stderr, c.code, c.want)
 		}
 	}
-	if r := cli(t, map[string]string{}, nil, "stats"); r.code != exitUsage || !strings.Contains(r.stderr, "--dlq-url") {
+	if r := runCLI(t, map[string]string{}, nil, "stats"); r.code != exitUsage || !strings.Contains(r.stderr, "--dlq-url") {
 		t.Errorf("stats without a DLQ: %+v", r)
 	}
 }
 
-func TestProgressBar(t *testing.T) {
+// The command line as cobra and pkg/config read it. Every case ends on a setting error, so
+// none reaches a queue.
+func TestCommandLine(t *testing.T) {
+	dlq := map[string]string{"IMGPIPE_DLQ_URL": "http://127.0.0.1:1/000000000000/dlq"}
+	with := func(k, v string) map[string]string { m := maps.Clone(dlq); m[k] = v; return m }
 	for _, c := range []struct {
-		done, total int
-		want        string
+		name string
+		vars map[string]string
+		args []string
+		want string // in stderr; exit status 2
 	}{
-		{0, 0, "0 seen"},
-		{5, 0, "5 seen"},
-		{0, 40, "[--------------------] 0/40"},
-		{10, 40, "[#####---------------] 10/40"},
-		{50, 40, "[####################] 50/40"}, // more arrived meanwhile
+		{"flag after the argument", dlq, []string{"export", "out.jsonl", "--hold", "500ms"}, "invalid setting --hold (DLQ_REPLAY_HOLD)"},
+		{"flag after N", dlq, []string{"peek", "5", "--wait", "21s"}, "invalid setting --wait (DLQ_REPLAY_WAIT)"},
+		{"boolean before the argument", dlq, []string{"export", "--delete", "out.jsonl", "--hold", "500ms"}, "invalid setting --hold"},
+		{"settings before the command", dlq, []string{"--json", "--hold", "500ms", "stats"}, "invalid setting --hold"},
+		{"after --", dlq, []string{"peek", "--", "--wait"}, `N must be a positive number, got "--wait"`},
+		{"environment", with("DLQ_REPLAY_HOLD", "1500ms"), []string{"stats"}, "invalid setting --hold (DLQ_REPLAY_HOLD): must be whole seconds"},
+		{"flag beats environment", with("DLQ_REPLAY_HOLD", "500ms"), []string{"stats", "--hold", "2s", "--wait", "21s"}, "invalid setting --wait"},
+		{"bad environment value", with("DLQ_REPLAY_HOLD", "soon"), []string{"stats"}, `invalid DLQ_REPLAY_HOLD="soon": not a duration`},
+		{"bad flag value", dlq, []string{"replay", "--batch", "many"}, `invalid argument "many" for "--batch" flag: not an integer (see dlq-replay replay --help)`},
+		{"unknown flag", dlq, []string{"replay", "--dry-run", "--bogus"}, "unknown flag: --bogus (see dlq-replay replay --help)"},
+		{"flag of another command", dlq, []string{"stats", "--delete"}, "unknown flag: --delete (see dlq-replay stats --help)"},
+		{"one dash", dlq, []string{"export", "-delete", "out.jsonl"}, "flags take two dashes"},
+		{"unknown command", dlq, []string{"frobnicate", "--json"}, `unknown command "frobnicate" for "dlq-replay" (see dlq-replay --help)`},
+		{"too many arguments", dlq, []string{"export", "a", "b", "--delete"}, "export takes one argument, FILE (see dlq-replay export --help)"},
 	} {
-		if got := progressBar(c.done, c.total); got != c.want {
-			t.Errorf("progressBar(%d, %d) = %q, want %q", c.done, c.total, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			r := runCLI(t, c.vars, nil, c.args...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Fatalf("dlq-replay %q: exit %d, stderr %q; want exit 2 and one line with %q", c.args, r.code, r.stderr, c.want)
+			}
+		})
 	}
 }
 
-func TestFlagsFirst(t *testing.T) {
-	for _, c := range []struct{ in, want []string }{
-		{[]string{"out.jsonl", "--delete"}, []string{"--delete", "--", "out.jsonl"}},
-		{[]string{"--to", "http://q", "in.jsonl", "--json"}, []string{"--to", "http://q", "--json", "--", "in.jsonl"}},
-		{[]string{"--max=3", "--dry-run"}, []string{"--max=3", "--dry-run"}},
-		{[]string{"--", "-weird-file"}, []string{"--", "-weird-file"}},
-		{[]string{"5"}, []string{"--", "5"}},
-	} {
-		if got := flagsFirst(c.in); !slices.Equal(got, c.want) {
-			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
+// Each command's --help lists the shared settings and its own, on stdout, exit 0.
+func TestHelpOfEachCommand(t *testing.T) {
+	own := map[string]string{"stats": "--prefix-depth", "replay": "--max-replays", "export": "--delete", "import": "--to-topic", "purge": "--yes"}
+	for name := range commands {
+		for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {"help", name}} {
+			r := runCLI(t, map[string]string{}, nil, args...)
+			if r.code != exitOK || r.stderr != "" || !strings.HasPrefix(r.stdout, "dlq-replay "+name+": ") {
+				t.Fatalf("%q: %+v", args, r)
+			}
+			for _, want := range []string{"Settings (flag, environment variable, default):", "--source", "DLQ_REPLAY_SOURCE", "--dlq-url", "IMGPIPE_DLQ_URL", "--window", own[name]} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("%q lacks %q", args, want)
+				}
+			}
 		}
 	}
 }
@@ -208,14 +241,14 @@ func depth(t *testing.T, st *devstack.Stack, url string) int {
 func TestCLIPurgeRefusesWithoutYes(t *testing.T) {
 	vars, b, st := stack(t)
 	seedSQS(t, st, b.DLQURL, replaytest.Msg(t, "upload/p1.jpg", "InvalidImageFormat", failure.Permanent, 0), replaytest.Msg(t, "upload/p2.jpg", "InvalidImageFormat", failure.Permanent, 0))
-	r := cli(t, vars, nil, "purge")
+	r := runCLI(t, vars, nil, "purge")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, "2 now") {
 		t.Fatalf("purge without --yes: %+v", r)
 	}
 	if d := depth(t, st, b.DLQURL); d != 2 {
 		t.Fatalf("DLQ depth %d after a refused purge, want 2", d)
 	}
-	r = cli(t, vars, nil, "purge", "--yes")
+	r = runCLI(t, vars, nil, "purge", "--yes")
 	if r.code != exitOK || !strings.Contains(r.stdout, "deleted 2 message(s)") || !strings.Contains(r.stdout, "InvalidImageFormat 2") {
 		t.Fatalf("purge --yes: %+v", r)
 	}
@@ -228,7 +261,7 @@ func TestCLIExportDeleteThenImport(t *testing.T) {
 	vars, b, st := stack(t)
 	seedSQS(t, st, b.DLQURL, replaytest.Msg(t, "upload/e1.jpg", "VisionUnavailable", failure.Transient, 0), replaytest.Msg(t, "upload/e2.jpg", "VisionUnavailable", failure.Transient, 1))
 	file := filepath.Join(t.TempDir(), "dlq.jsonl")
-	r := cli(t, vars, nil, "export", file, "--delete", "--json")
+	r := runCLI(t, vars, nil, "export", file, "--delete", "--json")
 	if r.code != exitOK {
 		t.Fatalf("export: %+v", r)
 	}
@@ -239,7 +272,7 @@ func TestCLIExportDeleteThenImport(t *testing.T) {
 	if d := depth(t, st, b.DLQURL); d != 0 {
 		t.Fatalf("DLQ depth %d after export --delete", d)
 	}
-	if r := cli(t, vars, nil, "export", file); r.code == exitOK || !strings.Contains(r.stderr, "exists") {
+	if r := runCLI(t, vars, nil, "export", file); r.code == exitOK || !strings.Contains(r.stderr, "exists") {
 		t.Fatalf("export over an existing file: %+v", r)
 	}
 	f, err := os.Open(file)
@@ -254,10 +287,10 @@ func TestCLIExportDeleteThenImport(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(lines[0], `"data_type":"String"`) {
 		t.Fatalf("export file:\n%s", strings.Join(lines, "\n"))
 	}
-	if r := cli(t, vars, nil, "import", file); r.code != exitUsage || !strings.Contains(r.stderr, "--to") {
+	if r := runCLI(t, vars, nil, "import", file); r.code != exitUsage || !strings.Contains(r.stderr, "--to") {
 		t.Fatalf("import without --to: %+v", r)
 	}
-	if r := cli(t, vars, nil, "import", file, "--to", b.QueueURL); r.code != exitOK || !strings.Contains(r.stdout, "sent 2 of 2") {
+	if r := runCLI(t, vars, nil, "import", file, "--to", b.QueueURL); r.code != exitOK || !strings.Contains(r.stdout, "sent 2 of 2") {
 		t.Fatalf("import: %+v", r)
 	}
 	if d := depth(t, st, b.QueueURL); d != 2 {
@@ -271,11 +304,11 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 		replaytest.Msg(t, "upload/r1.jpg", "VisionUnavailable", failure.Transient, 0),
 		replaytest.Msg(t, "upload/r2.jpg", "InvalidImageFormat", failure.Permanent, 0),
 		replaytest.Msg(t, "upload/r3.jpg", "VisionUnavailable", failure.Transient, 5))
-	r := cli(t, vars, nil, "peek", "2")
+	r := runCLI(t, vars, nil, "peek", "2")
 	if r.code != exitOK || strings.Count(r.stdout, "upload/r") != 2 || !strings.Contains(r.stdout, "2 message(s) shown and released") {
 		t.Fatalf("peek 2: %+v", r)
 	}
-	r = cli(t, vars, nil, "stats", "--json")
+	r = runCLI(t, vars, nil, "stats", "--json")
 	var s replay.Stats
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 3 || len(s.ByReason) != 2 || s.ByReason[0] != (replay.Count{Value: "VisionUnavailable", Count: 2}) {
 		t.Fatalf("stats: %+v (%v)", r, err)
@@ -283,7 +316,7 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 	if d := depth(t, st, b.DLQURL); d != 3 {
 		t.Fatalf("DLQ depth %d after peek and stats, want 3", d)
 	}
-	r = cli(t, vars, nil, "replay", "--dry-run", "--json", "--reason", "VisionUnavailable")
+	r = runCLI(t, vars, nil, "replay", "--dry-run", "--json", "--reason", "VisionUnavailable")
 	if r.code != exitOK {
 		t.Fatalf("dry run: %+v", r)
 	}
@@ -303,7 +336,7 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 		t.Fatalf("after dry run DLQ %d queue %d, want 3 and 0", d, q)
 	}
 	// The real run: the redrive policy names the queue, which gets the message.
-	r = cli(t, vars, nil, "replay", "--reason", "VisionUnavailable")
+	r = runCLI(t, vars, nil, "replay", "--reason", "VisionUnavailable")
 	if r.code != exitOK || !strings.Contains(r.stdout, "left: replayed 5 times already") {
 		t.Fatalf("replay: %+v", r)
 	}
@@ -311,8 +344,8 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 		t.Fatalf("after replay DLQ %d queue %d, want 2 and 1", d, q)
 	}
 	// A crash between send and delete: exit 1, nothing deleted.
-	r = cli(t, vars, &hooks{afterSend: func([]*replay.Message) error { return errors.New("killed") }}, "replay", "--hold", "1s")
-	if r.code != exitPartial || !strings.Contains(r.stderr, "killed") {
+	r = runCLI(t, vars, crashing(nil), "replay", "--hold", "1s")
+	if r.code != exitPartial || !strings.Contains(r.stderr, replaytest.ErrCrash.Error()) {
 		t.Fatalf("crashed replay: %+v", r)
 	}
 	if d := depth(t, st, b.DLQURL); d != 2 {
@@ -323,7 +356,7 @@ func TestCLIReplayDryRunThenReplay(t *testing.T) {
 func TestCLIPubSubStatsAndReplay(t *testing.T) {
 	vars, b, st := stack(t)
 	_ = st
-	ps := cli(t, vars, nil, "stats", "--source", "pubsub")
+	ps := runCLI(t, vars, nil, "stats", "--source", "pubsub")
 	if ps.code != exitOK || !strings.Contains(ps.stdout, "messages  0") {
 		t.Fatalf("stats of an empty dead-letter subscription: %+v", ps)
 	}
@@ -339,18 +372,18 @@ func TestCLIPubSubStatsAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Import into the dead-letter topic stands in for Pub/Sub dead-lettering them.
-	if r := cli(t, vars, nil, "import", file, "--source", "pubsub", "--to-topic", b.DeadLetterTopic); r.code != exitOK {
+	if r := runCLI(t, vars, nil, "import", file, "--source", "pubsub", "--to-topic", b.DeadLetterTopic); r.code != exitOK {
 		t.Fatalf("import: %+v", r)
 	}
-	r := cli(t, vars, nil, "--source", "pubsub", "stats", "--json")
+	r := runCLI(t, vars, nil, "--source", "pubsub", "stats", "--json")
 	var s replay.Stats
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != exitOK || s.Messages != 2 || s.ByReason[0].Value != "IndexUnavailable" {
 		t.Fatalf("stats: %+v (%v)", r, err)
 	}
-	if r := cli(t, vars, nil, "replay", "--source", "pubsub", "--json"); r.code != exitOK || !strings.Contains(r.stdout, `"moved": 2`) {
+	if r := runCLI(t, vars, nil, "replay", "--source", "pubsub", "--json"); r.code != exitOK || !strings.Contains(r.stdout, `"moved": 2`) {
 		t.Fatalf("replay: %+v", r)
 	}
-	r = cli(t, vars, nil, "stats", "--source", "pubsub", "--json")
+	r = runCLI(t, vars, nil, "stats", "--source", "pubsub", "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 0 {
 		t.Fatalf("stats after replay: %+v (%v)", r, err)
 	}
@@ -363,19 +396,19 @@ func TestCLIReplayCountsWhatCameBack(t *testing.T) {
 	vars, b, st := stack(t)
 	c := st.NewSQSClient()
 	queue, dlq := sqsdlq.New(c, b.QueueURL, nil), sqsdlq.New(c, b.DLQURL, nil)
-	analyzer := &hooks{afterSend: func(sent []*replay.Message) error {
+	analyzer := crashing(func(sent []*replay.Message) error {
 		// Take what arrived on the queue and dead-letter it again with its attributes.
 		_, _, err := replay.Drain(context.Background(), queue, nil, false, func(ms []*replay.Message) error {
 			_, err := replay.Send(context.Background(), dlq, ms, 10)
 			return err
 		})
 		return err
-	}}
+	})
 	seedSQS(t, st, b.DLQURL,
 		replaytest.Msg(t, "upload/bad1.jpg", "InvalidImageFormat", failure.Permanent, 0),
 		replaytest.Msg(t, "upload/bad2.jpg", "InvalidImageFormat", failure.Permanent, 0),
 		replaytest.Msg(t, "upload/bad3.jpg", "InvalidImageFormat", failure.Permanent, 0))
-	r := cli(t, vars, analyzer, "replay", "--json")
+	r := runCLI(t, vars, analyzer, "replay", "--json")
 	var out struct {
 		Moved          int
 		CameBack       int `json:"came_back"`
@@ -401,7 +434,7 @@ func TestCLIReplayCountsWhatCameBack(t *testing.T) {
 		t.Fatalf("after the run DLQ %d queue %d, want the 3 that came back and 0", d, q)
 	}
 	// The next run moves them once more (their second replay), and says so in text.
-	r = cli(t, vars, analyzer, "replay")
+	r = runCLI(t, vars, analyzer, "replay")
 	if r.code != exitOK || !regexp.MustCompile(`(?m)^moved\s+3$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^came back during the run \(left in the DLQ\)\s+3$`).MatchString(r.stdout) {
 		t.Fatalf("second replay: %+v", r)
 	}
@@ -422,7 +455,7 @@ func TestCLIImportChecksTheWholeFileFirst(t *testing.T) {
 	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := cli(t, vars, nil, "import", file, "--to", b.QueueURL)
+	r := runCLI(t, vars, nil, "import", file, "--to", b.QueueURL)
 	if r.code != exitUsage || !strings.Contains(r.stderr, "line 26") {
 		t.Fatalf("import of a file with a bad line 26: %+v", r)
 	}

@@ -10,8 +10,6 @@ import (
 	"imgpipe/pkg/config"
 )
 
-var errConfigHelp = config.ErrHelp
-
 type settings struct {
 	command   string
 	described map[string]string // the settings as set.Describe reports them, for the log

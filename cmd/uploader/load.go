@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"imgpipe/pkg/cli"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
@@ -24,9 +25,7 @@ type loadSettings struct {
 	seed          int
 }
 
-var loadBools = map[string]bool{"s3-path-style": true, "json": true}
-
-func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func loadCommand(stdout, stderr io.Writer, code *int) cli.Command {
 	s := &loadSettings{}
 	set := config.NewSet("uploader load", header)
 	s.common.declare(set)
@@ -45,39 +44,33 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	set.String(&s.format, "format", "IMGPIPE_LOAD_FORMAT", "jpeg", "format of generated images: jpeg, png, gif, bmp, tiff",
 		config.Validate(config.OneOf(&s.format, "jpeg", "png", "gif", "bmp", "tiff")))
 	set.Int(&s.seed, "seed", "IMGPIPE_LOAD_SEED", 0, "seed of the first generated image (0: from the clock)")
-	if err := parse(set, args, loadBools, stdout); err != nil {
-		return 0, err
-	}
-	if s.count == 0 && s.duration <= 0 {
-		return 0, usageError{errors.New("load needs --count or --duration (see load --help)")}
-	}
-	log, stopTracing, err := s.logger(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer log.Sync()
-	defer stopTracing()
-	up, err := s.newUploader(ctx, &s.common, log)
-	if err != nil {
-		return 0, err
-	}
-	log.Info("uploader load starting", obs.Settings(set.Describe()))
-	rep, err := up.Load(ctx, &uploader.LoadOptions{
-		Rate: s.rate, Count: s.count, Duration: s.duration, Files: set.Args(),
-		Width: s.width, Height: s.height, Format: s.format, Seed: int64(s.seed),
+	return command("load", set, nil, code, func(ctx context.Context, pos []string) (int, error) {
+		if s.count == 0 && s.duration <= 0 {
+			return 0, usageError{Err: errors.New("load needs --count or --duration (see load --help)")}
+		}
+		log, up, done, err := s.start(ctx, &s.common)
+		if err != nil {
+			return 0, err
+		}
+		defer done()
+		log.Info("uploader load starting", obs.Settings(set.Describe()))
+		rep, err := up.Load(ctx, &uploader.LoadOptions{
+			Rate: s.rate, Count: s.count, Duration: s.duration, Files: pos,
+			Width: s.width, Height: s.height, Format: s.format, Seed: int64(s.seed),
+		})
+		if err != nil {
+			return 0, usageError{Err: err}
+		}
+		if s.json {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			err = enc.Encode(rep)
+		} else {
+			err = rep.WriteText(stdout)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("write report: %w", err)
+		}
+		return rep.ExitCode(), nil
 	})
-	if err != nil {
-		return 0, usageError{err}
-	}
-	if s.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write report: %w", err)
-	}
-	return rep.ExitCode(), nil
 }

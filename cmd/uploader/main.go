@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 
+	"imgpipe/pkg/cli"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
@@ -57,7 +58,7 @@ Examples:
   uploader watch ./dropbox            (sent files move to dropbox/done/, bad ones to dropbox/failed/)
   uploader load --rate 20 --duration 1m
 
-Flags may follow the paths. Lists (--include, --exclude) are comma-separated.
+Flags may come before or after the paths; a flag takes two dashes. Lists (--include, --exclude) are comma-separated.
 
 Exit codes: 0 success; 1 a file failed or the run was interrupted (put), an upload failed
 (wait, load), or an error; 2 a bad command line or setting; 3 wait timed out.
@@ -104,96 +105,47 @@ func onSignals(cancel context.CancelFunc) (stop func()) {
 }
 
 // usageError marks errors of the command line and settings (exit code 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+type usageError = cli.UsageError
 
 // run executes one command line and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := ""
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
-	}
-	var code int
-	var err error
-	switch cmd {
-	case "put":
-		code, err = runPut(ctx, args, stdout, stderr)
-	case "status":
-		code, err = runStatus(ctx, args, stdout, stderr, false)
-	case "wait":
-		code, err = runStatus(ctx, args, stdout, stderr, true)
-	case "watch":
-		code, err = runWatch(ctx, args, stdout, stderr)
-	case "load":
-		code, err = runLoad(ctx, args, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stdout, header)
-		return 0
-	case "":
-		fmt.Fprintln(stderr, header)
-		return uploader.ExitUsage
-	default:
-		err = usageError{fmt.Errorf("unknown command %q (want put, status, wait, watch or load; see --help)", cmd)}
-	}
-	switch {
-	case errors.Is(err, config.ErrHelp):
-		return 0
-	case err == nil:
+	code := 0
+	prog := &cli.Program{Name: "uploader", Help: header, Commands: []cli.Command{
+		putCommand(stdout, stderr, &code),
+		statusCommand(stdout, stderr, &code, false),
+		statusCommand(stdout, stderr, &code, true),
+		watchCommand(stdout, stderr, &code),
+		loadCommand(stdout, stderr, &code),
+	}}
+	err := prog.Execute(ctx, args, stdout, stderr)
+	if err == nil {
 		return code
 	}
 	fmt.Fprintf(stderr, "uploader: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, new(usageError)) {
 		return uploader.ExitUsage
 	}
 	return 1
 }
 
-// parse reads settings from the environment and args (flags may come after the positional
-// arguments) and prints the help for --help.
-func parse(set *config.Set, args []string, boolFlags map[string]bool, stdout io.Writer) error {
-	err := set.Parse(permute(args, boolFlags))
-	if errors.Is(err, config.ErrHelp) {
-		set.Usage(stdout)
+// command is the cli.Command name with the settings of set; args checks the positional
+// arguments (a usage error), run's exit code goes to *code.
+func command(name string, set *config.Set, args func([]string) error, code *int, run func(ctx context.Context, pos []string) (int, error)) cli.Command {
+	return cli.Command{Name: name, Settings: set, Args: args, Run: func(ctx context.Context, pos []string) error {
+		c, err := run(ctx, pos)
+		*code = c
 		return err
-	}
-	if err != nil {
-		return usageError{err}
-	}
-	return nil
+	}}
 }
 
-// permute moves flags in front of positional arguments, so that "put ./dir --json" works like
-// "put --json ./dir". A flag without "=" that is not in boolFlags takes the next argument as
-// its value. Everything after "--" stays positional.
-func permute(args []string, boolFlags map[string]bool) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
+// atLeastOne is the positional-argument check of a command that takes WHAT...
+func atLeastOne(name, what string) func([]string) error {
+	return func(pos []string) error {
+		if len(pos) == 0 {
+			return fmt.Errorf("%s needs at least one %s (see %s --help)", name, what, name)
 		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") || boolFlags[name] || name == "h" || name == "help" {
-			continue
-		}
-		if i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
-		}
+		return nil
 	}
-	if len(pos) == 0 {
-		return flags
-	}
-	return append(append(flags, "--"), pos...)
 }
 
 // splitList splits a comma-separated setting, dropping empty items.
@@ -205,14 +157,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

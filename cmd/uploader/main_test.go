@@ -22,23 +22,45 @@ func TestMain(m *testing.M) {
 	stacktest.Main(m, devstack.S3|devstack.SQS|devstack.Firestore)
 }
 
-func TestPermute(t *testing.T) {
+// The command line as cobra and pkg/config read it: flags after the paths, a boolean flag
+// that takes no value (the path after it stays a path), "--", the environment, and a flag
+// beating its environment variable. Each case ends on a setting error, so no case reaches S3.
+func TestCommandLine(t *testing.T) {
+	t.Setenv("IMGPIPE_BUCKET", "")
 	tests := []struct {
-		in, want []string
+		name string
+		env  map[string]string
+		args []string
+		want string // in stderr, the whole of the one line after "uploader: "
 	}{
-		{[]string{"dir"}, []string{"--", "dir"}},
-		{[]string{"dir", "--json"}, []string{"--json", "--", "dir"}},
-		{[]string{"a", "--concurrency", "4", "b"}, []string{"--concurrency", "4", "--", "a", "b"}},
-		{[]string{"--keys=path", "a", "-quiet"}, []string{"--keys=path", "-quiet", "--", "a"}},
-		{[]string{"a", "--", "--json"}, []string{"--", "a", "--json"}},
-		{[]string{"--help"}, []string{"--help"}},
-		{[]string{"-", "x"}, []string{"--", "-", "x"}},
-		{[]string{"--bucket"}, []string{"--bucket"}}, // missing value: the flag parser reports it
+		{"flag after a path", nil, []string{"put", "x", "--bucket", "b", "--concurrency", "0"}, "invalid setting --concurrency (IMGPIPE_UPLOAD_CONCURRENCY): must be between 1 and 512, got 0"},
+		{"boolean before a path", nil, []string{"put", "--json", "x", "--force", "y", "--bucket=b", "--concurrency", "0"}, "invalid setting --concurrency"},
+		// After "--" everything is a path: three DIRs, not a bad --settle.
+		{"after --", nil, []string{"watch", "--bucket", "b", "--", "--settle", "0", "dir"}, "watch takes one DIR"},
+		{"environment", map[string]string{"IMGPIPE_BUCKET": "b", "IMGPIPE_UPLOAD_CONCURRENCY": "0"}, []string{"put", "x"}, "invalid setting --concurrency (IMGPIPE_UPLOAD_CONCURRENCY)"},
+		{"flag beats environment", map[string]string{"IMGPIPE_BUCKET": "b", "IMGPIPE_UPLOAD_CONCURRENCY": "0"}, []string{"put", "x", "--concurrency", "4", "--part-size", "1MiB"}, "invalid setting --part-size (IMGPIPE_UPLOAD_PART_SIZE)"},
+		{"bad environment value", map[string]string{"IMGPIPE_UPLOAD_CONCURRENCY": "many"}, []string{"put", "x"}, `invalid IMGPIPE_UPLOAD_CONCURRENCY="many": not an integer`},
+		{"bad flag value", nil, []string{"put", "x", "--concurrency", "many"}, `invalid argument "many" for "--concurrency" flag: not an integer (see uploader put --help)`},
+		{"unknown flag", nil, []string{"watch", "dir", "--bogus"}, "unknown flag: --bogus (see uploader watch --help)"},
+		{"unknown flag before the command", nil, []string{"--bogus", "put"}, "unknown flag: --bogus"},
+		{"flag of another command", nil, []string{"load", "--force"}, "unknown flag: --force (see uploader load --help)"},
+		{"one dash", nil, []string{"put", "x", "-json"}, "flags take two dashes (--json, not -json) (see uploader put --help)"},
+		{"help of no command", nil, []string{"help", "frobnicate"}, `unknown command "frobnicate" (see uploader --help)`},
 	}
 	for _, tc := range tests {
-		if got := permute(tc.in, putBools); !slices.Equal(got, tc.want) {
-			t.Errorf("permute(%q) = %q, want %q", tc.in, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), tc.args, &out, &errOut)
+			if code != uploader.ExitUsage || !strings.Contains(errOut.String(), tc.want) {
+				t.Fatalf("run(%q) = %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(errOut.String()), "\n"); n > 0 {
+				t.Errorf("run(%q): error is %d lines, want one", tc.args, n+1)
+			}
+		})
 	}
 }
 
@@ -77,18 +99,19 @@ func TestWaitExitCode(t *testing.T) {
 	}
 }
 
-func TestProgressLineRedrawsOneLine(t *testing.T) {
+func TestProgressBarShowsBytesAndCounts(t *testing.T) {
 	var b bytes.Buffer
-	p := &progressLine{w: &b}
-	p.show(uploader.Progress{FilesDone: 1, FilesTotal: 10, BytesTotal: 100 << 20, Failed: 1, Elapsed: time.Second})
-	p.show(uploader.Progress{FilesDone: 10, FilesTotal: 10, BytesDone: 100 << 20, BytesTotal: 100 << 20, Elapsed: time.Second, Final: true})
+	show := progressBar(&b)
+	show(uploader.Progress{FilesDone: 1, FilesTotal: 4, BytesDone: 25 << 20, BytesTotal: 100 << 20, Failed: 1, Elapsed: time.Second})
+	show(uploader.Progress{FilesDone: 4, FilesTotal: 4, BytesDone: 100 << 20, BytesTotal: 100 << 20, Elapsed: time.Second, Final: true})
 	out := b.String()
-	lines := strings.Split(out, "\r")
-	if len(lines) != 3 || lines[0] != "" {
-		t.Fatalf("want two redraws starting with \\r, got %q", out)
+	for _, want := range []string{" 25% |", "25/100 MiB", "1/4 files  1 failed", "100% |", "4/4 files"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress lacks %q: %q", want, out)
+		}
 	}
-	if len(lines[2]) < len(lines[1]) || !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
-		t.Errorf("second draw must cover the first and end the line: %q", out)
+	if !strings.HasPrefix(out, "\r") || !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+		t.Errorf("the bar must redraw one line and end it once: %q", out)
 	}
 }
 
@@ -102,7 +125,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{}, "Usage:"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"put", "x"}, "missing setting --bucket (IMGPIPE_BUCKET)"},
-		{[]string{"put", "--bucket", "b"}, "put needs at least one PATH"},
+		{[]string{"put", "--bucket", "b"}, "put needs at least one PATH (see put --help)"},
 		{[]string{"put", "--bucket", "b", "--part-size", "1MiB", "x"}, "invalid setting --part-size (IMGPIPE_UPLOAD_PART_SIZE)"},
 		{[]string{"put", "--bucket", "b", "--keys", "random", "x"}, "invalid setting --keys"},
 		{[]string{"put", "--bucket", "b", "--exclude", "[", "x"}, "invalid setting --exclude"},
@@ -124,15 +147,24 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 }
 
 func TestHelpDocumentsEverySetting(t *testing.T) {
-	for _, cmd := range []string{"put", "status", "wait"} {
-		var out, errOut bytes.Buffer
-		if code := run(context.Background(), []string{cmd, "--help"}, &out, &errOut); code != 0 {
-			t.Fatalf("%s --help: exit %d: %s", cmd, code, errOut.String())
-		}
-		for _, want := range []string{"Examples:", "--bucket", "IMGPIPE_BUCKET", "--json", "Exit codes"} {
-			if !strings.Contains(out.String(), want) {
-				t.Errorf("%s --help lacks %q", cmd, want)
+	own := map[string]string{"put": "--force", "status": "--dlq-scan", "wait": "--timeout", "watch": "--settle", "load": "--rate"}
+	for cmd, flag := range own {
+		for _, args := range [][]string{{cmd, "--help"}, {cmd, "-h"}, {cmd, "x", "--help"}, {"help", cmd}} {
+			var out, errOut bytes.Buffer
+			if code := run(context.Background(), args, &out, &errOut); code != 0 || errOut.Len() > 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, errOut.String())
 			}
+			for _, want := range []string{"Examples:", "--bucket", "IMGPIPE_BUCKET", "--json", "Exit codes", "Settings (flag, environment variable, default):", flag} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("%q lacks %q", args, want)
+				}
+			}
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, &out, &errOut); code != 0 || !strings.Contains(out.String(), "Usage:") || strings.Contains(out.String(), "Settings (flag") {
+			t.Errorf("%q: exit %d, stdout %q", args, code, out.String())
 		}
 	}
 	var out bytes.Buffer

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/cli"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/uploader"
@@ -83,30 +82,40 @@ func (s *sending) options() *uploader.Options {
 func (c *common) logger(ctx context.Context) (*zap.Logger, func(), error) {
 	log, err := obs.NewLogger("uploader", c.logLevel)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, usageError{Err: err}
 	}
 	stop, err := obs.StartTracing(ctx, "imgpipe-uploader", log)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, usageError{Err: err}
 	}
 	return log, stop, nil
 }
 
-// newUploader is newUploader with the sending settings and log.
-func (s *sending) newUploader(ctx context.Context, c *common, log *zap.Logger) (*uploader.Uploader, error) {
+// start opens the command's logger and trace export (c.logger) and the uploader with the
+// sending settings; done stops the export and flushes the log.
+func (s *sending) start(ctx context.Context, c *common) (log *zap.Logger, up *uploader.Uploader, done func(), err error) {
+	log, stopTracing, err := c.logger(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	done = func() { stopTracing(); _ = log.Sync() }
 	opts := s.options()
 	opts.Logger = log
-	return newUploader(ctx, c, opts)
+	if up, err = newUploader(ctx, c, opts); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return log, up, done, nil
 }
 
 func newUploader(ctx context.Context, c *common, opts *uploader.Options) (*uploader.Uploader, error) {
 	cfg, err := awsclient.Config(ctx, &awsclient.Options{MaxAttempts: 3, Logger: opts.Logger})
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError{Err: err}
 	}
 	up, err := uploader.New(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: c.pathStyle}), c.bucket, c.prefix, opts)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError{Err: err}
 	}
 	return up, nil
 }
@@ -118,9 +127,7 @@ type putSettings struct {
 	drain        time.Duration
 }
 
-var putBools = map[string]bool{"s3-path-style": true, "json": true, "include-non-images": true, "force": true, "quiet": true}
-
-func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func putCommand(stdout, stderr io.Writer, code *int) cli.Command {
 	s := &putSettings{}
 	set := config.NewSet("uploader put", header)
 	s.common.declare(set)
@@ -128,63 +135,52 @@ func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	set.Bool(&s.force, "force", "", false, "upload even when the bucket holds the same content under the key")
 	set.Duration(&s.drain, "drain-timeout", "IMGPIPE_UPLOAD_DRAIN_TIMEOUT", uploader.DefaultDrainTimeout, "on interrupt, how long files in flight may finish",
 		config.Validate(config.PositiveDuration(&s.drain)))
-	set.Bool(&s.quiet, "quiet", "", false, "no progress line")
-	if err := parse(set, args, putBools, stdout); err != nil {
-		return 0, err
-	}
-	if len(set.Args()) == 0 {
-		return 0, usageError{errors.New("put needs at least one PATH (see put --help)")}
-	}
-	log, stopTracing, err := s.logger(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer log.Sync()
-	defer stopTracing()
+	set.Bool(&s.quiet, "quiet", "", false, "no progress bar")
+	return command("put", set, atLeastOne("put", "PATH"), code, func(ctx context.Context, pos []string) (int, error) {
+		log, stopTracing, err := s.logger(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer log.Sync()
+		defer stopTracing()
 
-	opts := s.sending.options()
-	opts.Force, opts.DrainTimeout, opts.Logger = s.force, s.drain, log
-	var line *progressLine
-	if !s.quiet && isTerminal(stderr) {
-		line = &progressLine{w: stderr}
-		opts.Progress = line.show
-	}
-	up, err := newUploader(ctx, &s.common, opts)
-	if err != nil {
-		return 0, err
-	}
-	log.Info("uploader put starting", obs.Settings(set.Describe()))
-	sum, err := up.Put(ctx, set.Args())
-	if err != nil {
-		return 0, err
-	}
-	if s.json {
-		err = sum.WriteJSON(stdout)
-	} else {
-		err = sum.WriteText(stdout)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write summary: %w", err)
-	}
-	return sum.ExitCode(), nil
+		opts := s.sending.options()
+		opts.Force, opts.DrainTimeout, opts.Logger = s.force, s.drain, log
+		if !s.quiet && cli.Terminal(stderr) {
+			opts.Progress = progressBar(stderr)
+		}
+		up, err := newUploader(ctx, &s.common, opts)
+		if err != nil {
+			return 0, err
+		}
+		log.Info("uploader put starting", obs.Settings(set.Describe()))
+		sum, err := up.Put(ctx, pos)
+		if err != nil {
+			return 0, err
+		}
+		if s.json {
+			err = sum.WriteJSON(stdout)
+		} else {
+			err = sum.WriteText(stdout)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("write summary: %w", err)
+		}
+		return sum.ExitCode(), nil
+	})
 }
 
-// progressLine redraws one line on a terminal. Put calls show from one goroutine.
-type progressLine struct {
-	w     io.Writer
-	width int
-}
-
-func (p *progressLine) show(pr uploader.Progress) {
-	text := pr.String()
-	pad := ""
-	if n := p.width - len(text); n > 0 {
-		pad = strings.Repeat(" ", n)
+// progressBar returns a Progress callback that draws a bar over the bytes on w, the counts
+// beside it. Put calls it from one goroutine.
+func progressBar(w io.Writer) func(uploader.Progress) {
+	var bar *cli.Progress
+	return func(pr uploader.Progress) {
+		if bar == nil {
+			bar = cli.NewProgress(w, pr.BytesTotal, true)
+		}
+		bar.Show(pr.BytesDone, pr.String())
+		if pr.Final {
+			bar.End()
+		}
 	}
-	p.width = len(text)
-	end := ""
-	if pr.Final {
-		end = "\n"
-	}
-	fmt.Fprintf(p.w, "\r%s%s%s", text, pad, end)
 }

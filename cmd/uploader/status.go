@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/awsclient"
+	"imgpipe/pkg/cli"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/indexstore"
@@ -26,10 +27,8 @@ type statusSettings struct {
 	timeout, interval                     time.Duration
 }
 
-var statusBools = map[string]bool{"s3-path-style": true, "json": true}
-
 // runStatus runs "status" or, with wait set, "wait".
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wait bool) (int, error) {
+func statusCommand(stdout, stderr io.Writer, code *int, wait bool) cli.Command {
 	name := "status"
 	if wait {
 		name = "wait"
@@ -48,88 +47,84 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, wai
 		set.Duration(&s.timeout, "timeout", "IMGPIPE_UPLOAD_WAIT_TIMEOUT", 2*time.Minute, "give up (exit 3) after this long", config.Validate(config.PositiveDuration(&s.timeout)))
 		set.Duration(&s.interval, "interval", "IMGPIPE_UPLOAD_WAIT_INTERVAL", 2*time.Second, "time between checks", config.Validate(config.PositiveDuration(&s.interval)))
 	}
-	if err := parse(set, args, statusBools, stdout); err != nil {
-		return 0, err
-	}
-	if len(set.Args()) == 0 {
-		return 0, usageError{fmt.Errorf("%s needs at least one KEY or FILE (see %s --help)", name, name)}
-	}
-	log, stopTracing, err := s.logger(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer log.Sync()
-	defer stopTracing()
-
-	cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
-	if err != nil {
-		return 0, usageError{err}
-	}
-	gcreds, err := gcpauth.Load(ctx, nil)
-	if err != nil {
-		return 0, usageError{err}
-	}
-	log.Debug("google credentials", zap.Stringer("credential", gcreds))
-	fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
-	if err != nil {
-		return 0, fmt.Errorf("firestore client: %w", err)
-	}
-	defer fs.Close()
-	opts := &uploader.LookupOptions{Index: indexstore.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
-	if s.dlqURL != "" {
-		opts.SQS, opts.DLQURL = awsclient.SQS(cfg), s.dlqURL
-	}
-	lookup, err := uploader.NewLookup(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: s.pathStyle}), s.bucket, opts)
-	if err != nil {
-		return 0, err
-	}
-
-	var keys, inputs []string
-	for _, arg := range set.Args() {
-		key, fromFile, err := uploader.ResolveKey(ctx, arg, s.prefix)
+	return command(name, set, atLeastOne(name, "KEY or FILE"), code, func(ctx context.Context, pos []string) (int, error) {
+		log, stopTracing, err := s.logger(ctx)
 		if err != nil {
-			return 0, usageError{err}
+			return 0, err
 		}
-		keys = append(keys, key)
-		if fromFile {
-			inputs = append(inputs, arg)
-		} else {
-			inputs = append(inputs, "")
-		}
-	}
+		defer log.Sync()
+		defer stopTracing()
 
-	var statuses []uploader.ObjectStatus
-	timedOut := false
-	if wait {
-		wctx, cancel := context.WithTimeout(ctx, s.timeout)
-		statuses, err = lookup.Wait(wctx, keys, s.interval)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && statuses != nil {
-			timedOut, err = true, nil
+		cfg, err := awsclient.Config(ctx, &awsclient.Options{Logger: log})
+		if err != nil {
+			return 0, usageError{Err: err}
 		}
-	} else {
-		statuses, err = lookup.Status(ctx, keys)
-	}
-	if err != nil {
-		return 0, err
-	}
-	for i := range statuses {
-		statuses[i].Input = inputs[i]
-	}
-	if s.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(statuses)
-	} else {
-		err = writeStatuses(stdout, statuses, s.dlqURL != "")
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write status: %w", err)
-	}
-	if !wait {
-		return 0, nil
-	}
-	return waitExitCode(statuses, timedOut), nil
+		gcreds, err := gcpauth.Load(ctx, nil)
+		if err != nil {
+			return 0, usageError{Err: err}
+		}
+		log.Debug("google credentials", zap.Stringer("credential", gcreds))
+		fs, err := firestore.NewClientWithDatabase(ctx, s.project, s.database, gcreds.ClientOptions("FIRESTORE_EMULATOR_HOST")...)
+		if err != nil {
+			return 0, fmt.Errorf("firestore client: %w", err)
+		}
+		defer fs.Close()
+		opts := &uploader.LookupOptions{Index: indexstore.New(fs, s.collection, nil), DLQScan: s.dlqScan, Logger: log}
+		if s.dlqURL != "" {
+			opts.SQS, opts.DLQURL = awsclient.SQS(cfg), s.dlqURL
+		}
+		lookup, err := uploader.NewLookup(awsclient.S3(cfg, &awsclient.Options{S3PathStyle: s.pathStyle}), s.bucket, opts)
+		if err != nil {
+			return 0, err
+		}
+
+		var keys, inputs []string
+		for _, arg := range pos {
+			key, fromFile, err := uploader.ResolveKey(ctx, arg, s.prefix)
+			if err != nil {
+				return 0, usageError{Err: err}
+			}
+			keys = append(keys, key)
+			if fromFile {
+				inputs = append(inputs, arg)
+			} else {
+				inputs = append(inputs, "")
+			}
+		}
+
+		var statuses []uploader.ObjectStatus
+		timedOut := false
+		if wait {
+			wctx, cancel := context.WithTimeout(ctx, s.timeout)
+			statuses, err = lookup.Wait(wctx, keys, s.interval)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && statuses != nil {
+				timedOut, err = true, nil
+			}
+		} else {
+			statuses, err = lookup.Status(ctx, keys)
+		}
+		if err != nil {
+			return 0, err
+		}
+		for i := range statuses {
+			statuses[i].Input = inputs[i]
+		}
+		if s.json {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			err = enc.Encode(statuses)
+		} else {
+			err = writeStatuses(stdout, statuses, s.dlqURL != "")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("write status: %w", err)
+		}
+		if !wait {
+			return 0, nil
+		}
+		return waitExitCode(statuses, timedOut), nil
+	})
 }
 
 // waitExitCode: 1 when an upload failed, else 3 when the wait timed out with uploads pending,

@@ -60,10 +60,6 @@ type Options struct {
 	OnFailure func(m *Message, err error)
 	// OnProgress, when set, is called after each batch with the summary so far.
 	OnProgress func(Summary)
-	// AfterSend is a failure-injection hook for tests, called between the send of a batch and
-	// its delete with the messages whose send succeeded. A non-nil error ends the run at once,
-	// as a crash would: nothing is deleted or released.
-	AfterSend func(sent []*Message) error
 }
 
 // ErrSentNotDeleted marks a message that was sent but could not be deleted from the DLQ.
@@ -141,11 +137,8 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 	}
 	w := newPass(io, src, o.Hold, o.Window, o.Now())
 	w.stop = ctx.Done()
-	crashed := false
 	defer func() {
-		if !crashed {
-			w.close(io, &err)
-		}
+		w.close(io, &err)
 		sum.Pass = w.p
 	}()
 	selected := 0
@@ -230,12 +223,6 @@ func Run(ctx context.Context, src Source, dst Sink, opts *Options) (sum Summary,
 				continue
 			}
 			sent = append(sent, move[i])
-		}
-		if o.AfterSend != nil {
-			if err := o.AfterSend(sent); err != nil {
-				crashed = true
-				return sum, fmt.Errorf("after send: %w", err)
-			}
 		}
 		if len(sent) > 0 {
 			for i, e := range src.Delete(io, sent) {

@@ -267,18 +267,6 @@ func TestRunInterruptStopsAfterCurrentBatch(t *testing.T) {
 	}
 }
 
-func TestRunCrashHookLeavesEverything(t *testing.T) {
-	src, dst := fill(t, 3), &memQueue{}
-	boom := errors.New("boom")
-	_, err := Run(context.Background(), src, dst, &Options{AfterSend: func([]*Message) error { return boom }})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err %v", err)
-	}
-	if len(src.ids()) != 3 || len(dst.ids()) != 3 || src.unleased() != 0 {
-		t.Fatalf("after a crash: DLQ %v (unleased %d), destination %v", src.ids(), src.unleased(), dst.ids())
-	}
-}
-
 func TestRunDryRunAndMax(t *testing.T) {
 	src, dst := fill(t, 7), &memQueue{}
 	var moved []string

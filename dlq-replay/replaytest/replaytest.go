@@ -281,24 +281,20 @@ func attrsEqual(a, b map[string]replay.Attr) bool {
 	return true
 }
 
-var errCrash = errors.New("injected crash between send and delete")
-
 func testCrash(t *testing.T, e *Env) {
 	var msgs []*replay.Message
 	for i := range 4 {
 		msgs = append(msgs, Msg(t, "upload/crash/"+strconv.Itoa(i)+".jpg", "VisionUnavailable", failure.Transient, 0))
 	}
 	seed(t, e, msgs...)
-	sent := 0
-	_, err := replay.Run(ctx(t), e.DLQ, e.Dest, &replay.Options{
-		Batch: 10, Hold: e.Hold,
-		AfterSend: func(s []*replay.Message) error { sent += len(s); return errCrash },
-	})
-	if !errors.Is(err, errCrash) {
+	crash := NewCrash(e.DLQ, e.Dest, nil)
+	sum, err := replay.Run(ctx(t), crash.Source(), crash.Sink(), &replay.Options{Batch: 10, Hold: e.Hold})
+	if !errors.Is(err, ErrCrash) {
 		t.Fatalf("run error %v, want the injected crash", err)
 	}
-	if sent == 0 {
-		t.Fatal("crash hook saw no sent message")
+	sent := crash.Sent()
+	if sent == 0 || sum.Moved != 0 {
+		t.Fatalf("%d sent before the crash, %d counted moved; want some sent, none moved", sent, sum.Moved)
 	}
 	// Nothing was deleted: once the crashed run's leases lapse, every message is back in the
 	// DLQ, and the sent ones are also at the destination (duplicates, which the pipeline
@@ -313,7 +309,7 @@ func testCrash(t *testing.T, e *Env) {
 		t.Fatalf("destination has %v, want the %d sent before the crash", keysOf(got), sent)
 	}
 	// A second run completes the move.
-	sum, err := replay.Run(ctx(t), e.DLQ, e.Dest, nil)
+	sum, err = replay.Run(ctx(t), e.DLQ, e.Dest, nil)
 	if err != nil || sum.Moved != len(msgs) {
 		t.Fatalf("second run %+v: %v", sum, err)
 	}

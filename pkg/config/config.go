@@ -4,11 +4,16 @@
 //
 // Precedence: a flag given on the command line wins over the environment variable, which wins
 // over the default.
+//
+// The flags are github.com/spf13/pflag flags (the ones cobra parses): they take two dashes
+// ("--json", "--rate 5", "--rate=5"), may come before or after the positional arguments, and
+// "--" ends them. A boolean setting takes no value ("--json"; "--json=false" to turn it off).
+// Binaries with subcommands hand FlagSet to a cobra command and call Resolve once cobra has
+// parsed the command line; the others call Parse.
 package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -18,11 +23,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // Set is the settings of one command.
 type Set struct {
-	fs       *flag.FlagSet
+	fs       *pflag.FlagSet
 	settings []*setting
 	errs     []error
 	lookup   func(string) (string, bool)
@@ -34,13 +41,14 @@ type setting struct {
 	required         bool
 	secret           bool
 	def              string
-	value            flag.Value
+	value            pflag.Value
 	validate         func() error
+	f                *pflag.Flag
 }
 
 // NewSet returns an empty set for the named command. Its help text starts with header.
 func NewSet(name, header string) *Set {
-	s := &Set{fs: flag.NewFlagSet(name, flag.ContinueOnError), lookup: os.LookupEnv, header: header}
+	s := &Set{fs: pflag.NewFlagSet(name, pflag.ContinueOnError), lookup: os.LookupEnv, header: header}
 	s.fs.SetOutput(io.Discard)
 	s.fs.Usage = func() {}
 	return s
@@ -58,12 +66,15 @@ func Secret() Option { return func(st *setting) { st.secret = true } }
 // Validate adds a check run after parsing; its error names the problem, Parse adds the setting.
 func Validate(fn func() error) Option { return func(st *setting) { st.validate = fn } }
 
-func (s *Set) add(name, env, usage, def string, v flag.Value, opts []Option) {
+func (s *Set) add(name, env, usage, def string, v pflag.Value, opts []Option) {
 	st := &setting{flag: name, env: env, usage: usage, def: def, value: v}
 	for _, o := range opts {
 		o(st)
 	}
-	s.fs.Var(v, name, usage)
+	st.f = s.fs.VarPF(v, name, "", usage)
+	if _, ok := v.(*boolValue); ok {
+		st.f.NoOptDefVal = "true" // "--json" alone sets it
+	}
 	s.settings = append(s.settings, st)
 }
 
@@ -98,13 +109,39 @@ func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, us
 }
 
 // ErrHelp is returned by Parse when -h or --help was given; the caller prints Usage and exits 0.
-var ErrHelp = flag.ErrHelp
+var ErrHelp = pflag.ErrHelp
 
-// Parse reads the environment, then the command line, then checks required settings and
-// validators. The error names the first bad setting with its flag and environment variable.
+// Parse reads the command line, then Resolve completes the settings. The error names the
+// first bad setting with its flag and environment variable.
 func (s *Set) Parse(args []string) error {
+	if err := s.fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return ErrHelp
+		}
+		return Explain(err)
+	}
+	return s.Resolve()
+}
+
+// Explain adds a hint to a command-line error when a flag was given with one dash ("-json"):
+// pflag reads that as a group of one-letter flags, and no setting has one.
+func Explain(err error) error {
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) && ne.GetSpecifiedShortnames() != "" {
+		return fmt.Errorf("%w: flags take two dashes (--json, not -json)", err)
+	}
+	return err
+}
+
+// FlagSet is the settings' flags, for a cobra command (cmd.Flags().AddFlagSet): cobra
+// parses them, then the command calls Resolve.
+func (s *Set) FlagSet() *pflag.FlagSet { return s.fs }
+
+// Resolve runs after the command line was parsed: it sets each setting not given as a flag
+// from its environment variable, then checks required settings and validators.
+func (s *Set) Resolve() error {
 	for _, st := range s.settings {
-		if st.env == "" {
+		if st.env == "" || st.f.Changed {
 			continue
 		}
 		if v, ok := s.lookup(st.env); ok && v != "" {
@@ -112,12 +149,6 @@ func (s *Set) Parse(args []string) error {
 				return fmt.Errorf("invalid %s=%q: %v", st.env, v, err)
 			}
 		}
-	}
-	if err := s.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ErrHelp
-		}
-		return err
 	}
 	for _, st := range s.settings {
 		if st.required && st.value.String() == "" {
@@ -280,10 +311,14 @@ func HTTPURL(p *string) func() error {
 
 type stringValue string
 
+func (v *stringValue) Type() string { return "string" }
+
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }
 
 type intValue int
+
+func (v *intValue) Type() string { return "int" }
 
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
@@ -297,6 +332,8 @@ func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 
 type floatValue float64
 
+func (v *floatValue) Type() string { return "float" }
+
 func (v *floatValue) Set(s string) error {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
@@ -309,6 +346,8 @@ func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), '
 
 type boolValue bool
 
+func (v *boolValue) Type() string { return "bool" }
+
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)
 	if err != nil {
@@ -317,10 +356,11 @@ func (v *boolValue) Set(s string) error {
 	*v = boolValue(b)
 	return nil
 }
-func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
-func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
 
 type durationValue time.Duration
+
+func (v *durationValue) Type() string { return "duration" }
 
 func (v *durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)

@@ -58,7 +58,9 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"bad flag duration", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--wait", "soon"}, "not a duration"},
 		{"validator", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--workers", "0"}, "invalid setting --workers (IMGPIPE_WORKERS): must be between 1 and 512, got 0"},
 		{"url validator", map[string]string{"IMGPIPE_QUEUE_URL": "not a url"}, nil, "invalid setting --queue-url (IMGPIPE_QUEUE_URL): must be an http(s) URL"},
-		{"unknown flag", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--nope"}, "flag provided but not defined: -nope"},
+		{"unknown flag", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--nope"}, "unknown flag: --nope"},
+		{"one dash", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"-workers", "3"}, "unknown shorthand flag: 'w' in -workers: flags take two dashes (--json, not -json)"},
+		{"bad flag int", map[string]string{"IMGPIPE_QUEUE_URL": "http://q"}, []string{"--workers", "many"}, `invalid argument "many" for "--workers" flag: not an integer`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +73,26 @@ func TestErrorsNameTheSetting(t *testing.T) {
 				t.Fatalf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// Flags may follow the positional arguments, a boolean flag takes no value (so the argument
+// after it stays positional), a flag given after a positional argument still wins over its
+// environment variable, and "--" ends the flags.
+func TestFlagsAnywhere(t *testing.T) {
+	s, f := newFixture(map[string]string{"IMGPIPE_QUEUE_URL": "http://env/q", "IMGPIPE_WORKERS": "4"})
+	if err := s.Parse([]string{"a", "--dry-run", "b", "--workers", "16", "c", "--", "--rate", "-x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !f.dry || f.workers != 16 || f.rate != 10 || f.queue != "http://env/q" {
+		t.Fatalf("got %+v", f)
+	}
+	if got := strings.Join(s.Args(), " "); got != "a b c --rate -x" {
+		t.Fatalf("args %q, want \"a b c --rate -x\"", got)
+	}
+	s, f = newFixture(map[string]string{"IMGPIPE_QUEUE_URL": "http://q"})
+	if err := s.Parse([]string{"x", "--dry-run=false"}); err != nil || f.dry {
+		t.Fatalf("--dry-run=false: %+v, %v", f, err)
 	}
 }
 

@@ -224,24 +224,10 @@ func (p Progress) Rate() float64 {
 	return float64(p.BytesSent) / p.Elapsed.Seconds()
 }
 
-// String renders p as one progress line:
-// "[=====>    ]  52% 12/23 files  3.1 MiB/6.0 MiB  1.2 MiB/s  1 failed".
+// String renders the counts of p, the text a progress bar over the bytes shows beside it:
+// "12/23 files  1 skipped  1 failed".
 func (p Progress) String() string {
-	frac := 1.0
-	if p.BytesTotal > 0 {
-		frac = float64(p.BytesDone) / float64(p.BytesTotal)
-	} else if p.FilesTotal > 0 {
-		frac = float64(p.FilesDone) / float64(p.FilesTotal)
-	}
-	frac = max(0, min(frac, 1))
-	const width = 20
-	fill := int(frac * width)
-	bar := strings.Repeat("=", fill)
-	if fill < width {
-		bar += ">" + strings.Repeat(" ", width-fill-1)
-	}
-	s := fmt.Sprintf("[%s] %3.0f%% %d/%d files  %s/%s  %s/s", bar, frac*100, p.FilesDone, p.FilesTotal,
-		FormatBytes(p.BytesDone), FormatBytes(p.BytesTotal), FormatBytes(int64(p.Rate())))
+	s := fmt.Sprintf("%d/%d files", p.FilesDone, p.FilesTotal)
 	if p.Skipped > 0 {
 		s += fmt.Sprintf("  %d skipped", p.Skipped)
 	}

@@ -107,12 +107,12 @@ func TestProgressString(t *testing.T) {
 		want string
 	}{
 		{Progress{FilesDone: 0, FilesTotal: 4, BytesTotal: 4 << 20, Elapsed: time.Second},
-			"[>                   ]   0% 0/4 files  0 B/4.0 MiB  0 B/s"},
+			"0/4 files"},
 		{Progress{FilesDone: 2, FilesTotal: 4, BytesSent: 2 << 20, BytesDone: 2 << 20, BytesTotal: 4 << 20, Elapsed: time.Second, Failed: 1},
-			"[==========>         ]  50% 2/4 files  2.0 MiB/4.0 MiB  2.0 MiB/s  1 failed"},
+			"2/4 files  1 failed"},
 		{Progress{FilesDone: 4, FilesTotal: 4, BytesSent: 4 << 20, BytesDone: 4 << 20, BytesTotal: 4 << 20, Elapsed: 2 * time.Second, Skipped: 1},
-			"[====================] 100% 4/4 files  4.0 MiB/4.0 MiB  2.0 MiB/s  1 skipped"},
-		{Progress{FilesDone: 1, FilesTotal: 2}, "[==========>         ]  50% 1/2 files  0 B/0 B  0 B/s"},
+			"4/4 files  1 skipped"},
+		{Progress{FilesDone: 1, FilesTotal: 2, Skipped: 3, Failed: 2}, "1/2 files  3 skipped  2 failed"},
 	}
 	for _, tc := range tests {
 		if got := tc.p.String(); got != tc.want {
