@@ -142,8 +142,8 @@ type Options struct {
 	// starts at Workers clamped to them. Nil keeps the pool at Workers.
 	Autoscale *autoscale.Options
 	// ThumbnailPrefix, when set, turns thumbnails on: each analysed image gets one at
-	// ThumbnailKey(ThumbnailPrefix, bucket, key) in its own bucket (Deps.Thumbnails), removed
-	// with its object. The bucket's notification must not cover the prefix (events about keys
+	// ThumbnailKey(ThumbnailPrefix, record) in its own bucket (Deps.Thumbnails), one per
+	// version, the older ones removed when a newer one is written and with the object. The bucket's notification must not cover the prefix (events about keys
 	// under it are skipped).
 	ThumbnailPrefix string
 	// ThumbnailDecodes bounds the images decoded for thumbnails at once; default
