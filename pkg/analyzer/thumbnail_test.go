@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image/jpeg"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,20 +104,17 @@ func TestCoreThumbnailKeptForAnObjectBack(t *testing.T) {
 	}
 }
 
-// TestCoreThumbnailFailures: a store that fails writes transiently retries the message (and
-// publishes nothing before the thumbnail is written); one that refuses them for good lets the
-// record go without a thumbnail; an image with more pixels than allowed gets none.
+// TestCoreThumbnailFailures: a store that fails the thumbnail's write or its read transiently
+// publishes the record without one (counted as failed) rather than retrying the message, which
+// would call Vision again; one that refuses the write for good lets the record go without a
+// thumbnail too; an image with more pixels than allowed gets none.
 func TestCoreThumbnailFailures(t *testing.T) {
 	c := newCore(t)
-	fails := 1
 	c.store.SetFault(func(ctx context.Context, op memobjects.Op, ref objects.Ref) error {
 		switch {
-		case op != memobjects.Write:
-			return nil
-		case strings.Contains(ref.Key, "refused"):
+		case op == memobjects.Write && strings.Contains(ref.Key, "refused"):
 			return failure.Permanentf("InvalidArgument", "refused")
-		case strings.Contains(ref.Key, "flaky") && fails > 0:
-			fails--
+		case op == memobjects.Write && strings.Contains(ref.Key, "flaky"):
 			return failure.Transientf("InternalError", "try again")
 		}
 		return nil
@@ -128,14 +126,19 @@ func TestCoreThumbnailFailures(t *testing.T) {
 	c.start(o, nil)
 	got := c.published(2)
 	c.waitEmpty()
-	if r := got["upload/flaky.png"]; len(r) != 1 || r[0].ThumbnailKey != ThumbnailKey("thumbnail/", &r[0]) {
-		t.Errorf("flaky: %+v, want one record with its thumbnail", r)
+	for _, k := range []string{"upload/flaky.png", "upload/refused.png"} {
+		if r := got[k]; len(r) != 1 || r[0].ThumbnailKey != "" {
+			t.Errorf("%s: %+v, want one record without a thumbnail", k, r)
+		}
 	}
-	if r := got["upload/refused.png"]; len(r) != 1 || r[0].ThumbnailKey != "" {
-		t.Errorf("refused: %+v, want one record without a thumbnail", r)
+	if s := snap(c.a); s.Retried != 0 || s.DeadLettered != 0 || c.vision.count() != 2 {
+		t.Errorf("counters %+v, %d Vision calls; want no retry, no dead letter, one call an image", s, c.vision.count())
 	}
-	if s := snap(c.a); s.Retried != 1 || s.DeadLettered != 0 {
-		t.Errorf("counters %+v, want one retry and no dead letter", s)
+	if n := testutil.ToFloat64(c.a.metrics.thumbnails.WithLabelValues("failed")); n != 1 {
+		t.Errorf("%v thumbnails failed, want 1", n)
+	}
+	if n := testutil.ToFloat64(c.a.metrics.thumbnails.WithLabelValues("refused")); n != 1 {
+		t.Errorf("%v thumbnails refused, want 1", n)
 	}
 
 	// One pixel more than the bound.
@@ -149,6 +152,46 @@ func TestCoreThumbnailFailures(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(c.a.metrics.thumbnails.WithLabelValues("too_large")); n != 1 {
 		t.Errorf("%v too large, want 1", n)
+	}
+}
+
+// TestCoreThumbnailReadFailure: an image larger than the first read, whose second read for
+// the thumbnail fails transiently, is published without a thumbnail (failed), with one Vision
+// call and no retry.
+func TestCoreThumbnailReadFailure(t *testing.T) {
+	c := newCore(t)
+	body, err := samples.Image(7, 2400, 1600, "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	opens := 0
+	c.store.SetFault(func(ctx context.Context, op memobjects.Op, ref objects.Ref) error {
+		if op != memobjects.Open {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if opens++; opens > 1 { // the first is Vision's
+			return failure.Transientf("InternalError", "try again")
+		}
+		return nil
+	})
+	c.object("upload/unread.png", body)
+	c.start(thumbOptions(), nil)
+	got := c.published(1)["upload/unread.png"]
+	c.waitEmpty()
+	if len(got) != 1 || got[0].ThumbnailKey != "" {
+		t.Errorf("records %+v, want one without a thumbnail", got)
+	}
+	mu.Lock()
+	n := opens
+	mu.Unlock()
+	if s := snap(c.a); s.Retried != 0 || c.vision.count() != 1 || n != 2 {
+		t.Errorf("counters %+v, %d Vision calls, %d opens; want no retry, one call, two opens", s, c.vision.count(), n)
+	}
+	if n := testutil.ToFloat64(c.a.metrics.thumbnails.WithLabelValues("failed")); n != 1 {
+		t.Errorf("%v thumbnails failed, want 1", n)
 	}
 }
 
