@@ -229,6 +229,55 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 	}
 }
 
+// short answers an Extend with fewer results than messages.
+type short struct{ queue.Source }
+
+func (s short) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
+	return s.Source.Extend(ctx, msgs, hold)[:len(msgs)-1]
+}
+
+// TestKeeperShortAnswer: a source that answers an extension of two messages with one result
+// does not crash the keeper; the message without an answer is reported failed (NoAnswer),
+// the other extended.
+func TestKeeperShortAnswer(t *testing.T) {
+	const hold = 150 * time.Millisecond
+	q := memqueue.New("keeper-short", nil)
+	msgs := fill(t, q, 2, hold)
+	var mu sync.Mutex
+	failed := map[string]int{}
+	var extended atomic.Int64
+	k := queue.NewKeeper(short{q}, hold, &queue.KeeperOptions{
+		Extended: func(n int) { extended.Add(int64(n)) },
+		Failed: func(m *queue.Message, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failure.ClassOf(err) == failure.Transient {
+				failed[failure.ReasonOf(err)]++
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	k.Keep(msgs...)
+	waitFor(t, "an extension answered short", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed["NoAnswer"] >= 1 && extended.Load() >= 1
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 1 {
+		t.Errorf("failures by reason %v, want NoAnswer only", failed)
+	}
+}
+
 func retryPolicy() retry.Policy {
 	return retry.Policy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 }
