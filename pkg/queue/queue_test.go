@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,4 +281,39 @@ func TestKeeperShortAnswer(t *testing.T) {
 
 func retryPolicy() retry.Policy {
 	return retry.Policy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+}
+
+// TestTrim: over the limit, the expendable attributes go in their order until the message
+// fits, and no other; under it, or with no limit, nothing goes.
+func TestTrim(t *testing.T) {
+	attrs := func(names ...string) map[string]queue.Attr {
+		m := map[string]queue.Attr{}
+		for _, n := range names {
+			m[n] = queue.StringAttr("v")
+		}
+		return m
+	}
+	base := []string{failure.AttrReason, failure.AttrClass, failure.AttrAttempts, failure.AttrLastFailure, failure.AttrSourceQueue, failure.AttrReplayCount, "traceparent"}
+	all := append(slices.Clone(base), "baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure)
+	for _, c := range []struct {
+		names []string
+		limit int
+		want  []string
+	}{
+		{all, 10, []string{"baggage", "tracestate"}},
+		{all, 8, []string{"baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError}},
+		{all, 5, []string{"baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure}},
+		{all, 0, nil},
+		{all, 12, nil},
+		{append(slices.Clone(base), "custom.1", "custom.2", failure.AttrError, "tracestate"), 10, []string{"tracestate"}},
+	} {
+		m := attrs(c.names...)
+		got := queue.Trim(m, c.limit)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Trim(%d of them, %d) removed %v, want %v", len(c.names), c.limit, got, c.want)
+		}
+		if len(m) != len(c.names)-len(got) {
+			t.Errorf("Trim(%d, %d) left %d", len(c.names), c.limit, len(m))
+		}
+	}
 }

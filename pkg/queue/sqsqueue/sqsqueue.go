@@ -34,7 +34,7 @@ const (
 	// MaxWait is the longest long-poll wait SQS takes.
 	MaxWait = 20 * time.Second
 	// MaxAttributes is how many message attributes SQS takes on one message.
-	MaxAttributes = 10
+	MaxAttributes = queue.MaxAttributes
 )
 
 // Options configures a Queue. A nil *Options means the defaults.
