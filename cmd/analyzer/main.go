@@ -95,7 +95,7 @@ func newSet(s *settings) *config.Set {
 	set.String(&s.azureClient, "azure-client-id", "AZURE_CLIENT_ID", "", "client ID of the managed identity or app registration trusting the federated token (with --azure-federated-token-file)")
 	set.String(&s.authority, "azure-authority-host", "AZURE_AUTHORITY_HOST", "", "Entra ID authority, https (empty: the public cloud's https://login.microsoftonline.com/)", config.Validate(config.HTTPURL(&s.authority)))
 	set.String(&s.visionAPI, "vision-api", "IMGPIPE_VISION_API", "4.0", "Image Analysis API: 4.0 or 3.2", config.Validate(config.OneOf(&s.visionAPI, "4.0", "3.2")))
-	set.String(&s.visionFeatures, "vision-features", "IMGPIPE_VISION_FEATURES", "tags,caption", "Vision features to request, comma-separated: tags, caption, objects, read (text), people, denseCaptions, smartCrops (these four 4.0 only: with 3.2 the analyzer refuses to start); color (3.2 only, not recorded)", config.Validate(func() error {
+	set.String(&s.visionFeatures, "vision-features", "IMGPIPE_VISION_FEATURES", "tags,caption", "Vision features to request, comma-separated: tags, caption, objects; 4.0 only: read (text), people, denseCaptions, smartCrops (with 3.2 the analyzer refuses to start when one is asked); 3.2 only: color (not recorded)", config.Validate(func() error {
 		_, err := vision.ParseFeatures(s.visionFeatures)
 		return err
 	}))
