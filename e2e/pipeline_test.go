@@ -278,6 +278,13 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil || got.Key != key {
 			t.Errorf("lookup by key %q: %v", key, err)
 		}
+		// Its thumbnail: in the key's folder, named by the event's sequencer, in the bucket.
+		if dir := analyzer.ThumbnailDir("thumbnail/", p.res.Bucket, key); !strings.HasPrefix(d.ThumbnailKey, dir+d.Sequencer+"-") {
+			t.Errorf("document for %q has thumbnail key %q, want one under %q at its sequencer", key, d.ThumbnailKey, dir)
+		} else if th, err := p.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(d.ThumbnailKey)}); err != nil ||
+			aws.ToString(th.ContentType) != "image/jpeg" || aws.ToInt64(th.ContentLength) == 0 {
+			t.Errorf("thumbnail %q of %q: %v", d.ThumbnailKey, key, err)
+		}
 	}
 	for key, reason := range badReasons {
 		f, ok := failed[key]
@@ -292,11 +299,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Delete one object: its document disappears; the others stay.
+	// Delete one object: its document and its thumbnail disappear; the others stay.
 	var victim string
 	for k := range wants {
 		victim = k
 		break
+	}
+	thumbGone := func(key string) (bool, string) {
+		ks, err := s3objects.New(p.s3).List(context.Background(), p.res.Bucket, analyzer.ThumbnailDir("thumbnail/", p.res.Bucket, key))
+		return err == nil && len(ks) == 0, fmt.Sprintf("thumbnails %q, %v", ks, err)
 	}
 	if _, err := p.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(victim)}); err != nil {
 		t.Fatal(err)
@@ -307,6 +318,10 @@ func TestEndToEnd(t *testing.T) {
 	})
 	if got := len(p.docs(t)); got != n-1 {
 		t.Errorf("after one delete: %d documents, want %d", got, n-1)
+	}
+	stacktest.WaitFor(t, "the deleted object's thumbnail to go", time.Minute, func() (bool, string) { return thumbGone(victim) })
+	if gone, why := thumbGone(victimOther(wants, victim)); gone {
+		t.Errorf("another image's thumbnail went with the deleted one: %s", why)
 	}
 	// Search by tag finds documents (newest first) once the composite index exists; the
 	// emulator needs none.

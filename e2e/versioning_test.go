@@ -144,10 +144,10 @@ func TestSuspendedBucketIndex(t *testing.T) {
 func TestOverwriteByNonImage(t *testing.T) {
 	p := startPipeline(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	ctx := context.Background()
-	thumbGone := func(what, key string) {
+	thumbGone := func(what, thumb string) {
 		t.Helper()
 		stacktest.WaitFor(t, what, 2*time.Minute, func() (bool, string) {
-			_, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String("thumbnail/" + key + ".jpg")})
+			_, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(thumb)})
 			var nf *s3types.NotFound
 			return errors.As(err, &nf), fmt.Sprintf("head: %v", err)
 		})
@@ -159,14 +159,16 @@ func TestOverwriteByNonImage(t *testing.T) {
 			p.setVersioning(t, s3types.BucketVersioningStatusEnabled)
 		}
 		v1 := p.putVersion(t, key, 11, 210, 150)
+		var thumb string
 		stacktest.WaitFor(t, "the image indexed", 2*time.Minute, func() (bool, string) {
 			d, err := p.store.Get(ctx, p.res.Bucket, key)
 			if err != nil {
 				return false, err.Error()
 			}
-			return d.VersionID == v1 && d.Width == 210 && d.Height == 150, fmt.Sprintf("%+v", d)
+			thumb = d.ThumbnailKey
+			return d.VersionID == v1 && d.Width == 210 && d.Height == 150 && thumb != "", fmt.Sprintf("%+v", d)
 		})
-		if _, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String("thumbnail/" + key + ".jpg")}); err != nil {
+		if _, err := p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(thumb)}); err != nil {
 			t.Fatalf("no thumbnail of the image: %v", err)
 		}
 		out, err := p.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.res.Bucket), Key: &key, Body: bytes.NewReader(text)})
@@ -174,7 +176,7 @@ func TestOverwriteByNonImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.waitDoc(t, "no document once a non-image overwrote the image", key, "", 0, 0)
-		thumbGone("the image's thumbnail removed", key)
+		thumbGone("the image's thumbnail removed", thumb)
 		var dead map[string]failure.Details
 		stacktest.WaitFor(t, "the non-image in the DLQ", time.Minute, func() (bool, string) {
 			for k, d := range p.drainDLQ(t) {

@@ -18,7 +18,7 @@ import (
 const usage = `chaos: the pipeline's chaos suite on the local stack.
 
 Usage:
-  chaos [-n N] [-seed SEED] [-small] [-keep]
+  chaos [-n N] [-seed SEED] [-small] [-keep] [-dir DIR] [-max-receive-count N]
 
 Builds the analyzer, indexer, uploader and dlq-replay from the tree, starts the local stack
 in this process (the Google emulators and fauxqs as child processes), two analyzers and two
@@ -35,7 +35,9 @@ every bad file is once in the SQS DLQ with its reason (read with dlq-replay expo
 images found in a DLQ are replayed with dlq-replay replay and checked again. It prints a
 report and exits 1 on any loss, duplicate or wrong result.
 
--small is the make test version: 8 uploads/s and the fault timing scaled to a quarter.
+-small is the make test version: 8 uploads/s against a Vision quota of 6 calls/s (so that 429s
+come whatever the machine's load), the fault timing scaled to a quarter, and at most 8 min
+(instead of 15) of waiting for the pipeline to go quiet.
 
 Exit status: 0 passed; 1 a loss, duplicate or wrong result, or the run failed; 2 usage.
 
@@ -50,7 +52,7 @@ func main() {
 	}
 	n := fs.Int("n", 10000, "files of the first upload, bad ones included")
 	seed := fs.Int64("seed", 0, "seed of the fault schedule and the corpus (0: from the clock; printed)")
-	small := fs.Bool("small", false, "the make test version: 8 uploads/s, fault timing scaled to a quarter")
+	small := fs.Bool("small", false, "the make test version: 8 uploads/s, Vision quota 6 calls/s, fault timing scaled to a quarter, at most 8 min of waiting for quiet")
 	keep := fs.Bool("keep", false, "keep the work folder (binaries, corpus, logs, DLQ exports)")
 	dir := fs.String("dir", "", "work folder (default: a new temporary folder)")
 	maxReceives := fs.Int("max-receive-count", 0, "the queue's redrive count (0: the stack's default, 5); lower sends more good images to the DLQ and exercises the replay")

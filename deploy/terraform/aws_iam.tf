@@ -81,7 +81,8 @@ data "aws_iam_policy_document" "analyzer" {
     resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
   }
 
-  # Without ListBucket, S3 answers 403 instead of 404 for an object deleted in the meantime.
+  # Without ListBucket, S3 answers 403 instead of 404 for an object deleted in the meantime;
+  # it also lists a key's thumbnails (one per version) to remove the older ones.
   statement {
     sid       = "MissingObjectsAreNotFound"
     actions   = ["s3:ListBucket"]

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 )
 
 // Filter selects the messages a replay moves. The zero Filter selects everything.
@@ -132,8 +133,9 @@ func Decide(m *Message, f *Filter, maxReplays int, now time.Time) Decision {
 
 // Marked returns a copy of m to send back to its source: the attributes kept, the replay
 // count incremented and the replay time set. When the result would exceed limit attributes
-// (limit <= 0: none), the replay time is left out first, then imgpipe.error, then
-// imgpipe.first-failure; the names left out are returned. The replay count is always kept.
+// (limit <= 0: none), queue.Trim's rule leaves some out (the trace's baggage and tracestate,
+// then the replay time, then imgpipe.error, then imgpipe.first-failure); the names left out
+// are returned. The replay count is always kept.
 func Marked(m *Message, now time.Time, limit int) (*Message, []string) {
 	out := *m
 	out.Attributes = make(map[string]Attr, len(m.Attributes)+2)
@@ -143,15 +145,6 @@ func Marked(m *Message, now time.Time, limit int) (*Message, []string) {
 	n := m.Failure().ReplayCount + 1
 	out.Attributes[failure.AttrReplayCount] = Attr{DataType: DataString, String: strconv.Itoa(n)}
 	out.Attributes[AttrReplayedAt] = Attr{DataType: DataString, String: now.UTC().Format(time.RFC3339Nano)}
-	var dropped []string
-	for _, name := range []string{AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure} {
-		if limit <= 0 || len(out.Attributes) <= limit {
-			break
-		}
-		if _, ok := out.Attributes[name]; ok {
-			delete(out.Attributes, name)
-			dropped = append(dropped, name)
-		}
-	}
+	dropped := queue.Trim(out.Attributes, limit)
 	return &out, dropped
 }

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/queue"
 	"imgpipe/pkg/s3event"
 )
@@ -20,9 +21,9 @@ const (
 	DataBinary = queue.DataBinary
 )
 
-// AttrReplayedAt is set by dlq-replay on each replayed message: RFC 3339, when it was replayed.
-// The replay count itself is failure.AttrReplayCount.
-const AttrReplayedAt = "imgpipe.replayed-at"
+// AttrReplayedAt is set by dlq-replay on each replayed message: RFC 3339, when it was replayed
+// (failure.AttrReplayedAt). The replay count itself is failure.AttrReplayCount.
+const AttrReplayedAt = failure.AttrReplayedAt
 
 // Attr is one message attribute with its data type (pkg/queue's).
 type Attr = queue.Attr

@@ -10,6 +10,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
 	"imgpipe/pkg/record"
+	"imgpipe/pkg/retry"
 	"imgpipe/pkg/s3event"
 )
 
@@ -24,7 +25,10 @@ type audit struct {
 
 	mu        sync.Mutex
 	published map[string][]published // by key
-	err       error
+	// receiveErrs counts the audit subscription's failed receives (an emulator outage);
+	// lastErr is the last one. Both go into the report.
+	receiveErrs int
+	lastErr     error
 }
 
 type published struct {
@@ -62,9 +66,10 @@ func startAudit(ctx context.Context, project, topic string) (*audit, error) {
 			})
 			if err != nil && rctx.Err() == nil {
 				a.mu.Lock()
-				a.err = err
+				a.receiveErrs++
+				a.lastErr = err
 				a.mu.Unlock()
-				time.Sleep(time.Second) // an emulator outage: receive again
+				_ = retry.Sleep(rctx, time.Second) // an emulator outage: receive again (the loop ends with rctx)
 			}
 		}
 	}()
@@ -99,6 +104,13 @@ func (a *audit) count() (records, keys int) {
 		records += len(ps)
 	}
 	return records, len(a.published)
+}
+
+// receiveErrors is how many of the audit subscription's receives failed, and the last error.
+func (a *audit) receiveErrors() (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.receiveErrs, a.lastErr
 }
 
 func (a *audit) close() {

@@ -30,9 +30,13 @@ type Report struct {
 	Vision     visionstandin.Stats
 	// Published counts the records the suite's own subscription received, copies included.
 	Published, PublishedKeys int
-	Exited                   []string // processes that exited by themselves
-	Elapsed                  time.Duration
-	WorkDir                  string
+	// AuditErrors counts the failed receives of that subscription (an emulator outage makes
+	// some; they are retried), AuditLastError the last one.
+	AuditErrors    int
+	AuditLastError string
+	Exited         []string // processes that exited by themselves
+	Elapsed        time.Duration
+	WorkDir        string
 }
 
 // Final is the last check: after the replay, or the first when nothing was replayed.
@@ -116,6 +120,9 @@ func (r *Report) Print(w io.Writer) {
 	p("  sent: %d uploads (%d good images, %d of them overwritten later by a second version; %d bad files)",
 		r.Sent, r.SentGood, r.Overwrites, r.SentBad)
 	p("  published: %d records for %d keys seen by the suite's own subscription (copies included)", r.Published, r.PublishedKeys)
+	if r.AuditErrors > 0 {
+		p("    that subscription's receive failed %d times (retried after 1 s); the last: %s", r.AuditErrors, r.AuditLastError)
+	}
 	p("  quiet after the last fault: queue empty after %v, last document written %v after; %s",
 		r.Quiet.QueueEmpty.Round(time.Second), r.Quiet.LastWrite.Round(time.Second), quietText(r.Quiet))
 	printCheck(p, "after the faults", &r.First)

@@ -153,6 +153,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Exited = r.fleet.exited()
 	rep.Published, rep.PublishedKeys = r.audit.count()
+	if n, err := r.audit.receiveErrors(); n > 0 {
+		rep.AuditErrors, rep.AuditLastError = n, err.Error()
+	}
 	rep.Elapsed = time.Since(r.t0)
 	return rep, nil
 }

@@ -98,16 +98,40 @@ func strandAfterKill(t *testing.T, st *devstack.Stack, host string, window time.
 }
 
 // TestKilledSubscriberStrandsMessagesOnTheEmulator reproduces the emulator's defect: after a
-// subscriber process is SIGKILLed, messages go on being handed to its dead streams. Within a
-// window well past the dead subscriber's 10 s lease, a second subscriber talking to the
-// emulator directly does not get them all. (If this fails, the emulator was fixed and the
-// front is no longer needed for this.)
+// subscriber process is SIGKILLed, messages published afterwards go on being handed to its
+// dead streams. Within a window well past the dead subscriber's 10 s lease, a second
+// subscriber talking to the emulator directly gets some of the 100 published after the kill
+// (so it works) but not all of them (the rest went to the dead streams). The 20 leased to the
+// dead process are counted and logged, not asserted: they come back once their lease ends.
+// (If this fails with all 100, the emulator was fixed and the front is no longer needed for
+// this.)
 func TestKilledSubscriberStrandsMessagesOnTheEmulator(t *testing.T) {
 	st := stacktest.Require(t, devstack.PubSub)
 	got := strandAfterKill(t, st, st.PubSubEmulatorHost, 30*time.Second)
-	t.Logf("directly on the emulator: %d of 120 messages within 30s of the kill", len(got))
-	if len(got) == 120 {
-		t.Fatal("the emulator redelivered every message: its dead-stream defect did not show")
+	later, leased := 0, 0
+	for m := range got {
+		switch {
+		case strings.HasPrefix(m, "later"):
+			later++
+		case strings.HasPrefix(m, "leased"):
+			leased++
+		}
+	}
+	t.Logf("directly on the emulator, within 30s of the kill: %d of the 100 published after it, %d of the 20 leased to the killed subscriber", later, leased)
+	switch {
+	case later == 0:
+		t.Fatal("the second subscriber got none of the messages published after the kill: it is broken, which is not the defect")
+	case later == 100:
+		t.Fatal("the second subscriber got every message published after the kill: the emulator's dead-stream defect did not show")
+	}
+}
+
+// requireFronts skips a test that needs the emulators' gRPC fronts when the stack runs
+// without them (DEVSTACK_NO_FRONTS=1).
+func requireFronts(t *testing.T, st *devstack.Stack) {
+	t.Helper()
+	if st.PubSubFront == nil || st.FirestoreFront == nil {
+		t.Skip("the stack runs without the emulators' gRPC fronts (DEVSTACK_NO_FRONTS=1): this test needs them")
 	}
 }
 
@@ -115,9 +139,7 @@ func TestKilledSubscriberStrandsMessagesOnTheEmulator(t *testing.T) {
 // front: every message comes back, the 20 leased to the dead process once their lease ends.
 func TestKilledSubscriberLosesNothingThroughTheFront(t *testing.T) {
 	st := stacktest.Require(t, devstack.PubSub)
-	if st.PubSubFront == nil {
-		t.Fatal("the stack has no Pub/Sub front")
-	}
+	requireFronts(t, st)
 	before := st.PubSubFront.Stats()
 	got := strandAfterKill(t, st, st.PubSubHost, 2*time.Minute)
 	if len(got) != 120 {
@@ -185,6 +207,7 @@ func TestFrontForwardsCallsAndStatus(t *testing.T) {
 // afterwards every message published before the outage is still there.
 func TestPubSubOutage(t *testing.T) {
 	st := stacktest.Require(t, devstack.PubSub)
+	requireFronts(t, st)
 	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := context.Background()
 	c, err := pubsub.NewClient(ctx, st.ProjectID)
@@ -242,6 +265,7 @@ func TestPubSubOutage(t *testing.T) {
 // the client's own retries cannot carry a write across the restart and some write must fail.
 func TestRestartFirestoreKeepsData(t *testing.T) {
 	st := stacktest.Require(t, devstack.Firestore)
+	requireFronts(t, st)
 	ctx := context.Background()
 	client, err := firestore.NewClient(ctx, st.ProjectID)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 func TestExpiredVisibilityShowsInDepthWithoutReceive(t *testing.T) {
 	st := stacktest.Require(t, devstack.SQS)
 	c := st.NewSQSClient()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(stacktest.Unique("expiry"))})
 	if err != nil {
@@ -31,7 +31,7 @@ func TestExpiredVisibilityShowsInDepthWithoutReceive(t *testing.T) {
 	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m")}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), VisibilityTimeout: 1, WaitTimeSeconds: 1})
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), VisibilityTimeout: 10, WaitTimeSeconds: 1}) // long enough that the depth below is read before it ends, under load
 	if err != nil || len(out.Messages) != 1 {
 		t.Fatalf("receive: %v, %d messages", err, len(out.Messages))
 	}
@@ -46,7 +46,7 @@ func TestExpiredVisibilityShowsInDepthWithoutReceive(t *testing.T) {
 	if v, f := depth(); v != "0" || f != "1" {
 		t.Fatalf("right after the receive: %s visible, %s in flight; want 0 and 1", v, f)
 	}
-	stacktest.WaitFor(t, "the message visible again without a receive", 30*time.Second, func() (bool, string) {
+	stacktest.WaitFor(t, "the message visible again without a receive", 45*time.Second, func() (bool, string) {
 		v, f := depth()
 		return v == "1" && f == "0", fmt.Sprintf("%s visible, %s in flight", v, f)
 	})

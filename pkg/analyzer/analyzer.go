@@ -142,8 +142,8 @@ type Options struct {
 	// starts at Workers clamped to them. Nil keeps the pool at Workers.
 	Autoscale *autoscale.Options
 	// ThumbnailPrefix, when set, turns thumbnails on: each analysed image gets one at
-	// ThumbnailKey(ThumbnailPrefix, bucket, key) in its own bucket (Deps.Thumbnails), removed
-	// with its object. The bucket's notification must not cover the prefix (events about keys
+	// ThumbnailKey(ThumbnailPrefix, record) in its own bucket (Deps.Thumbnails), one per
+	// version, the older ones removed when a newer one is written and with the object. The bucket's notification must not cover the prefix (events about keys
 	// under it are skipped).
 	ThumbnailPrefix string
 	// ThumbnailDecodes bounds the images decoded for thumbnails at once; default
@@ -249,8 +249,11 @@ type Analyzer struct {
 	now       func() time.Time
 	ran       atomic.Bool
 
-	queueErr atomic.Pointer[error] // last receive or depth error; nil when the last call worked
-	s3       s3Health              // the last S3 reads' failures
+	// receiveErr and depthErr are the queue's last receive and depth errors; nil when that
+	// call last worked. Kept apart: a working depth call must not hide a failing receive
+	// (a policy without sqs:ReceiveMessage), nor the other way round.
+	receiveErr, depthErr atomic.Pointer[error]
+	s3                   s3Health // the last S3 reads' failures
 	// lastFault is the last dependency fault the circuit counted, for /readyz and the logs.
 	lastFault atomic.Pointer[dependencyFault]
 }
@@ -341,8 +344,11 @@ func (a *Analyzer) Ready(context.Context) error {
 		}
 		return errors.New("circuit open")
 	}
-	if p := a.queueErr.Load(); p != nil {
-		return fmt.Errorf("queue: %w", *p)
+	if p := a.receiveErr.Load(); p != nil {
+		return fmt.Errorf("queue receive: %w", *p)
+	}
+	if p := a.depthErr.Load(); p != nil {
+		return fmt.Errorf("queue depth: %w", *p)
 	}
 	if err := a.s3.err(); err != nil {
 		return fmt.Errorf("s3: %w", err)
@@ -457,7 +463,7 @@ func (a *Analyzer) receiveLoop(st *runState) {
 		if err != nil {
 			failures++
 			if failures >= 2 {
-				a.queueErr.Store(&err)
+				a.receiveErr.Store(&err)
 			}
 			wait := receiveBackoff.Backoff(failures, nil)
 			a.log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", wait))
@@ -466,7 +472,7 @@ func (a *Analyzer) receiveLoop(st *runState) {
 			continue
 		}
 		failures = 0
-		a.queueErr.Store(nil)
+		a.receiveErr.Store(nil)
 		a.metrics.received.Add(float64(len(msgs)))
 		a.metrics.observeReceive(msgs, a.now())
 		a.keeper.Keep(msgs...)

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -808,4 +810,34 @@ func TestCoreDeadLetterAnsweredAfterDeleteGrace(t *testing.T) {
 	if left := c.q.Messages(); len(left) != 0 {
 		t.Errorf("the dead-lettered message is still on the source queue (%+v): it would be dead-lettered again", left)
 	}
+}
+
+// TestCoreReadyWhileReceivesFail: with receives denied (a policy without sqs:ReceiveMessage)
+// and the depth calls working, /readyz keeps failing on the receive, through many depth polls;
+// once receives work again it passes.
+func TestCoreReadyWhileReceivesFail(t *testing.T) {
+	c := newCore(t)
+	var denied atomic.Bool
+	denied.Store(true)
+	c.q.SetFault(func(ctx context.Context, op memqueue.Op, m *queue.Message) error {
+		if op == memqueue.Receive && denied.Load() {
+			return failure.SetupFault(failure.Transient, "AccessDenied", errors.New("not authorized to perform sqs:ReceiveMessage"))
+		}
+		return nil
+	})
+	c.start(coreOptions(), nil)
+	c.waitFor("receive failures", func() (bool, string) {
+		return snap(c.a).ReceiveErrors >= 3, fmt.Sprintf("%+v", snap(c.a))
+	})
+	// Depth polls run every 50 ms meanwhile; each must leave the receive's error standing.
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err := c.a.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "receive") {
+			t.Fatalf("Ready = %v while receives fail, want the receive's error", err)
+		}
+	}
+	denied.Store(false)
+	c.waitFor("ready once receives work", func() (bool, string) {
+		err := c.a.Ready(context.Background())
+		return err == nil, fmt.Sprint(err)
+	})
 }

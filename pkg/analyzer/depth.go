@@ -40,12 +40,12 @@ func (a *Analyzer) pollDepth(ctx context.Context) {
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			a.queueErr.Store(&err)
+			a.depthErr.Store(&err)
 			a.log.Warn("queue depth unavailable", zap.Error(err))
 		}
 		return
 	}
-	a.queueErr.Store(nil)
+	a.depthErr.Store(nil)
 	setDepth(a.metrics.queueDepth, d)
 	if a.scaler == nil {
 		return

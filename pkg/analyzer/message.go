@@ -79,7 +79,8 @@ func (a *Analyzer) process(st *runState, m *queue.Message, probe bool) {
 		out, err = recovered(a, func() ([]outgoing, error) { return a.analyze(ctx, items) })
 		a.metrics.handle.observe(time.Since(start))
 	} else if err == nil {
-		out, err = a.analyze(ctx, items) // nothing for Vision: removals at most
+		// Nothing for Vision (removals at most), under recovered all the same.
+		out, err = recovered(a, func() ([]outgoing, error) { return a.analyze(ctx, items) })
 	}
 	// The key holds content that can never be indexed (a non-image overwrote an image): the
 	// key's document and thumbnail go first, at the event's sequencer, so that the index shows

@@ -71,7 +71,7 @@ func newMetrics() *metrics {
 			Name: "imgpipe_analyzer_autoscale_changes_total", Help: "Worker pool resizes made by the autoscaler, by direction.",
 		}, []string{"direction"}),
 		thumbnails: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "imgpipe_analyzer_thumbnails_total", Help: "Thumbnail steps, by outcome: written, removed (with their object), too_large, undecodable, gone (the object changed since Vision read it), refused (a permanent error of the store: the record goes without).",
+			Name: "imgpipe_analyzer_thumbnails_total", Help: "Thumbnail steps, by outcome: written, removed (with their object, or replaced by a newer version's), superseded (a newer version's was there: the stale record goes without), failed (a transient S3 failure: the record goes without), too_large, undecodable, gone (the object changed since Vision read it), refused (a permanent error of the store: the record goes without).",
 		}, []string{"outcome"}),
 	}
 	// Every class is exported from the start, at 0: a series born at its first failure would

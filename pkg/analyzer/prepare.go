@@ -99,12 +99,14 @@ func (a *Analyzer) prepare(ctx context.Context, tr *msgTrace, log *zap.Logger, b
 		case rec.Kind == s3event.Created:
 			it.head, it.meta, why, err = a.prepareObject(ctx, tr, rec)
 		case rec.Kind == s3event.Removed:
-			it.log = tracing.Logger(tr.begin(nil), base)
+			it.log = tracing.Logger(tr.begin(nil), base) // before: the removal's reads log with it
 			why, err = a.prepareRemoval(ctx, tr, &it)
 		default:
 			why = "event type not handled"
 		}
-		it.log = tracing.Logger(tr.begin(nil), base)
+		if it.log == base {
+			it.log = tracing.Logger(tr.begin(nil), base) // after the first read, which may give the trace its parent
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %s/%s: %w", rec.EventName, rec.Bucket, rec.Key, err)
 		}

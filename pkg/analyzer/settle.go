@@ -193,6 +193,9 @@ func (a *Analyzer) deadLetter(ctx context.Context, log *zap.Logger, m *queue.Mes
 			attrs[k] = queue.StringAttr(v)
 		}
 	}
+	if dropped := queue.Trim(attrs, queue.MaxAttributes); len(dropped) > 0 {
+		log.Info("attributes left out of the dead letter to fit the queue's limit", zap.Strings("attributes", dropped))
+	}
 	ctx, cancel := context.WithTimeout(ctx, deadLetterSendTimeout)
 	defer cancel()
 	err := a.deps.DLQ.Send(ctx, []*queue.Message{{ID: m.ID, Body: m.Body, Attributes: attrs}})[0]

@@ -3,24 +3,35 @@ package analyzer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/objects"
 	"imgpipe/pkg/record"
+	"imgpipe/pkg/s3event"
 	"imgpipe/pkg/thumbnail"
 )
 
 // The thumbnail step of the finishing stage: before a created record is published, its
 // object is read again (pinned to the content Vision saw) and a thumbnail written under
 // Options.ThumbnailPrefix, its key put in the record; before a removal is published, the
-// key's thumbnail is removed once the object is gone. Decodes are bounded in number
+// key's thumbnails are removed once the object is gone. Decodes are bounded in number
 // (Options.ThumbnailDecodes) and in pixels (Options.ThumbnailMaxPixels), which bounds the
 // memory they take; the worker is free meanwhile.
+//
+// Each event's content has a thumbnail of its own (ThumbnailKey: the key's folder and the
+// event's position and version or ETag), so that a late event of an older version cannot
+// replace a newer version's thumbnail: each record points at the thumbnail of the content it
+// describes. The older thumbnails in the key's folder are removed when a newer one is
+// written and when the key is removed.
 
 // DefaultThumbnailDecodes is Options.ThumbnailDecodes' default.
 const DefaultThumbnailDecodes = 1
@@ -28,13 +39,112 @@ const DefaultThumbnailDecodes = 1
 // maxKeyBytes is S3's longest key.
 const maxKeyBytes = 1024
 
-// ThumbnailKey is the key of the thumbnail of bucket/key under prefix: the prefix, the key
-// and ".jpg"; for a key too long for that, the prefix, "long/" and the key's document ID.
-func ThumbnailKey(prefix, bucket, key string) string {
-	if k := prefix + key + ".jpg"; len(k) <= maxKeyBytes {
-		return k
+// maxNameBytes is what a key's thumbnail folder leaves for a thumbnail's name within
+// maxKeyBytes; maxIDBytes bounds the version or ETag in the name.
+const (
+	maxNameBytes = 224
+	maxIDBytes   = 128
+)
+
+// ThumbnailDir is the folder of bucket/key's thumbnails under prefix: the prefix, the key and
+// "/"; for a key too long for that, the prefix, "long/", the key's document ID and "/".
+func ThumbnailDir(prefix, bucket, key string) string {
+	if d := prefix + key + "/"; len(d)+maxNameBytes <= maxKeyBytes {
+		return d
 	}
-	return prefix + "long/" + record.DocumentID(bucket, key) + ".jpg"
+	return prefix + "long/" + record.DocumentID(bucket, key) + "/"
+}
+
+// ThumbnailKey is the key of the thumbnail of the content rec describes, under prefix: its
+// folder (ThumbnailDir), then rec's sequencer, its event time in Unix milliseconds and its
+// version (the ETag in an unversioned bucket), joined by "-", and ".jpg".
+func ThumbnailKey(prefix string, rec *record.Analysis) string {
+	return ThumbnailDir(prefix, rec.Bucket, rec.Key) + thumbnailName(rec)
+}
+
+func thumbnailName(rec *record.Analysis) string {
+	id := rec.VersionID
+	if id == "" {
+		id = rec.ETag
+	}
+	id = strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, id)
+	if len(id) > maxIDBytes {
+		id = id[:maxIDBytes]
+	}
+	return rec.Sequencer + "-" + strconv.FormatInt(max(0, rec.EventTime.UnixMilli()), 10) + "-" + id + ".jpg"
+}
+
+// thumbnailPosition is the event position a thumbnail's name (under its folder) holds; false
+// for a name no thumbnail has (a deeper folder's, or not ours).
+func thumbnailPosition(name string) (s3event.Position, bool) {
+	name, ok := strings.CutSuffix(name, ".jpg")
+	parts := strings.SplitN(name, "-", 3)
+	if !ok || len(parts) != 3 || strings.Contains(name, "/") {
+		return s3event.Position{}, false
+	}
+	if parts[0] != "" {
+		if _, err := s3event.CompareSequencer(parts[0], parts[0]); err != nil {
+			return s3event.Position{}, false
+		}
+	}
+	ms, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || ms < 0 {
+		return s3event.Position{}, false
+	}
+	return s3event.Position{Sequencer: parts[0], EventTime: time.UnixMilli(ms)}, true
+}
+
+// storedThumbnail is one thumbnail in a key's folder, with the event position its name holds.
+type storedThumbnail struct {
+	key string
+	pos s3event.Position
+}
+
+// listThumbnails lists the thumbnails in the folder dir (what else lies there, a deeper
+// folder's or not ours, is left out), under the S3 timeout.
+func (a *Analyzer) listThumbnails(ctx context.Context, bucket, dir string) ([]storedThumbnail, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, a.opts.S3Timeout, errS3Stalled)
+	defer cancel()
+	keys, err := a.thumbs.w.List(ctx, bucket, dir)
+	err = stalled(ctx, a.opts.S3Timeout, s3Fault(err))
+	a.s3.note(err)
+	if err != nil {
+		return nil, fmt.Errorf("list thumbnails %s: %w", dir, err)
+	}
+	var ts []storedThumbnail
+	for _, k := range keys {
+		if pos, ok := thumbnailPosition(strings.TrimPrefix(k, dir)); ok {
+			ts = append(ts, storedThumbnail{k, pos})
+		}
+	}
+	return ts, nil
+}
+
+// olderThan returns the keys of the thumbnails in ts older than pos.
+func olderThan(ts []storedThumbnail, pos s3event.Position) []string {
+	var old []string
+	for _, t := range ts {
+		if c, err := s3event.ComparePosition(t.pos, pos); err == nil && c < 0 {
+			old = append(old, t.key)
+		}
+	}
+	return old
+}
+
+// removeThumbnails removes keys, stopping at the first failure.
+func (a *Analyzer) removeThumbnails(ctx context.Context, bucket string, keys []string) error {
+	for _, k := range keys {
+		if err := a.writeObject(ctx, func(ctx context.Context) error { return a.thumbs.w.Remove(ctx, bucket, k) }); err != nil {
+			return fmt.Errorf("remove thumbnail %s: %w", k, err)
+		}
+		a.metrics.thumbnails.WithLabelValues("removed").Inc()
+	}
+	return nil
 }
 
 // thumbnails is the analyzer's thumbnail maker; nil when Options.ThumbnailPrefix is empty.
@@ -61,8 +171,10 @@ func (t *thumbnails) isThumbnail(key string) bool {
 
 // thumbnail does the thumbnail step for one outgoing record. An image no thumbnail can be
 // made of (too many pixels, a format Go cannot decode) is published without one, and so is
-// an object that changed since Vision read it (its own event follows). A failure of S3 is
-// returned, classified, and the message retried.
+// an object that changed since Vision read it (its own event follows). So is a record whose
+// thumbnail S3 failed to read or write (counted as failed): the thumbnail is not worth
+// another Vision call. A removal's S3 failure is returned, classified, and the message
+// retried (it costs no Vision call).
 func (a *Analyzer) thumbnail(ctx context.Context, p *outgoing) error {
 	t := a.thumbs
 	if t == nil {
@@ -102,9 +214,9 @@ func (a *Analyzer) thumbnail(ctx context.Context, p *outgoing) error {
 		a.metrics.thumbnails.WithLabelValues("undecodable").Inc()
 		return nil
 	case err != nil:
-		return err
+		return a.thumbnailFailed(ctx, p, "reading the object again failed", "", err)
 	}
-	key := ThumbnailKey(t.prefix, r.Bucket, r.Key)
+	key := ThumbnailKey(t.prefix, r)
 	err = a.writeObject(ctx, func(ctx context.Context) error { return t.w.Write(ctx, r.Bucket, key, data, "image/jpeg") })
 	if failure.IsPermanent(err) {
 		// The store will never take it: the analysis is still worth publishing.
@@ -113,11 +225,51 @@ func (a *Analyzer) thumbnail(ctx context.Context, p *outgoing) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return a.thumbnailFailed(ctx, p, "writing it failed", key, err)
 	}
 	r.ThumbnailKey = key
 	a.metrics.thumbnails.WithLabelValues("written").Inc()
+	a.supersede(ctx, p, key)
 	return nil
+}
+
+// thumbnailFailed publishes p without a thumbnail after a failure of S3 (counted as failed),
+// unless ctx has ended (the analyzer stops: the message comes back whole).
+func (a *Analyzer) thumbnailFailed(ctx context.Context, p *outgoing, why, key string, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	p.log.Warn("no thumbnail", zap.String("why", why), zap.String("thumbnail_key", key), zap.Error(err))
+	a.metrics.thumbnails.WithLabelValues("failed").Inc()
+	return nil
+}
+
+// supersede removes the thumbnails of p's key older than the newest one there (the one just
+// written at key, unless a newer event's is there too: then p's record is stale, and its own
+// thumbnail goes as well and the record goes without). A failure leaves them to the key's
+// removal, logged.
+func (a *Analyzer) supersede(ctx context.Context, p *outgoing, key string) {
+	r := p.rec
+	dir := ThumbnailDir(a.thumbs.prefix, r.Bucket, r.Key)
+	ts, err := a.listThumbnails(ctx, r.Bucket, dir)
+	if err == nil {
+		newest, _ := thumbnailPosition(strings.TrimPrefix(key, dir))
+		for _, t := range ts {
+			if c, cerr := s3event.ComparePosition(t.pos, newest); cerr == nil && c > 0 {
+				newest = t.pos
+			}
+		}
+		old := olderThan(ts, newest)
+		if slices.Contains(old, key) {
+			r.ThumbnailKey = ""
+			a.metrics.thumbnails.WithLabelValues("superseded").Inc()
+			p.log.Info("no thumbnail", zap.String("why", "a newer event's thumbnail is there: this record is stale"), zap.String("thumbnail_key", key))
+		}
+		err = a.removeThumbnails(ctx, r.Bucket, old)
+	}
+	if err != nil {
+		p.log.Warn("older thumbnails not removed", zap.String("why", "S3 failed; the key's removal removes them"), zap.Error(err))
+	}
 }
 
 // makeThumbnail streams the object again, pinned to its content, into the thumbnail maker,
@@ -144,9 +296,9 @@ func (a *Analyzer) makeThumbnail(ctx context.Context, p *outgoing) ([]byte, erro
 	return data, err
 }
 
-// removeThumbnail removes the thumbnail of a removed object once the key reads as missing, or
-// still holds the content the removal judged never indexable (p.unfit): if an object is
-// back (created again since), its own event owns the thumbnail.
+// removeThumbnail removes the thumbnails of a removed object older than the removal once the
+// key reads as missing, or still holds the content the removal judged never indexable
+// (p.unfit): if an object is back (created again since), its own event owns the thumbnails.
 func (a *Analyzer) removeThumbnail(ctx context.Context, p *outgoing) error {
 	cur := *p.ev
 	cur.VersionID, cur.ETag = "", ""
@@ -158,18 +310,17 @@ func (a *Analyzer) removeThumbnail(ctx context.Context, p *outgoing) error {
 	case err != nil && !errors.Is(err, objects.ErrNotFound) && !errors.Is(err, objects.ErrEmpty):
 		return err
 	}
-	key := ThumbnailKey(a.thumbs.prefix, p.rec.Bucket, p.rec.Key)
-	err = a.writeObject(ctx, func(ctx context.Context) error { return a.thumbs.w.Remove(ctx, p.rec.Bucket, key) })
+	r := p.rec
+	ts, err := a.listThumbnails(ctx, r.Bucket, ThumbnailDir(a.thumbs.prefix, r.Bucket, r.Key))
+	if err == nil {
+		err = a.removeThumbnails(ctx, r.Bucket, olderThan(ts, s3event.Position{Sequencer: r.Sequencer, EventTime: r.EventTime}))
+	}
 	if failure.IsPermanent(err) {
-		p.log.Warn("thumbnail not removed", zap.String("why", "the store refused it"), zap.String("thumbnail_key", key), zap.Error(err))
+		p.log.Warn("thumbnail not removed", zap.String("why", "the store refused it"), zap.Error(err))
 		a.metrics.thumbnails.WithLabelValues("refused").Inc()
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	a.metrics.thumbnails.WithLabelValues("removed").Inc()
-	return nil
+	return err
 }
 
 // writeObject runs one write to the object store under the S3 timeout, its failure an S3

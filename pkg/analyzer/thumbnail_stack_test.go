@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/jpeg"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,10 +42,10 @@ func TestThumbnailsOnTheStack(t *testing.T) {
 	r.waitPublished(t, map[string][]byte{key: body}, 2*time.Minute)
 
 	rec, _ := r.pub.lastRecord(key)
-	thumbKey := "thumbnail/" + key + ".jpg"
+	thumbKey := ThumbnailKey("thumbnail/", &rec)
 	wantEXIF := &record.EXIF{Make: "imgpipe", Model: "SampleCam S1", TakenAt: "2024-07-14T21:42:07", Orientation: 1,
 		GPS: &record.GPS{Latitude: imagemeta.Degrees(43, 29, 2, false), Longitude: imagemeta.Degrees(1, 33, 30, true)}}
-	if rec.SchemaVersion != record.SchemaVersion || rec.ThumbnailKey != thumbKey || !reflect.DeepEqual(rec.EXIF, wantEXIF) ||
+	if rec.SchemaVersion != record.SchemaVersion || rec.ThumbnailKey != thumbKey || !strings.HasPrefix(thumbKey, "thumbnail/"+key+"/"+rec.Sequencer+"-") || !reflect.DeepEqual(rec.EXIF, wantEXIF) ||
 		len(rec.SmartCrops) != 1 || rec.SmartCrops[0].AspectRatio != 1 || rec.SmartCrops[0].Box.W != 720 || rec.People != nil ||
 		!reflect.DeepEqual(rec.Features, []string{"tags", "caption", "smartCrops", "people"}) {
 		t.Fatalf("record %+v", rec)

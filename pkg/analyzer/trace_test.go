@@ -5,12 +5,16 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"imgpipe/pkg/failure"
 	"imgpipe/pkg/objects/memobjects"
 	"imgpipe/pkg/queue"
 	"imgpipe/pkg/queue/memqueue"
@@ -160,6 +164,71 @@ func TestCoreTraceParents(t *testing.T) {
 	}
 	if roots != 1 {
 		t.Errorf("%d new traces started, want 1 (the object without context)", roots)
+	}
+}
+
+// TestCoreDeadLetterFitsTheQueue: a replayed message (failure details, replay count and time)
+// that carries a trace context with tracestate and baggage is dead-lettered again within SQS's
+// 10 attributes: the baggage and tracestate give way (queue.Trim), the traceparent and the
+// failure details stay.
+func TestCoreDeadLetterFitsTheQueue(t *testing.T) {
+	_, tracer := recordSpans(t)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	c := newCore(t)
+	c.start(coreOptions(), nil)
+
+	member, err := baggage.NewMember("tenant", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bag, err := baggage.New(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := trace.ParseTraceState("vendor=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, span := tracer.Start(baggage.ContextWithBaggage(context.Background(), bag), "producer")
+	span.End()
+	ctx = trace.ContextWithSpanContext(ctx, span.SpanContext().WithTraceState(state))
+	carrier := map[string]string{}
+	tracing.Inject(ctx, carrier)
+	d := failure.Details{Reason: "NotAnImage", Class: failure.Permanent, Error: "not an image", Attempts: 1,
+		FirstFailure: time.Now().Add(-time.Hour), LastFailure: time.Now().Add(-time.Minute), SourceQueue: "q", ReplayCount: 1}
+	attrs := map[string]queue.Attr{failure.AttrReplayedAt: queue.StringAttr(time.Now().UTC().Format(time.RFC3339Nano))}
+	for k, v := range d.Attributes() {
+		attrs[k] = queue.StringAttr(v)
+	}
+	for k, v := range carrier {
+		attrs[k] = queue.StringAttr(v)
+	}
+	if len(attrs) <= queue.MaxAttributes || attrs["baggage"].String == "" || attrs["tracestate"].String == "" {
+		t.Fatalf("the replayed message has %d attributes %v; want more than %d, baggage and tracestate among them", len(attrs), attrs, queue.MaxAttributes)
+	}
+
+	_, etag := c.store.PutMeta(bucket, "upload/notes.png", []byte("plain text, not an image"), nil)
+	r := s3event.NewRecord("ObjectCreated:Put", bucket, "upload/notes.png", time.Now())
+	r.ETag, r.Size = etag, 24
+	ev, err := s3event.MarshalEvent([]s3event.Record{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.q.Send(context.Background(), []*queue.Message{{Body: ev, Attributes: attrs}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	c.waitFor("the message dead-lettered", func() (bool, string) { return len(c.dlq.Messages()) == 1, "waiting" })
+	got := c.dlq.Messages()[0].StringAttributes()
+	if len(got) > queue.MaxAttributes {
+		t.Errorf("the dead letter has %d attributes, more than SQS takes: %v", len(got), got)
+	}
+	for _, k := range []string{tracing.KeyTraceparent, failure.AttrReason, failure.AttrReplayCount, failure.AttrReplayedAt, failure.AttrError} {
+		if got[k] == "" {
+			t.Errorf("the dead letter lost %s: %v", k, got)
+		}
+	}
+	if _, ok := got["baggage"]; ok {
+		t.Errorf("baggage kept over the limit: %v", got)
 	}
 }
 

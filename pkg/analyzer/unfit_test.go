@@ -88,10 +88,11 @@ func TestCoreOverwriteByUnindexable(t *testing.T) {
 			}
 			c.start(thumbOptions(), nil)
 			img := c.putEvent(key, body, "0000000000000000A0")
-			if got := c.published(1)[key]; len(got) != 1 || got[0].Event != record.Created || got[0].ThumbnailKey == "" {
+			got := c.published(1)[key]
+			if len(got) != 1 || got[0].Event != record.Created || got[0].ThumbnailKey == "" {
 				t.Fatalf("records %+v, want the image indexed with a thumbnail", got)
 			}
-			thumb := ThumbnailKey("thumbnail/", bucket, key)
+			thumb := got[0].ThumbnailKey
 			if _, _, ok := c.thumbAt(thumb); !ok {
 				t.Fatal("no thumbnail of the image")
 			}
@@ -99,7 +100,7 @@ func TestCoreOverwriteByUnindexable(t *testing.T) {
 			deadBefore := len(c.dlq.Messages())
 
 			seq := tc.overwrite(c, key, img)
-			got := c.published(2)[key]
+			got = c.published(2)[key]
 			c.waitEmpty()
 			if last := got[len(got)-1]; len(got) != 2 || last.Event != record.Removed || last.Sequencer != seq {
 				t.Fatalf("records %+v, want the creation then a removal at sequencer %s", got, seq)

@@ -34,6 +34,7 @@ import (
 
 	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/sqsdlq"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/uploader"
 )
@@ -74,7 +75,8 @@ type Options struct {
 	// DLQRefresh is the most a dead-letter view is reused; default 10s. DLQScan bounds the
 	// messages one scan looks at per queue; default 1000. DLQHold is how long scanned
 	// messages stay invisible if the console dies mid-scan; default 30s (released at once
-	// otherwise).
+	// otherwise): whole seconds from 1s to 12h, as dlq-replay's --hold (at most 10m with
+	// DeadLetterSubscription, Pub/Sub's longest lease); New refuses anything else.
 	DLQRefresh time.Duration
 	DLQScan    int
 	DLQHold    time.Duration
@@ -115,12 +117,22 @@ type Server struct {
 
 // New returns the console for uploads to bucket.
 func New(bucket string, deps Deps, opts *Options) (*Server, error) {
-	if deps.S3 == nil || deps.Index == nil {
-		return nil, errors.New("console: the S3 client and the index are required")
-	}
 	o := Options{}
 	if opts != nil {
 		o = *opts
+	}
+	if o.DLQHold == 0 {
+		o.DLQHold = 30 * time.Second
+	}
+	maxHold := sqsdlq.MaxHold
+	if o.DeadLetterSubscription != "" {
+		maxHold = pubsubdlq.MaxHold
+	}
+	if err := config.Seconds(o.DLQHold, time.Second, maxHold); err != nil {
+		return nil, fmt.Errorf("console: Options.DLQHold: %w", err)
+	}
+	if deps.S3 == nil || deps.Index == nil {
+		return nil, errors.New("console: the S3 client and the index are required")
 	}
 	if o.Prefix == "" {
 		o.Prefix = "upload/"
@@ -148,9 +160,6 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 	}
 	if o.DLQScan <= 0 {
 		o.DLQScan = 1000
-	}
-	if o.DLQHold < time.Second {
-		o.DLQHold = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

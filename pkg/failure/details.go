@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Attribute names. SQS allows 10 attributes per message; these take at most 8.
+// Attribute names. SQS allows 10 attributes per message; these take at most 9 (queue.Trim
+// says which give way when a message would carry more).
 const (
 	AttrReason       = "imgpipe.reason"        // failure reason code, e.g. InvalidImageFormat
 	AttrClass        = "imgpipe.class"         // permanent, transient or throttled
@@ -15,6 +16,7 @@ const (
 	AttrLastFailure  = "imgpipe.last-failure"  // RFC 3339, when it last failed
 	AttrSourceQueue  = "imgpipe.source-queue"  // URL or name of the queue it came from
 	AttrReplayCount  = "imgpipe.replay-count"  // set by dlq-replay: times replayed
+	AttrReplayedAt   = "imgpipe.replayed-at"   // set by dlq-replay: RFC 3339, when last replayed
 )
 
 // MaxErrorLen bounds the error text kept on a message.

@@ -154,6 +154,48 @@ type Batcher struct {
 
 	mu     sync.RWMutex
 	closed bool
+
+	// refused holds the records whose last write Firestore refused (ReasonRejected), by
+	// refusedKey: a record Firestore can never take (over 1 MiB) would fail every batch it
+	// joins, forcing each batch-mate into a transaction of its own, on every retry. Such a
+	// record is retried alone (Store.Apply) instead. Bounded by maxRefused.
+	refusedMu sync.Mutex
+	refused   map[string]struct{}
+}
+
+// maxRefused bounds Batcher.refused; past it an arbitrary entry makes room (that record then
+// joins one batch again).
+const maxRefused = 1024
+
+// refusedKey names one record: its document, its event position and its content.
+func refusedKey(rec *record.Analysis) string {
+	return record.DocumentID(rec.Bucket, rec.Key) + "\x00" + rec.Sequencer + "\x00" + rec.EventTime.String() + "\x00" + rec.ETag + "\x00" + string(rec.Event)
+}
+
+// wasRefused reports whether rec's last write was refused (ReasonRejected).
+func (b *Batcher) wasRefused(rec *record.Analysis) bool {
+	b.refusedMu.Lock()
+	defer b.refusedMu.Unlock()
+	_, ok := b.refused[refusedKey(rec)]
+	return ok
+}
+
+// noteResult remembers rec as refused when err is ReasonRejected, and forgets it otherwise.
+func (b *Batcher) noteResult(rec *record.Analysis, err error) {
+	k := refusedKey(rec)
+	b.refusedMu.Lock()
+	defer b.refusedMu.Unlock()
+	if failure.ReasonOf(err) != ReasonRejected {
+		delete(b.refused, k)
+		return
+	}
+	if len(b.refused) >= maxRefused {
+		for old := range b.refused {
+			delete(b.refused, old)
+			break
+		}
+	}
+	b.refused[k] = struct{}{}
 }
 
 type pending struct {
@@ -180,20 +222,32 @@ func (s *Store) NewBatcher(opts *BatchOptions) *Batcher {
 		}
 		o.OnBatch = opts.OnBatch
 	}
-	b := &Batcher{s: s, o: o, in: make(chan *pending), done: make(chan struct{})}
+	b := &Batcher{s: s, o: o, in: make(chan *pending), done: make(chan struct{}), refused: map[string]struct{}{}}
 	go b.loop()
 	return b
 }
 
 // Apply adds rec to the next batch and waits until that batch has committed. If ctx ends
 // first, Apply returns its error; the write may still happen, which a redelivery of the same
-// record then finds Stale.
+// record then finds Stale. A record whose last write Firestore refused (ReasonRejected) is
+// written alone (Store.Apply, bounded by BatchOptions.Timeout), so that a record Firestore
+// never takes fails no batch of others on its retries.
 func (b *Batcher) Apply(ctx context.Context, rec *record.Analysis) (Outcome, error) {
 	p := &pending{rec: rec, res: make(chan Result, 1), span: trace.SpanContextFromContext(ctx)}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
 		return 0, ErrClosed
+	}
+	if b.wasRefused(rec) {
+		b.mu.RUnlock()
+		actx, cancel := context.WithTimeout(ctx, b.o.Timeout)
+		defer cancel()
+		o, err := b.s.Apply(actx, rec)
+		if ctx.Err() == nil {
+			b.noteResult(rec, err)
+		}
+		return o, err
 	}
 	select {
 	case b.in <- p:
@@ -204,6 +258,7 @@ func (b *Batcher) Apply(ctx context.Context, rec *record.Analysis) (Outcome, err
 	b.mu.RUnlock()
 	select {
 	case r := <-p.res:
+		b.noteResult(rec, r.Err)
 		return r.Outcome, r.Err
 	case <-ctx.Done():
 		return 0, ctx.Err()

@@ -3,6 +3,7 @@ package indexstore_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,5 +88,55 @@ func TestOversizeRecordIsRefusedEveryTime(t *testing.T) {
 		if err == nil || failure.ReasonOf(err) != indexstore.ReasonRejected || failure.IsPermanent(err) {
 			t.Fatalf("attempt %d: %v (%s, %s), want a transient %s", i, err, failure.ClassOf(err), failure.ReasonOf(err), indexstore.ReasonRejected)
 		}
+	}
+}
+
+// TestBatcherRetriesARefusedRecordAlone: a record Firestore refuses fails its first batch
+// (its batch-mate is still written); retried, it is written alone, so it fails no batch of
+// others again, and it is still refused with the same reason.
+func TestBatcherRetriesARefusedRecordAlone(t *testing.T) {
+	stacktest.Require(t, devstack.Firestore)
+	ctx := context.Background()
+	s := indexstore.New(newClient(t), stacktest.Unique("images"), nil)
+	var mu sync.Mutex
+	var batches []int
+	b := s.NewBatcher(&indexstore.BatchOptions{MaxWait: 500 * time.Millisecond, OnBatch: func(n int, _ time.Duration) {
+		mu.Lock()
+		batches = append(batches, n)
+		mu.Unlock()
+	}})
+	defer b.Close()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	huge := &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "b", Key: "upload/huge.jpg",
+		Caption: strings.Repeat("x", 1100000), EventTime: at}
+	round := func(mate string) []int {
+		t.Helper()
+		mu.Lock()
+		batches = nil
+		mu.Unlock()
+		good := &record.Analysis{SchemaVersion: record.SchemaVersion, Event: record.Created, Bucket: "b", Key: mate, Caption: "fine", EventTime: at}
+		var wg sync.WaitGroup
+		var hugeErr, goodErr error
+		wg.Go(func() { _, hugeErr = b.Apply(ctx, huge) })
+		wg.Go(func() { _, goodErr = b.Apply(ctx, good) })
+		wg.Wait()
+		if failure.ReasonOf(hugeErr) != indexstore.ReasonRejected || goodErr != nil {
+			t.Fatalf("huge: %v; %s: %v; want the huge one refused (%s) and the other written", hugeErr, mate, goodErr, indexstore.ReasonRejected)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), batches...)
+	}
+	sum := func(ns []int) (n int) {
+		for _, x := range ns {
+			n += x
+		}
+		return n
+	}
+	if got := round("upload/first.jpg"); sum(got) != 2 {
+		t.Fatalf("first round batches %v, want both records batched", got)
+	}
+	if got := round("upload/second.jpg"); sum(got) != 1 {
+		t.Errorf("second round batches %v, want the other record only (the refused one written by itself)", got)
 	}
 }

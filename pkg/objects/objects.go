@@ -1,7 +1,7 @@
 // Package objects is the portable view of the object store the analyzer reads: the first
 // bytes of an object with its size, ETag and version; the rest of it pinned to the content
-// first read; and a URL a remote service can GET it from (Store). Writer writes and removes
-// the objects the analyzer makes itself (thumbnails). It imports no cloud SDK.
+// first read; and a URL a remote service can GET it from (Store). Writer writes, lists and
+// removes the objects the analyzer makes itself (thumbnails). It imports no cloud SDK.
 //
 // Drivers: s3objects (Amazon S3), memobjects (in memory, for fast tests). objectstest is the
 // suite both run.
@@ -55,14 +55,17 @@ type Store interface {
 	PresignGet(ctx context.Context, ref Ref, ttl time.Duration) (string, error)
 }
 
-// Writer writes and removes the objects the analyzer makes itself (thumbnails). Every error
-// it returns is classified with pkg/failure.
+// Writer writes, lists and removes the objects the analyzer makes itself (thumbnails). Every
+// error it returns is classified with pkg/failure.
 type Writer interface {
 	// Write stores body under bucket/key with its content type, replacing what is there.
 	Write(ctx context.Context, bucket, key string, body []byte, contentType string) error
 	// Remove deletes bucket/key (in a versioned bucket: a delete marker over it); a key that
 	// does not exist is no error.
 	Remove(ctx context.Context, bucket, key string) error
+	// List returns the keys in bucket that begin with prefix, in key order: current objects
+	// only (no delete markers, no older versions).
+	List(ctx context.Context, bucket, prefix string) ([]string, error)
 }
 
 // Mark returns err marked as kind (ErrNotFound, ErrEmpty, ErrChanged): errors.Is finds kind,

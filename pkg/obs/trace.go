@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -98,10 +99,27 @@ func SetupTracing(ctx context.Context, service string) (*Tracing, error) {
 	if endpoint == "" {
 		endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
+	return &Tracing{tp: tp, desc: "otlp " + protocol + " " + loggable(endpoint)}, nil
+}
+
+// loggable is an endpoint as the start line may show it: without userinfo, query or fragment
+// (where credentials may ride); "default" when unset, and a placeholder when it does not
+// parse (what it holds is not shown).
+func loggable(endpoint string) string {
 	if endpoint == "" {
-		endpoint = "default"
+		return "default"
 	}
-	return &Tracing{tp: tp, desc: "otlp " + protocol + " " + endpoint}, nil
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "(an endpoint that is no URL)"
+	}
+	if u.Host == "" && u.Opaque != "" {
+		// host:port without a scheme (gRPC's form) parses as scheme and opaque: no userinfo or
+		// query to strip beyond what follows the first '?' or '#'.
+		return strings.SplitN(strings.SplitN(endpoint, "?", 2)[0], "#", 2)[0]
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }
 
 // tracingOn decides from the variables whether traces are exported.

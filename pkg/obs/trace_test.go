@@ -125,3 +125,32 @@ func serviceName(tr *Tracing) string {
 	v, _ := span.(sdktrace.ReadOnlySpan).Resource().Set().Value("service.name")
 	return v.AsString()
 }
+
+// TestLoggableEndpoint: the endpoint on the start line keeps scheme, host, port and path and
+// loses userinfo, query and fragment.
+func TestLoggableEndpoint(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "default",
+		"http://127.0.0.1:4318": "http://127.0.0.1:4318",
+		"https://user:secret@otel.example:4318/v1/traces?token=abc#frag": "https://otel.example:4318/v1/traces",
+		"https://otel.example/v1/traces?":                                "https://otel.example/v1/traces",
+		"collector:4317?api-key=abc":                                     "collector:4317",
+		"http://[::1:4318":                                               "(an endpoint that is no URL)",
+	} {
+		if got := loggable(in); got != want {
+			t.Errorf("loggable(%q) = %q, want %q", in, got, want)
+		}
+		if got := loggable(in); strings.Contains(got, "secret") || strings.Contains(got, "abc") {
+			t.Errorf("loggable(%q) = %q shows a credential", in, got)
+		}
+	}
+	tracingEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:secret@127.0.0.1:4318/?key=abc"})
+	tr, err := SetupTracing(context.Background(), "imgpipe-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	if f := tr.Field(); f.String != "otlp http/protobuf http://127.0.0.1:4318/" {
+		t.Errorf("start line field %q", f.String)
+	}
+}

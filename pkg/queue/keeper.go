@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"imgpipe/pkg/failure"
 )
 
 // KeeperOptions tunes a Keeper. A nil *KeeperOptions means the defaults.
@@ -157,16 +159,22 @@ func (k *Keeper) extendDue(ctx context.Context) {
 		k.mu.Unlock()
 		ok := 0
 		for i, m := range batch {
+			var err error
+			if i < len(res) {
+				err = res[i]
+			} else {
+				err = failure.Transientf("NoAnswer", "extend %s: the source answered %d of %d", m.ID, len(res), len(batch))
+			}
 			switch {
-			case res[i] == nil:
+			case err == nil:
 				ok++
 			case ctx.Err() != nil:
 				// Cut off because the keeper stops: not an extension, not a failure.
 			default:
 				if k.opts.Failed != nil {
-					k.opts.Failed(m, res[i])
+					k.opts.Failed(m, err)
 				}
-				k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(res[i]))
+				k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(err))
 			}
 		}
 		if ok > 0 && k.opts.Extended != nil {

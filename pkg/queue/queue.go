@@ -121,6 +121,33 @@ type Sink interface {
 // MaxBatch is the most messages one call takes (SQS's limit for every batch call).
 const MaxBatch = 10
 
+// MaxAttributes is how many message attributes SQS takes on one message.
+const MaxAttributes = 10
+
+// expendable are the attributes that give way, in this order, when a message would carry more
+// than a queue takes: the trace's baggage and tracestate (traceparent alone continues the
+// trace), then the replay time, the error text and the first failure's time. The reason,
+// class, attempts, last failure, source queue and replay count always stay.
+var expendable = []string{"baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure}
+
+// Trim removes attributes from attrs until at most limit remain (limit <= 0: no limit), the
+// expendable ones only, in their order, and returns the names it removed. It is the one rule
+// the analyzer's dead letters and dlq-replay's replays follow; attrs may still exceed limit
+// when the others alone do.
+func Trim(attrs map[string]Attr, limit int) []string {
+	var dropped []string
+	for _, name := range expendable {
+		if limit <= 0 || len(attrs) <= limit {
+			break
+		}
+		if _, ok := attrs[name]; ok {
+			delete(attrs, name)
+			dropped = append(dropped, name)
+		}
+	}
+	return dropped
+}
+
 // HoldChecker is implemented by sources that take only some lease durations (SQS: whole
 // seconds from 1 s to 12 h). CheckHold says why a hold cannot be given as it is.
 type HoldChecker interface {

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -229,6 +230,90 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 	}
 }
 
+// short answers an Extend with fewer results than messages.
+type short struct{ queue.Source }
+
+func (s short) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
+	return s.Source.Extend(ctx, msgs, hold)[:len(msgs)-1]
+}
+
+// TestKeeperShortAnswer: a source that answers an extension of two messages with one result
+// does not crash the keeper; the message without an answer is reported failed (NoAnswer),
+// the other extended.
+func TestKeeperShortAnswer(t *testing.T) {
+	const hold = 150 * time.Millisecond
+	q := memqueue.New("keeper-short", nil)
+	msgs := fill(t, q, 2, hold)
+	var mu sync.Mutex
+	failed := map[string]int{}
+	var extended atomic.Int64
+	k := queue.NewKeeper(short{q}, hold, &queue.KeeperOptions{
+		Extended: func(n int) { extended.Add(int64(n)) },
+		Failed: func(m *queue.Message, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failure.ClassOf(err) == failure.Transient {
+				failed[failure.ReasonOf(err)]++
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	k.Keep(msgs...)
+	waitFor(t, "an extension answered short", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed["NoAnswer"] >= 1 && extended.Load() >= 1
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 1 {
+		t.Errorf("failures by reason %v, want NoAnswer only", failed)
+	}
+}
+
 func retryPolicy() retry.Policy {
 	return retry.Policy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+}
+
+// TestTrim: over the limit, the expendable attributes go in their order until the message
+// fits, and no other; under it, or with no limit, nothing goes.
+func TestTrim(t *testing.T) {
+	attrs := func(names ...string) map[string]queue.Attr {
+		m := map[string]queue.Attr{}
+		for _, n := range names {
+			m[n] = queue.StringAttr("v")
+		}
+		return m
+	}
+	base := []string{failure.AttrReason, failure.AttrClass, failure.AttrAttempts, failure.AttrLastFailure, failure.AttrSourceQueue, failure.AttrReplayCount, "traceparent"}
+	all := append(slices.Clone(base), "baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure)
+	for _, c := range []struct {
+		names []string
+		limit int
+		want  []string
+	}{
+		{all, 10, []string{"baggage", "tracestate"}},
+		{all, 8, []string{"baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError}},
+		{all, 5, []string{"baggage", "tracestate", failure.AttrReplayedAt, failure.AttrError, failure.AttrFirstFailure}},
+		{all, 0, nil},
+		{all, 12, nil},
+		{append(slices.Clone(base), "custom.1", "custom.2", failure.AttrError, "tracestate"), 10, []string{"tracestate"}},
+	} {
+		m := attrs(c.names...)
+		got := queue.Trim(m, c.limit)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Trim(%d of them, %d) removed %v, want %v", len(c.names), c.limit, got, c.want)
+		}
+		if len(m) != len(c.names)-len(got) {
+			t.Errorf("Trim(%d, %d) left %d", len(c.names), c.limit, len(m))
+		}
+	}
 }

@@ -13,7 +13,9 @@ import (
 	"io"
 	"maps"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ const (
 	PresignGet Op = "PresignGet"
 	Write      Op = "Write"
 	Remove     Op = "Remove"
+	List       Op = "List"
 )
 
 // Fault decides a request's outcome before the store answers it: a non-nil error fails it. A
@@ -155,6 +158,25 @@ func (s *Store) Remove(ctx context.Context, bucket, key string) error {
 	}
 	s.Delete(bucket, key, "")
 	return nil
+}
+
+// List implements objects.Writer under the store's fault injection (op List, the prefix as
+// the key).
+func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
+	if err := s.inject(ctx, List, objects.Ref{Bucket: bucket, Key: prefix}); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k, vs := range s.objects {
+		key, ok := strings.CutPrefix(k, bucket+"/")
+		if ok && strings.HasPrefix(key, prefix) && len(vs) > 0 && !vs[len(vs)-1].marker {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // find returns the version ref names; s.mu is held.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,6 +42,37 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PresignedGet", func(t *testing.T) { testPresign(t, h.NewBucket(t, true)) })
 	t.Run("WriteAndRemove", func(t *testing.T) { testWrite(t, h.NewBucket(t, false)) })
 	t.Run("WriteAndRemoveVersioned", func(t *testing.T) { testWrite(t, h.NewBucket(t, true)) })
+	t.Run("List", func(t *testing.T) { testList(t, h.NewBucket(t, false)) })
+	t.Run("ListVersioned", func(t *testing.T) { testList(t, h.NewBucket(t, true)) })
+}
+
+// testList: List gives the current keys under the prefix in key order, not a removed one
+// (a delete marker in a versioned bucket) nor one outside the prefix, and nothing for a
+// prefix nothing lies under.
+func testList(t *testing.T, b Bucket) {
+	w, ok := b.Store.(objects.Writer)
+	if !ok {
+		t.Fatalf("%T is no objects.Writer", b.Store)
+	}
+	for _, k := range []string{"thumbnail/a b+c.jpg/2.jpg", "thumbnail/a b+c.jpg/1.jpg", "thumbnail/a b+c.jpg/gone.jpg", "thumbnail/a b+c.jpg.jpg", "thumbnail/other/1.jpg", "upload/a b+c.jpg/1.jpg"} {
+		if err := w.Write(ctx(t), b.Name, k, data(10, 1), "image/jpeg"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Remove(ctx(t), b.Name, "thumbnail/a b+c.jpg/gone.jpg"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.List(ctx(t), b.Name, "thumbnail/a b+c.jpg/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"thumbnail/a b+c.jpg/1.jpg", "thumbnail/a b+c.jpg/2.jpg"}; !slices.Equal(got, want) {
+		t.Errorf("List = %q, want %q", got, want)
+	}
+	got, err = w.List(ctx(t), b.Name, "thumbnail/none/")
+	if err != nil || len(got) != 0 {
+		t.Errorf("List of an empty prefix = %q, %v; want nothing", got, err)
+	}
 }
 
 // testWrite: what Write stores reads back whole; Write replaces it; Remove makes the key

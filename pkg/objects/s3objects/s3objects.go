@@ -3,7 +3,7 @@
 // If-Match (and the answer's ETag checked again, for stores that ignore If-Match), and
 // presigned GETs. Every error is classified with the AWS table (pkg/failure/awserr); the SDK's
 // own retryer (awsclient: 5 attempts) retries each request, the caller what still fails.
-// As an objects.Writer it puts and deletes whole objects.
+// As an objects.Writer it puts, lists and deletes whole objects.
 package s3objects
 
 import (
@@ -174,6 +174,22 @@ func (s *Store) Remove(ctx context.Context, bucket, key string) error {
 		return awserr.Classify(fmt.Errorf("remove %s/%s: %w", bucket, key, err))
 	}
 	return nil
+}
+
+// List implements objects.Writer with ListObjectsV2, page by page.
+func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
+	var keys []string
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, awserr.Classify(fmt.Errorf("list %s/%s: %w", bucket, prefix, err))
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
 }
 
 func trimETag(s string) string {

@@ -34,7 +34,7 @@ const (
 	// MaxWait is the longest long-poll wait SQS takes.
 	MaxWait = 20 * time.Second
 	// MaxAttributes is how many message attributes SQS takes on one message.
-	MaxAttributes = 10
+	MaxAttributes = queue.MaxAttributes
 )
 
 // Options configures a Queue. A nil *Options means the defaults.
@@ -189,7 +189,8 @@ func lapsed(code string) bool {
 	return strings.HasSuffix(code, "MessageNotInflight") || strings.HasSuffix(code, "ReceiptHandleIsInvalid")
 }
 
-// Delete implements queue.Source with DeleteMessageBatch.
+// Delete implements queue.Source with DeleteMessageBatch. An entry the batch answer neither
+// confirms nor refuses counts as not deleted (the Deleter tries it again).
 func (q *Queue) Delete(ctx context.Context, msgs []*queue.Message) []error {
 	return queue.Batches(msgs, func(batch []*queue.Message) []error {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
@@ -211,13 +212,11 @@ func (q *Queue) Delete(ctx context.Context, msgs []*queue.Message) []error {
 			}
 			return queue.Each(len(batch), err)
 		}
-		res := make([]error, len(batch))
-		for _, f := range out.Failed {
-			if i, ok := entryIndex(f.Id, len(batch)); ok {
-				res[i] = entryError("delete", batch[i], f)
-			}
+		ok := make([]*string, len(out.Successful))
+		for i, e := range out.Successful {
+			ok[i] = e.Id
 		}
-		return res
+		return batchAnswer("delete", q.url, batch, ok, out.Failed)
 	})
 }
 
@@ -241,25 +240,11 @@ func (q *Queue) Send(ctx context.Context, msgs []*queue.Message) []error {
 			}
 			return queue.Each(len(batch), err)
 		}
-		res := queue.Each(len(batch), nil)
-		confirmed := make([]bool, len(batch))
-		for _, s := range out.Successful {
-			if i, ok := entryIndex(s.Id, len(batch)); ok {
-				confirmed[i] = true
-			}
+		ok := make([]*string, len(out.Successful))
+		for i, e := range out.Successful {
+			ok[i] = e.Id
 		}
-		for _, f := range out.Failed {
-			if i, ok := entryIndex(f.Id, len(batch)); ok {
-				confirmed[i] = true
-				res[i] = entryError("send", batch[i], f)
-			}
-		}
-		for i, ok := range confirmed {
-			if !ok {
-				res[i] = failure.Transientf("NoBatchResult", "send %s to %s: no result in the batch answer", batch[i].ID, q.url)
-			}
-		}
-		return res
+		return batchAnswer("send", q.url, batch, ok, out.Failed)
 	})
 }
 
@@ -298,6 +283,32 @@ func toSQS(attrs map[string]queue.Attr) map[string]types.MessageAttributeValue {
 }
 
 // entryIndex reads a batch entry ID (the index of its message in the batch).
+// batchAnswer maps a batch answer onto its entries (what, "send" or "delete", names the
+// request): nil for an entry the answer confirms (its ID in ok), the entry's classified error
+// for one it refuses, and a transient NoBatchResult for one it names in neither, so that the
+// caller tries it again rather than counting it done.
+func batchAnswer(what, url string, batch []*queue.Message, ok []*string, failed []types.BatchResultErrorEntry) []error {
+	res := make([]error, len(batch))
+	confirmed := make([]bool, len(batch))
+	for _, id := range ok {
+		if i, in := entryIndex(id, len(batch)); in {
+			confirmed[i] = true
+		}
+	}
+	for _, f := range failed {
+		if i, in := entryIndex(f.Id, len(batch)); in {
+			confirmed[i] = true
+			res[i] = entryError(what, batch[i], f)
+		}
+	}
+	for i, c := range confirmed {
+		if !c {
+			res[i] = failure.Transientf("NoBatchResult", "%s %s on %s: no result in the batch answer", what, batch[i].ID, url)
+		}
+	}
+	return res
+}
+
 func entryIndex(id *string, n int) (int, bool) {
 	i, err := strconv.Atoi(aws.ToString(id))
 	return i, err == nil && i >= 0 && i < n
