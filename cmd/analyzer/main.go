@@ -179,6 +179,9 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+	gc := obs.TuneGC(nil)
+	log.Info("garbage collector", zap.Int("gogc", gc.Percent), zap.String("gogc_from", gc.PercentFrom),
+		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitOf))
 	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
 	if s.profileDir != "" {
 		stopProfiles, err := obs.StartProfiles(s.profileDir)
