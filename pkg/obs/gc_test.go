@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"math"
+	"runtime/debug"
 	"testing"
 )
 
@@ -74,5 +75,26 @@ func TestCgroupLimitUnreadable(t *testing.T) {
 	}
 	if _, ok := cgroupLimit(func(string) ([]byte, error) { return []byte("garbage"), nil }); ok {
 		t.Error("an unparsable cgroup file gave a limit")
+	}
+}
+
+// TestTuneGCAppliesToTheRuntime runs TuneGC with the runtime's own setters, on a made-up
+// cgroup limit, and reads the runtime's settings back.
+func TestTuneGCAppliesToTheRuntime(t *testing.T) {
+	oldPercent := debug.SetGCPercent(100)
+	oldLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(oldPercent)
+		debug.SetMemoryLimit(oldLimit)
+	})
+	got := TuneGC(&GCOptions{
+		getenv:   func(string) string { return "" },
+		readFile: func(string) ([]byte, error) { return []byte("1000000000"), nil },
+	})
+	if p := debug.SetGCPercent(100); p != DefaultGCPercent || got.Percent != DefaultGCPercent {
+		t.Errorf("the runtime's GOGC is %d (TuneGC says %d), want %d", p, got.Percent, DefaultGCPercent)
+	}
+	if l := debug.SetMemoryLimit(-1); l != 900_000_000 || got.MemoryLimit != l {
+		t.Errorf("the runtime's memory limit is %d (TuneGC says %d), want 900000000", l, got.MemoryLimit)
 	}
 }
