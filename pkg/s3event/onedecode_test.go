@@ -1,8 +1,6 @@
 package s3event
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -68,26 +66,8 @@ func TestParseTopLevelKeyCase(t *testing.T) {
 
 // TestParseSameAsGeneralOnFixtures checks every fixture, good and bad, against the general path.
 func TestParseSameAsGeneralOnFixtures(t *testing.T) {
-	for _, dir := range []string{"testdata", filepath.Join("testdata", "bad")} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range entries {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Run(e.Name(), func(t *testing.T) { sameAsGeneral(t, b) })
-			n++
-		}
-		if n == 0 {
-			t.Fatalf("no fixtures in %s", dir)
-		}
+	for _, fx := range fixtures(t) {
+		t.Run(fx.name, func(t *testing.T) { sameAsGeneral(t, fx.body) })
 	}
 }
 
