@@ -156,6 +156,7 @@ func TestResizeSameSizeAsScaler(t *testing.T) {
 	full := image.Rect(3, 5, 40, 28) // not at the origin, as a decoded sub-image may be
 	nrgba := image.NewNRGBA(full)
 	rgba := image.NewRGBA(full)
+	rgba0 := image.NewRGBA(image.Rect(0, 0, full.Dx(), full.Dy())) // returned as it is
 	gray := image.NewGray(full)
 	gray16 := image.NewGray16(full)
 	nrgba64 := image.NewNRGBA64(full)
@@ -167,6 +168,7 @@ func TestResizeSameSizeAsScaler(t *testing.T) {
 			c := color.NRGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256))}
 			nrgba.Set(x, y, c)
 			rgba.Set(x, y, c)
+			rgba0.Set(x-full.Min.X, y-full.Min.Y, c)
 			gray.Set(x, y, c)
 			gray16.Set(x, y, color.Gray16{uint16(rng.IntN(1 << 16))})
 			nrgba64.Set(x, y, color.NRGBA64{uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16))})
@@ -180,8 +182,8 @@ func TestResizeSameSizeAsScaler(t *testing.T) {
 	for i := range ycc.Cb {
 		ycc.Cb[i], ycc.Cr[i] = uint8(rng.IntN(256)), uint8(rng.IntN(256))
 	}
-	for _, src := range []image.Image{nrgba, rgba, gray, gray16, nrgba64, cmyk, ycc, pal} {
-		for _, b := range []image.Rectangle{full, image.Rect(10, 7, 30, 20)} {
+	for _, src := range []image.Image{nrgba, rgba, rgba0, gray, gray16, nrgba64, cmyk, ycc, pal} {
+		for _, b := range []image.Rectangle{src.Bounds(), image.Rect(10, 7, 30, 20)} {
 			got := resize(src, b, b.Dx(), b.Dy())
 			want := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
 			draw.BiLinear.Scale(want, want.Bounds(), src, b, draw.Src, nil)
