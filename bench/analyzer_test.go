@@ -88,16 +88,23 @@ func BenchmarkAnalyzerProcess(b *testing.B) {
 		if len(sc.flags) > 0 {
 			name += "/" + strings.Join(sc.flags, "=")
 		}
-		b.Run(name, func(b *testing.B) { benchBuilds(b, name, sc.latency, sc.flags) })
+		b.Run(name, func(b *testing.B) {
+			benchBuilds(b, name, func(b *testing.B, name, build string) { benchAnalyzer(b, name, build, sc.latency, sc.flags) })
+		})
 	}
 	b.Run("Tracing", benchTracing)
-	b.Run("Memory15MB", func(b *testing.B) { benchMemory(b, "Memory15MB", nil) })
-	b.Run("Memory15MB/thumbnail-decodes=2", func(b *testing.B) {
-		benchMemory(b, "Memory15MB/thumbnail-decodes=2", []string{"--thumbnail-decodes", "2"})
-	})
-	b.Run("Memory15MB/thumbnails=off", func(b *testing.B) {
-		benchMemory(b, "Memory15MB/thumbnails=off", []string{"--thumbnail-prefix", ""})
-	})
+	for _, sc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"Memory15MB", nil},
+		{"Memory15MB/thumbnail-decodes=2", []string{"--thumbnail-decodes", "2"}},
+		{"Memory15MB/thumbnails=off", []string{"--thumbnail-prefix", ""}},
+	} {
+		b.Run(sc.name, func(b *testing.B) {
+			benchBuilds(b, sc.name, func(b *testing.B, name, build string) { benchMemory(b, name, build, sc.flags) })
+		})
+	}
 	b.Run("Quota", benchQuota)
 }
 
@@ -134,23 +141,24 @@ func benchReceiveDelete(b *testing.B) {
 	}, fmt.Sprintf("bench process receives 10/poll, batch delete; %v", elapsed.Round(time.Millisecond)))
 }
 
-// benchBuilds runs benchAnalyzer with the default analyzer build, or, with BENCH_ANALYZERS
-// set, once per entry there, in its order, as sub-benchmarks build=NAME: builds measured
-// alternately on one stack (-count N would run each build N times in a row instead):
+// benchBuilds runs a scenario (benchAnalyzer, benchMemory) with the default analyzer build,
+// or, with BENCH_ANALYZERS set, once per entry there, in its order, as sub-benchmarks
+// build=NAME: builds measured alternately on one stack (-count N would run each build N times
+// in a row instead):
 //
 //	BENCH_ANALYZERS=before=/tmp/analyzer-before,after=/tmp/analyzer-after,before=/tmp/analyzer-before,after=/tmp/analyzer-after \
 //	  go test ./bench -run '^$' -bench 'AnalyzerProcess/Analyzer/latency=0s$/build' -benchtime 4000x
-func benchBuilds(b *testing.B, name string, latency time.Duration, flags []string) {
+func benchBuilds(b *testing.B, name string, run func(b *testing.B, name, build string)) {
 	builds, err := proctest.Builds()
 	if err != nil {
 		b.Fatal(err)
 	}
 	if len(builds) == 0 {
-		benchAnalyzer(b, name, "", latency, flags)
+		run(b, name, "")
 		return
 	}
 	for _, bd := range builds {
-		b.Run("build="+bd.Name, func(b *testing.B) { benchAnalyzer(b, name+"/build="+bd.Name, bd.Name, latency, flags) })
+		b.Run("build="+bd.Name, func(b *testing.B) { run(b, name+"/build="+bd.Name, bd.Name) })
 	}
 }
 
@@ -284,7 +292,7 @@ func benchTracing(b *testing.B) {
 // runs it without (--thumbnail-prefix ""), for the ratio.
 //
 //	go test ./bench -run '^$' -bench 'AnalyzerProcess/Memory15MB' -benchtime 2000x
-func benchMemory(b *testing.B, name string, flags []string) {
+func benchMemory(b *testing.B, name, build string, flags []string) {
 	if probe(b) {
 		return
 	}
@@ -311,7 +319,7 @@ func benchMemory(b *testing.B, name string, flags []string) {
 	b.Logf("generated and put %d BMPs of %d bytes in %v", m, len(first), time.Since(genStart).Round(time.Millisecond))
 	b.ResetTimer()
 	c := unlimited
-	c.flags = flags
+	c.flags, c.build = flags, build
 	r := runAnalyzer(b, st, m, c)
 	b.StopTimer()
 	assertClean(b, st, r)

@@ -56,7 +56,12 @@ its AWS credentials come from the AWS SDK's default chain (IRSA web identity, EC
 Give exactly one Vision credential: a key, a key file, an access token file, or a federated
 token file for Entra ID workload identity federation (with the tenant and client IDs; on AKS
 the workload identity webhook sets AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
-AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).` + obs.TracingHelp
+AZURE_TENANT_ID and AZURE_AUTHORITY_HOST).
+
+The garbage collector: unless GOMEMLIMIT is set, the memory limit is 90% of the container's
+(cgroup) memory limit; then, unless GOGC is set, GOGC is 400 while a memory limit holds the
+heap (with neither, Go's defaults). GODEBUG=gcshrinkstackoff=1 (the deployment's) cuts CPU
+further. The values in effect are logged at start.` + obs.TracingHelp
 
 type settings struct {
 	queueURL, dlqURL, topic, project                    string
@@ -179,6 +184,9 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+	gc := obs.TuneGC(nil)
+	log.Info("garbage collector", zap.Int("gogc", gc.Percent), zap.String("gogc_from", gc.PercentFrom),
+		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitOf))
 	log.Info("vision credential", zap.String("credential", fmt.Sprint(cred)))
 	if s.profileDir != "" {
 		stopProfiles, err := obs.StartProfiles(s.profileDir)

@@ -17,11 +17,20 @@ import (
 // with one of the package's reasons, and that whatever Parse accepts re-marshals and
 // re-parses to the same records (RawKey becomes EncodeKey(Key); a missing bucket ARN becomes
 // the derived one), and that a second round is byte-stable.
-func FuzzParse(f *testing.F) {
+// fixture is one JSON file of testdata or testdata/bad.
+type fixture struct {
+	name string
+	body []byte
+}
+
+// fixtures reads every JSON file of testdata and testdata/bad.
+func fixtures(tb testing.TB) []fixture {
+	tb.Helper()
+	var out []fixture
 	for _, dir := range []string{"testdata", filepath.Join("testdata", "bad")} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			f.Fatal(err)
+			tb.Fatal(err)
 		}
 		for _, e := range entries {
 			if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
@@ -29,10 +38,20 @@ func FuzzParse(f *testing.F) {
 			}
 			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			if err != nil {
-				f.Fatal(err)
+				tb.Fatal(err)
 			}
-			f.Add(b)
+			out = append(out, fixture{filepath.Join(dir, e.Name()), b})
 		}
+	}
+	if len(out) == 0 {
+		tb.Fatal("no fixtures in testdata")
+	}
+	return out
+}
+
+func FuzzParse(f *testing.F) {
+	for _, fx := range fixtures(f) {
+		f.Add(fx.body)
 	}
 	f.Add([]byte(`{"Records":[{"eventVersion":"2","eventSource":"aws:s3","eventTime":"2025-01-01T00:00:00+14:00","eventName":"s3:X:Y","s3":{"bucket":{"name":"b"},"object":{"key":"%2b+","size":0,"eTag":null}}}]}`))
 	f.Add([]byte(`{"Type":"Notification","Message":"{\"Event\":\"s3:TestEvent\"}"}`))

@@ -311,6 +311,22 @@ func Parse(body []byte) (*Message, error) {
 }
 
 func parse(body []byte, allowSNS bool) (*Message, error) {
+	// The usual body, a raw S3 event, in one decode. Anything else, a failed decode included,
+	// takes the general path below, so that what is accepted, and every error, stay as they
+	// were.
+	var fast fastEvent
+	if json.Unmarshal(body, &fast) == nil && fast.Records != nil && !fast.OtherCase {
+		recs, err := fromWireRecords(fast.Records)
+		if err != nil {
+			return nil, err
+		}
+		return &Message{Envelope: EnvelopeRaw, Records: recs}, nil
+	}
+	return parseGeneral(body, allowSNS)
+}
+
+// parseGeneral finds what the body is by its top-level keys, then decodes it as that.
+func parseGeneral(body []byte, allowSNS bool) (*Message, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, malformed("decode body: %w", err)
@@ -382,17 +398,40 @@ func parseSNS(body []byte) (*Message, error) {
 	return m, nil
 }
 
+// fastEvent is a body decoded as a raw S3 event, for parse's one-decode path. The general
+// path finds the event by its exact key "Records" and then decodes the body into wireEvent,
+// whose field matching also takes "records", "RECORDS" and so on (the last of them in the body
+// wins). So the one-decode path takes only a body with the exact key and no other spelling of
+// it: the other spellings match OtherCase, the first of the two fields, and the exact key the
+// second (encoding/json prefers an exact name, and gives a folded one to the first field).
+type fastEvent struct {
+	OtherCase seenField    `json:"records"`
+	Records   []wireRecord `json:"Records"`
+}
+
+// seenField records that its key was in the object, and decodes nothing.
+type seenField bool
+
+func (s *seenField) UnmarshalJSON([]byte) error {
+	*s = true
+	return nil
+}
+
 func parseRecords(body []byte) ([]Record, error) {
 	var ev wireEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return nil, malformed("decode records: %w", err)
 	}
-	if len(ev.Records) == 0 {
+	return fromWireRecords(ev.Records)
+}
+
+func fromWireRecords(recs []wireRecord) ([]Record, error) {
+	if len(recs) == 0 {
 		return nil, malformed("empty Records array")
 	}
-	out := make([]Record, len(ev.Records))
-	for i := range ev.Records {
-		r, err := fromWire(&ev.Records[i])
+	out := make([]Record, len(recs))
+	for i := range recs {
+		r, err := fromWire(&recs[i])
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}

@@ -8,7 +8,10 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"math/rand/v2"
 	"testing"
+
+	"golang.org/x/image/draw"
 )
 
 // quadrants is a w x h PNG: red top-left, green top-right, blue bottom-left, white
@@ -142,6 +145,51 @@ func TestFits(t *testing.T) {
 	} {
 		if got := Fits(tc.w, tc.h, tc.max); got != tc.want {
 			t.Errorf("Fits(%d, %d, %d) = %v, want %v", tc.w, tc.h, tc.max, got, tc.want)
+		}
+	}
+}
+
+// TestResizeSameSizeAsScaler checks that an image kept at its size (or a part of it, a crop)
+// gets the pixels the scaler would give it, for every kind of image the decoders return.
+func TestResizeSameSizeAsScaler(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	full := image.Rect(3, 5, 40, 28) // not at the origin, as a decoded sub-image may be
+	nrgba := image.NewNRGBA(full)
+	rgba := image.NewRGBA(full)
+	rgba0 := image.NewRGBA(image.Rect(0, 0, full.Dx(), full.Dy())) // returned as it is
+	gray := image.NewGray(full)
+	gray16 := image.NewGray16(full)
+	nrgba64 := image.NewNRGBA64(full)
+	cmyk := image.NewCMYK(full)
+	ycc := image.NewYCbCr(full, image.YCbCrSubsampleRatio420)
+	pal := image.NewPaletted(full, color.Palette{color.NRGBA{1, 2, 3, 100}, color.RGBA{200, 100, 0, 255}, color.Transparent})
+	for y := full.Min.Y; y < full.Max.Y; y++ {
+		for x := full.Min.X; x < full.Max.X; x++ {
+			c := color.NRGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256))}
+			nrgba.Set(x, y, c)
+			rgba.Set(x, y, c)
+			rgba0.Set(x-full.Min.X, y-full.Min.Y, c)
+			gray.Set(x, y, c)
+			gray16.Set(x, y, color.Gray16{uint16(rng.IntN(1 << 16))})
+			nrgba64.Set(x, y, color.NRGBA64{uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16)), uint16(rng.IntN(1 << 16))})
+			cmyk.Set(x, y, c)
+			pal.SetColorIndex(x, y, uint8(rng.IntN(3)))
+		}
+	}
+	for i := range ycc.Y {
+		ycc.Y[i] = uint8(rng.IntN(256))
+	}
+	for i := range ycc.Cb {
+		ycc.Cb[i], ycc.Cr[i] = uint8(rng.IntN(256)), uint8(rng.IntN(256))
+	}
+	for _, src := range []image.Image{nrgba, rgba, rgba0, gray, gray16, nrgba64, cmyk, ycc, pal} {
+		for _, b := range []image.Rectangle{src.Bounds(), image.Rect(10, 7, 30, 20)} {
+			got := resize(src, b, b.Dx(), b.Dy())
+			want := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+			draw.BiLinear.Scale(want, want.Bounds(), src, b, draw.Src, nil)
+			if got.Bounds() != want.Bounds() || !bytes.Equal(got.Pix, want.Pix) {
+				t.Errorf("%T, part %v: the pixels differ from the scaler's", src, b)
+			}
 		}
 	}
 }

@@ -24,6 +24,7 @@ var SDKEnv = map[string]bool{
 	"AWS_WEB_IDENTITY_TOKEN_FILE":    true,
 	"GOOGLE_APPLICATION_CREDENTIALS": true, // Application Default Credentials, and pkg/gcpauth
 	"GOMEMLIMIT":                     true, // the Go runtime
+	"GODEBUG":                        true,
 }
 
 // Setting is one declared setting.
