@@ -53,11 +53,12 @@
 // # Delivery
 //
 // Event messages go to an in-memory outbox drained by one goroutine with SendMessage, or
-// SendMessageBatch when several are pending for one queue. A failed send is retried with
-// exponential backoff (100 ms to 5 s) until Close; delivery is at least once and, as in S3,
-// not ordered. A message whose queue no longer exists is retried for 30 s (a restarted SQS
-// stand-in may be re-creating it), then dropped and logged, as S3 drops events for a deleted
-// destination; one SQS rejects as malformed is dropped at once. Stats counts all of this.
+// SendMessageBatch when several are pending for one queue. A failed send is retried with the
+// project's backoff (pkg/retry: full jitter under a ceiling of 100 ms doubling to 5 s) until
+// Close; delivery is at least once and, as in S3, not ordered. A message whose queue no longer
+// exists is retried for 30 s (a restarted SQS stand-in may be re-creating it), then dropped
+// and logged, as S3 drops events for a deleted destination; one SQS rejects as malformed is
+// dropped at once. Stats counts all of this.
 //
 // The answer to a write is held until its events are in the outbox, so once a client has seen
 // success, Flush covers its events. When the outbox holds QueueCapacity messages a writer

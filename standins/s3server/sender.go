@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"imgpipe/pkg/failure"
+
+	"imgpipe/pkg/retry"
 )
 
 // Delivery tuning. They are constants rather than options: nothing in the project needs to
@@ -27,9 +28,6 @@ const (
 	fullWait = 5 * time.Second
 	// attemptTimeout bounds one SendMessage / SendMessageBatch / GetQueueUrl call.
 	attemptTimeout = 10 * time.Second
-	// backoffBase and backoffMax shape the per-event exponential backoff between attempts.
-	backoffBase = 100 * time.Millisecond
-	backoffMax  = 5 * time.Second
 	// missingQueueGrace is how long an event keeps being retried while its queue does not
 	// exist (a restarted SQS stand-in may be re-creating it) before it is dropped, as S3
 	// drops events for a deleted destination.
@@ -320,7 +318,7 @@ func (s *sender) deliver(ctx context.Context, batch []*outgoing) {
 				continue
 			}
 		}
-		m.notBefore = time.Now().Add(backoff(m.attempts))
+		m.notBefore = time.Now().Add(deliveryBackoff.Backoff(m.attempts, nil))
 		s.log.Warn("notification delivery failed; will retry",
 			zap.String("queue_arn", arn), zap.Int("attempt", m.attempts), zap.Error(ferr))
 		retry = append(retry, m)
@@ -479,10 +477,7 @@ func isMissingQueue(err error) bool {
 	return err != nil && failure.ReasonOf(err) == reasonQueueDoesNotExist
 }
 
-// backoff is the wait before attempt n+1: exponential from backoffBase, capped at
-// backoffMax, with ±20% jitter.
-func backoff(attempts int) time.Duration {
-	d := backoffBase << min(attempts-1, 16)
-	d = min(d, backoffMax)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+// deliveryBackoff is the per-event wait between attempts: the project's one backoff
+// (pkg/retry, full jitter), its ceiling 100 ms doubling up to 5 s. Events are retried until
+// Close (or the missing-queue grace), so its MaxRetries is not used.
+var deliveryBackoff = retry.Policy{BaseDelay: 100 * time.Millisecond, MaxDelay: 5 * time.Second}

@@ -287,13 +287,16 @@ func TestKeyLocks(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for n := 1; n <= 40; n++ {
-		nominal := min(backoffBase<<min(n-1, 16), backoffMax)
+// The sender waits the project's backoff: within the ceiling, which doubles from 100 ms and
+// stops at 5 s.
+func TestDeliveryBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 6: 3200 * time.Millisecond, 7: 5 * time.Second, 40: 5 * time.Second} {
+		if got := deliveryBackoff.Ceiling(n); got != want {
+			t.Errorf("ceiling before attempt %d: %v, want %v", n+1, got, want)
+		}
 		for range 20 {
-			d := backoff(n)
-			if d < nominal*8/10 || d > nominal*12/10 {
-				t.Fatalf("backoff(%d) = %v, want within 20%% of %v", n, d, nominal)
+			if d := deliveryBackoff.Backoff(n, nil); d < 0 || d >= want {
+				t.Fatalf("backoff(%d) = %v, want in [0, %v)", n, d, want)
 			}
 		}
 	}
