@@ -32,7 +32,7 @@ import (
 const stopGrace = 4 * time.Second
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "standins:", err)
 		}
@@ -42,7 +42,8 @@ func main() {
 
 const usage = `usage: standins s3 [flags] | standins vision [flags] (-h for the flags of each)`
 
-func run(args []string, stdout, stderr io.Writer) error {
+// run serves the stand-in args name until a signal or the end of parent.
+func run(parent context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
@@ -63,8 +64,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	ctx, stop := obs.ShutdownSignals(log)
+	sig, stop := obs.ShutdownSignals(log)
 	defer stop()
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	defer context.AfterFunc(sig, cancel)()
 	return serve(ctx, log, args[1:], stdout, stderr)
 }
 
