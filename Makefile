@@ -14,6 +14,9 @@ ARTIFACTS ?= $(CURDIR)/.artifacts
 DEPLOY_TESTFLAGS ?= -count=1 -timeout 30m
 
 DEPLOY    := deploy
+# The project's own stand-ins (S3 with notifications, Azure AI Vision): a module of their own,
+# so that their dependencies (gofakes3 and its own) are never the product's.
+STANDINS  := standins
 
 .PHONY: run test deps browser-deps tools up down env vet fmt-check bench bench-dlq bench-scaleout build clean tf-env images chaos
 
@@ -25,7 +28,8 @@ run: deps
 
 ## test: vet, format check and every test (unit and integration on the local stack), never
 ## from the test cache: the integration tests depend on processes the cache cannot see. Then
-## the deploy module's tests: the Terraform checks and the policy-vs-calls table, the alert and
+## the stand-ins module's tests (the S3 and Vision stand-ins themselves), then the deploy
+## module's tests: the Terraform checks and the policy-vs-calls table, the alert and
 ## recording rules (promtool check and unit tests) and the Grafana dashboard, parsed with
 ## Prometheus's own PromQL parser, the Kubernetes manifests, KEDA's scaler on the SQS stand-in,
 ## the container images (built, and run with podman against the local stack).
@@ -34,12 +38,14 @@ test: deps browser-deps tools vet fmt-check
 	@status=0; $(GO) test $(GOTESTFLAGS) -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
 	for f in $$(find $(ARTIFACTS)/_artifacts -name '*.png' 2>/dev/null | sort); do echo "test artefact: $$f"; done; \
 	exit $$status
+	cd $(STANDINS) && $(GO) test $(GOTESTFLAGS) ./...
 	cd $(DEPLOY) && $(GO) test $(DEPLOY_TESTFLAGS) ./...
 
-## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's
-## and the deploy module's).
+## deps: install the pinned SQS stand-in (npm lock file) and the Go modules (the product's,
+## the stand-ins' and the deploy module's).
 deps: $(FAUXQS)/node_modules/.installed
 	$(GO) mod download
+	cd $(STANDINS) && $(GO) mod download
 	cd $(DEPLOY) && $(GO) mod download
 
 ## browser-deps: the pinned axe-core of the console's browser test (npm lock file).
@@ -68,6 +74,7 @@ env:
 
 vet:
 	$(GO) vet ./...
+	cd $(STANDINS) && $(GO) vet ./...
 	cd $(DEPLOY) && $(GO) vet ./...
 
 fmt-check:
@@ -144,6 +151,7 @@ images: tools
 build:
 	$(GO) build -o bin/ ./cmd/...
 	$(GO) build -o bin/dlq-replay ./dlq-replay
+	cd $(STANDINS) && $(GO) build -o ../bin/ ./cmd/standins
 
 clean:
 	rm -rf bin .build .stack .artifacts bench.txt bench-analyzer.md bench-dlq.md bench-dlq.txt bench-scaleout.txt bench-scaleout.md

@@ -31,11 +31,14 @@ Usage:
 
 Stand-ins: SQS = fauxqs (npm, pinned in devstack/fauxqs), S3 = the project's S3 stand-in
 with event notifications to SQS (bucket lifecycle expiration runs only on demand, at
-POST $AWS_ENDPOINT_URL_S3/_standin/lifecycle?at=TIME), Pub/Sub and Firestore = Google's emulators
+POST $AWS_ENDPOINT_URL_S3/_standin/lifecycle?at=TIME; POST .../_standin/flush waits for the
+events sent so far), Pub/Sub and Firestore = Google's emulators
 (Debian packages google-cloud-cli-pubsub-emulator and -firestore-emulator) behind the project's
 gRPC fronts (a call whose client went away is half-closed, not cancelled: the Pub/Sub emulator
 mishandles cancelled calls and would keep handing messages to a dead subscriber), Azure AI
-Vision = the project's Vision stand-in with fault injection at {vision}/admin/faults.
+Vision = the project's Vision stand-in with fault injection at {vision}/admin/faults. The
+project's two stand-ins are built from standins/ (their own Go module) on first use and run as
+child processes (DEVSTACK_STANDINS=PATH: a prebuilt binary of standins/cmd/standins).
 
 In another shell:  eval "$(go run ./cmd/devstack env)"
 

@@ -30,6 +30,13 @@ func TestMissingPrerequisiteIsNamed(t *testing.T) {
 			}
 		})
 	}
+	t.Run("stand-ins binary missing", func(t *testing.T) {
+		t.Setenv("DEVSTACK_STANDINS", t.TempDir()+"/no-such-binary")
+		_, err := devstack.StartVision(context.Background(), nil)
+		if !devstack.IsMissing(err) || !strings.Contains(err.Error(), "DEVSTACK_STANDINS") {
+			t.Fatalf("error %v: want a missing-prerequisite error naming DEVSTACK_STANDINS", err)
+		}
+	})
 	t.Run("fauxqs not installed", func(t *testing.T) {
 		t.Setenv("DEVSTACK_FAUXQS_DIR", t.TempDir())
 		_, err := devstack.Start(context.Background(), &devstack.Options{Parts: devstack.SQS, LogDir: t.TempDir()})

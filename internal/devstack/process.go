@@ -206,20 +206,23 @@ func dpkgFile(pkg, suffix string) string {
 	return ""
 }
 
-// RepoRoot walks up from the working directory to the directory holding go.mod.
+// RepoRoot walks up from the working directory to the root of the checkout: the directory
+// whose go.mod is the product's (module imgpipe), from inside any of its modules.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && productModule.Match(b) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
+			return "", errors.New("the go.mod of module imgpipe not found above the working directory")
 		}
 		dir = parent
 	}
 }
+
+var productModule = regexp.MustCompile(`(?m)^module\s+imgpipe\s*$`)

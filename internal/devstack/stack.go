@@ -2,9 +2,12 @@
 // pipeline's resources on them.
 //
 // The stand-ins are: fauxqs for SQS (a node process), the project's own S3 stand-in with event
-// notifications (in-process), Google's Pub/Sub and Firestore emulators (Java processes), and
-// the project's own Azure AI Vision stand-in (in-process). Everything binds 127.0.0.1.
-// Child processes run in their own process groups and are stopped as a whole.
+// notifications behind an HTTP front (s3standin.Front, where tests inject S3 faults), Google's
+// Pub/Sub and Firestore emulators (Java processes) behind their gRPC fronts, and the project's
+// own Azure AI Vision stand-in. The project's stand-ins are a module of their own
+// (standins/), built and started as child processes (see StandinsBinary); tests drive them
+// through their admin endpoints (s3standin.Client, visionstandin.Client). Everything binds
+// 127.0.0.1. Child processes run in their own process groups and are stopped as a whole.
 package devstack
 
 import (
@@ -95,7 +98,7 @@ type Options struct {
 	Region    string // AWS region; default "us-east-1"
 	VisionKey string // key the Vision stand-in accepts; default "local-vision-key"
 	// VisionFaults are the Vision stand-in's faults from the start (changeable later at
-	// {VisionEndpoint}/admin/faults or through Stack.VisionServer).
+	// {VisionEndpoint}/admin/faults, through Stack.VisionServer).
 	VisionFaults visionstandin.Faults
 	// StartTimeout bounds the start of each part; default 60s (the Firestore emulator takes ~4s
 	// on an idle machine, far longer on a loaded one).
@@ -136,14 +139,16 @@ type Stack struct {
 	// FirestoreHost with NoFronts).
 	PubSubEmulatorHost, FirestoreEmulatorHost string
 
-	// In-process stand-ins, for fault injection and statistics in tests.
-	S3Server     *s3standin.Server
-	VisionServer *visionstandin.Server
+	// The project's stand-ins, through their admin endpoints (and the S3 front), for fault
+	// injection and statistics in tests.
+	S3Server     *s3standin.Client
+	VisionServer *visionstandin.Client
 	// The emulators' gRPC fronts (nil with NoFronts), for their statistics.
 	PubSubFront, FirestoreFront *grpcfront.Front
 
 	mu        sync.Mutex // guards procs and firestore, which RestartFirestore replaces
 	procs     []*process
+	standins  []*Standin // stopped before procs: the S3 stand-in delivers to SQS as it stops
 	firestore *process
 	restarts  int
 	closers   []func(context.Context) error
@@ -195,6 +200,13 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 		}
 	}()
 
+	if o.Parts&(S3|Vision) != 0 {
+		// Built before anything starts (nothing is left running if it fails), and not bounded
+		// by StartTimeout: a first build from a cold cache may take minutes.
+		if _, err := StandinsBinary(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// The Java emulators are the slow ones: start them first, in parallel with the rest.
 	type started struct {
 		part Part
@@ -202,7 +214,7 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 		addr string
 		err  error
 	}
-	results := make(chan started, 3)
+	results := make(chan started, 4)
 	pending := 0
 	launch := func(part Part, fn func(context.Context) (*process, string, error)) {
 		pending++
@@ -239,6 +251,17 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 			return startSQS(c, o.LogDir, o.Ports.SQS)
 		})
 	}
+	var vision *Standin
+	if o.Parts&Vision != 0 {
+		launch(Vision, func(c context.Context) (*process, string, error) {
+			v, err := StartVision(c, &VisionOptions{Port: o.Ports.Vision, Keys: []string{o.VisionKey}, Faults: o.VisionFaults, LogDir: o.LogDir})
+			if err != nil {
+				return nil, "", fmt.Errorf("start Vision stand-in: %w", err)
+			}
+			vision = v // read after the results are in
+			return v.p, v.URL, nil
+		})
+	}
 	var errs []error
 	for ; pending > 0; pending-- {
 		r := <-results
@@ -246,7 +269,11 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 			errs = append(errs, r.err)
 			continue
 		}
-		s.procs = append(s.procs, r.proc)
+		if r.part == Vision {
+			s.standins = append(s.standins, vision)
+		} else {
+			s.procs = append(s.procs, r.proc)
+		}
 		switch r.part {
 		case SQS:
 			s.SQSEndpoint = r.addr
@@ -255,6 +282,9 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 		case Firestore:
 			s.FirestoreEmulatorHost, s.FirestoreHost = r.addr, r.addr
 			s.firestore = r.proc
+		case Vision:
+			s.VisionEndpoint, s.VisionKey = r.addr, o.VisionKey
+			s.VisionServer = visionstandin.NewClient(r.addr, nil)
 		}
 	}
 	if len(errs) > 0 {
@@ -284,34 +314,27 @@ func Start(ctx context.Context, opts *Options) (_ *Stack, err error) {
 	}
 
 	if o.Parts&S3 != 0 {
-		run, err := s3standin.Start(ctx, fmt.Sprintf("127.0.0.1:%d", o.Ports.S3), &s3standin.Options{
+		st, err := StartS3(ctx, &S3Options{
 			Region:      o.Region,
 			AccountID:   AccountID,
 			SQSEndpoint: s.SQSEndpoint,
-			Logger:      o.Logger.Named("s3"),
 			// The stack's static credentials (see AWSConfig, Env): presigned URLs are verified.
 			Credentials: map[string]string{"test": "test"},
+			LogDir:      o.LogDir,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start S3 stand-in: %w", err)
 		}
-		s.S3Endpoint = run.URL()
-		s.S3Server = run.Server()
-		s.closers = append(s.closers, run.Close)
-	}
-	if o.Parts&Vision != 0 {
-		// The stand-in stops when its context ends: tie it to Close, not to the start context.
-		run, err := visionstandin.Start(context.Background(), fmt.Sprintf("127.0.0.1:%d", o.Ports.Vision), &visionstandin.Options{
-			Keys:   []string{o.VisionKey},
-			Faults: o.VisionFaults,
-		})
+		s.standins = append(s.standins, st)
+		// Clients go through the front (on the fixed port, if any): it forwards every request
+		// unchanged unless a test installs a fault.
+		front, err := s3standin.StartFront(fmt.Sprintf("127.0.0.1:%d", o.Ports.S3), st.URL)
 		if err != nil {
-			return nil, fmt.Errorf("start Vision stand-in: %w", err)
+			return nil, fmt.Errorf("start S3 front: %w", err)
 		}
-		s.VisionEndpoint = run.URL
-		s.VisionServer = run.Server
-		s.VisionKey = o.VisionKey
-		s.closers = append(s.closers, run.Shutdown)
+		s.closers = append(s.closers, front.Close)
+		s.S3Endpoint = front.URL()
+		s.S3Server = s3standin.NewClient(st.URL, front, nil)
 	}
 	return s, nil
 }
@@ -348,8 +371,9 @@ func firstMissing(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// Close stops every part: the in-process stand-ins first (the S3 stand-in delivers pending
-// notifications), then the child processes. Safe to call more than once.
+// Close stops every part: the fronts first, then the project's stand-ins (the S3 stand-in
+// delivers pending notifications), then the other child processes. Safe to call more than
+// once.
 func (s *Stack) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
@@ -359,6 +383,10 @@ func (s *Stack) Close(ctx context.Context) error {
 			}
 		}
 		var wg sync.WaitGroup
+		for _, st := range s.standins {
+			wg.Go(st.Close)
+		}
+		wg.Wait()
 		s.mu.Lock()
 		procs := s.procs
 		s.mu.Unlock()
@@ -467,6 +495,9 @@ func (s *Stack) PIDs() []int {
 	var pids []int
 	for _, p := range s.procs {
 		pids = append(pids, p.cmd.Process.Pid)
+	}
+	for _, st := range s.standins {
+		pids = append(pids, st.PID())
 	}
 	return pids
 }

@@ -20,6 +20,8 @@ import (
 
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
+
+	"imgpipe/internal/visionstandin"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m, devstack.All, subscriberChild) }
@@ -173,6 +175,23 @@ func TestS3AndVisionAnswer(t *testing.T) {
 	if st.VisionServer == nil || !strings.HasPrefix(st.VisionEndpoint, "http://127.0.0.1:") {
 		t.Fatalf("vision stand-in not running: %q", st.VisionEndpoint)
 	}
+	// Both are child processes driven through their admin endpoints: the bucket's test event
+	// was counted by the S3 stand-in, and the Vision stand-in takes and reports faults.
+	if s3 := st.S3Server.Stats(); s3.TestEvents == 0 {
+		t.Errorf("S3 stand-in stats %+v: want the bucket's test event sent", s3)
+	}
+	if err := st.VisionServer.SetFaults(visionstandin.Faults{BadKey: true}); err != nil {
+		t.Fatal(err)
+	}
+	if f := st.VisionServer.Faults(); !f.BadKey {
+		t.Errorf("faults read back %+v, want BadKey", f)
+	}
+	if err := st.VisionServer.SetFaults(visionstandin.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.VisionServer.SetFaults(visionstandin.Faults{Transient: visionstandin.Transient{Rate: 2}}); err == nil {
+		t.Error("the stand-in took a transient rate of 2")
+	}
 }
 
 // TestStopLeavesNothing starts a second stack and checks that Close ends every process of it,
@@ -181,13 +200,13 @@ func TestStopLeavesNothing(t *testing.T) {
 	stacktest.Get(t) // the same prerequisites as the shared stack
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.SQS | devstack.PubSub | devstack.Firestore})
+	st, err := devstack.Start(ctx, &devstack.Options{Parts: devstack.All, NoFronts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pids := st.PIDs()
-	if len(pids) != 3 {
-		t.Fatalf("want 3 child processes, got %v", pids)
+	if len(pids) != 5 {
+		t.Fatalf("want 5 child processes (fauxqs, two emulators, the S3 and Vision stand-ins), got %v", pids)
 	}
 	if err := st.Close(ctx); err != nil {
 		t.Fatal(err)

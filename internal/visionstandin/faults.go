@@ -94,8 +94,8 @@ type Latency struct {
 // IsZero reports whether l adds no delay.
 func (l Latency) IsZero() bool { return l == Latency{} }
 
-// sample draws one delay; u is uniform in [0,1) and n is standard normal.
-func (l Latency) sample(u, n float64) time.Duration {
+// Sample draws one delay; u is uniform in [0,1) and n is standard normal.
+func (l Latency) Sample(u, n float64) time.Duration {
 	d := l.Fixed.D()
 	switch l.Distribution {
 	case DistUniform:
@@ -255,6 +255,10 @@ const (
 
 var allTransientKinds = []string{KindInternalServerError, KindFailedToProcess, KindTimeout, KindServiceUnavailable}
 
+// TransientKinds returns every kind a Transient fault may answer with, the choice when Kinds is
+// empty.
+func TransientKinds() []string { return append([]string(nil), allTransientKinds...) }
+
 // Transient makes a fraction Rate (0..1) of calls fail with one of Kinds, chosen at random.
 // An empty Kinds means all four kinds.
 type Transient struct {
@@ -300,7 +304,8 @@ func (r RateLimit) validate() error {
 	return nil
 }
 
-func (r RateLimit) burst() float64 {
+// BurstSize is the token bucket's capacity: Burst, or the calls of one second when unset.
+func (r RateLimit) BurstSize() float64 {
 	if r.Burst > 0 {
 		return float64(r.Burst)
 	}
@@ -403,7 +408,8 @@ func (o Outage) validate() error {
 	return nil
 }
 
-func (o Outage) covers(elapsed time.Duration) bool {
+// Covers reports whether the outage window holds elapsed, the time since the faults were set.
+func (o Outage) Covers(elapsed time.Duration) bool {
 	return elapsed >= o.From.D() && (o.Until == 0 || elapsed < o.Until.D())
 }
 
@@ -492,8 +498,8 @@ func (f Faults) Validate() error {
 	return nil
 }
 
-// clone returns a deep copy so callers cannot alias the server's slices.
-func (f Faults) clone() Faults {
+// Clone returns a deep copy so callers cannot alias the server's slices.
+func (f Faults) Clone() Faults {
 	f.Transient.Kinds = append([]string(nil), f.Transient.Kinds...)
 	f.Outages = append([]Outage(nil), f.Outages...)
 	if len(f.Transient.Kinds) == 0 {

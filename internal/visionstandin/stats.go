@@ -34,11 +34,13 @@ type Stats struct {
 // AnalysedCount returns how many times the image with these bytes was analysed successfully.
 func (s Stats) AnalysedCount(image []byte) int64 { return s.ByImage[ContentKey(image)] }
 
-func newStats() Stats {
+// NewStats returns zero Stats with their maps made.
+func NewStats() Stats {
 	return Stats{ByStatus: map[string]int64{}, ByAPIVersion: map[string]int64{}, ByImage: map[string]int64{}}
 }
 
-func (s Stats) clone() Stats {
+// Clone returns a deep copy of s.
+func (s Stats) Clone() Stats {
 	s.ByStatus = maps.Clone(s.ByStatus)
 	s.ByAPIVersion = maps.Clone(s.ByAPIVersion)
 	s.ByImage = maps.Clone(s.ByImage)

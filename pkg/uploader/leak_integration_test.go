@@ -21,7 +21,7 @@ func TestPutLeavesNoGoroutines(t *testing.T) {
 	fs := newFaultyS3(t)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	c := s3.NewFromConfig(st.AWSConfig(), func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(fs.srv.URL)
+		o.BaseEndpoint = aws.String(fs.url)
 		o.UsePathStyle = true
 		o.HTTPClient = &http.Client{Transport: tr}
 	})

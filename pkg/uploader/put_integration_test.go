@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -371,8 +370,7 @@ func TestPutMultipartArrivesIntact(t *testing.T) {
 
 // faultyS3 serves an S3 stand-in (no notifications) behind a switch that makes it misbehave.
 type faultyS3 struct {
-	srv   *httptest.Server
-	inner *s3standin.Server
+	url string // the front's: clients go through it
 	// failPuts > 0: every PutObject/UploadPart after the first failPuts ones has its connection
 	// closed before the stand-in sees it, as a server that stopped would.
 	failPuts atomic.Int64
@@ -387,15 +385,23 @@ type faultyS3 struct {
 
 func newFaultyS3(t testing.TB) *faultyS3 {
 	t.Helper()
-	inner, err := s3standin.New(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first build may be slow
+	defer cancel()
+	inner, err := devstack.StartS3(ctx, &devstack.S3Options{LogDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &faultyS3{inner: inner}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	t.Cleanup(inner.Close)
+	front, err := s3standin.StartFront("127.0.0.1:0", inner.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = front.Close(context.Background()) })
+	f := &faultyS3{url: front.URL()}
+	front.SetFault(func(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, bool) {
 		if r.Method == http.MethodHead && f.forbidHead.Load() {
 			w.WriteHeader(http.StatusForbidden)
-			return
+			return w, true
 		}
 		isWrite := r.Method == http.MethodPut && strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/") >= 1
 		if isWrite {
@@ -406,21 +412,17 @@ func newFaultyS3(t testing.TB) *faultyS3 {
 				_, _ = io.Copy(io.Discard, r.Body) // answer after the body, as S3 does
 				w.WriteHeader(http.StatusBadRequest)
 				io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>injected</Message></Error>`)
-				return
+				return w, true
 			}
 			if n := f.failPuts.Load(); n > 0 && f.puts.Add(1) > n {
 				conn, _, err := w.(http.Hijacker).Hijack()
 				if err == nil {
 					conn.Close()
 				}
-				return
+				return w, true
 			}
 		}
-		inner.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		f.srv.Close()
-		_ = inner.Close(context.Background())
+		return w, false
 	})
 	return f
 }
@@ -492,7 +494,7 @@ func TestPutOutageReportsEachFileAndLosesNothing(t *testing.T) {
 
 	// 2. The server stops in the middle of the run.
 	fs := newFaultyS3(t)
-	healthy := clientFor(st, fs.srv.URL)
+	healthy := clientFor(st, fs.url)
 	if _, err := healthy.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +544,7 @@ func TestPutMultipartFailureAborts(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx := testCtx(t)
 	fs := newFaultyS3(t)
-	c := clientFor(st, fs.srv.URL)
+	c := clientFor(st, fs.url)
 	const bucket = "aborts"
 	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
@@ -587,7 +589,7 @@ func TestPutMultipartFailureAborts(t *testing.T) {
 func TestPutInterruptFinishesInFlightAndReportsTheRest(t *testing.T) {
 	st := stacktest.Get(t)
 	fs := newFaultyS3(t)
-	c := clientFor(st, fs.srv.URL)
+	c := clientFor(st, fs.url)
 	ctx := testCtx(t)
 	const bucket = "interrupt"
 	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
@@ -675,7 +677,7 @@ func TestPutWithoutReadPermissionStillUploads(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx := testCtx(t)
 	fs := newFaultyS3(t)
-	c := clientFor(st, fs.srv.URL)
+	c := clientFor(st, fs.url)
 	const bucket = "write-only"
 	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
 package vision
 
-// These tests run the client against the project's Azure AI Vision stand-in
-// (internal/visionstandin), served on 127.0.0.1 by httptest, with the stand-in and the
-// client sharing one fake clock so that throttling needs no real waiting.
+// These tests run the client against the project's Azure AI Vision stand-in (a child process,
+// see devstack.StartVision) on 127.0.0.1, the stand-in on a manual clock that follows the
+// client's fake one (every fake sleep sets it through the admin endpoint), so that
+// throttling needs no real waiting.
 
 import (
 	"bytes"
@@ -21,6 +22,8 @@ import (
 	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/ratelimit"
+
+	"imgpipe/internal/devstack"
 )
 
 // testPNG returns an 80x60 PNG, above the service's 50x50 minimum.
@@ -40,27 +43,38 @@ func testPNG(t *testing.T) []byte {
 }
 
 type standin struct {
-	srv    *visionstandin.Server
+	srv    *visionstandin.Client
 	url    string
 	clock  *fakeTime
 	client *Client
 }
 
-func newStandin(t *testing.T, sopts *visionstandin.Options, copts *Options, cred Credential) *standin {
+func newStandin(t *testing.T, sopts *devstack.VisionOptions, copts *Options, cred Credential) *standin {
 	t.Helper()
 	s := &standin{clock: newFakeTime()}
 	if sopts == nil {
-		sopts = &visionstandin.Options{}
+		sopts = &devstack.VisionOptions{}
 	}
-	sopts.Now = s.clock.Now
-	s.srv = visionstandin.New(sopts)
-	hs := httptest.NewServer(s.srv)
-	t.Cleanup(hs.Close)
-	s.url = hs.URL
+	sopts.ManualClock, sopts.LogDir = s.clock.Now(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first build may be slow
+	defer cancel()
+	run, err := devstack.StartVision(ctx, sopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run.Close)
+	s.url = run.URL
+	s.srv = visionstandin.NewClient(run.URL, nil)
 	if copts == nil {
 		copts = &Options{}
 	}
-	copts.Now, copts.Sleep = s.clock.Now, s.clock.Sleep
+	copts.Now = s.clock.Now
+	copts.Sleep = func(ctx context.Context, d time.Duration) error {
+		if err := s.clock.Sleep(ctx, d); err != nil {
+			return err
+		}
+		return s.srv.PutClock(ctx, s.clock.Now())
+	}
 	copts.Rand = func() float64 { return 0.5 }
 	if copts.RateLimit == nil {
 		copts.RateLimit = ratelimit.NewBucket(1000, 1000, &ratelimit.BucketOptions{Now: s.clock.Now})
@@ -140,7 +154,7 @@ func TestStandinThrottleRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
 			faults := visionstandin.Faults{RateLimit: visionstandin.RateLimit{PerSecond: 1, Burst: 1}, RetryAfter: tt.mode}
-			s := newStandin(t, &visionstandin.Options{Faults: faults}, nil, nil)
+			s := newStandin(t, &devstack.VisionOptions{Faults: faults}, nil, nil)
 			ctx := context.Background()
 			if _, err := s.client.AnalyzeStream(ctx, streamBytes(img)); err != nil {
 				t.Fatal(err)
@@ -161,7 +175,7 @@ func TestStandinThrottleRetryAfter(t *testing.T) {
 
 func TestStandinThrottleBeyondDeadline(t *testing.T) {
 	faults := visionstandin.Faults{RateLimit: visionstandin.RateLimit{PerSecond: 1.0 / 60, Burst: 1}}
-	s := newStandin(t, &visionstandin.Options{Faults: faults}, &Options{Timeout: 10 * time.Second}, nil)
+	s := newStandin(t, &devstack.VisionOptions{Faults: faults}, &Options{Timeout: 10 * time.Second}, nil)
 	img := testPNG(t)
 	if _, err := s.client.AnalyzeStream(context.Background(), streamBytes(img)); err != nil {
 		t.Fatal(err)
@@ -186,7 +200,7 @@ func TestStandinServerErrorThenSuccess(t *testing.T) {
 	for _, kind := range []string{visionstandin.KindInternalServerError, visionstandin.KindFailedToProcess, visionstandin.KindServiceUnavailable} {
 		t.Run(kind, func(t *testing.T) {
 			faults := visionstandin.Faults{Transient: visionstandin.Transient{Rate: 1, Kinds: []string{kind}}}
-			s := newStandin(t, &visionstandin.Options{Faults: faults}, nil, nil)
+			s := newStandin(t, &devstack.VisionOptions{Faults: faults}, nil, nil)
 			// The fault clears during the client's backoff.
 			s.clock.onSleep = func() {
 				if err := s.srv.SetFaults(visionstandin.Faults{}); err != nil {
@@ -226,13 +240,13 @@ func TestStandinAuth(t *testing.T) {
 	})
 	t.Run("bearer token", func(t *testing.T) {
 		src := &fakeTokens{tokens: []string{"entra-token"}}
-		s := newStandin(t, &visionstandin.Options{Tokens: []string{"entra-token"}}, nil, NewTokenCredential(src))
+		s := newStandin(t, &devstack.VisionOptions{Tokens: []string{"entra-token"}}, nil, NewTokenCredential(src))
 		if _, err := s.client.AnalyzeStream(context.Background(), streamBytes(img)); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("quota exceeded is throttled", func(t *testing.T) {
-		s := newStandin(t, &visionstandin.Options{Faults: visionstandin.Faults{QuotaExceeded: true}}, nil, nil)
+		s := newStandin(t, &devstack.VisionOptions{Faults: visionstandin.Faults{QuotaExceeded: true}}, nil, nil)
 		_, err := s.client.AnalyzeStream(context.Background(), streamBytes(img))
 		if failure.ClassOf(err) != failure.Throttled || failure.ReasonOf(err) != "QuotaExceeded" {
 			t.Fatalf("err = %v", err)

@@ -11,8 +11,9 @@ import (
 	"sync"
 	"testing"
 
-	"imgpipe/internal/visionstandin"
 	"imgpipe/pkg/failure"
+
+	"imgpipe/internal/devstack"
 )
 
 const (
@@ -118,7 +119,7 @@ func TestWorkloadIdentityAgainstStandIns(t *testing.T) {
 	fed := "eyJhbGciOiJSUzI1NiJ9.projected-ksa-token.sig"
 	e := newEntraStandIn(t, fed)
 	cred := workloadCredential(t, e, federatedTokenFile(t, fed))
-	s := newStandin(t, &visionstandin.Options{Tokens: []string{"entra-token-1"}}, nil, cred)
+	s := newStandin(t, &devstack.VisionOptions{Tokens: []string{"entra-token-1"}}, nil, cred)
 	for range 3 {
 		if _, err := s.client.AnalyzeStream(context.Background(), streamBytes(testPNG(t))); err != nil {
 			t.Fatalf("analyze with an Entra token: %v", err)

@@ -1,6 +1,0 @@
-package s3standin
-
-import "time"
-
-// SetMissingQueueGrace changes how long events for a missing queue are retried.
-func SetMissingQueueGrace(s *Server, d time.Duration) { s.sender.missingGrace = d }
