@@ -29,7 +29,6 @@ import (
 	"maps"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -91,28 +90,13 @@ type Options struct {
 	Logger     *zap.Logger
 }
 
-// Metrics counts what the indexer did.
-type Metrics struct {
-	// Received counts messages; Written, Deleted and Stale count applied records by outcome;
-	// Nacked counts messages nacked for redelivery; Invalid counts messages that can never be
-	// applied, and DeadLettered those of them copied to the dead-letter topic; Retried counts
-	// writes tried again while their message was held; Revived counts the held writes whose
-	// attempt or wait was cut short because Firestore answered again.
-	Received, Written, Deleted, Stale, Nacked, Invalid, DeadLettered, Retried, Revived atomic.Int64
-}
-
 // Indexer applies a subscription's records to a store.
 type Indexer struct {
 	client  *pubsub.Client
 	store   *indexstore.Store
 	opts    Options
-	metrics Metrics
+	metrics *metrics
 	revival *revival // set by Run
-
-	writeSeconds prometheus.Histogram
-	batchRecords prometheus.Histogram
-	batchSeconds prometheus.Histogram
-	endToEnd     *prometheus.HistogramVec
 }
 
 // New returns an indexer. It starts nothing until Run.
@@ -159,55 +143,15 @@ func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexe
 	}
 	ix := &Indexer{
 		client: client, store: store, opts: o,
-		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imgpipe_indexer_write_seconds", Help: "Time from a record's decoding to its committed write (batch wait included).",
-			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
-		}),
-		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imgpipe_indexer_batch_records", Help: "Records per batched Firestore transaction.",
-			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200},
-		}),
-		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imgpipe_indexer_batch_seconds", Help: "Time of one batched Firestore transaction, fallbacks included.",
-			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
-		}),
-		endToEnd: newEndToEnd(),
+		metrics: newMetrics(),
 	}
 	if o.Registerer != nil {
-		if err := ix.register(o.Registerer); err != nil {
+		if err := ix.metrics.register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("indexer metrics: %w", err)
 		}
 	}
 	return ix, nil
 }
-
-func (ix *Indexer) register(reg prometheus.Registerer) error {
-	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imgpipe_indexer_" + name, Help: help},
-			func() float64 { return float64(v.Load()) })
-	}
-	m := &ix.metrics
-	for _, c := range []prometheus.Collector{
-		counter("messages_received_total", "Messages received from the subscription.", &m.Received),
-		counter("documents_written_total", "Created records written to the index.", &m.Written),
-		counter("documents_deleted_total", "Removed records applied (document deleted, tombstone left).", &m.Deleted),
-		counter("records_stale_total", "Records not newer than the index: acknowledged, nothing changed.", &m.Stale),
-		counter("messages_nacked_total", "Messages nacked for redelivery.", &m.Nacked),
-		counter("messages_invalid_total", "Messages that can never be applied.", &m.Invalid),
-		counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged.", &m.DeadLettered),
-		counter("write_retries_total", "Writes tried again after a transient failure, their message held.", &m.Retried),
-		counter("write_revivals_total", "Held writes whose attempt or wait was cut short because Firestore answered again.", &m.Revived),
-		ix.writeSeconds, ix.batchRecords, ix.batchSeconds, ix.endToEnd,
-	} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Metrics returns the indexer's counters.
-func (ix *Indexer) Metrics() *Metrics { return &ix.metrics }
 
 // Run pulls until ctx is cancelled. On cancellation the client stops pulling and waits for
 // the callbacks in flight to finish their writes and acks before Run returns.
@@ -231,8 +175,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		b := ix.store.NewBatcher(&indexstore.BatchOptions{
 			MaxRecords: ix.opts.BatchSize, MaxWait: ix.opts.BatchWait, Timeout: ix.opts.WriteTimeout,
 			OnBatch: func(n int, took time.Duration) {
-				ix.batchRecords.Observe(float64(n))
-				ix.batchSeconds.Observe(took.Seconds())
+				ix.metrics.batchRecords.Observe(float64(n))
+				ix.metrics.batchSeconds.Observe(took.Seconds())
 			},
 		})
 		defer b.Close()
@@ -251,8 +195,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		defer inflight.Done()
 		if ctx.Err() != nil {
 			// Shutting down: start no new write.
-			ix.metrics.Received.Add(1)
-			ix.metrics.Nacked.Add(1)
+			ix.metrics.received.Inc()
+			ix.metrics.nacked.Inc()
 			m.Nack()
 			return
 		}
@@ -300,7 +244,7 @@ type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, erro
 // retries as its events), and the ack or nack an event of it.
 func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
 	ctx := context.WithoutCancel(stop)
-	ix.metrics.Received.Add(1)
+	ix.metrics.received.Inc()
 	ctx, _ = tracing.Extract(ctx, m.Attributes)
 	ctx, span := tracing.Tracer(tracerName).Start(ctx, "indexer.message", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "gcp_pubsub"), attribute.String("messaging.message.id", m.ID)))
@@ -324,7 +268,7 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 			ix.reject(ctx, log, m, err, deadLetter)
 			return
 		}
-		ix.metrics.Nacked.Add(1)
+		ix.metrics.nacked.Inc()
 		log.Warn("index write failed; nacked for redelivery", zap.Error(err),
 			zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
 		tracing.Fail(span, err)
@@ -332,17 +276,17 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 		m.Nack()
 		return
 	}
-	ix.writeSeconds.Observe(time.Since(start).Seconds())
+	ix.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 	if s, ok := endToEndSeconds(outcome, rec.EventTime, time.Now()); ok {
-		ix.endToEnd.WithLabelValues(outcome.String()).Observe(s)
+		ix.metrics.endToEnd.WithLabelValues(outcome.String()).Observe(s)
 	}
 	switch outcome {
 	case indexstore.Written:
-		ix.metrics.Written.Add(1)
+		ix.metrics.written.Inc()
 	case indexstore.Deleted:
-		ix.metrics.Deleted.Add(1)
+		ix.metrics.deleted.Inc()
 	case indexstore.Stale:
-		ix.metrics.Stale.Add(1)
+		ix.metrics.stale.Inc()
 	}
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
 	span.SetAttributes(attribute.String("imgpipe.outcome", outcome.String()))
@@ -432,9 +376,9 @@ func (ix *Indexer) write(ctx, stop context.Context, log *zap.Logger, rec *record
 			}
 		}
 		if revived {
-			ix.metrics.Revived.Add(1)
+			ix.metrics.revived.Inc()
 		}
-		ix.metrics.Retried.Add(1)
+		ix.metrics.retried.Inc()
 	}
 }
 
@@ -446,12 +390,12 @@ const tracerName = "imgpipe/pkg/indexer"
 // reject handles a message that can never be applied: copied to the dead-letter topic with
 // its reason and acknowledged, or nacked when there is no topic or the copy fails.
 func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Message, cause error, deadLetter *pubsub.Publisher) {
-	ix.metrics.Invalid.Add(1)
+	ix.metrics.invalid.Inc()
 	span := trace.SpanFromContext(ctx)
 	tracing.Fail(span, cause)
 	log = log.With(zap.Error(cause), zap.String("reason", failure.ReasonOf(cause)))
 	if deadLetter == nil {
-		ix.metrics.Nacked.Add(1)
+		ix.metrics.nacked.Inc()
 		log.Error("invalid message; left to the dead-letter policy")
 		span.AddEvent("nack")
 		m.Nack()
@@ -471,13 +415,13 @@ func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Messag
 	defer cancel()
 	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)
 	if err != nil {
-		ix.metrics.Nacked.Add(1)
+		ix.metrics.nacked.Inc()
 		log.Error("invalid message; dead-letter copy failed, nacked", zap.NamedError("publish_error", err))
 		span.AddEvent("nack")
 		m.Nack()
 		return
 	}
-	ix.metrics.DeadLettered.Add(1)
+	ix.metrics.deadLettered.Inc()
 	log.Error("invalid message; copied to the dead-letter topic and acknowledged", zap.String("dead_letter_message_id", id))
 	span.AddEvent("ack")
 	m.Ack()

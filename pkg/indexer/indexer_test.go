@@ -158,8 +158,8 @@ func eventuallyWithin(t testing.TB, bound time.Duration, what string, cond func(
 func settled(rs ...*running) int64 {
 	var n int64
 	for _, r := range rs {
-		m := r.ix.Metrics()
-		n += m.Written.Load() + m.Deleted.Load() + m.Stale.Load()
+		m := indexer.CountsOf(r.ix)
+		n += m.Written + m.Deleted + m.Stale
 	}
 	return n
 }
@@ -239,12 +239,12 @@ func TestDuplicatesAndReordering(t *testing.T) {
 			publishAll(t, pub, p.recs)
 			eventually(t, "every message applied", func() bool { return settled(r) >= int64(len(p.recs)) })
 			checkPlan(t, r.store, b.Bucket, p)
-			m := r.ix.Metrics()
-			if m.Stale.Load() == 0 {
+			m := indexer.CountsOf(r.ix)
+			if m.Stale == 0 {
 				t.Error("no record counted stale, though duplicates were published")
 			}
-			if m.Invalid.Load() != 0 {
-				t.Errorf("%d invalid", m.Invalid.Load())
+			if m.Invalid != 0 {
+				t.Errorf("%d invalid", m.Invalid)
 			}
 		})
 	}
@@ -341,9 +341,9 @@ func TestMalformedDeadLettered(t *testing.T) {
 			t.Errorf("%s: %v", g.Key, err)
 		}
 	}
-	m := r.ix.Metrics()
-	if m.Nacked.Load() != 0 || m.DeadLettered.Load() != int64(len(bad)) || m.Invalid.Load() != int64(len(bad)) {
-		t.Errorf("nacked %d, dead-lettered %d, invalid %d; want 0, %d, %d", m.Nacked.Load(), m.DeadLettered.Load(), m.Invalid.Load(), len(bad), len(bad))
+	m := indexer.CountsOf(r.ix)
+	if m.Nacked != 0 || m.DeadLettered != int64(len(bad)) || m.Invalid != int64(len(bad)) {
+		t.Errorf("nacked %d, dead-lettered %d, invalid %d; want 0, %d, %d", m.Nacked, m.DeadLettered, m.Invalid, len(bad), len(bad))
 	}
 }
 
@@ -369,7 +369,7 @@ func TestMalformedLeftToPolicy(t *testing.T) {
 	if got[0].Attributes["CloudPubSubDeadLetterSourceSubscription"] == "" {
 		t.Errorf("dead letter without the policy's attributes: %v", got[0].Attributes)
 	}
-	if n := r.ix.Metrics().Invalid.Load(); n < int64(b.MaxDeliveryAttempts) {
+	if n := indexer.CountsOf(r.ix).Invalid; n < int64(b.MaxDeliveryAttempts) {
 		t.Errorf("dead-lettered after %d deliveries, before the %d configured delivery attempts", n, b.MaxDeliveryAttempts)
 	}
 	eventually(t, "valid records indexed", func() bool { return settled(r) >= int64(len(good)) })
@@ -390,18 +390,18 @@ func TestGracefulShutdown(t *testing.T) {
 	r := startIndexer(t, st.ProjectID, b, &indexer.Options{BatchWait: 50 * time.Millisecond})
 	eventually(t, "first writes", func() bool { return settled(r) > 0 })
 	r.stop()
-	m := r.ix.Metrics()
-	if got, decided := m.Received.Load(), settled(r)+m.Nacked.Load(); got != decided {
+	m := indexer.CountsOf(r.ix)
+	if got, decided := m.Received, settled(r)+m.Nacked; got != decided {
 		t.Fatalf("Run returned with %d received but %d decided", got, decided)
 	}
 	docs, err := r.store.List(context.Background(), b.Bucket, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(docs)) < m.Written.Load() {
-		t.Fatalf("%d writes acknowledged, %d documents in the index", m.Written.Load(), len(docs))
+	if int64(len(docs)) < m.Written {
+		t.Fatalf("%d writes acknowledged, %d documents in the index", m.Written, len(docs))
 	}
-	if m.Written.Load() == int64(len(recs)) {
+	if m.Written == int64(len(recs)) {
 		t.Log("the indexer finished every record before it was stopped: the test proved little")
 	}
 }

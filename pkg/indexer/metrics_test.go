@@ -1,8 +1,13 @@
 package indexer
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"imgpipe/pkg/indexstore"
 )
@@ -28,5 +33,48 @@ func TestEndToEndSeconds(t *testing.T) {
 		if got != tc.want || ok != tc.observe {
 			t.Errorf("%s: (%v, %v), want (%v, %v)", tc.name, got, ok, tc.want, tc.observe)
 		}
+	}
+}
+
+// TestMetricsReadByDeploy: every indexer metric the Prometheus rules and the Grafana
+// dashboard read (deploy/*/metrics.txt) is exported by the indexer's collectors, in an
+// exposition a pedantic registry accepts.
+func TestMetricsReadByDeploy(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := newMetrics().register(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_count", "_sum"} {
+				exported[f.GetName()+s] = true
+			}
+		}
+	}
+	read := 0
+	for _, list := range []string{"../../deploy/prometheus/metrics.txt", "../../deploy/grafana/metrics.txt"} {
+		b, err := os.ReadFile(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, _, _ := strings.Cut(line, "#")
+			if name = strings.TrimSpace(name); !strings.HasPrefix(name, "imgpipe_indexer_") {
+				continue
+			}
+			read++
+			if !exported[name] {
+				t.Errorf("%s reads %s, which the indexer does not export", list, name)
+			}
+		}
+	}
+	if read == 0 {
+		t.Error("the deploy lists name no indexer metric")
 	}
 }

@@ -101,17 +101,17 @@ func TestFirestoreRestart(t *testing.T) {
 	keys := s.end()
 	eventuallyWithin(t, 3*time.Minute, "every record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
 
-	m := r.ix.Metrics()
-	if m.DeadLettered.Load() != 0 || m.Invalid.Load() != 0 {
-		t.Errorf("%d dead-lettered, %d invalid across a restart", m.DeadLettered.Load(), m.Invalid.Load())
+	m := indexer.CountsOf(r.ix)
+	if m.DeadLettered != 0 || m.Invalid != 0 {
+		t.Errorf("%d dead-lettered, %d invalid across a restart", m.DeadLettered, m.Invalid)
 	}
-	if m.Nacked.Load() != 0 {
-		t.Errorf("%d messages nacked: a write that failed during the restart was not held", m.Nacked.Load())
+	if m.Nacked != 0 {
+		t.Errorf("%d messages nacked: a write that failed during the restart was not held", m.Nacked)
 	}
-	if m.Retried.Load() == 0 {
+	if m.Retried == 0 {
 		t.Error("no write was retried: the restart broke nothing, the test proved nothing")
 	}
-	t.Logf("%d records, all indexed; %d writes retried while their messages were held", len(keys), m.Retried.Load())
+	t.Logf("%d records, all indexed; %d writes retried while their messages were held", len(keys), m.Retried)
 }
 
 // TestStopDuringOutage stops an indexer whose messages are held while Firestore is
@@ -137,7 +137,7 @@ func TestStopDuringOutage(t *testing.T) {
 		recs = append(recs, rec(record.Created, b.Bucket, fmt.Sprintf("held/%d", i), 1))
 	}
 	publishAll(t, pub, recs)
-	eventually(t, "writes held and retried", func() bool { return r.ix.Metrics().Retried.Load() >= 5 })
+	eventually(t, "writes held and retried", func() bool { return indexer.CountsOf(r.ix).Retried >= 5 })
 
 	stopped := make(chan struct{})
 	go func() { r.stop(); close(stopped) }()
@@ -146,11 +146,11 @@ func TestStopDuringOutage(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("Run did not return while its messages were held")
 	}
-	m := r.ix.Metrics()
-	if got, decided := m.Received.Load(), settled(r)+m.Nacked.Load()+m.DeadLettered.Load(); got != decided {
+	m := indexer.CountsOf(r.ix)
+	if got, decided := m.Received, settled(r)+m.Nacked+m.DeadLettered; got != decided {
 		t.Fatalf("Run returned with %d received but %d decided", got, decided)
 	}
-	if m.Nacked.Load() == 0 {
+	if m.Nacked == 0 {
 		t.Error("no held message was nacked at the stop")
 	}
 	cancel()
@@ -164,11 +164,11 @@ func TestStopDuringOutage(t *testing.T) {
 // write.
 func TestHeldWritesResumeWhenFirestoreReturns(t *testing.T) {
 	m := outageWhileWriting(t, &indexer.Options{RetryFor: 10 * time.Minute, WriteTimeout: 10 * time.Minute})
-	if m.Revived.Load() == 0 {
+	if m.Revived == 0 {
 		t.Error("no held write was cut short when Firestore came back")
 	}
-	if m.Nacked.Load() != 0 || m.DeadLettered.Load() != 0 {
-		t.Errorf("%d nacked, %d dead-lettered", m.Nacked.Load(), m.DeadLettered.Load())
+	if m.Nacked != 0 || m.DeadLettered != 0 {
+		t.Errorf("%d nacked, %d dead-lettered", m.Nacked, m.DeadLettered)
 	}
 }
 
@@ -177,14 +177,14 @@ func TestHeldWritesResumeWhenFirestoreReturns(t *testing.T) {
 // outage inside the Firestore client's retries, and none is turned into a nack.
 func TestNotHoldingLeavesAttemptsWhole(t *testing.T) {
 	m := outageWhileWriting(t, &indexer.Options{RetryFor: -1, WriteTimeout: 10 * time.Minute})
-	if m.Nacked.Load() != 0 || m.Revived.Load() != 0 || m.Retried.Load() != 0 {
-		t.Errorf("%d nacked, %d revived, %d retried; want none", m.Nacked.Load(), m.Revived.Load(), m.Retried.Load())
+	if m.Nacked != 0 || m.Revived != 0 || m.Retried != 0 {
+		t.Errorf("%d nacked, %d revived, %d retried; want none", m.Nacked, m.Revived, m.Retried)
 	}
 }
 
 // outageWhileWriting runs an indexer with opts, cuts Firestore off for 10 s, publishes 50
 // records during the outage and waits until every one is indexed.
-func outageWhileWriting(t *testing.T, opts *indexer.Options) *indexer.Metrics {
+func outageWhileWriting(t *testing.T, opts *indexer.Options) indexer.Counts {
 	t.Helper()
 	st, b := bootstrap(t, 100)
 	r := startIndexer(t, st.ProjectID, b, opts)
@@ -209,5 +209,5 @@ func outageWhileWriting(t *testing.T, opts *indexer.Options) *indexer.Metrics {
 		t.Fatal(err)
 	}
 	eventuallyWithin(t, 5*time.Minute, "every record indexed", func() bool { return missing(t, r, b.Bucket, keys) == 0 })
-	return r.ix.Metrics()
+	return indexer.CountsOf(r.ix)
 }

@@ -131,16 +131,16 @@ func recoverOnce(b *testing.B, restart bool, down, retryFor time.Duration, grpcD
 	back := time.Now()
 	stacktest.WaitFor(b, "200 records published", time.Minute, func() (bool, string) { return s.count() >= 200, fmt.Sprint(s.count()) })
 	keys := s.end()[:200]
-	m := r.ix.Metrics()
 	for {
-		left := int64(missing(b, r, res.Bucket, keys)) - m.DeadLettered.Load() - dead.Load()
+		m := indexer.CountsOf(r.ix)
+		left := int64(missing(b, r, res.Bucket, keys)) - m.DeadLettered - dead.Load()
 		took := time.Since(back)
 		if left <= 0 || took >= recoverWait {
 			if left > 0 {
 				b.Logf("%d records neither indexed nor dead-lettered %s after the outage", left, took.Round(time.Second))
 				cameBack = diagnose(b, st, r, res, keys, len(s.end()))
 			}
-			return took, m.Nacked.Load(), m.DeadLettered.Load() + dead.Load(), max(left, 0), cameBack
+			return took, m.Nacked, m.DeadLettered + dead.Load(), max(left, 0), cameBack
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -151,9 +151,9 @@ func recoverOnce(b *testing.B, restart bool, down, retryFor time.Duration, grpcD
 // returns how many missing records came back that way (still in the subscription); the
 // others were neither indexed, dead-lettered nor deliverable any more.
 func diagnose(b *testing.B, st *devstack.Stack, r *running, res *devstack.Bootstrapped, keys []string, published int) int64 {
-	m := r.ix.Metrics()
+	m := indexer.CountsOf(r.ix)
 	b.Logf("DIAG published %d; received %d written %d stale %d nacked %d invalid %d deadlettered %d retried %d",
-		published, m.Received.Load(), m.Written.Load(), m.Stale.Load(), m.Nacked.Load(), m.Invalid.Load(), m.DeadLettered.Load(), m.Retried.Load())
+		published, m.Received, m.Written, m.Stale, m.Nacked, m.Invalid, m.DeadLettered, m.Retried)
 	docs, _ := r.store.List(context.Background(), res.Bucket, 100000)
 	have := map[string]bool{}
 	for _, d := range docs {

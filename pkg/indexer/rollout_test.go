@@ -7,6 +7,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
+	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/record"
 )
@@ -65,7 +66,7 @@ func TestRolloutReadsBothVersions(t *testing.T) {
 		!reflect.DeepEqual(got.SmartCrops, want.SmartCrops) {
 		t.Errorf("v2 document:\n got %+v\nwant %+v", got.Analysis, want)
 	}
-	if m := r.ix.Metrics(); m.Invalid.Load() != 0 || m.DeadLettered.Load() != 0 {
-		t.Errorf("invalid %d, dead-lettered %d; want none", m.Invalid.Load(), m.DeadLettered.Load())
+	if m := indexer.CountsOf(r.ix); m.Invalid != 0 || m.DeadLettered != 0 {
+		t.Errorf("invalid %d, dead-lettered %d; want none", m.Invalid, m.DeadLettered)
 	}
 }

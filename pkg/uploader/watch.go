@@ -80,12 +80,9 @@ type Watcher struct {
 	seen    map[string]seenFile // rel -> what the last scan saw
 	retryAt map[string]retryState
 	state   watchState
-	// crashAfterSend makes Scan stop right after sending, before it records anything, as a
-	// watcher killed at that moment would (tests only).
-	crashAfterSend bool
+	// send uploads a scan's batch: u.run, the one way the watcher sends.
+	send func(ctx context.Context, start time.Time, jobs []job, results []FileResult) (*Summary, error)
 }
-
-var errCrashed = errors.New("watcher crashed (test)")
 
 type seenFile struct {
 	size  int64
@@ -151,7 +148,7 @@ func NewWatcher(u *Uploader, dir string, opts *WatchOptions) (*Watcher, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("watch %s: not a directory", dir)
 	}
-	w := &Watcher{u: u, dir: dir, o: o, seen: map[string]seenFile{}, retryAt: map[string]retryState{},
+	w := &Watcher{u: u, send: u.run, dir: dir, o: o, seen: map[string]seenFile{}, retryAt: map[string]retryState{},
 		state: watchState{Version: 1, Files: map[string]*stateEntry{}}}
 	b, err := os.ReadFile(o.StateFile)
 	switch {
@@ -225,12 +222,9 @@ func (w *Watcher) Scan(ctx context.Context) (int, error) {
 		return finished, err
 	}
 
-	sum, err := w.u.run(ctx, now, jobs, results)
+	sum, err := w.send(ctx, now, jobs, results)
 	if err != nil {
 		return finished, err
-	}
-	if w.crashAfterSend {
-		return finished, errCrashed
 	}
 	pol := retry.Policy{BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Minute}
 	for i, r := range sum.Files {
