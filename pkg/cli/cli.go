@@ -102,7 +102,7 @@ func (p *Program) Execute(ctx context.Context, args []string, stdout, stderr io.
 		sub.SetHelpFunc(func(*cobra.Command, []string) { c.Settings.Usage(stdout) })
 		root.AddCommand(sub)
 	}
-	root.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	root.SetArgs(append([]string{}, config.HelpAlias(args)...)) // never nil: cobra would read os.Args
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)

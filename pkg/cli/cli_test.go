@@ -71,6 +71,9 @@ func TestExecute(t *testing.T) {
 		{name: "help command", args: []string{"help", "send"}, stdout: "tool send: sends.\n\nSettings"},
 		{name: "help command alone", args: []string{"help"}, stdout: "tool: the help.\n"},
 		{name: "help of no command", args: []string{"help", "fetch"}, usage: `unknown command "fetch" (see tool --help)`},
+		{name: "one-dash help", args: []string{"-help"}, stdout: "tool: the help.\n"},
+		{name: "one-dash help of a command", args: []string{"send", "-help"}, stdout: "tool send: sends.\n\nSettings"},
+		{name: "one-dash help after --", args: []string{"send", "--", "-help"}, run: "-help ", batch: 10},
 		{name: "one dash", args: []string{"send", "-json"}, usage: `unknown shorthand flag: 'j' in -json: flags take two dashes (--json, not -json) (see tool send --help)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -133,6 +133,25 @@ func Explain(err error) error {
 	return err
 }
 
+// HelpAlias returns args with a one-dash "-help" (Go's flag package and the binaries before
+// pflag took it) read as "--help", up to a "--" that ends the flags. A cobra command needs it:
+// its help flag has the shorthand h, so it reads "-help" as -h followed by the unknown -e, -l,
+// -p. (A Set alone already answers "-help" with ErrHelp: pflag stops at the h.) It copies args
+// only when it changes one.
+func HelpAlias(args []string) []string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-help" {
+			out := append([]string(nil), args...)
+			out[i] = "--help"
+			return HelpAlias(out)
+		}
+	}
+	return args
+}
+
 // FlagSet is the settings' flags, for a cobra command (cmd.Flags().AddFlagSet): cobra
 // parses them, then the command calls Resolve.
 func (s *Set) FlagSet() *pflag.FlagSet { return s.fs }

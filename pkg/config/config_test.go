@@ -145,3 +145,19 @@ func TestSeconds(t *testing.T) {
 		t.Error("SecondsBetween accepted 500ms")
 	}
 }
+
+// TestOneDashHelp: "-help", as Go's flag package took it, still asks for the help; after "--"
+// it is an argument.
+func TestOneDashHelp(t *testing.T) {
+	s := NewSet("tool", "")
+	var json bool
+	s.Bool(&json, "json", "", false, "JSON")
+	if err := s.Parse([]string{"-help"}); !errors.Is(err, ErrHelp) {
+		t.Fatalf("Parse(-help) = %v, want ErrHelp", err)
+	}
+	s = NewSet("tool", "")
+	s.Bool(&json, "json", "", false, "JSON")
+	if err := s.Parse([]string{"--", "-help"}); err != nil || len(s.Args()) != 1 || s.Args()[0] != "-help" {
+		t.Fatalf("Parse(-- -help) = %v, args %q", err, s.Args())
+	}
+}
