@@ -23,11 +23,12 @@ type Fault func(w http.ResponseWriter, r *http.Request) (out http.ResponseWriter
 // Front is an HTTP front of an S3 stand-in: it forwards every request unchanged (the Host
 // header too, so presigned URLs made for the front verify), after the installed Fault.
 type Front struct {
-	srv      *http.Server
-	url      string
-	fault    atomic.Pointer[Fault]
-	requests atomic.Uint64
-	served   chan error
+	srv       *http.Server
+	transport *http.Transport // to the stand-in
+	url       string
+	fault     atomic.Pointer[Fault]
+	requests  atomic.Uint64
+	served    chan error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -45,6 +46,11 @@ func StartFront(addr, target string) (*Front, error) {
 		return nil, fmt.Errorf("s3 front: listen on %s: %w", addr, err)
 	}
 	f := &Front{url: "http://" + ln.Addr().String(), served: make(chan error, 1)}
+	f.transport = &http.Transport{
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
@@ -52,11 +58,7 @@ func StartFront(addr, target string) (*Front, error) {
 		},
 		// Stream bodies as they come (a stalled body must reach the client as it stalls).
 		FlushInterval: -1,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		},
+		Transport:     f.transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
@@ -110,6 +112,7 @@ func (f *Front) Close(ctx context.Context) error {
 		if serr := <-f.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		f.transport.CloseIdleConnections() // its connections to the stand-in, and their goroutines
 		f.closeErr = err
 	})
 	return f.closeErr
