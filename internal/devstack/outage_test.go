@@ -22,9 +22,7 @@ import (
 // so the emulator's defect with cancelled streams cannot strand what it had leased.
 func TestPubSubOutageLosesNoLeasedMessage(t *testing.T) {
 	st := stacktest.Require(t, devstack.PubSub)
-	if st.PubSubFront == nil {
-		t.Fatal("the stack has no Pub/Sub front")
-	}
+	requireFronts(t, st)
 	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: 100})
 	t.Setenv("PUBSUB_EMULATOR_HOST", st.PubSubHost)
 	ctx := context.Background()
