@@ -108,11 +108,18 @@ func standinsDir() (string, error) {
 type Standin struct {
 	URL string // http://127.0.0.1:PORT
 	p   *process
+	tmp string // the log folder StartS3/StartVision made, removed by Close
 }
 
 // Close stops the stand-in: SIGTERM to its process group (the S3 stand-in then delivers the
-// event messages it holds), SIGKILL after 5 s. Safe to call more than once.
-func (s *Standin) Close() { s.p.stop(stopGrace) }
+// event messages it holds), SIGKILL after 5 s; then it removes the log folder it made when
+// none was given. Safe to call more than once.
+func (s *Standin) Close() {
+	s.p.stop(stopGrace)
+	if s.tmp != "" {
+		_ = os.RemoveAll(s.tmp)
+	}
+}
 
 // PID is the stand-in's process ID (it leads its own process group).
 func (s *Standin) PID() int { return s.p.cmd.Process.Pid }
@@ -204,10 +211,12 @@ func startStandin(ctx context.Context, name, logDir, logName string, args []stri
 	if err != nil {
 		return nil, err
 	}
+	tmp := ""
 	if logDir == "" {
 		if logDir, err = os.MkdirTemp("", "imgpipe-standin-"); err != nil {
 			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
+		tmp = logDir
 	}
 	p, err := startProcess(name, filepath.Join(logDir, logName), nil, append([]string{bin}, args...)...)
 	if err != nil {
@@ -215,8 +224,8 @@ func startStandin(ctx context.Context, name, logDir, logName string, args []stri
 	}
 	url, err := waitLogLine(ctx, p, standinListening)
 	if err != nil {
-		p.stop(stopGrace)
+		p.stop(stopGrace) // its log stays: the error names it
 		return nil, err
 	}
-	return &Standin{URL: url, p: p}, nil
+	return &Standin{URL: url, p: p, tmp: tmp}, nil
 }
