@@ -105,8 +105,9 @@ type storedThumbnail struct {
 	pos s3event.Position
 }
 
-// listThumbnails lists the thumbnails in the folder dir (what else lies there, a deeper
-// folder's or not ours, is left out), under the S3 timeout.
+// listThumbnails lists the thumbnails in the folder dir (its own objects only: a deeper
+// folder's, another key's, are not read; what is there but not ours is left out), under the
+// S3 timeout.
 func (a *Analyzer) listThumbnails(ctx context.Context, bucket, dir string) ([]storedThumbnail, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, a.opts.S3Timeout, errS3Stalled)
 	defer cancel()
