@@ -27,7 +27,8 @@ type outgoing struct {
 	log   *zap.Logger
 	ev    *s3event.Record
 	head  *objects.Head
-	unfit string // a removal's: the ETag of the key's content that can never be indexed (item.unfit)
+	unfit string   // a removal's: the ETag of the key's content that can never be indexed (item.unfit)
+	older []string // the thumbnails the record supersedes, removed once it is published
 }
 
 // analyze is a worker's part: Vision for every prepared object, in order. It returns the
@@ -53,7 +54,7 @@ func (a *Analyzer) analyze(ctx context.Context, items []item) ([]outgoing, error
 				continue
 			}
 		}
-		out = append(out, outgoing{r, it.log, it.rec, it.head, it.unfit})
+		out = append(out, outgoing{rec: r, log: it.log, ev: it.rec, head: it.head, unfit: it.unfit})
 	}
 	return out, nil
 }
@@ -170,9 +171,10 @@ func withFeatures(r *record.Analysis, res *vision.Result) {
 	}
 }
 
-// publish publishes what analyze produced, in order, each after its thumbnail step, and
-// returns the first error, classified: one that is not the record's own fault is a Pub/Sub
-// (or, for the thumbnail, S3) dependency fault.
+// publish publishes what analyze produced, in order, each after its thumbnail step and then
+// followed by the removal of the thumbnails it supersedes, and returns the first error,
+// classified: one that is not the record's own fault is a Pub/Sub (or, for the thumbnail, S3)
+// dependency fault.
 func (a *Analyzer) publish(ctx context.Context, recs []outgoing) error {
 	for _, p := range recs {
 		if err := a.thumbnail(ctx, &p); err != nil {
@@ -187,6 +189,7 @@ func (a *Analyzer) publish(ctx context.Context, recs []outgoing) error {
 			return err
 		}
 		p.log.Info("published", zap.String("pubsub_message_id", id), zap.String("analysis_event", string(p.rec.Event)))
+		a.removeSuperseded(ctx, &p)
 	}
 	return nil
 }

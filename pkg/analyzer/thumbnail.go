@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,8 +29,9 @@ import (
 // Each event's content has a thumbnail of its own (ThumbnailKey: the key's folder and the
 // event's position and version or ETag), so that a late event of an older version cannot
 // replace a newer version's thumbnail: each record points at the thumbnail of the content it
-// describes. The older thumbnails in the key's folder are removed when a newer one is
-// written and when the key is removed.
+// describes. The older thumbnails in the key's folder are removed once a newer one's record
+// is published (not before: the index still points at one of them until then), and when the
+// key is removed.
 
 // DefaultThumbnailDecodes is Options.ThumbnailDecodes' default.
 const DefaultThumbnailDecodes = 1
@@ -105,8 +105,9 @@ type storedThumbnail struct {
 	pos s3event.Position
 }
 
-// listThumbnails lists the thumbnails in the folder dir (what else lies there, a deeper
-// folder's or not ours, is left out), under the S3 timeout.
+// listThumbnails lists the thumbnails in the folder dir (its own objects only: a deeper
+// folder's, another key's, are not read; what is there but not ours is left out), under the
+// S3 timeout.
 func (a *Analyzer) listThumbnails(ctx context.Context, bucket, dir string) ([]storedThumbnail, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, a.opts.S3Timeout, errS3Stalled)
 	defer cancel()
@@ -229,7 +230,7 @@ func (a *Analyzer) thumbnail(ctx context.Context, p *outgoing) error {
 	}
 	r.ThumbnailKey = key
 	a.metrics.thumbnails.WithLabelValues("written").Inc()
-	a.supersede(ctx, p, key)
+	a.superseded(ctx, p, key)
 	return nil
 }
 
@@ -244,30 +245,39 @@ func (a *Analyzer) thumbnailFailed(ctx context.Context, p *outgoing, why, key st
 	return nil
 }
 
-// supersede removes the thumbnails of p's key older than the newest one there (the one just
-// written at key, unless a newer event's is there too: then p's record is stale, and its own
-// thumbnail goes as well and the record goes without). A failure leaves them to the key's
-// removal, logged.
-func (a *Analyzer) supersede(ctx context.Context, p *outgoing, key string) {
+// superseded decides, before p's record is published, whether it is stale: a newer event's
+// thumbnail lies in the key's folder beside the one just written at key. A stale record's
+// own thumbnail is removed and the record goes without one. Otherwise the thumbnails older
+// than key are kept in p.older, removed only once the record is published (until then the
+// index's document still points at one of them). A listing that fails leaves them to the
+// key's removal, logged.
+func (a *Analyzer) superseded(ctx context.Context, p *outgoing, key string) {
 	r := p.rec
 	dir := ThumbnailDir(a.thumbs.prefix, r.Bucket, r.Key)
 	ts, err := a.listThumbnails(ctx, r.Bucket, dir)
-	if err == nil {
-		newest, _ := thumbnailPosition(strings.TrimPrefix(key, dir))
-		for _, t := range ts {
-			if c, cerr := s3event.ComparePosition(t.pos, newest); cerr == nil && c > 0 {
-				newest = t.pos
-			}
-		}
-		old := olderThan(ts, newest)
-		if slices.Contains(old, key) {
+	if err != nil {
+		p.log.Warn("older thumbnails not removed", zap.String("why", "S3 failed; the key's removal removes them"), zap.Error(err))
+		return
+	}
+	own, _ := thumbnailPosition(strings.TrimPrefix(key, dir))
+	for _, t := range ts {
+		if c, cerr := s3event.ComparePosition(t.pos, own); cerr == nil && c > 0 {
 			r.ThumbnailKey = ""
 			a.metrics.thumbnails.WithLabelValues("superseded").Inc()
 			p.log.Info("no thumbnail", zap.String("why", "a newer event's thumbnail is there: this record is stale"), zap.String("thumbnail_key", key))
+			if err := a.removeThumbnails(ctx, r.Bucket, []string{key}); err != nil {
+				p.log.Warn("stale thumbnail not removed", zap.String("why", "S3 failed; the key's removal removes it"), zap.Error(err))
+			}
+			return
 		}
-		err = a.removeThumbnails(ctx, r.Bucket, old)
 	}
-	if err != nil {
+	p.older = olderThan(ts, own)
+}
+
+// removeSuperseded removes, once p's record is published, the thumbnails it supersedes
+// (p.older). A failure leaves them to the key's removal, logged.
+func (a *Analyzer) removeSuperseded(ctx context.Context, p *outgoing) {
+	if err := a.removeThumbnails(ctx, p.rec.Bucket, p.older); err != nil {
 		p.log.Warn("older thumbnails not removed", zap.String("why", "S3 failed; the key's removal removes them"), zap.Error(err))
 	}
 }

@@ -293,3 +293,61 @@ func TestCoreThumbnailsOfTwoVersions(t *testing.T) {
 		t.Errorf("thumbnails %q left after the key's removal", ks)
 	}
 }
+
+// TestCoreThumbnailKeptUntilTheNewerIsPublished: while v2's record fails to publish, v1's
+// thumbnail (the one the index points at) stays readable; once v2 is published, only v2's
+// remains.
+func TestCoreThumbnailKeptUntilTheNewerIsPublished(t *testing.T) {
+	c := newCore(t)
+	c.store.SetVersioning(bucket, true)
+	const key = "upload/kept.png"
+	b1, err := samples.Image(1, 640, 480, "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := samples.Image(2, 480, 640, "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start(thumbOptions(), nil)
+	c.putEvent(key, b1, "0000000000000000A1")
+	v1 := c.published(1)[key][0]
+	c.waitEmpty()
+	if _, _, ok := c.thumbAt(v1.ThumbnailKey); !ok {
+		t.Fatalf("v1's thumbnail %q is not there", v1.ThumbnailKey)
+	}
+
+	// v2's first two publishes fail; each notes whether v1's thumbnail was still there.
+	var mu sync.Mutex
+	var seen []bool
+	c.pub.mu.Lock()
+	c.pub.fail = func(ctx context.Context, rec *record.Analysis) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 2 {
+			return nil
+		}
+		_, _, ok := c.thumbAt(v1.ThumbnailKey)
+		seen = append(seen, ok)
+		return failure.Transientf("Unavailable", "pubsub down")
+	}
+	c.pub.mu.Unlock()
+	c.putEvent(key, b2, "0000000000000000A2")
+	v2 := c.published(2)[key][1]
+	c.waitEmpty()
+	mu.Lock()
+	if len(seen) != 2 || !seen[0] || !seen[1] {
+		t.Errorf("v1's thumbnail present at v2's failed publishes: %v, want [true true]", seen)
+	}
+	mu.Unlock()
+	if v2.ThumbnailKey == "" || v2.ThumbnailKey == v1.ThumbnailKey {
+		t.Fatalf("v2's record has thumbnail %q (v1's %q)", v2.ThumbnailKey, v1.ThumbnailKey)
+	}
+	ks, err := c.store.List(context.Background(), bucket, ThumbnailDir("thumbnail/", bucket, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ks) != 1 || ks[0] != v2.ThumbnailKey {
+		t.Errorf("thumbnails %q after v2 is published, want only v2's %q", ks, v2.ThumbnailKey)
+	}
+}

@@ -63,8 +63,10 @@ type Writer interface {
 	// Remove deletes bucket/key (in a versioned bucket: a delete marker over it); a key that
 	// does not exist is no error.
 	Remove(ctx context.Context, bucket, key string) error
-	// List returns the keys in bucket that begin with prefix, in key order: current objects
-	// only (no delete markers, no older versions).
+	// List returns the keys of the objects directly in the folder prefix of bucket (prefix
+	// ends in "/"), in key order: keys that begin with prefix and hold no further "/" (the
+	// deeper folders' objects are not read), current objects only (no delete markers, no
+	// older versions).
 	List(ctx context.Context, bucket, prefix string) ([]string, error)
 }
 

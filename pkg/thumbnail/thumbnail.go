@@ -95,8 +95,6 @@ func Make(r io.Reader, opts *Options) ([]byte, image.Point, error) {
 	return buf.Bytes(), out.Bounds().Size(), nil
 }
 
-// fit scales w x h down (never up) so that its longer side is at most side, keeping at least
-// one pixel on each axis.
 // resize scales the part b of img to w x h. At the same size it only copies the pixels (the
 // scaler would give the same ones, TestResizeSameSizeAsScaler, at several times the cost), or
 // returns img itself when it is already the whole RGBA image asked for.
@@ -114,6 +112,8 @@ func resize(img image.Image, b image.Rectangle, w, h int) *image.RGBA {
 	return out
 }
 
+// fit scales w x h down (never up) so that its longer side is at most side, keeping at least
+// one pixel on each axis.
 func fit(w, h, side int) (int, int) {
 	if w <= side && h <= side {
 		return w, h

@@ -171,7 +171,8 @@ func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, erro
 	var keys []string
 	for k, vs := range s.objects {
 		key, ok := strings.CutPrefix(k, bucket+"/")
-		if ok && strings.HasPrefix(key, prefix) && len(vs) > 0 && !vs[len(vs)-1].marker {
+		name, in := strings.CutPrefix(key, prefix)
+		if ok && in && !strings.Contains(name, "/") && len(vs) > 0 && !vs[len(vs)-1].marker {
 			keys = append(keys, key)
 		}
 	}

@@ -46,9 +46,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ListVersioned", func(t *testing.T) { testList(t, h.NewBucket(t, true)) })
 }
 
-// testList: List gives the current keys under the prefix in key order, not a removed one
-// (a delete marker in a versioned bucket) nor one outside the prefix, and nothing for a
-// prefix nothing lies under.
+// testList: List gives the current keys directly in the folder in key order, not a removed
+// one (a delete marker in a versioned bucket), nor one outside the folder or in a deeper
+// folder (upload/a's folder beside upload/a/b's), and nothing for a folder nothing lies in.
 func testList(t *testing.T, b Bucket) {
 	w, ok := b.Store.(objects.Writer)
 	if !ok {
@@ -68,6 +68,18 @@ func testList(t *testing.T, b Bucket) {
 	}
 	if want := []string{"thumbnail/a b+c.jpg/1.jpg", "thumbnail/a b+c.jpg/2.jpg"}; !slices.Equal(got, want) {
 		t.Errorf("List = %q, want %q", got, want)
+	}
+	for _, k := range []string{"thumbnail/upload/a/2.jpg", "thumbnail/upload/a/b.png/1.jpg", "thumbnail/upload/a/b/c.png/1.jpg", "thumbnail/upload/a/1.jpg"} {
+		if err := w.Write(ctx(t), b.Name, k, data(10, 1), "image/jpeg"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = w.List(ctx(t), b.Name, "thumbnail/upload/a/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"thumbnail/upload/a/1.jpg", "thumbnail/upload/a/2.jpg"}; !slices.Equal(got, want) {
+		t.Errorf("List of a folder with deeper folders = %q, want %q", got, want)
 	}
 	got, err = w.List(ctx(t), b.Name, "thumbnail/none/")
 	if err != nil || len(got) != 0 {

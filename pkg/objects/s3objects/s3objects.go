@@ -176,10 +176,11 @@ func (s *Store) Remove(ctx context.Context, bucket, key string) error {
 	return nil
 }
 
-// List implements objects.Writer with ListObjectsV2, page by page.
+// List implements objects.Writer with ListObjectsV2, page by page, delimited by "/": a deeper
+// folder comes back as one common prefix, which is left out, not as its objects.
 func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
 	var keys []string
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix), Delimiter: aws.String("/")})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {

@@ -3,9 +3,11 @@ package s3objects
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -126,5 +128,57 @@ func TestReadHeadMetadata(t *testing.T) {
 	}
 	if h.Metadata["traceparent"] != tp || h.Metadata["sha256"] != "abc" || string(h.Bytes) != "0123" {
 		t.Fatalf("head %q metadata %v: want the bytes and both metadata entries, keys in lower case", h.Bytes, h.Metadata)
+	}
+}
+
+// countingClient counts the ListObjectsV2 requests it sends.
+type countingClient struct {
+	mu    sync.Mutex
+	lists int
+}
+
+func (c *countingClient) Do(r *http.Request) (*http.Response, error) {
+	if r.URL.Query().Has("list-type") {
+		c.mu.Lock()
+		c.lists++
+		c.mu.Unlock()
+	}
+	return http.DefaultClient.Do(r)
+}
+
+// TestListSkipsDeeperFolders: listing upload/a's folder, beside upload/a/b.png's holding more
+// objects than one page, reads one page and gives only upload/a's own.
+func TestListSkipsDeeperFolders(t *testing.T) {
+	st := stacktest.Get(t)
+	counter := &countingClient{}
+	client := s3.NewFromConfig(st.AWSConfig(), func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(st.S3Endpoint)
+		o.UsePathStyle = true
+		o.HTTPClient = counter
+	})
+	ctx := context.Background()
+	bucket := stacktest.Unique("objlist")
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(client)
+	const deeper = 1001 // one more than a page holds
+	for i := range deeper {
+		if err := s.Write(ctx, bucket, fmt.Sprintf("thumbnail/upload/a/b.png/%04d.jpg", i), []byte("x"), "image/jpeg"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Write(ctx, bucket, "thumbnail/upload/a/1.jpg", []byte("x"), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.List(ctx, bucket, "thumbnail/upload/a/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "thumbnail/upload/a/1.jpg" {
+		t.Errorf("List = %d keys (first %q), want only thumbnail/upload/a/1.jpg", len(keys), keys[:min(1, len(keys))])
+	}
+	if counter.lists != 1 {
+		t.Errorf("List read %d pages, want 1 (the %d deeper objects are one common prefix)", counter.lists, deeper)
 	}
 }

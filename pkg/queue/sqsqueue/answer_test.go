@@ -29,3 +29,32 @@ func TestBatchAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestVisibilityAnswer: a visibility change's batch answer by batchAnswer's rule (an entry
+// the answer names in neither list is not done), a lapsed lease done only when lapsedOK.
+func TestVisibilityAnswer(t *testing.T) {
+	batch := []*queue.Message{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+	ok := []*string{aws.String("0"), aws.String("9")}
+	failed := []types.BatchResultErrorEntry{
+		{Id: aws.String("1"), Code: aws.String("AWS.SimpleQueueService.MessageNotInflight"), SenderFault: true, Message: aws.String("not in flight")},
+		{Id: aws.String("2"), Code: aws.String("InvalidParameterValue"), SenderFault: true, Message: aws.String("bad timeout")},
+	}
+	for _, c := range []struct {
+		what     string
+		lapsedOK bool
+	}{{"extend", false}, {"release", true}} {
+		res := visibilityAnswer(c.what, "q", batch, ok, failed, c.lapsedOK)
+		if len(res) != 4 || res[0] != nil {
+			t.Fatalf("%s: %v, want 4 answers, the first done", c.what, res)
+		}
+		if lapsedDone := res[1] == nil; lapsedDone != c.lapsedOK {
+			t.Errorf("%s: the lapsed lease's answer %v, want done %v", c.what, res[1], c.lapsedOK)
+		}
+		if res[2] == nil || failure.ReasonOf(res[2]) == "NoBatchResult" {
+			t.Errorf("%s: the refused entry's answer %v, want its own error", c.what, res[2])
+		}
+		if failure.ClassOf(res[3]) != failure.Transient || failure.ReasonOf(res[3]) != "NoBatchResult" {
+			t.Errorf("%s: the unanswered entry's answer %v, want a transient NoBatchResult", c.what, res[3])
+		}
+	}
+}

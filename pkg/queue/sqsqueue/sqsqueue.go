@@ -174,14 +174,27 @@ func (q *Queue) visibility(ctx context.Context, msgs []*queue.Message, secs int3
 		if err != nil {
 			return queue.Each(len(batch), awserr.Classify(fmt.Errorf("%s on %s: %w", what, q.url, err)))
 		}
-		res := make([]error, len(batch))
-		for _, f := range out.Failed {
-			if i, ok := entryIndex(f.Id, len(batch)); ok && !(lapsedOK && lapsed(aws.ToString(f.Code))) {
-				res[i] = entryError(what, batch[i], f)
+		ok := make([]*string, len(out.Successful))
+		for i, e := range out.Successful {
+			ok[i] = e.Id
+		}
+		return visibilityAnswer(what, q.url, batch, ok, out.Failed, lapsedOK)
+	})
+}
+
+// visibilityAnswer maps a visibility batch answer onto its entries by batchAnswer's rule (an
+// entry the answer names in neither list is a transient NoBatchResult, not done), except that
+// an entry refused because its message is no longer leased is done when lapsedOK.
+func visibilityAnswer(what, url string, batch []*queue.Message, ok []*string, failed []types.BatchResultErrorEntry, lapsedOK bool) []error {
+	res := batchAnswer(what, url, batch, ok, failed)
+	if lapsedOK {
+		for _, f := range failed {
+			if i, in := entryIndex(f.Id, len(batch)); in && lapsed(aws.ToString(f.Code)) {
+				res[i] = nil
 			}
 		}
-		return res
-	})
+	}
+	return res
 }
 
 // lapsed reports whether code says the message was no longer leased.
@@ -282,11 +295,11 @@ func toSQS(attrs map[string]queue.Attr) map[string]types.MessageAttributeValue {
 	return out
 }
 
-// entryIndex reads a batch entry ID (the index of its message in the batch).
-// batchAnswer maps a batch answer onto its entries (what, "send" or "delete", names the
-// request): nil for an entry the answer confirms (its ID in ok), the entry's classified error
-// for one it refuses, and a transient NoBatchResult for one it names in neither, so that the
-// caller tries it again rather than counting it done.
+// batchAnswer maps a batch answer onto its entries (what names the request: "send",
+// "delete", or a visibility change's "extend" or "release"): nil for an entry the answer
+// confirms (its ID in ok), the entry's classified error for one it refuses, and a transient
+// NoBatchResult for one it names in neither, so that the caller tries it again rather than
+// counting it done.
 func batchAnswer(what, url string, batch []*queue.Message, ok []*string, failed []types.BatchResultErrorEntry) []error {
 	res := make([]error, len(batch))
 	confirmed := make([]bool, len(batch))
@@ -309,6 +322,8 @@ func batchAnswer(what, url string, batch []*queue.Message, ok []*string, failed 
 	return res
 }
 
+// entryIndex reads a batch entry ID (the index of its message in the batch); false for one
+// that is no index of a batch of n.
 func entryIndex(id *string, n int) (int, bool) {
 	i, err := strconv.Atoi(aws.ToString(id))
 	return i, err == nil && i >= 0 && i < n
