@@ -20,10 +20,3 @@ func CrashAfterSend(w *Watcher) {
 
 // ErrCrashed is what a crashing scan returns.
 var ErrCrashed = errors.New("watcher crashed (test)")
-
-// SetHooks makes u call beforeSend with a file's path just before its upload starts (it was
-// hashed and found unchanged), and afterSend once the upload was accepted, before the final
-// check that the file did not change.
-func SetHooks(u *Uploader, beforeSend, afterSend func(path string)) {
-	u.beforeSend, u.afterSend = beforeSend, afterSend
-}

@@ -201,9 +201,6 @@ func (r *putRun) attempt(ctx context.Context, a *attemptState) (duplicate bool, 
 		a.sent.Add(n)
 		r.bytesSent.Add(n)
 	}
-	if u.beforeSend != nil {
-		u.beforeSend(a.file.Name())
-	}
 	size := a.stat.Size()
 	var version string
 	if size > u.o.PartSize {
@@ -219,9 +216,6 @@ func (r *putRun) attempt(ctx context.Context, a *attemptState) (duplicate bool, 
 	}
 	if err != nil {
 		return false, err
-	}
-	if u.afterSend != nil {
-		u.afterSend(a.file.Name())
 	}
 	if err := unchanged(a.file, a.stat); err != nil {
 		// The object holds what was hashed, but the file no longer does (it is still being

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
@@ -68,6 +69,37 @@ func listVersions(t testing.TB, ctx context.Context, c *s3.Client, bucket string
 	return got
 }
 
+// aroundSends returns c with an API option that calls before just before an upload starts (a
+// PutObject or CreateMultipartUpload call is made) and after once one was accepted (a PutObject
+// or CompleteMultipartUpload call succeeded), so that a test can change the file at those
+// moments. Either may be nil.
+func aroundSends(c *s3.Client, before, after func()) *s3.Client {
+	return s3.New(c.Options(), func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("testAroundSends",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					starts, ends := false, false
+					switch in.Parameters.(type) {
+					case *s3.PutObjectInput:
+						starts, ends = true, true
+					case *s3.CreateMultipartUploadInput:
+						starts = true
+					case *s3.CompleteMultipartUploadInput:
+						ends = true
+					}
+					if starts && before != nil {
+						before()
+					}
+					out, md, err := next.HandleInitialize(ctx, in)
+					if ends && err == nil && after != nil {
+						after()
+					}
+					return out, md, err
+				}), middleware.After)
+		})
+	})
+}
+
 // A file whose content changes between hashing and sending, with its size and time kept, is
 // refused by S3 (the upload carries the SHA-256 computed first): nothing is stored under a key
 // that names content the object does not have. Single PUT and multipart.
@@ -91,11 +123,12 @@ func TestTornFileNeverStored(t *testing.T) {
 				body = append(body, bytes.Repeat([]byte{7}, tt.size-len(body))...)
 			}
 			writeTree(t, dir, map[string][]byte{"a.png": body})
-			up, err := uploader.New(s3c, b.Bucket, b.Prefix, &uploader.Options{PartSize: 5 << 20, Retries: -1})
+			p := filepath.Join(dir, "a.png")
+			sends := aroundSends(s3c, func() { rewriteInPlace(t, p, tt.at) }, nil)
+			up, err := uploader.New(sends, b.Bucket, b.Prefix, &uploader.Options{PartSize: 5 << 20, Retries: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			uploader.SetHooks(up, func(p string) { rewriteInPlace(t, p, tt.at) }, nil)
 			sum, err := up.Put(ctx, []string{dir})
 			if err != nil {
 				t.Fatal(err)
@@ -136,12 +169,8 @@ func TestChangedAfterUploadRemoved(t *testing.T) {
 		}
 		dir := t.TempDir()
 		writeTree(t, dir, map[string][]byte{"b.png": mustImage(t, 902, 100, 80, "png")})
-		up, err := uploader.New(s3c, b.Bucket, b.Prefix, &uploader.Options{Keys: uploader.KeysPath, Retries: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		uploader.SetHooks(up, nil, func(p string) {
-			f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+		sends := aroundSends(s3c, nil, func() {
+			f, err := os.OpenFile(filepath.Join(dir, "b.png"), os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
 				t.Error(err)
 				return
@@ -149,6 +178,10 @@ func TestChangedAfterUploadRemoved(t *testing.T) {
 			f.Write([]byte("more"))
 			f.Close()
 		})
+		up, err := uploader.New(sends, b.Bucket, b.Prefix, &uploader.Options{Keys: uploader.KeysPath, Retries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum, err := up.Put(ctx, []string{dir})
 		if err != nil {
 			t.Fatal(err)
@@ -187,16 +220,16 @@ func TestWatchChangingFileOneObject(t *testing.T) {
 			dir := t.TempDir()
 			first := mustImage(t, 903, 90, 70, "png")
 			writeTree(t, dir, map[string][]byte{"drop.png": first})
-			up, err := uploader.New(s3c, b.Bucket, b.Prefix, &uploader.Options{Retries: -1})
+			var changed atomic.Bool
+			sends := aroundSends(s3c, func() {
+				if changed.CompareAndSwap(false, true) {
+					tt.change(filepath.Join(dir, "drop.png")) // still being written while it is sent
+				}
+			}, nil)
+			up, err := uploader.New(sends, b.Bucket, b.Prefix, &uploader.Options{Retries: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var changed atomic.Bool
-			uploader.SetHooks(up, func(p string) {
-				if changed.CompareAndSwap(false, true) {
-					tt.change(p) // still being written while it is sent
-				}
-			}, nil)
 			clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 			w, err := uploader.NewWatcher(up, dir, &uploader.WatchOptions{Settle: 2 * time.Second, Now: clock.Now})
 			if err != nil {

@@ -110,11 +110,6 @@ type Uploader struct {
 	filter *Filter
 	slots  chan struct{} // S3 requests in flight
 	log    *zap.Logger
-	// beforeSend and afterSend, when set, are called with a file's path just before its upload
-	// starts (after it was hashed and checked unchanged) and once the upload was accepted,
-	// before the final check that it did not change (tests only: they change the file at
-	// those moments).
-	beforeSend, afterSend func(path string)
 }
 
 // New returns an Uploader writing to bucket under prefix ("" for the bucket's root; the

@@ -120,6 +120,16 @@ func TestBucket(t *testing.T) {
 	if ok, _ := b.take(later); ok {
 		t.Error("burst exceeded after idling")
 	}
+	// A clock set back (the manual clock can be) and forward again refills nothing.
+	back := newBucket(RateLimit{PerSecond: 10, Burst: 3}, t0)
+	for i, at := range []time.Time{t0.Add(-time.Hour), t0, t0} {
+		if ok, _ := back.take(at); !ok {
+			t.Fatalf("take %d refused within burst", i)
+		}
+	}
+	if ok, _ := back.take(t0); ok {
+		t.Error("a clock set back and forward again refilled the bucket")
+	}
 	// No limit.
 	free := newBucket(RateLimit{}, t0)
 	for i := 0; i < 1000; i++ {

@@ -6,41 +6,42 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"imgpipe/internal/visionstandin"
 )
 
-// bucket is a token bucket driven by an explicit clock, so tests need not sleep.
-// It is not safe for concurrent use; the Server's mutex guards it.
+// bucket is the call rate limit: a golang.org/x/time/rate token bucket driven by the
+// Server's clock, so that a manual clock drives it too and tests need not sleep. It is
+// not safe for concurrent use; the Server's mutex guards it.
 type bucket struct {
-	rate   float64 // tokens per second; zero disables
-	burst  float64
-	tokens float64
-	last   time.Time
+	lim  *rate.Limiter // nil disables the limit
+	last time.Time     // the latest time taken at: a clock set back refills nothing
 }
 
 func newBucket(r RateLimit, now time.Time) bucket {
 	if r.PerSecond <= 0 {
 		return bucket{}
 	}
-	b := r.BurstSize()
-	return bucket{rate: r.PerSecond, burst: b, tokens: b, last: now}
+	// A new Limiter holds a full bucket.
+	return bucket{lim: rate.NewLimiter(rate.Limit(r.PerSecond), int(r.BurstSize())), last: now}
 }
 
-// take takes one token. When none is left it returns false and how long until one is.
+// take takes one token. When none is left it returns false and how long until one is,
+// rounded up to the nanosecond so that coming back after it always succeeds.
 func (b *bucket) take(now time.Time) (bool, time.Duration) {
-	if b.rate <= 0 {
+	if b.lim == nil {
 		return true, 0
 	}
-	if now.After(b.last) {
-		b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-		b.last = now
+	if now.Before(b.last) {
+		now = b.last
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	b.last = now
+	if b.lim.AllowN(now, 1) {
 		return true, 0
 	}
-	wait := time.Duration(math.Ceil((1 - b.tokens) / b.rate * float64(time.Second)))
-	return false, wait
+	missing := 1 - b.lim.TokensAt(now)
+	return false, time.Duration(math.Ceil(missing / float64(b.lim.Limit()) * float64(time.Second)))
 }
 
 // setRetryAfter writes the header mode asks for. Whole-second forms round up, with a

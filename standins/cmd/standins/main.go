@@ -4,12 +4,16 @@
 //	standins s3 [flags]      S3 with event notifications into SQS (package s3server)
 //	standins vision [flags]  Azure AI Vision with fault injection (package visionserver)
 //
+// -h or --help after a stand-in's name prints its flags on standard output and exits 0; a bad
+// command line exits 2.
+//
 // Once it listens it prints one line, "<name> stand-in listening on http://127.0.0.1:PORT", on
 // standard output; its log goes to standard error as JSON. SIGTERM or SIGINT stops it (obs.ShutdownSignals): the
 // S3 stand-in first delivers the event messages it holds.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,12 +36,35 @@ import (
 const stopGrace = 4 * time.Second
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "standins:", err)
-		}
-		os.Exit(2)
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	if code := exitCode(err); code != 0 {
+		fmt.Fprintln(os.Stderr, "standins:", err)
+		os.Exit(code)
 	}
+}
+
+// exitCode is the status run's outcome exits with: 0 once served or when -h or --help asked
+// for a stand-in's usage (flag.ErrHelp), 2 for anything else.
+func exitCode(err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// parseFlags parses args into fs. The usage that -h or --help asks for goes to stdout, and
+// fs's messages about a bad command line to stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	err := fs.Parse(args)
+	out := stderr
+	if errors.Is(err, flag.ErrHelp) {
+		out = stdout
+	}
+	_, _ = msg.WriteTo(out)
+	fs.SetOutput(stderr)
+	return err
 }
 
 const usage = `usage: standins s3 [flags] | standins vision [flags] (-h for the flags of each)`
@@ -87,14 +114,13 @@ func (l *list) Set(v string) error {
 
 func runS3(ctx context.Context, log *zap.Logger, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("standins s3", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on (port 0: a free port)")
 	region := fs.String("region", "us-east-1", "awsRegion of event records")
 	account := fs.String("account", "000000000000", "bucket owner account in event records")
 	sqsEndpoint := fs.String("sqs-endpoint", "", "base URL of the SQS service events go to (none: notification configurations are refused)")
 	var creds list
 	fs.Var(&creds, "credential", "ACCESS_KEY_ID=SECRET whose presigned URLs are verified (repeatable; none: presigned URLs are not checked)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -124,14 +150,13 @@ func runS3(ctx context.Context, log *zap.Logger, args []string, stdout, stderr i
 
 func runVision(ctx context.Context, _ *zap.Logger, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("standins vision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on (port 0: a free port)")
 	var keys, tokens list
 	fs.Var(&keys, "key", "accepted Ocp-Apim-Subscription-Key (repeatable; default "+visionstandin.DefaultKey+")")
 	fs.Var(&tokens, "token", `accepted "Authorization: Bearer" token (repeatable; default none)`)
 	faults := fs.String("faults", "", "faults in force from the start and after a reset, as the JSON document of PUT "+visionstandin.AdminFaultsPath)
 	clock := fs.String("manual-clock", "", "RFC 3339 time: run rate limits and outage windows on a clock that starts there and moves only by PUT "+visionstandin.AdminClockPath)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
