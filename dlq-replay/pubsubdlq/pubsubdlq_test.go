@@ -64,7 +64,7 @@ func TestFullName(t *testing.T) {
 // the dead-letter subscription and replayed to the topic like any other.
 func TestRealDeadLetteringThenReplay(t *testing.T) {
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, devstack.Resources{MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	ctx := context.Background()
 	client, err := pubsub.NewClient(ctx, st.ProjectID)
 	if err != nil {

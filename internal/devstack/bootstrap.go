@@ -37,12 +37,20 @@ type Resources struct {
 	DeadLetterSubscription string
 	MaxDeliveryAttempts    int // Pub/Sub dead-lettering after this many deliveries (5..100)
 	AckDeadline            time.Duration
-	MinBackoff, MaxBackoff time.Duration // the subscription's retry policy
+	// RetryPolicy gives the subscription a retry policy of MinBackoff to MaxBackoff. It is off
+	// by default: the Pub/Sub emulator loses messages in its retry-policy path (a message whose
+	// second delivery ends while the subscriber's flow control is full is never delivered
+	// again nor dead-lettered; README, stand-in table), so without it the emulator redelivers
+	// a nacked message at once, as it does with no policy. Setting MinBackoff or MaxBackoff
+	// without RetryPolicy is an error.
+	RetryPolicy            bool
+	MinBackoff, MaxBackoff time.Duration // the retry policy's backoff, with RetryPolicy
 
 	Collection string // Firestore collection of the index
 }
 
-// DefaultResources are the names the local stack and the binaries' defaults agree on.
+// DefaultResources are the names the local stack and the binaries' defaults agree on. Its
+// backoff (1 s to 60 s) applies only to a Resources with RetryPolicy.
 func DefaultResources() Resources {
 	return Resources{
 		Bucket:                 "images",
@@ -112,9 +120,13 @@ type Bootstrapped struct {
 // Bootstrap creates the pipeline's resources on the stack's parts: for SQS the queue and its
 // DLQ with a redrive policy; for S3 the bucket and its notification configuration sending
 // ObjectCreated:*, ObjectRemoved:* and LifecycleExpiration:* under the prefix to the queue; for
-// Pub/Sub the topic, the subscription with a retry policy and a dead-letter policy, the
-// dead-letter topic and a subscription on it. Running it again on the same stack changes nothing and succeeds.
+// Pub/Sub the topic, the subscription with a dead-letter policy (and a retry policy only with
+// Resources.RetryPolicy), the dead-letter topic and a subscription on it. Running it again on
+// the same stack changes nothing and succeeds.
 func (s *Stack) Bootstrap(ctx context.Context, res Resources) (*Bootstrapped, error) {
+	if !res.RetryPolicy && (res.MinBackoff != 0 || res.MaxBackoff != 0) {
+		return nil, errors.New("bootstrap: MinBackoff or MaxBackoff set without RetryPolicy")
+	}
 	r := res.withDefaults()
 	b := &Bootstrapped{Resources: r}
 	if s.Parts&SQS != 0 {
@@ -217,6 +229,10 @@ func (s *Stack) bootstrapPubSub(ctx context.Context, b *Bootstrapped) error {
 			return fmt.Errorf("create topic %s: %w", name, err)
 		}
 	}
+	var retry *pubsubpb.RetryPolicy
+	if b.RetryPolicy {
+		retry = &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(b.MinBackoff), MaximumBackoff: durationpb.New(b.MaxBackoff)}
+	}
 	subs := []*pubsubpb.Subscription{
 		{
 			Name:               b.SubscriptionName,
@@ -230,10 +246,7 @@ func (s *Stack) bootstrapPubSub(ctx context.Context, b *Bootstrapped) error {
 				DeadLetterTopic:     b.DeadLetterTopicName,
 				MaxDeliveryAttempts: int32(b.MaxDeliveryAttempts),
 			},
-			RetryPolicy: &pubsubpb.RetryPolicy{
-				MinimumBackoff: durationpb.New(b.MinBackoff),
-				MaximumBackoff: durationpb.New(b.MaxBackoff),
-			},
+			RetryPolicy: retry,
 		},
 		{
 			Name:               b.DeadLetterSubscriptionName,

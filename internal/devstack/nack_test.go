@@ -22,6 +22,7 @@ type nackRun struct {
 	nackFor     time.Duration // every delivery within this is nacked, later ones acked
 	hold        time.Duration // how long a callback holds a message before it nacks it
 	deadLetter  bool          // the subscription has a dead-letter policy
+	retry       bool          // the subscription has a retry policy (devstack's backoff, 1-60 s)
 	attempts    int           // its MaxDeliveryAttempts
 	window      time.Duration // how long after the nacking ends to wait for the rest
 	outstanding int           // ReceiveSettings.MaxOutstandingMessages (0: the client's default)
@@ -43,7 +44,7 @@ type nackResult struct {
 
 func runNack(t *testing.T, st *devstack.Stack, r nackRun) nackResult {
 	t.Helper()
-	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: r.attempts})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: r.attempts, RetryPolicy: r.retry})
 	t.Setenv("PUBSUB_EMULATOR_HOST", r.host)
 	ctx := context.Background()
 	c, err := pubsub.NewClient(ctx, st.ProjectID)
@@ -54,10 +55,11 @@ func runNack(t *testing.T, st *devstack.Stack, r nackRun) nackResult {
 	sub := b.SubscriptionName
 	if !r.deadLetter {
 		sub = "projects/" + st.ProjectID + "/subscriptions/" + stacktest.Unique("nodlp")
-		if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-			Name: sub, Topic: b.TopicName, AckDeadlineSeconds: int32(b.AckDeadline / time.Second),
-			RetryPolicy: &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(b.MinBackoff), MaximumBackoff: durationpb.New(b.MaxBackoff)},
-		}); err != nil {
+		ps := &pubsubpb.Subscription{Name: sub, Topic: b.TopicName, AckDeadlineSeconds: int32(b.AckDeadline / time.Second)}
+		if r.retry {
+			ps.RetryPolicy = &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(b.MinBackoff), MaximumBackoff: durationpb.New(b.MaxBackoff)}
+		}
+		if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, ps); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,7 +168,7 @@ func runNack(t *testing.T, st *devstack.Stack, r nackRun) nackResult {
 }
 
 // TestNackedMessagesComeBack checks the Pub/Sub emulator's redelivery after nacks with a plain
-// client and the subscription devstack bootstraps (retry policy 1-60 s, dead-letter policy),
+// client and the subscription devstack bootstraps (dead-letter policy, no retry policy),
 // directly and through the front: messages nacked twice after being held (as an indexer whose
 // writes time out does) come back and are acked; messages nacked at every delivery reach the
 // dead-letter topic after MaxDeliveryAttempts, each delivered exactly that often. Nothing is
@@ -205,7 +207,8 @@ func TestNackedMessagesComeBack(t *testing.T) {
 	}
 }
 
-// TestNackedTwiceWhileManyHeldStrandsOnTheEmulator reproduces, with a plain client and no
+// TestNackedTwiceWhileManyHeldStrandsOnTheEmulator (on a subscription given a retry policy
+// for it; devstack's default has none) reproduces, with a plain client and no
 // project code, the defect behind the records a nacking indexer loses after a 30 s Firestore
 // cut: 400 messages, each held 15 s and nacked at its first two deliveries, by a subscriber
 // with the indexer's receive settings (2 streams, 256 outstanding, 10 s lease extension).
@@ -216,7 +219,7 @@ func TestNackedMessagesComeBack(t *testing.T) {
 func TestNackedTwiceWhileManyHeldStrandsOnTheEmulator(t *testing.T) {
 	st := stacktest.Require(t, devstack.PubSub)
 	res := runNack(t, st, nackRun{host: st.PubSubEmulatorHost, n: 400, times: 2, hold: 15 * time.Second,
-		deadLetter: true, attempts: 5, streams: 2, outstanding: 256, window: 70 * time.Second, stopWhenSettled: true})
+		deadLetter: true, retry: true, attempts: 5, streams: 2, outstanding: 256, window: 70 * time.Second, stopWhenSettled: true})
 	if res.neither == 0 {
 		t.Fatalf("every message was acked or dead-lettered (%d acked, %d dead-lettered): the emulator no longer strands messages nacked twice",
 			res.acked, res.deadLettered)
@@ -231,4 +234,17 @@ func TestNackedTwiceWhileManyHeldStrandsOnTheEmulator(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d messages neither acked nor dead-lettered; %d delivered exactly twice (nacked both times, never back)", res.neither, len(res.deliveries), stranded)
+}
+
+// TestNackedTwiceWhileManyHeldLosesNothingByDefault is the same run as
+// TestNackedTwiceWhileManyHeldStrandsOnTheEmulator on the subscription devstack bootstraps by
+// default (no retry policy): every message is acked, none stranded nor dead-lettered. It is
+// why the local subscription has no retry policy.
+func TestNackedTwiceWhileManyHeldLosesNothingByDefault(t *testing.T) {
+	st := stacktest.Require(t, devstack.PubSub)
+	res := runNack(t, st, nackRun{host: st.PubSubEmulatorHost, n: 400, times: 2, hold: 15 * time.Second,
+		deadLetter: true, attempts: 5, streams: 2, outstanding: 256, window: 70 * time.Second, stopWhenSettled: true})
+	if res.neither != 0 || res.deadLettered != 0 {
+		t.Fatalf("%d messages neither acked nor dead-lettered, %d dead-lettered: want every one of %d acked", res.neither, res.deadLettered, len(res.deliveries))
+	}
 }

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 func bootstrap(t testing.TB, attempts int) (*devstack.Stack, *devstack.Bootstrapped) {
 	t.Helper()
 	st := stacktest.Get(t)
-	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: attempts, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b := stacktest.Bootstrap(t, st, devstack.Resources{MaxDeliveryAttempts: attempts})
 	return st, b
 }
 
@@ -255,7 +255,7 @@ func TestDuplicatesAndReordering(t *testing.T) {
 // key): every key ends in its newest state.
 func TestTwoIndexersRace(t *testing.T) {
 	st, b := bootstrap(t, 5)
-	b2 := stacktest.Bootstrap(t, st, devstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5, MinBackoff: time.Second, MaxBackoff: 2 * time.Second})
+	b2 := stacktest.Bootstrap(t, st, devstack.Resources{Topic: b.Topic, Collection: b.Collection, MaxDeliveryAttempts: 5})
 	p := makePlan(b.Bucket, 4, 30, 7)
 	r1 := startIndexer(t, st.ProjectID, b, &indexer.Options{BatchSize: 1})
 	r2 := startIndexer(t, st.ProjectID, b2, &indexer.Options{BatchSize: 20})

@@ -31,8 +31,9 @@ import (
 // mode=nack nacks a message at its first failed write (RetryFor < 0, the behaviour before
 // holding); mode=hold holds it and retries (the default). reconnect=grpc-default gives the
 // indexer's Firestore client gRPC's own reconnect backoff (up to 120 s) instead of
-// gcpclient's (up to 2 s). The subscription has the local stack's retry policy (1 s to 60 s
-// backoff, 5 delivery attempts). Besides recover-s each case reports the messages nacked, the
+// gcpclient's (up to 2 s). The subscription is the local stack's: 5 delivery attempts and no
+// retry policy (the emulator loses messages in that path), so a nacked message comes back at
+// once. Besides recover-s each case reports the messages nacked, the
 // records dead-lettered, the records still missing after recoverWait and, of those, how many a
 // plain subscriber still got from the subscription once the indexer stopped (back-after-stop;
 // the DIAG lines log the counters and the missing keys).
