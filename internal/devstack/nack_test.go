@@ -207,35 +207,6 @@ func TestNackedMessagesComeBack(t *testing.T) {
 	}
 }
 
-// TestNackedTwiceWhileManyHeldStrandsOnTheEmulator (on a subscription given a retry policy
-// for it; devstack's default has none) reproduces, with a plain client and no
-// project code, the defect behind the records a nacking indexer loses after a 30 s Firestore
-// cut: 400 messages, each held 15 s and nacked at its first two deliveries, by a subscriber
-// with the indexer's receive settings (2 streams, 256 outstanding, 10 s lease extension).
-// Messages nacked a second time are never delivered again, though the emulator acknowledged
-// the nack, and none is dead-lettered. It asserts that the defect is there: if it fails, the
-// emulator no longer strands them, and docs/indexer.md and the README's stand-in table must
-// say so.
-func TestNackedTwiceWhileManyHeldStrandsOnTheEmulator(t *testing.T) {
-	st := stacktest.Require(t, devstack.PubSub)
-	res := runNack(t, st, nackRun{host: st.PubSubEmulatorHost, n: 400, times: 2, hold: 15 * time.Second,
-		deadLetter: true, retry: true, attempts: 5, streams: 2, outstanding: 256, window: 70 * time.Second, stopWhenSettled: true})
-	if res.neither == 0 {
-		t.Fatalf("every message was acked or dead-lettered (%d acked, %d dead-lettered): the emulator no longer strands messages nacked twice",
-			res.acked, res.deadLettered)
-	}
-	if res.deadLettered != 0 {
-		t.Errorf("%d dead-lettered: want none (each message is nacked twice, under MaxDeliveryAttempts 5)", res.deadLettered)
-	}
-	stranded := 0
-	for _, d := range res.deliveries {
-		if d == 2 {
-			stranded++
-		}
-	}
-	t.Logf("%d of %d messages neither acked nor dead-lettered; %d delivered exactly twice (nacked both times, never back)", res.neither, len(res.deliveries), stranded)
-}
-
 // TestNackedTwiceWhileManyHeldLosesNothingByDefault is the same run as
 // TestNackedTwiceWhileManyHeldStrandsOnTheEmulator on the subscription devstack bootstraps by
 // default (no retry policy): every message is acked, none stranded nor dead-lettered. It is

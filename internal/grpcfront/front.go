@@ -9,8 +9,9 @@
 // NoSuchMethodError InternalStatus.asRuntimeException, so its StreamingPull handler never
 // learns that the stream ended. It keeps the dead stream among the subscription's streams and
 // goes on handing it messages, first deliveries and redeliveries after the ack deadline alike.
-// Measured (TestKilledSubscriberStrandsMessagesOnTheEmulator in internal/devstack, which
-// asserts that some but not all of the messages published after the kill arrive): after a
+// Measured (TestKilledSubscriberStrandsMessagesOnTheEmulator in internal/devstack, run by
+// make emulator-defects, which asserts that some but not all of the messages published after
+// the kill arrive): after a
 // subscriber with two streams holding 20 messages was SIGKILLed, a second subscriber got 64 of
 // the 100 published afterwards and 14 of the 20 within 30 s in one run, 80 and 20 in another.
 //
