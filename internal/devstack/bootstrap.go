@@ -49,8 +49,15 @@ type Resources struct {
 	Collection string // Firestore collection of the index
 }
 
-// DefaultResources are the names the local stack and the binaries' defaults agree on. Its
-// backoff (1 s to 60 s) applies only to a Resources with RetryPolicy.
+// Default retry-policy backoff of a Resources with RetryPolicy.
+const (
+	defaultMinBackoff = time.Second
+	defaultMaxBackoff = 60 * time.Second
+)
+
+// DefaultResources are the names the local stack and the binaries' defaults agree on. It has
+// no retry policy (RetryPolicy off, no backoff); with RetryPolicy, the backoff defaults to
+// 1 s to 60 s.
 func DefaultResources() Resources {
 	return Resources{
 		Bucket:                 "images",
@@ -65,8 +72,6 @@ func DefaultResources() Resources {
 		DeadLetterSubscription: "image-analyses-dead-letter-sub",
 		MaxDeliveryAttempts:    5,
 		AckDeadline:            60 * time.Second,
-		MinBackoff:             time.Second,
-		MaxBackoff:             60 * time.Second,
 		Collection:             "images",
 	}
 }
@@ -99,11 +104,11 @@ func (r Resources) withDefaults() Resources {
 	if r.AckDeadline == 0 {
 		r.AckDeadline = d.AckDeadline
 	}
-	if r.MinBackoff == 0 {
-		r.MinBackoff = d.MinBackoff
+	if r.RetryPolicy && r.MinBackoff == 0 {
+		r.MinBackoff = defaultMinBackoff
 	}
-	if r.MaxBackoff == 0 {
-		r.MaxBackoff = d.MaxBackoff
+	if r.RetryPolicy && r.MaxBackoff == 0 {
+		r.MaxBackoff = defaultMaxBackoff
 	}
 	return r
 }

@@ -165,6 +165,30 @@ func TestPubSubRetryPolicyOnRequest(t *testing.T) {
 	}
 }
 
+// TestBootstrapTakesItsOwnDefaultsAndResult: DefaultResources, and what Bootstrap answered,
+// bootstrap again without error (the defaults carry no backoff without RetryPolicy).
+func TestBootstrapTakesItsOwnDefaultsAndResult(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx := context.Background()
+	res := devstack.DefaultResources()
+	id := stacktest.Unique("d")
+	res.Bucket, res.Queue, res.DLQ = "images-"+id, "events-"+id, "events-dlq-"+id
+	res.Topic, res.Subscription = "analyses-"+id, "analyses-sub-"+id
+	res.DeadLetterTopic, res.DeadLetterSubscription = "analyses-dl-"+id, "analyses-dl-sub-"+id
+	b, err := st.Bootstrap(ctx, res)
+	if err != nil {
+		t.Fatalf("Bootstrap(DefaultResources()) = %v", err)
+	}
+	if _, err := st.Bootstrap(ctx, b.Resources); err != nil {
+		t.Fatalf("Bootstrap of what Bootstrap answered = %v", err)
+	}
+	with := res
+	with.RetryPolicy = true
+	if r, err := st.Bootstrap(ctx, with); err != nil || r.MinBackoff != time.Second || r.MaxBackoff != time.Minute {
+		t.Fatalf("Bootstrap with RetryPolicy = %v, backoff %s-%s; want 1s-1m0s", err, r.MinBackoff, r.MaxBackoff)
+	}
+}
+
 func getSubscription(t *testing.T, client *pubsub.Client, name string) *pubsubpb.Subscription {
 	t.Helper()
 	sub, err := client.SubscriptionAdminClient.GetSubscription(context.Background(), &pubsubpb.GetSubscriptionRequest{Subscription: name})
