@@ -50,7 +50,7 @@ test: deps browser-deps tools vet-root fmt-check
 	if ! wait $$pre; then cat $(ARTIFACTS)/deploy-prebuild.log; echo "deploy-prebuild failed"; status=1; fi; \
 	exit $$status
 	cd $(STANDINS) && $(GO) test $(GOTESTFLAGS) ./...
-	cd $(DEPLOY) && $(GO) test $(DEPLOY_TESTFLAGS) ./...
+	cd $(DEPLOY) && DEVSTACK_STANDINS=$(STANDINS_BIN) $(GO) test $(DEPLOY_TESTFLAGS) ./...
 
 ## deploy-prebuild: what the deploy module's tests compile, without running them: go vet of
 ## the module (which compiles every package its tests import, KEDA's scalers and Kubernetes
@@ -107,7 +107,7 @@ vet-root:
 ## clients, no project code; internal/devstack/defects_test.go): they show whether the
 ## emulator still has them. Not in make test: the defects show only part of the time.
 emulator-defects: deps
-	$(GO) test -tags emulatordefects -count=1 -v -run 'OnTheEmulator$$' ./internal/devstack
+	CI=true $(GO) test -tags emulatordefects -count=1 -v -run 'OnTheEmulator$$' ./internal/devstack
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './devstack/*')); \
