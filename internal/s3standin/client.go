@@ -2,13 +2,12 @@ package s3standin
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"imgpipe/internal/adminhttp"
 )
 
 // Client drives a running S3 stand-in through its admin endpoints and, when it has one, the
@@ -42,7 +41,7 @@ func (c *Client) Flush(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		q.Set("timeout", max(time.Until(d), time.Millisecond).String())
 	}
-	_, err := c.do(ctx, http.MethodPost, AdminFlushPath, q, nil)
+	err := c.do(ctx, http.MethodPost, AdminFlushPath, q, nil)
 	return err
 }
 
@@ -50,28 +49,20 @@ func (c *Client) Flush(ctx context.Context) error {
 // sends their events.
 func (c *Client) RunLifecycle(ctx context.Context, at time.Time) (LifecycleResult, error) {
 	var res LifecycleResult
-	_, err := c.do(ctx, http.MethodPost, AdminLifecyclePath, url.Values{"at": {at.UTC().Format(time.RFC3339Nano)}}, &res)
+	err := c.do(ctx, http.MethodPost, AdminLifecyclePath, url.Values{"at": {at.UTC().Format(time.RFC3339Nano)}}, &res)
 	return res, err
 }
 
 // GetStats returns the notification counters.
 func (c *Client) GetStats(ctx context.Context) (Stats, error) {
 	var s Stats
-	_, err := c.do(ctx, http.MethodGet, AdminStatsPath, nil, &s)
+	err := c.do(ctx, http.MethodGet, AdminStatsPath, nil, &s)
 	return s, err
 }
 
 // Stats is GetStats bounded by 10 s. A failed admin call is a broken test setup, never a
 // result to assert on: it panics, so that zero counters cannot pass for "nothing happened".
-func (c *Client) Stats() Stats {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := c.GetStats(ctx)
-	if err != nil {
-		panic(fmt.Sprintf("s3 stand-in admin: %v", err))
-	}
-	return s
-}
+func (c *Client) Stats() Stats { return adminhttp.Must("s3 stand-in", c.GetStats) }
 
 // SetFault installs f on the front for every request from now on; nil removes it. It panics
 // when the stand-in has no front.
@@ -87,31 +78,10 @@ func (c *Client) Refuse(w http.ResponseWriter, r *http.Request, status int, code
 	c.front.Refuse(w, r, status, code, message)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) (int, error) {
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
 	u := c.endpoint + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return adminhttp.Do(ctx, c.http, method, u, path, nil, out)
 }

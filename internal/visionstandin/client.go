@@ -1,14 +1,12 @@
 package visionstandin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"imgpipe/internal/adminhttp"
 )
 
 // Client drives a running Vision stand-in through its admin endpoints.
@@ -71,60 +69,18 @@ func (c *Client) SetFaults(f Faults) error {
 }
 
 // Faults is GetFaults; it panics if the stand-in does not answer.
-func (c *Client) Faults() Faults { return must(c.GetFaults) }
+func (c *Client) Faults() Faults { return adminhttp.Must("vision stand-in", c.GetFaults) }
 
 // Stats is GetStats; it panics if the stand-in does not answer.
-func (c *Client) Stats() Stats { return must(c.GetStats) }
+func (c *Client) Stats() Stats { return adminhttp.Must("vision stand-in", c.GetStats) }
 
 // Reset is PostReset; it panics if the stand-in does not answer.
 func (c *Client) Reset() {
-	must(func(ctx context.Context) (struct{}, error) { return struct{}{}, c.PostReset(ctx) })
-}
-
-func must[T any](get func(context.Context) (T, error)) T {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := get(ctx)
-	if err != nil {
-		panic(fmt.Sprintf("vision stand-in admin: %v", err))
-	}
-	return v
+	adminhttp.Must("vision stand-in", func(ctx context.Context) (struct{}, error) { return struct{}{}, c.PostReset(ctx) })
 }
 
 // do sends one admin request with in as its JSON body (nil: none) and decodes a 2xx answer's
 // JSON body into out (nil: discarded).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return adminhttp.Do(ctx, c.http, method, c.endpoint+path, path, in, out)
 }
