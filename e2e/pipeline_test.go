@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/analyzer"
@@ -93,7 +94,8 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 		t.Fatal(err)
 	}
 	p.store = indexstore.New(fs, res.Collection, nil)
-	ix, err := indexer.New(ps, p.store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
+	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
+	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), p.store, &indexer.Options{Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,14 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"go.uber.org/zap"
 
+	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/gcpclient"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
+	"imgpipe/pkg/queue"
 )
 
 const header = `indexer: writes analysis records from Pub/Sub into Firestore, one document per object.
@@ -45,7 +47,7 @@ hand to come back after their ack deadline).` + obs.TracingHelp
 type settings struct {
 	project, database, subscription, collection, logLevel string
 	metricsAddr, deadLetterTopic                          string
-	maxMessages, maxBytes, streams, limit, batchSize      int
+	maxMessages, maxBytes, receivers, limit, batchSize    int
 	batchWait, retryFor, ackExtension                     time.Duration
 	noDeadLetterCopy, json                                bool
 }
@@ -61,7 +63,7 @@ func newSet(cmd string, s *settings) *config.Set {
 		set.String(&s.subscription, "subscription", "IMGPIPE_SUBSCRIPTION", "", "Pub/Sub subscription to pull analysis records from (ID or full name)", config.Required())
 		set.Int(&s.maxMessages, "max-outstanding-messages", "IMGPIPE_MAX_OUTSTANDING_MESSAGES", 256, "flow control: messages held unacknowledged at most", config.Validate(config.Positive(&s.maxMessages)))
 		set.Int(&s.maxBytes, "max-outstanding-bytes", "IMGPIPE_MAX_OUTSTANDING_BYTES", 64<<20, "flow control: bytes held unacknowledged at most", config.Validate(config.Positive(&s.maxBytes)))
-		set.Int(&s.streams, "streams", "IMGPIPE_STREAMS", 2, "StreamingPull streams", config.Validate(config.Between(&s.streams, 1, 64)))
+		set.Int(&s.receivers, "receivers", "IMGPIPE_RECEIVERS", 2, "receive loops, each with one Pull at a time", config.Validate(config.Between(&s.receivers, 1, 64)))
 		set.Int(&s.batchSize, "batch-size", "IMGPIPE_BATCH_SIZE", 100, "most records written in one Firestore transaction (1: one transaction per record)", config.Validate(config.Between(&s.batchSize, 1, 250)))
 		set.Duration(&s.batchWait, "batch-wait", "IMGPIPE_BATCH_WAIT", 10*time.Millisecond, "how long a record waits for others to share its transaction", config.Validate(config.PositiveDuration(&s.batchWait)))
 		set.Duration(&s.retryFor, "retry-for", "IMGPIPE_RETRY_FOR", 90*time.Second, "how long a message whose write failed transiently is held, the write retried, before it is nacked (0: nack at once)", config.Validate(func() error {
@@ -70,7 +72,7 @@ func newSet(cmd string, s *settings) *config.Set {
 			}
 			return nil
 		}))
-		set.Duration(&s.ackExtension, "ack-extension", "IMGPIPE_ACK_EXTENSION", 10*time.Second, "lease extension of a held message, and the stream's ack deadline: a dead indexer's messages return within about this long (10s-600s)", config.Validate(func() error {
+		set.Duration(&s.ackExtension, "ack-extension", "IMGPIPE_ACK_EXTENSION", 10*time.Second, "lease of a received message and of each extension while it is held: a dead indexer's messages return within about this long (10s-600s)", config.Validate(func() error {
 			if s.ackExtension < 10*time.Second || s.ackExtension > 600*time.Second {
 				return fmt.Errorf("must be between 10s and 600s, got %s", s.ackExtension)
 			}
@@ -169,16 +171,28 @@ func run(cmd string, args []string) error {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
 	defer ps.Close()
+	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, pubsubdlq.FullName(s.project, "subscriptions", s.subscription), nil)
+	var deadLetter queue.Sink
+	if !s.noDeadLetterCopy {
+		// Without the topic (no policy, or no permission to read it) invalid messages are nacked
+		// and the subscription's dead-letter policy takes them after its delivery attempts.
+		topic, err := deadLetterTopic(ctx, s, src)
+		if err != nil {
+			log.Warn("invalid messages will be nacked, not copied to a dead-letter topic", zap.Error(err))
+		}
+		if topic != "" {
+			deadLetter = pubsubdlq.NewTopic(ps.TopicAdminClient, topic)
+			log.Info("invalid messages are copied to the dead-letter topic", zap.String("topic", topic))
+		}
+	}
 	reg := obs.NewRegistry()
 	retryFor := s.retryFor
 	if retryFor == 0 {
 		retryFor = -1 // the option's zero is its default; the flag's zero is "never hold"
 	}
-	ix, err := indexer.New(ps, store, &indexer.Options{
-		Subscription: s.subscription, MaxOutstandingMessages: s.maxMessages,
-		MaxOutstandingBytes: s.maxBytes, Streams: s.streams, BatchSize: s.batchSize, BatchWait: s.batchWait,
-		RetryFor: retryFor, AckExtension: s.ackExtension,
-		DeadLetterTopic: s.deadLetterTopic, NoDeadLetterCopy: s.noDeadLetterCopy,
+	ix, err := indexer.New(src, deadLetter, store, &indexer.Options{
+		MaxOutstandingMessages: s.maxMessages, MaxOutstandingBytes: s.maxBytes, Receivers: s.receivers,
+		BatchSize: s.batchSize, BatchWait: s.batchWait, RetryFor: retryFor, AckExtension: s.ackExtension,
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -202,6 +216,19 @@ func run(cmd string, args []string) error {
 	}
 	log.Info("indexer stopped")
 	return nil
+}
+
+// deadLetterTopic is the topic that receives copies of invalid messages: the setting, or the
+// one the subscription's dead-letter policy names ("" when it has none).
+func deadLetterTopic(ctx context.Context, s *settings, src *pubsubdlq.Subscription) (string, error) {
+	if s.deadLetterTopic != "" {
+		return pubsubdlq.FullName(s.project, "topics", s.deadLetterTopic), nil
+	}
+	topic, err := src.DeadLetterTopic(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%w (or set the dead-letter topic)", err)
+	}
+	return topic, nil
 }
 
 func printDocs(w io.Writer, docs []indexstore.Document, asJSON bool) error {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/internal/devstack"
@@ -96,7 +97,8 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := indexstore.New(fs, res.Collection, nil)
-	ix, err := indexer.New(ps, store, &indexer.Options{Subscription: res.SubscriptionName, Logger: log.Named("indexer")})
+	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
+	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), store, &indexer.Options{Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
 	}

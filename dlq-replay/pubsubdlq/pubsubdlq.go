@@ -1,6 +1,7 @@
-// Package pubsubdlq is dlq-replay's Pub/Sub edge: a dead-letter subscription as a
-// replay.Source (unary Pull, ModifyAckDeadline, Acknowledge) and a topic as a replay.Sink
-// (Publish). Errors are classified by the Google table (pkg/failure/grpcerr).
+// Package pubsubdlq is the Pub/Sub edge of dlq-replay and the indexer: a subscription as a
+// replay.Source and a queue.Source (unary Pull, ModifyAckDeadline, Acknowledge) and a topic
+// as a replay.Sink and a queue.Sink (Publish). Errors are classified by the Google table
+// (pkg/failure/grpcerr).
 package pubsubdlq
 
 import (
@@ -65,6 +66,31 @@ func NewSubscription(client *vkit.SubscriptionAdminClient, name string, opts *Op
 		w = opts.Wait
 	}
 	return &Subscription{client: client, name: name, wait: w}
+}
+
+// Name implements queue.Source: the subscription's full name.
+func (s *Subscription) Name() string { return s.name }
+
+// Depth implements queue.Source: Pub/Sub has no call that reads a subscription's depth (it
+// is a Cloud Monitoring metric), so it fails, permanently.
+func (s *Subscription) Depth(context.Context) (queue.Depth, error) {
+	return queue.Depth{}, failure.Permanentf("Unsupported", "depth of %s: Pub/Sub has no depth call", s.name)
+}
+
+// CheckHold implements queue.HoldChecker: whole seconds from 1s to MaxHold.
+func (s *Subscription) CheckHold(hold time.Duration) error {
+	_, err := leaseSeconds(hold)
+	return err
+}
+
+// DeadLetterTopic reads the subscription's dead-letter policy: the topic it names, "" when it
+// has none.
+func (s *Subscription) DeadLetterTopic(ctx context.Context) (string, error) {
+	sub, err := s.client.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: s.name})
+	if err != nil {
+		return "", grpcerr.Classify(fmt.Errorf("read the dead-letter policy of %s: %w", s.name, err))
+	}
+	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
 
 // MaxAttributes implements replay.Source: Pub/Sub's 100 attributes never bind here.

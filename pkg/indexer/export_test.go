@@ -8,6 +8,7 @@ import (
 // Counts is an indexer's counters at one moment, read from its Prometheus collectors.
 type Counts struct {
 	Received, Written, Deleted, Stale, Nacked, Invalid, DeadLettered, Retried, Revived int64
+	ReceiveErrors, Extended, ExtendErrors                                              int64
 }
 
 // CountsOf reads ix's counters.
@@ -18,5 +19,6 @@ func CountsOf(ix *Indexer) Counts {
 		Received: v(m.received), Written: v(m.written), Deleted: v(m.deleted), Stale: v(m.stale),
 		Nacked: v(m.nacked), Invalid: v(m.invalid), DeadLettered: v(m.deadLettered),
 		Retried: v(m.retried), Revived: v(m.revived),
+		ReceiveErrors: v(m.receiveErrors), Extended: v(m.extended), ExtendErrors: v(m.extendErrors),
 	}
 }

@@ -1,25 +1,33 @@
-// Package indexer pulls analysis records from a Pub/Sub subscription and applies them to the
-// Firestore index, acknowledging each message only after its write is committed.
+// Package indexer pulls analysis records from a subscription and applies them to the index,
+// acknowledging each message only after its write is committed. It is portable: it takes its
+// subscription as a queue.Source (pubsubdlq's Subscription as deployed: unary Pull,
+// ModifyAckDeadline, Acknowledge), its dead-letter topic as a queue.Sink and its index as a
+// Store (indexstore.Store), and imports no cloud SDK itself.
+//
+// A few receivers (Options.Receivers) each lease a batch at a time, for Options.AckExtension,
+// while fewer than Options.MaxOutstandingMessages (and Options.MaxOutstandingBytes) are held;
+// the leases of held messages are extended by one queue.Keeper, and acknowledgements go out
+// in batches through one queue.Deleter. A nack releases the message at once (Source.Release).
 //
 // Records are grouped into batched transactions (indexstore.Batcher) by default; each message is
 // acknowledged once its own batch has committed, and a failed write nacks only its message.
 //
 // A message that can never be applied (undecodable, an unknown schema version, a record the
-// index rejects for good) is copied to the dead-letter topic with the reason as attributes
-// (failure.Details) and acknowledged, so it does not burn delivery attempts. The dead-letter topic is
-// read from the subscription's dead-letter policy at start unless Options names it. If the
-// copy cannot be published, the message is nacked and the subscription's dead-letter policy
-// is the backstop.
+// index rejects for good) is copied to the dead-letter sink with the reason as attributes
+// (failure.Details, attempts from the message's ReceiveCount) and acknowledged, so it does
+// not burn delivery attempts. Without a sink, or if the copy cannot be sent, the message is
+// nacked and the subscription's dead-letter policy is the backstop.
 //
 // A write that fails transiently (Firestore unavailable, a refused transaction) is retried
-// with backoff while the message is held, its lease extended by the client, for up to
+// with backoff while the message is held, its lease extended by the Keeper, for up to
 // Options.RetryFor; only then is the message nacked, and the subscription's retry policy
 // spaces the redeliveries. A record whose writes Firestore refused (indexstore.ReasonRejected) on
 // every attempt of that window is dead-lettered: a refused transaction mends in a new one, a
 // record Firestore can never store does not.
 //
-// The client extends a message's lease by Options.AckExtension at a time (10 s by default),
-// so the messages of an indexer that dies come back to the others within about that long.
+// A held message's lease is extended by Options.AckExtension at a time (10 s by default), a
+// third of it before it ends, so the messages of an indexer that dies come back to the others
+// within about that long.
 package indexer
 
 import (
@@ -27,12 +35,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -40,21 +46,37 @@ import (
 
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/tracing"
 )
 
-// Options configures the indexer. Subscription is required.
-type Options struct {
-	Subscription string // ID or projects/P/subscriptions/S
+// Store is what the indexer needs of the index (indexstore.Store as deployed).
+type Store interface {
+	// Apply writes one record in a transaction of its own.
+	Apply(ctx context.Context, rec *record.Analysis) (indexstore.Outcome, error)
+	// Ping reads the index once; the indexer pings while writes fail, to retry them as soon
+	// as it answers again.
+	Ping(ctx context.Context) error
+}
 
+// Batching is implemented by a Store that groups concurrent writes into shared transactions
+// (indexstore.Store). With a Store that lacks it, BatchSize is ignored: each record is
+// applied alone.
+type Batching interface {
+	NewBatcher(opts *indexstore.BatchOptions) *indexstore.Batcher
+}
+
+// Options configures the indexer. A nil *Options means the defaults.
+type Options struct {
 	// MaxOutstandingMessages and MaxOutstandingBytes bound the messages held unacknowledged
-	// (flow control); defaults 256 and 64 MiB.
+	// (flow control); defaults 256 and 64 MiB. No receive starts while either is reached; the
+	// bytes (bodies and attributes) are known only once received, so one batch may pass them.
 	MaxOutstandingMessages int
 	MaxOutstandingBytes    int
-	// Streams is the number of StreamingPull streams; default 2.
-	Streams int
+	// Receivers is the number of receive loops, each with one Receive at a time; default 2.
+	Receivers int
 
 	// BatchSize is the most records written in one transaction; default 100. 1 writes each
 	// record in its own transaction.
@@ -72,18 +94,10 @@ type Options struct {
 	// Firestore releases the locks of a transaction its client abandoned (cut off mid-way):
 	// until then, writes to the documents it read abort.
 	RetryFor time.Duration
-	// AckExtension is how much the client extends a held message's lease at a time
-	// (ReceiveSettings.MaxDurationPerAckExtension, also the stream's ack deadline), which bounds
-	// how long the messages of an indexer that died stay leased to it. Default 10s, the least
-	// Pub/Sub allows; at most 600s.
+	// AckExtension is the lease a receive takes and each extension sets, which bounds how
+	// long the messages of an indexer that died stay leased to it. Default 10s; the source
+	// may bound it (Pub/Sub: whole seconds up to 600s).
 	AckExtension time.Duration
-
-	// DeadLetterTopic (ID or projects/P/topics/T) receives copies of messages that can never
-	// be applied. Empty: the subscription's dead-letter policy names it, read at start.
-	DeadLetterTopic string
-	// NoDeadLetterCopy nacks messages that can never be applied instead of copying them,
-	// leaving them to the subscription's dead-letter policy after its delivery attempts.
-	NoDeadLetterCopy bool
 
 	// Registerer, when set, receives the indexer's Prometheus metrics.
 	Registerer prometheus.Registerer
@@ -92,27 +106,36 @@ type Options struct {
 
 // Indexer applies a subscription's records to a store.
 type Indexer struct {
-	client  *pubsub.Client
-	store   *indexstore.Store
-	opts    Options
-	metrics *metrics
-	revival *revival // set by Run
+	src        queue.Source
+	deadLetter queue.Sink // nil: invalid messages are nacked
+	store      Store
+	opts       Options
+	metrics    *metrics
+	keeper     *queue.Keeper
+	deleter    *queue.Deleter
+	flow       *flow
+	revival    *revival // set by Run
+	ran        atomic.Bool
 }
 
-// New returns an indexer. It starts nothing until Run.
-func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexer, error) {
-	if opts == nil || opts.Subscription == "" {
-		return nil, errors.New("indexer: Subscription is required")
+// New returns an indexer of src's records into store; deadLetter (nil: none) receives copies
+// of the messages that can never be applied. It starts nothing until Run.
+func New(src queue.Source, deadLetter queue.Sink, store Store, opts *Options) (*Indexer, error) {
+	if src == nil || store == nil {
+		return nil, errors.New("indexer: a source and a store are required")
 	}
-	o := *opts
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
 	if o.MaxOutstandingMessages <= 0 {
 		o.MaxOutstandingMessages = 256
 	}
 	if o.MaxOutstandingBytes <= 0 {
 		o.MaxOutstandingBytes = 64 << 20
 	}
-	if o.Streams <= 0 {
-		o.Streams = 2
+	if o.Receivers <= 0 {
+		o.Receivers = 2
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 100
@@ -129,22 +152,23 @@ func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexe
 	if o.AckExtension == 0 {
 		o.AckExtension = 10 * time.Second
 	}
-	if o.AckExtension < 10*time.Second || o.AckExtension > 600*time.Second {
-		return nil, fmt.Errorf("indexer: AckExtension %s is outside Pub/Sub's 10s-600s", o.AckExtension)
+	if err := queue.CheckHold(src, o.AckExtension); err != nil {
+		return nil, fmt.Errorf("indexer: AckExtension %s: %w", o.AckExtension, err)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if !strings.Contains(o.Subscription, "/") {
-		o.Subscription = "projects/" + client.Project() + "/subscriptions/" + o.Subscription
-	}
-	if o.DeadLetterTopic != "" && !strings.Contains(o.DeadLetterTopic, "/") {
-		o.DeadLetterTopic = "projects/" + client.Project() + "/topics/" + o.DeadLetterTopic
-	}
 	ix := &Indexer{
-		client: client, store: store, opts: o,
+		src: src, deadLetter: deadLetter, store: store, opts: o,
 		metrics: newMetrics(),
+		flow:    newFlow(o.MaxOutstandingMessages, o.MaxOutstandingBytes),
 	}
+	ix.keeper = queue.NewKeeper(src, o.AckExtension, &queue.KeeperOptions{
+		Extended: func(n int) { ix.metrics.extended.Add(float64(n)) },
+		Failed:   func(*queue.Message, error) { ix.metrics.extendErrors.Inc() },
+		Logger:   o.Logger,
+	})
+	ix.deleter = queue.NewDeleter(src, &queue.DeleterOptions{Logger: o.Logger})
 	if o.Registerer != nil {
 		if err := ix.metrics.register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("indexer metrics: %w", err)
@@ -153,111 +177,186 @@ func New(client *pubsub.Client, store *indexstore.Store, opts *Options) (*Indexe
 	return ix, nil
 }
 
-// Run pulls until ctx is cancelled. On cancellation the client stops pulling and waits for
-// the callbacks in flight to finish their writes and acks before Run returns.
+// receiveBackoff spaces the receives after a failed one.
+var receiveBackoff = retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: 20 * time.Second}
+
+// ackGrace is how long the acknowledgements still queued when Run stops may take to go out.
+const ackGrace = 15 * time.Second
+
+// settleTimeout bounds one release (nack) call.
+const settleTimeout = 15 * time.Second
+
+// Run receives until ctx is cancelled, then stops receiving (a receive in flight runs to its
+// end and what it brings back is nacked), lets the writes in flight finish and ack or nack
+// their messages, flushes the acknowledgements and returns. It returns an error only for a
+// receive that can never succeed (a permanent failure), after the same drain. It can be
+// called once.
 func (ix *Indexer) Run(ctx context.Context) error {
-	var deadLetter *pubsub.Publisher
-	if !ix.opts.NoDeadLetterCopy {
-		// Without the topic (no policy, or no permission to read it) invalid messages are nacked
-		// and the subscription's dead-letter policy takes them after its delivery attempts.
-		topic, err := ix.deadLetterTopic(ctx)
-		if err != nil {
-			ix.opts.Logger.Warn("invalid messages will be nacked, not copied to a dead-letter topic", zap.Error(err))
-		}
-		if topic != "" {
-			deadLetter = ix.client.Publisher(topic)
-			defer deadLetter.Stop()
-			ix.opts.Logger.Info("invalid messages are copied to the dead-letter topic", zap.String("topic", topic))
-		}
+	if ix.ran.Swap(true) {
+		return errors.New("indexer: Run called twice")
 	}
 	apply := ix.store.Apply
-	if ix.opts.BatchSize > 1 {
-		b := ix.store.NewBatcher(&indexstore.BatchOptions{
+	var batcher *indexstore.Batcher
+	if bs, ok := ix.store.(Batching); ok && ix.opts.BatchSize > 1 {
+		batcher = bs.NewBatcher(&indexstore.BatchOptions{
 			MaxRecords: ix.opts.BatchSize, MaxWait: ix.opts.BatchWait, Timeout: ix.opts.WriteTimeout,
 			OnBatch: func(n int, took time.Duration) {
 				ix.metrics.batchRecords.Observe(float64(n))
 				ix.metrics.batchSeconds.Observe(took.Seconds())
 			},
 		})
-		defer b.Close()
-		apply = b.Apply
+		apply = batcher.Apply
 	}
-	ix.revival = newRevival(ctx, ix.store.Ping, 500*time.Millisecond)
-	defer ix.revival.close()
-	sub := ix.client.Subscriber(ix.opts.Subscription)
-	sub.ReceiveSettings = ix.ReceiveSettings()
-	// Receive returns after its callbacks end; the wait group makes Run's promise hold
-	// whatever the client's shutdown settings.
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
-	err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
-		inflight.Add(1)
-		defer inflight.Done()
-		if ctx.Err() != nil {
-			// Shutting down: start no new write.
-			ix.metrics.received.Inc()
-			ix.metrics.nacked.Inc()
-			m.Nack()
-			return
-		}
-		ix.handle(ctx, m, apply, deadLetter)
-	})
-	inflight.Wait()
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("receive %s: %w", ix.opts.Subscription, err)
+	stop, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	ix.revival = newRevival(stop, ix.store.Ping, 500*time.Millisecond)
+	// Receives in flight at the stop, releases and acknowledgements outlive ctx.
+	work := context.WithoutCancel(ctx)
+	keepCtx, stopKeeping := context.WithCancel(work)
+	ackCtx, stopAcks := context.WithCancel(work)
+	var bg sync.WaitGroup // the keeper and the deleter
+	bg.Go(func() { ix.keeper.Run(keepCtx) })
+	bg.Go(func() { ix.deleter.Run(ackCtx) })
+
+	st := &runState{stop: stop, work: work, apply: apply}
+	var receivers sync.WaitGroup
+	for range ix.opts.Receivers {
+		receivers.Go(func() {
+			if err := ix.receive(st); err != nil {
+				fail(err)
+			}
+		})
+	}
+	receivers.Wait()
+	st.inflight.Wait()
+	if batcher != nil {
+		_ = batcher.Close() // nothing is left in it: every write returned
+	}
+	ix.revival.close()
+	stopKeeping()
+	ix.deleter.Close()
+	cut := time.AfterFunc(ackGrace, stopAcks)
+	bg.Wait()
+	cut.Stop()
+	stopAcks()
+	if err := context.Cause(stop); ctx.Err() == nil && err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("receive %s: %w", ix.src.Name(), err)
 	}
 	return nil
 }
 
-// ReceiveSettings are the Pub/Sub client's settings Run uses.
-func (ix *Indexer) ReceiveSettings() pubsub.ReceiveSettings {
-	rs := pubsub.DefaultReceiveSettings
-	rs.MaxOutstandingMessages = ix.opts.MaxOutstandingMessages
-	rs.MaxOutstandingBytes = ix.opts.MaxOutstandingBytes
-	rs.NumGoroutines = ix.opts.Streams
-	// Each extension leases a message for this long, and it is the stream's ack deadline: a
-	// dead indexer's messages are leased for at most this long after its last extension.
-	rs.MaxDurationPerAckExtension = ix.opts.AckExtension
-	return rs
+// runState is what one Run shares with the messages it received.
+type runState struct {
+	stop     context.Context // Run's: ends at shutdown, when no new receive or write starts
+	work     context.Context // never ends: what is under way at shutdown finishes
+	apply    applyFunc
+	inflight sync.WaitGroup // messages received and not yet settled
 }
 
-// deadLetterTopic returns the topic that receives copies of invalid messages: the option, or
-// the subscription's dead-letter policy ("" when it has none).
-func (ix *Indexer) deadLetterTopic(ctx context.Context) (string, error) {
-	if ix.opts.DeadLetterTopic != "" {
-		return ix.opts.DeadLetterTopic, nil
+// receive is one receive loop: while the flow allows, it leases a batch and starts each
+// message's handling, until st.stop ends. It returns a permanent receive failure.
+func (ix *Indexer) receive(st *runState) error {
+	failures := 0
+	for st.stop.Err() == nil {
+		n := ix.flow.acquire(st.stop, queue.MaxBatch)
+		if n == 0 {
+			continue // the loop ends
+		}
+		// A receive is not cancelled at shutdown (see queue.Source.Receive): what it brings
+		// back after the stop is nacked at once.
+		msgs, err := ix.src.Receive(st.work, n, ix.opts.AckExtension)
+		ix.flow.received(n, msgs)
+		if st.stop.Err() != nil {
+			ix.metrics.received.Add(float64(len(msgs)))
+			ix.metrics.nacked.Add(float64(len(msgs)))
+			ix.releaseAll(msgs)
+			for _, m := range msgs {
+				ix.flow.done(m)
+			}
+			return nil
+		}
+		if err != nil {
+			if failure.IsPermanent(err) {
+				return err
+			}
+			failures++
+			wait := receiveBackoff.Backoff(failures, nil)
+			ix.opts.Logger.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", wait))
+			ix.metrics.receiveErrors.Inc()
+			_ = retry.Sleep(st.stop, wait) // the loop ends once stop has
+			continue
+		}
+		failures = 0
+		ix.keeper.Keep(msgs...)
+		st.inflight.Add(len(msgs))
+		for _, m := range msgs {
+			go func() {
+				defer st.inflight.Done()
+				ix.settle(m, ix.handle(st.stop, m, st.apply))
+			}()
+		}
 	}
-	sub, err := ix.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: ix.opts.Subscription})
-	if err != nil {
-		return "", fmt.Errorf("read dead-letter policy of %s (or set the dead-letter topic): %w", ix.opts.Subscription, err)
+	return nil
+}
+
+// settle acknowledges m (batched) or nacks it, once its lease is no longer kept.
+func (ix *Indexer) settle(m *queue.Message, ack bool) {
+	ix.keeper.Drop(m)
+	if ack {
+		ix.deleter.Delete(m)
+	} else {
+		ix.releaseAll([]*queue.Message{m})
 	}
-	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
+	ix.flow.done(m)
+}
+
+// releaseAll nacks msgs. A failed release is logged: the message comes back when its lease
+// ends.
+func (ix *Indexer) releaseAll(msgs []*queue.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	res := queue.Batches(msgs, func(b []*queue.Message) []error { return ix.src.Release(ctx, b) })
+	for i, err := range res {
+		if err != nil {
+			ix.opts.Logger.Warn("nack failed; the message comes back when its lease ends",
+				zap.String("message_id", msgs[i].ID), zap.Error(err))
+		}
+	}
 }
 
 type applyFunc func(context.Context, *record.Analysis) (indexstore.Outcome, error)
 
-// handle applies one message's record and acks, nacks or dead-letters the message. stop is
-// Run's context: when it ends, no new attempt starts, but the attempt in flight finishes so
-// that the message's fate follows its outcome. It is the span indexer.message, continuing
-// the trace whose context the publisher put in the attributes; the write is its child
-// indexer.write (the Firestore transaction's spans under it, or under the batch's span,
-// retries as its events), and the ack or nack an event of it.
-func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFunc, deadLetter *pubsub.Publisher) {
-	ctx := context.WithoutCancel(stop)
+// handle applies one message's record and says whether the message is to be acknowledged
+// (applied, or dead-lettered) or nacked. stop is Run's context: when it ends, no new attempt
+// starts, but the attempt in flight finishes so that the message's fate follows its outcome.
+// It is the span indexer.message, continuing the trace whose context the publisher put in
+// the attributes; the write is its child indexer.write (the Firestore transaction's spans
+// under it, or under the batch's span, retries as its events), and the ack or nack an event
+// of it.
+func (ix *Indexer) handle(stop context.Context, m *queue.Message, apply applyFunc) (ack bool) {
 	ix.metrics.received.Inc()
-	ctx, _ = tracing.Extract(ctx, m.Attributes)
+	if stop.Err() != nil {
+		// Shutting down: start no new write.
+		ix.metrics.nacked.Inc()
+		return false
+	}
+	ctx := context.WithoutCancel(stop)
+	attrs := m.StringAttributes()
+	ctx, _ = tracing.Extract(ctx, attrs)
 	ctx, span := tracing.Tracer(tracerName).Start(ctx, "indexer.message", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "gcp_pubsub"), attribute.String("messaging.message.id", m.ID)))
 	defer span.End()
 	log := tracing.Logger(ctx, ix.opts.Logger).With(zap.String("pubsub_message_id", m.ID),
-		zap.String("bucket", m.Attributes[record.AttrBucket]), zap.String("key", m.Attributes[record.AttrKey]))
-	if m.DeliveryAttempt != nil {
-		log = log.With(zap.Int("delivery_attempt", *m.DeliveryAttempt))
+		zap.String("bucket", attrs[record.AttrBucket]), zap.String("key", attrs[record.AttrKey]))
+	if m.ReceiveCount > 0 {
+		log = log.With(zap.Int("delivery_attempt", m.ReceiveCount))
 	}
-	rec, err := record.Unmarshal(m.Data)
+	rec, err := record.Unmarshal(m.Body)
 	if err != nil {
-		ix.reject(ctx, log, m, err, deadLetter)
-		return
+		return ix.reject(ctx, log, m, err)
 	}
 	start := time.Now()
 	wctx, wspan := tracing.Tracer(tracerName).Start(ctx, "indexer.write")
@@ -265,16 +364,14 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 	tracing.End(wspan, err)
 	if err != nil {
 		if failure.IsPermanent(err) {
-			ix.reject(ctx, log, m, err, deadLetter)
-			return
+			return ix.reject(ctx, log, m, err)
 		}
 		ix.metrics.nacked.Inc()
 		log.Warn("index write failed; nacked for redelivery", zap.Error(err),
 			zap.String("class", failure.ClassOf(err).String()), zap.String("reason", failure.ReasonOf(err)))
 		tracing.Fail(span, err)
 		span.AddEvent("nack")
-		m.Nack()
-		return
+		return false
 	}
 	ix.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 	if s, ok := endToEndSeconds(outcome, rec.EventTime, time.Now()); ok {
@@ -291,7 +388,7 @@ func (ix *Indexer) handle(stop context.Context, m *pubsub.Message, apply applyFu
 	log.Info("indexed", zap.String("outcome", outcome.String()), zap.String("sequencer", rec.Sequencer))
 	span.SetAttributes(attribute.String("imgpipe.outcome", outcome.String()))
 	span.AddEvent("ack")
-	m.Ack()
+	return true
 }
 
 // retryPolicy spaces the attempts at a held message's write: full jitter, from 250 ms up to
@@ -387,42 +484,45 @@ const slowAttempt = time.Second
 
 const tracerName = "imgpipe/pkg/indexer"
 
-// reject handles a message that can never be applied: copied to the dead-letter topic with
-// its reason and acknowledged, or nacked when there is no topic or the copy fails.
-func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *pubsub.Message, cause error, deadLetter *pubsub.Publisher) {
+// deadLetterTimeout bounds the copy of an invalid message to the dead-letter sink.
+const deadLetterTimeout = 30 * time.Second
+
+// reject handles a message that can never be applied: copied to the dead-letter sink with
+// its reason and acknowledged, or nacked when there is no sink or the copy fails.
+func (ix *Indexer) reject(ctx context.Context, log *zap.Logger, m *queue.Message, cause error) (ack bool) {
 	ix.metrics.invalid.Inc()
 	span := trace.SpanFromContext(ctx)
 	tracing.Fail(span, cause)
 	log = log.With(zap.Error(cause), zap.String("reason", failure.ReasonOf(cause)))
-	if deadLetter == nil {
+	if ix.deadLetter == nil {
 		ix.metrics.nacked.Inc()
 		log.Error("invalid message; left to the dead-letter policy")
 		span.AddEvent("nack")
-		m.Nack()
-		return
+		return false
 	}
-	attempts := 1
-	if m.DeliveryAttempt != nil {
-		attempts = *m.DeliveryAttempt
-	}
+	details := failure.DetailsOf(cause, max(m.ReceiveCount, 1), ix.src.Name(), time.Time{}, time.Now()).Attributes()
+	tracing.Inject(ctx, details) // a replay continues this message's trace
 	attrs := maps.Clone(m.Attributes)
 	if attrs == nil {
-		attrs = map[string]string{}
+		attrs = map[string]queue.Attr{}
 	}
-	maps.Copy(attrs, failure.DetailsOf(cause, attempts, ix.opts.Subscription, time.Time{}, time.Now()).Attributes())
-	tracing.Inject(ctx, attrs) // a replay continues this message's trace
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	for k, v := range details {
+		attrs[k] = queue.StringAttr(v)
+	}
+	sctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
 	defer cancel()
-	id, err := deadLetter.Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(pctx)
+	err := failure.Transientf("NoAnswer", "dead-letter copy of %s: no answer", m.ID)
+	if res := ix.deadLetter.Send(sctx, []*queue.Message{{Body: m.Body, Attributes: attrs}}); len(res) == 1 {
+		err = res[0]
+	}
 	if err != nil {
 		ix.metrics.nacked.Inc()
-		log.Error("invalid message; dead-letter copy failed, nacked", zap.NamedError("publish_error", err))
+		log.Error("invalid message; dead-letter copy failed, nacked", zap.NamedError("send_error", err))
 		span.AddEvent("nack")
-		m.Nack()
-		return
+		return false
 	}
 	ix.metrics.deadLettered.Inc()
-	log.Error("invalid message; copied to the dead-letter topic and acknowledged", zap.String("dead_letter_message_id", id))
+	log.Error("invalid message; copied to the dead-letter topic and acknowledged")
 	span.AddEvent("ack")
-	m.Ack()
+	return true
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
@@ -24,6 +25,7 @@ import (
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
@@ -71,22 +73,38 @@ func startIndexer(t testing.TB, project string, b *devstack.Bootstrapped, opts *
 	return startIndexerOn(t, pubsubClient(t, project), indexstore.New(firestoreClient(t, project), b.Collection, nil), b, opts)
 }
 
-// startIndexerOn runs an indexer on the given clients.
+// startIndexerOn runs an indexer on the given clients, its dead-letter sink the topic the
+// subscription's dead-letter policy names.
 func startIndexerOn(t testing.TB, ps *pubsub.Client, store *indexstore.Store, b *devstack.Bootstrapped, opts *indexer.Options) *running {
+	t.Helper()
+	return startIndexerCopying(t, ps, store, b, opts, true)
+}
+
+// startIndexerCopying runs an indexer on the given clients; without copy it has no
+// dead-letter sink (invalid messages are nacked).
+func startIndexerCopying(t testing.TB, ps *pubsub.Client, store *indexstore.Store, b *devstack.Bootstrapped, opts *indexer.Options, copy bool) *running {
 	t.Helper()
 	o := indexer.Options{}
 	if opts != nil {
 		o = *opts
 	}
-	o.Subscription = b.SubscriptionName
 	if o.Logger == nil {
 		o.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Named("indexer")
 	}
-	ix, err := indexer.New(ps, store, &o)
+	ctx, cancel := context.WithCancel(context.Background())
+	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, b.SubscriptionName, nil)
+	var sink queue.Sink
+	if copy {
+		topic, err := src.DeadLetterTopic(ctx)
+		if err != nil || topic == "" {
+			t.Fatalf("dead-letter topic %q: %v", topic, err)
+		}
+		sink = pubsubdlq.NewTopic(ps.TopicAdminClient, topic)
+	}
+	ix, err := indexer.New(src, sink, store, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -352,7 +370,7 @@ func TestMalformedDeadLettered(t *testing.T) {
 func TestMalformedLeftToPolicy(t *testing.T) {
 	st, b := bootstrap(t, 5)
 	ps := pubsubClient(t, st.ProjectID)
-	r := startIndexer(t, st.ProjectID, b, &indexer.Options{NoDeadLetterCopy: true})
+	r := startIndexerCopying(t, ps, indexstore.New(firestoreClient(t, st.ProjectID), b.Collection, nil), b, nil, false)
 	pub := publish.New(ps, b.TopicName, nil)
 	defer pub.Close()
 	raw := ps.Publisher(b.TopicName)

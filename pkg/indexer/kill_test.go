@@ -11,10 +11,8 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/gcpclient"
@@ -40,7 +38,12 @@ var indexerChild = stacktest.Child{Name: "indexer", Run: func(args []string) err
 		return err
 	}
 	defer fs.Close()
-	ix, err := indexer.New(ps, indexstore.New(fs, args[2], nil), &indexer.Options{Subscription: args[1]})
+	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, args[1], nil)
+	topic, err := src.DeadLetterTopic(ctx)
+	if err != nil {
+		return err
+	}
+	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, topic), indexstore.New(fs, args[2], nil), nil)
 	if err != nil {
 		return err
 	}
@@ -147,34 +150,5 @@ func TestRefusedRecordDeadLettered(t *testing.T) {
 	m := indexer.CountsOf(r.ix)
 	if m.Nacked != 0 || m.DeadLettered != 1 || m.Retried == 0 {
 		t.Errorf("nacked %d, dead-lettered %d, retried %d; want 0, 1, some", m.Nacked, m.DeadLettered, m.Retried)
-	}
-}
-
-// TestReceiveSettings: the client extends leases by AckExtension (10 s unless set), the bound
-// on how long a dead indexer's messages stay leased; values Pub/Sub refuses are refused.
-func TestReceiveSettings(t *testing.T) {
-	// No call is made: a client that would reach nothing is enough.
-	c, err := pubsub.NewClient(context.Background(), "p", option.WithEndpoint("127.0.0.1:9"), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, tt := range []struct {
-		set, want time.Duration
-	}{{0, 10 * time.Second}, {45 * time.Second, 45 * time.Second}} {
-		ix, err := indexer.New(c, nil, &indexer.Options{Subscription: "s", AckExtension: tt.set, Streams: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs := ix.ReceiveSettings()
-		if rs.MaxDurationPerAckExtension != tt.want || rs.NumGoroutines != 3 || rs.MaxOutstandingMessages != 256 {
-			t.Errorf("AckExtension %s: settings %+v, want MaxDurationPerAckExtension %s", tt.set, rs, tt.want)
-		}
-	}
-	for _, bad := range []time.Duration{time.Second, 11 * time.Minute} {
-		if _, err := indexer.New(c, nil, &indexer.Options{Subscription: "s", AckExtension: bad}); err == nil {
-			t.Errorf("AckExtension %s accepted", bad)
-		}
 	}
 }

@@ -15,8 +15,11 @@ type metrics struct {
 	// nacked counts messages nacked for redelivery; invalid counts messages that can never be
 	// applied, and deadLettered those of them copied to the dead-letter topic; retried counts
 	// writes tried again while their message was held; revived counts the held writes whose
-	// attempt or wait was cut short because Firestore answered again.
+	// attempt or wait was cut short because Firestore answered again; receiveErrors counts
+	// failed receives; extended counts lease extensions of held messages, and extendErrors
+	// those that failed.
 	received, written, deleted, stale, nacked, invalid, deadLettered, retried, revived prometheus.Counter
+	receiveErrors, extended, extendErrors                                              prometheus.Counter
 
 	writeSeconds, batchRecords, batchSeconds prometheus.Histogram
 	endToEnd                                 *prometheus.HistogramVec
@@ -27,15 +30,18 @@ func newMetrics() *metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "imgpipe_indexer_" + name, Help: help})
 	}
 	return &metrics{
-		received:     counter("messages_received_total", "Messages received from the subscription."),
-		written:      counter("documents_written_total", "Created records written to the index."),
-		deleted:      counter("documents_deleted_total", "Removed records applied (document deleted, tombstone left)."),
-		stale:        counter("records_stale_total", "Records not newer than the index: acknowledged, nothing changed."),
-		nacked:       counter("messages_nacked_total", "Messages nacked for redelivery."),
-		invalid:      counter("messages_invalid_total", "Messages that can never be applied."),
-		deadLettered: counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged."),
-		retried:      counter("write_retries_total", "Writes tried again after a transient failure, their message held."),
-		revived:      counter("write_revivals_total", "Held writes whose attempt or wait was cut short because Firestore answered again."),
+		received:      counter("messages_received_total", "Messages received from the subscription."),
+		written:       counter("documents_written_total", "Created records written to the index."),
+		deleted:       counter("documents_deleted_total", "Removed records applied (document deleted, tombstone left)."),
+		stale:         counter("records_stale_total", "Records not newer than the index: acknowledged, nothing changed."),
+		nacked:        counter("messages_nacked_total", "Messages nacked for redelivery."),
+		invalid:       counter("messages_invalid_total", "Messages that can never be applied."),
+		deadLettered:  counter("messages_dead_lettered_total", "Invalid messages copied to the dead-letter topic and acknowledged."),
+		retried:       counter("write_retries_total", "Writes tried again after a transient failure, their message held."),
+		revived:       counter("write_revivals_total", "Held writes whose attempt or wait was cut short because Firestore answered again."),
+		receiveErrors: counter("receive_errors_total", "Receives from the subscription that failed."),
+		extended:      counter("lease_extensions_total", "Leases of held messages extended."),
+		extendErrors:  counter("lease_extension_errors_total", "Lease extensions of held messages that failed."),
 		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "imgpipe_indexer_write_seconds", Help: "Time from a record's decoding to its committed write (batch wait included).",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
@@ -55,7 +61,7 @@ func newMetrics() *metrics {
 func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.received, m.written, m.deleted, m.stale, m.nacked, m.invalid, m.deadLettered, m.retried, m.revived,
-		m.writeSeconds, m.batchRecords, m.batchSeconds, m.endToEnd,
+		m.receiveErrors, m.extended, m.extendErrors, m.writeSeconds, m.batchRecords, m.batchSeconds, m.endToEnd,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
