@@ -42,7 +42,7 @@ point the clients at the emulators.
 
 The first SIGINT/SIGTERM stops pulling and lets the writes in flight finish and ack or nack;
 later ones are logged and ignored until exit (SIGKILL stops at once, leaving the messages in
-hand to come back after their ack deadline).` + obs.TracingHelp
+hand to come back once their lease, --ack-extension, ends).` + obs.TracingHelp
 
 type settings struct {
 	project, database, subscription, collection, logLevel string

@@ -25,9 +25,13 @@ func newFlow(maxMsgs, maxBytes int) *flow {
 	return f
 }
 
-// acquire waits until there is room for a message, then reserves room for up to want and
-// returns how many; 0 once ctx has ended.
+// acquire waits until there is room for a quarter of the bound (or want, if less), then
+// reserves room for up to want and returns how many; 0 once ctx has ended. Waiting for a
+// quarter keeps a receive from being made for a message or two each time one is settled
+// while the bound is reached: each receive costs a round trip or two (Pub/Sub: a Pull and a
+// ModifyAckDeadline), and the messages still held keep the writes busy meanwhile.
 func (f *flow) acquire(ctx context.Context, want int) int {
+	low := max(1, min(want, f.maxMsgs/4))
 	stop := context.AfterFunc(ctx, func() {
 		f.mu.Lock()
 		f.cond.Broadcast()
@@ -36,7 +40,7 @@ func (f *flow) acquire(ctx context.Context, want int) int {
 	defer stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for ctx.Err() == nil && (f.msgs >= f.maxMsgs || f.bytes >= f.maxBytes) {
+	for ctx.Err() == nil && (f.maxMsgs-f.msgs < low || f.bytes >= f.maxBytes) {
 		f.cond.Wait()
 	}
 	if ctx.Err() != nil {

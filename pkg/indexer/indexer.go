@@ -258,7 +258,7 @@ type runState struct {
 func (ix *Indexer) receive(st *runState) error {
 	failures := 0
 	for st.stop.Err() == nil {
-		n := ix.flow.acquire(st.stop, queue.MaxBatch)
+		n := ix.flow.acquire(st.stop, queue.BatchSize(ix.src))
 		if n == 0 {
 			continue // the loop ends
 		}

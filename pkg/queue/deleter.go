@@ -27,13 +27,14 @@ type DeleterOptions struct {
 	Logger  *zap.Logger
 }
 
-// Deleter batches deletes: a batch goes out when it holds MaxBatch messages or FlushInterval
+// Deleter batches deletes: a batch goes out when it holds BatchSize(src) messages or FlushInterval
 // after the first was queued. Messages whose delete failed transiently are tried again in a
 // later batch, up to Attempts; permanent failures are logged and dropped. Run sends the
 // batches; Close makes Run flush what is queued and return.
 type Deleter struct {
 	src  Source
 	opts DeleterOptions
+	size int // messages per Delete call: BatchSize(src)
 
 	mu      sync.Mutex
 	pending []deletion
@@ -68,14 +69,14 @@ func NewDeleter(src Source, opts *DeleterOptions) *Deleter {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	return &Deleter{src: src, opts: o, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	return &Deleter{src: src, opts: o, size: BatchSize(src), wake: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 // Delete queues m for deletion.
 func (d *Deleter) Delete(m *Message) {
 	d.mu.Lock()
 	d.pending = append(d.pending, deletion{m: m})
-	full := len(d.pending) >= MaxBatch
+	full := len(d.pending) >= d.size
 	d.mu.Unlock()
 	if full {
 		select {
@@ -127,7 +128,7 @@ func (d *Deleter) Run(ctx context.Context) {
 // anything at all with all); failed whether the whole call failed.
 func (d *Deleter) flush(ctx context.Context, all bool) (more, failed bool) {
 	d.mu.Lock()
-	n := min(len(d.pending), MaxBatch)
+	n := min(len(d.pending), d.size)
 	batch := make([]deletion, n)
 	copy(batch, d.pending)
 	d.pending = d.pending[n:]
@@ -162,7 +163,7 @@ func (d *Deleter) flush(ctx context.Context, all bool) (more, failed bool) {
 	}
 	d.mu.Lock()
 	d.pending = append(d.pending, again...)
-	more = len(d.pending) >= MaxBatch || (all && len(d.pending) > 0)
+	more = len(d.pending) >= d.size || (all && len(d.pending) > 0)
 	d.mu.Unlock()
 	return more, bad == n && len(again) > 0
 }

@@ -26,7 +26,7 @@ type KeeperOptions struct {
 }
 
 // Keeper keeps the leases of messages in work: from Keep to Drop, each lease is extended to
-// hold every Every, in batches of up to MaxBatch, by one goroutine (Run) for all of them.
+// hold every Every, in batches of up to BatchSize(src), by one goroutine (Run) for all of them.
 type Keeper struct {
 	src  Source
 	hold time.Duration
@@ -143,8 +143,9 @@ func (k *Keeper) extendDue(ctx context.Context) {
 		}
 	}
 	k.mu.Unlock()
-	for start := 0; start < len(due); start += MaxBatch {
-		batch := due[start:min(start+MaxBatch, len(due))]
+	size := BatchSize(k.src)
+	for start := 0; start < len(due); start += size {
+		batch := due[start:min(start+size, len(due))]
 		cctx, cancel := context.WithTimeout(ctx, k.opts.CallTimeout)
 		res := k.src.Extend(cctx, batch, k.hold)
 		cancel()

@@ -86,11 +86,11 @@ type Depth struct {
 }
 
 // Source is what a driver implements: a queue (or subscription) that leases messages to
-// whoever receives them. Every method that takes messages takes at most MaxBatch of them and
-// answers one error per message (nil: done); an error is classified with pkg/failure
-// (permanent when the same call can never succeed).
+// whoever receives them. Every method that takes messages takes at most MaxBatch of them (or
+// the driver's own BatchSize, see Batcher) and answers one error per message (nil: done); an
+// error is classified with pkg/failure (permanent when the same call can never succeed).
 type Source interface {
-	// Receive leases up to max messages (1..MaxBatch) for hold, so that no other receive
+	// Receive leases up to max messages (1..BatchSize) for hold, so that no other receive
 	// sees them until they are released, deleted or the hold ends. It may wait for messages
 	// (a long poll, as long as the driver is set to) and returns none, and no error, when
 	// there are none. A poll whose ctx ends may still have leased messages on the service's
@@ -118,8 +118,26 @@ type Sink interface {
 	Send(ctx context.Context, msgs []*Message) []error
 }
 
-// MaxBatch is the most messages one call takes (SQS's limit for every batch call).
+// MaxBatch is the most messages one call takes (SQS's limit for every batch call), unless the
+// driver declares more (Batcher).
 const MaxBatch = 10
+
+// Batcher is implemented by a source whose calls take more than MaxBatch messages (Pub/Sub:
+// a Pull returns up to 1,000, an Acknowledge or ModifyAckDeadline takes thousands of ack
+// IDs). BatchSize is the most messages each of its calls takes, Receive included; the Keeper
+// and the Deleter send batches that large, and a stage may receive that many at once.
+type Batcher interface {
+	BatchSize() int
+}
+
+// BatchSize is the most messages one call of src takes: its Batcher's BatchSize when it
+// declares more than MaxBatch, else MaxBatch.
+func BatchSize(src Source) int {
+	if b, ok := src.(Batcher); ok && b.BatchSize() > MaxBatch {
+		return b.BatchSize()
+	}
+	return MaxBatch
+}
 
 // MaxAttributes is how many message attributes SQS takes on one message.
 const MaxAttributes = 10

@@ -317,3 +317,59 @@ func TestTrim(t *testing.T) {
 		}
 	}
 }
+
+// wide is a counting source that declares a batch size of its own (queue.Batcher).
+type wide struct {
+	*counting
+	size int
+}
+
+func (w *wide) BatchSize() int { return w.size }
+
+// TestDeclaredBatchSize: a source that declares a larger batch gets deletes and extensions
+// in batches that large; one that declares less than MaxBatch, or nothing, gets MaxBatch.
+func TestDeclaredBatchSize(t *testing.T) {
+	q := memqueue.New("wide", nil)
+	for _, tc := range []struct {
+		src  queue.Source
+		want int
+	}{{q, queue.MaxBatch}, {&wide{&counting{Source: q}, 3}, queue.MaxBatch}, {&wide{&counting{Source: q}, 25}, 25}} {
+		if got := queue.BatchSize(tc.src); got != tc.want {
+			t.Errorf("BatchSize(%T) = %d, want %d", tc.src, got, tc.want)
+		}
+	}
+
+	const hold = 150 * time.Millisecond
+	msgs := fill(t, q, 25, hold)
+	src := &wide{&counting{Source: q}, 25}
+	var extended atomic.Int64
+	k := queue.NewKeeper(src, hold, &queue.KeeperOptions{Extended: func(n int) { extended.Add(int64(n)) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	go k.Run(ctx)
+	k.Keep(msgs...)
+	waitFor(t, "two rounds of extensions", func() bool { return extended.Load() >= 2*25 })
+	cancel()
+	for _, m := range msgs {
+		k.Drop(m)
+	}
+	d := queue.NewDeleter(src, &queue.DeleterOptions{FlushInterval: time.Hour})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(context.Background())
+	}()
+	for _, m := range msgs {
+		d.Delete(m)
+	}
+	waitFor(t, "the full batch deleted before Close", func() bool { return len(q.Messages()) == 0 })
+	d.Close()
+	<-done
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if !slices.Equal(src.deletes, []int{25}) {
+		t.Errorf("delete calls of %v messages, want one of 25", src.deletes)
+	}
+	if len(src.extends) < 2 || src.extends[0] != 25 {
+		t.Errorf("extend calls of %v messages, want 25 at a time", src.extends)
+	}
+}
