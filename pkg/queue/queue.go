@@ -85,6 +85,10 @@ type Depth struct {
 	Delayed    int `json:"delayed"`  // sent, not deliverable yet
 }
 
+// ErrNoDepth is what Depth wraps on a source whose service has no depth call (Pub/Sub): a
+// caller that can do without (a status page) tells it apart with errors.Is.
+var ErrNoDepth = errors.New("the service tells no queue depth")
+
 // Source is what a driver implements: a queue (or subscription) that leases messages to
 // whoever receives them. Every method that takes messages takes at most MaxBatch of them and
 // answers one error per message (nil: done); an error is classified with pkg/failure
@@ -104,7 +108,8 @@ type Source interface {
 	Release(ctx context.Context, msgs []*Message) []error
 	// Delete removes leased messages for good.
 	Delete(ctx context.Context, msgs []*Message) []error
-	// Depth reads the source's approximate depth.
+	// Depth reads the source's approximate depth. A source whose service tells no depth
+	// (Pub/Sub) answers an error wrapping ErrNoDepth, classified permanent.
 	Depth(ctx context.Context) (Depth, error)
 	// Name names the source in logs and in the failure details of a dead-lettered message
 	// (the queue's URL).
