@@ -19,13 +19,13 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"go.uber.org/zap"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/console"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/uploader"
 )
 
@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer ps.Close()
 		deps.PubSub = ps.SubscriptionAdminClient
-		deadLetterSub = pubsubdlq.FullName(s.project, "subscriptions", s.deadLetterSub)
+		deadLetterSub = pubsubqueue.FullName(s.project, "subscriptions", s.deadLetterSub)
 	}
 	srv, err := console.New(s.bucket, deps, &console.Options{
 		Prefix: s.prefix, QueueURL: s.queueURL, DLQURL: s.dlqURL, DeadLetterSubscription: deadLetterSub,
