@@ -311,6 +311,18 @@ func SecondsBetween(p *time.Duration, lo, hi time.Duration) func() error {
 	return func() error { return Seconds(*p, lo, hi) }
 }
 
+// List returns the items of a comma-separated setting ("a, b,,c"), each trimmed, the empty
+// ones dropped; nil when there are none.
+func List(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 // OneOf checks that *p is one of the allowed values.
 func OneOf(p *string, allowed ...string) func() error {
 	return func() error {

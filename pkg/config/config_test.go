@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,17 @@ func TestHelpAlias(t *testing.T) {
 	// The Set alone reads the value as pflag does.
 	if err := s.Parse([]string{"--filter", "-help"}); err != nil || filter != "-help" {
 		t.Fatalf("Parse(--filter -help) = %v, filter %q", err, filter)
+	}
+}
+
+func TestList(t *testing.T) {
+	if got := List(" *.jpg, ,**/raw/**,"); !slices.Equal(got, []string{"*.jpg", "**/raw/**"}) {
+		t.Errorf("List = %q", got)
+	}
+	if got := List(" , "); got != nil {
+		t.Errorf("List(\" , \") = %q", got)
+	}
+	if got := List(""); got != nil {
+		t.Errorf("List(\"\") = %q", got)
 	}
 }
