@@ -1,9 +1,13 @@
 package terraform_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"imgpipe/deploy/internal/iam"
 )
@@ -252,48 +256,132 @@ func gcpBindings(t *testing.T, m *module) map[string]map[string]map[string]bool 
 			t.Errorf("%d %s: authoritative bindings would take roles from others; use *_iam_member", n, kind)
 		}
 	}
-	roles := map[string]map[string]bool{}
-	for _, r := range m.all("resource", "google_project_iam_custom_role") {
-		roles["google_project_iam_custom_role."+r.Labels[1]+".id"] = set(literalStrings(t, r, "permissions")...)
+	// The custom roles and their bindings are one resource each over local.gcp_roles: the
+	// resources must take what they bind from the entry, the entries are read as written.
+	wantText := map[string]map[string]string{
+		"resource google_project_iam_custom_role": {
+			"for_each": "local.gcp_roles", "role_id": `"${local.role_prefix}_${each.key}"`,
+			"title": "each.value.title", "permissions": "each.value.permissions",
+		},
+		"resource google_pubsub_topic_iam_member":        {"topic": "each.value.resource"},
+		"resource google_pubsub_subscription_iam_member": {"subscription": "each.value.resource"},
+		"resource google_project_iam_member":             {"project": "var.gcp_project_id"},
 	}
+	on := map[string]string{"google_pubsub_topic_iam_member": "topic", "google_pubsub_subscription_iam_member": "subscription", "google_project_iam_member": "database"}
+	for kind, attrs := range wantText {
+		b := m.one(t, "resource", strings.TrimPrefix(kind, "resource "), "binary")
+		if o := on[b.Labels[0]]; o != "" {
+			attrs["for_each"] = fmt.Sprintf(`{ for k, r in local.gcp_roles : k => r if r.on == %q }`, o)
+			attrs["role"] = "google_project_iam_custom_role.binary[each.key].id"
+			attrs["member"] = `"serviceAccount:${google_service_account.binary[each.value.binary].email}"`
+		}
+		for name, want := range attrs {
+			if got := b.attrText(name); got != want {
+				t.Errorf("%s: %s = %s, want %s", b.name(), name, got, want)
+			}
+		}
+	}
+	if n := len(m.all("resource", "google_project_iam_custom_role")); n != 1 {
+		t.Errorf("%d google_project_iam_custom_role resources; the roles are the entries of local.gcp_roles", n)
+	}
+	db := m.one(t, "resource", "google_project_iam_member", "binary")
+	if conds := db.children("condition"); len(conds) != 1 || conds[0].attrText("expression") != `"resource.name == \"${local.firestore_database_name}\""` {
+		t.Errorf("%s: a project-wide grant without the condition on the index database", db.name())
+	}
+	for _, kind := range []string{"google_pubsub_topic_iam_member", "google_pubsub_subscription_iam_member", "google_project_iam_member"} {
+		for _, b := range m.all("resource", kind) {
+			if b.Labels[1] != "binary" && len(refWith(b.attr("member").Expr, "google_service_account.binary[")) > 0 {
+				t.Errorf("%s binds a binary's service account outside local.gcp_roles", b.name())
+			}
+		}
+	}
+
 	out := map[string]map[string]map[string]bool{}
-	add := func(b *block, resource string) {
-		sas := refWith(b.attr("member").Expr, "google_service_account.binary[")
-		if len(sas) == 0 {
-			return // not a binary (the Pub/Sub service agent)
-		}
-		if len(sas) != 1 {
-			t.Fatalf("%s: member %s", b.name(), b.attrText("member"))
-		}
-		bin := strings.TrimSuffix(strings.TrimPrefix(sas[0], `google_service_account.binary["`), `"].email`)
-		perms, ok := roles[b.attrText("role")]
-		if !ok {
-			t.Errorf("%s: %s gets role %s, not one of the module's custom roles: its permissions cannot be compared", b.name(), bin, b.attrText("role"))
-			return
-		}
-		if out[bin] == nil {
-			out[bin] = map[string]map[string]bool{}
-		}
-		if out[bin][resource] == nil {
-			out[bin][resource] = map[string]bool{}
-		}
-		for p := range perms {
-			out[bin][resource][p] = true
-		}
-	}
-	for _, b := range m.all("resource", "google_pubsub_topic_iam_member") {
-		add(b, strings.TrimSuffix(b.attrText("topic"), ".id"))
-	}
-	for _, b := range m.all("resource", "google_pubsub_subscription_iam_member") {
-		add(b, strings.TrimSuffix(b.attrText("subscription"), ".id"))
-	}
-	for _, b := range m.all("resource", "google_project_iam_member") {
-		conds := b.children("condition")
-		if len(conds) != 1 || conds[0].attrText("expression") != `"resource.name == \"${local.firestore_database_name}\""` {
-			t.Errorf("%s: a project-wide grant without the condition on the index database", b.name())
+	for _, e := range gcpRoles(t, m) {
+		resource := database
+		switch e.on {
+		case "topic", "subscription":
+			resource = strings.TrimSuffix(e.resource, ".id")
+		case "database":
+			if e.resource != "local.firestore_database_name" {
+				t.Errorf("role %s: on the database %s, not the index database", e.key, e.resource)
+			}
+		default:
+			t.Errorf("role %s: on = %q, want topic, subscription or database", e.key, e.on)
 			continue
 		}
-		add(b, database)
+		if out[e.binary] == nil {
+			out[e.binary] = map[string]map[string]bool{}
+		}
+		if out[e.binary][resource] == nil {
+			out[e.binary][resource] = map[string]bool{}
+		}
+		for _, p := range e.permissions {
+			out[e.binary][resource][p] = true
+		}
+	}
+	return out
+}
+
+// gcpRole is one entry of local.gcp_roles, as written.
+type gcpRole struct {
+	key, binary, title, on, resource string
+	permissions                      []string
+}
+
+// gcpRoles reads local.gcp_roles: a literal binary, title, on and list of permissions, and
+// the reference of the resource, per entry.
+func gcpRoles(t *testing.T, m *module) []gcpRole {
+	t.Helper()
+	var lb *block
+	for _, b := range m.all("locals") {
+		if b.attr("gcp_roles") != nil {
+			lb = b
+		}
+	}
+	if lb == nil {
+		t.Fatal("no local.gcp_roles")
+	}
+	obj, ok := lb.attr("gcp_roles").Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		t.Fatal("local.gcp_roles is not an object literal")
+	}
+	literal := func(what string, e hclsyntax.Expression) cty.Value {
+		v, diags := e.Value(nil)
+		if diags.HasErrors() {
+			t.Fatalf("local.gcp_roles: %s must be a literal: %s", what, diags.Error())
+		}
+		return v
+	}
+	var out []gcpRole
+	for _, item := range obj.Items {
+		k := literal("a key", item.KeyExpr)
+		e := gcpRole{key: k.AsString()}
+		fields, ok := item.ValueExpr.(*hclsyntax.ObjectConsExpr)
+		if !ok {
+			t.Fatalf("local.gcp_roles.%s is not an object literal", e.key)
+		}
+		for _, f := range fields.Items {
+			name := literal(e.key+" field", f.KeyExpr).AsString()
+			switch name {
+			case "binary":
+				e.binary = literal(e.key+".binary", f.ValueExpr).AsString()
+			case "title":
+				e.title = literal(e.key+".title", f.ValueExpr).AsString()
+			case "on":
+				e.on = literal(e.key+".on", f.ValueExpr).AsString()
+			case "resource":
+				e.resource = lb.text(f.ValueExpr)
+			case "permissions":
+				for it := literal(e.key+".permissions", f.ValueExpr).ElementIterator(); it.Next(); {
+					_, p := it.Element()
+					e.permissions = append(e.permissions, p.AsString())
+				}
+			default:
+				t.Errorf("local.gcp_roles.%s: unknown field %s", e.key, name)
+			}
+		}
+		out = append(out, e)
 	}
 	return out
 }
