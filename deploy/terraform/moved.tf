@@ -91,3 +91,25 @@ moved {
   from = google_pubsub_topic_iam_member.dlq_replay
   to   = google_pubsub_topic_iam_member.binary["dlq_replay_topic"]
 }
+
+# Likewise the AWS inline policies, one resource over local.aws_statements.
+
+moved {
+  from = aws_iam_role_policy.analyzer
+  to   = aws_iam_role_policy.binary["analyzer"]
+}
+
+moved {
+  from = aws_iam_role_policy.console
+  to   = aws_iam_role_policy.binary["console"]
+}
+
+moved {
+  from = aws_iam_role_policy.uploader
+  to   = aws_iam_role_policy.binary["uploader"]
+}
+
+moved {
+  from = aws_iam_role_policy.dlq_replay
+  to   = aws_iam_role_policy.binary["dlq-replay"]
+}

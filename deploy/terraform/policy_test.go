@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
@@ -164,55 +165,157 @@ func awsPolicies(t *testing.T, m *module) map[string]map[string]map[string]bool 
 	if n := len(m.all("resource", "aws_iam_role_policy_attachment")) + len(m.all("resource", "aws_iam_policy")) + len(m.all("resource", "aws_iam_role_policies_exclusive")); n != 0 {
 		t.Errorf("%d managed policies or attachments: the roles' grants must all be in their inline policies", n)
 	}
-	out := map[string]map[string]map[string]bool{}
+	// The binaries' policies are one document and one inline policy each over
+	// local.aws_statements; KEDA's role has its own.
 	for _, rp := range m.all("resource", "aws_iam_role_policy") {
-		bin := "keda"
-		if rp.attrText("role") != "aws_iam_role.keda.id" {
-			roles := refWith(rp.attr("role").Expr, "aws_iam_role.binary[")
-			if len(roles) != 1 {
-				t.Fatalf("%s: role %s is neither one binary's role nor KEDA's", rp.name(), rp.attrText("role"))
-			}
-			bin = strings.TrimSuffix(strings.TrimPrefix(roles[0], `aws_iam_role.binary["`), `"].id`)
+		want := map[string]string{"for_each": "local.aws_statements", "name": "each.key",
+			"role": "aws_iam_role.binary[each.key].id", "policy": "data.aws_iam_policy_document.binary[each.key].json"}
+		if rp.Labels[1] == "keda" {
+			want = map[string]string{"name": `"keda"`, "role": "aws_iam_role.keda.id", "policy": "data.aws_iam_policy_document.keda.json"}
+		} else if rp.Labels[1] != "binary" {
+			t.Errorf("%s: a role policy outside local.aws_statements", rp.name())
+			continue
 		}
-		doc := strings.TrimSuffix(strings.TrimPrefix(rp.attrText("policy"), "data.aws_iam_policy_document."), ".json")
-		if doc != strings.ReplaceAll(bin, "-", "_") {
-			t.Errorf("%s: %s's role carries policy document %q", rp.name(), bin, doc)
+		for name, w := range want {
+			if got := rp.attrText(name); got != w {
+				t.Errorf("%s: %s = %s, want %s", rp.name(), name, got, w)
+			}
 		}
-		if out[bin] != nil {
-			t.Fatalf("%s has two inline policies", bin)
+	}
+	doc := m.one(t, "data", "aws_iam_policy_document", "binary")
+	dyn := doc.children("dynamic")
+	if doc.attrText("for_each") != "local.aws_statements" || len(doc.children("statement")) != 0 || len(dyn) != 1 ||
+		dyn[0].Labels[0] != "statement" || dyn[0].attrText("for_each") != "each.value" || len(dyn[0].children("content")) != 1 {
+		t.Fatalf("%s: want for_each = local.aws_statements and one dynamic statement over each.value", doc.name())
+	}
+	content := dyn[0].children("content")[0]
+	if len(content.Body.Attributes) != 3 || len(content.Body.Blocks) != 0 {
+		t.Errorf("%s: a statement takes sid, actions and resources only (effect Allow, no condition)", doc.name())
+	}
+	for _, name := range []string{"sid", "actions", "resources"} {
+		if got := content.attrText(name); got != "statement.value."+name {
+			t.Errorf("%s: statement %s = %s", doc.name(), name, got)
 		}
-		out[bin] = map[string]map[string]bool{}
-		for _, st := range m.one(t, "data", "aws_iam_policy_document", doc).children("statement") {
-			if e := st.attrText("effect"); e != "" && e != `"Allow"` {
-				t.Errorf("%s: statement %s has effect %s", doc, st.attrText("sid"), e)
+	}
+
+	out := map[string]map[string]map[string]bool{}
+	grant := func(bin, doc, sid string, resources, actions []string) {
+		if out[bin] == nil {
+			out[bin] = map[string]map[string]bool{}
+		}
+		for _, r := range resources {
+			if r == `"*"` || strings.Contains(r, `*"`) && r != objects && r != thumbnails {
+				t.Errorf("%s: statement %s grants on %s", doc, sid, r)
 			}
-			for _, forbidden := range []string{"not_actions", "not_resources"} {
-				if st.attr(forbidden) != nil {
-					t.Errorf("%s: statement %s uses %s", doc, st.attrText("sid"), forbidden)
+			if out[bin][r] == nil {
+				out[bin][r] = map[string]bool{}
+			}
+			for _, a := range actions {
+				if strings.Contains(a, "*") {
+					t.Errorf("%s: wildcard action %s", doc, a)
 				}
+				out[bin][r][a] = true
 			}
-			if len(st.children("condition")) > 0 || len(st.children("principals")) > 0 {
-				t.Errorf("%s: statement %s has conditions or principals; the table cannot compare them", doc, st.attrText("sid"))
-			}
-			res := st.attr("resources")
-			if res == nil {
-				t.Fatalf("%s: statement %s has no resources", doc, st.attrText("sid"))
-			}
-			tuple := strings.TrimSuffix(strings.TrimPrefix(st.text(res.Expr), "["), "]")
-			for _, r := range strings.Split(tuple, ", ") {
-				if r == `"*"` || strings.Contains(r, `*"`) && r != objects && r != thumbnails {
-					t.Errorf("%s: statement %s grants on %s", doc, st.attrText("sid"), r)
+		}
+	}
+	for _, st := range awsStatements(t, m) {
+		grant(st.binary, "local.aws_statements."+st.binary, st.sid, st.resources, st.actions)
+	}
+	for _, st := range m.one(t, "data", "aws_iam_policy_document", "keda").children("statement") {
+		if e := st.attrText("effect"); e != "" && e != `"Allow"` {
+			t.Errorf("keda: statement %s has effect %s", st.attrText("sid"), e)
+		}
+		if len(st.Body.Attributes) != 3 || len(st.Body.Blocks) != 0 {
+			t.Errorf("keda: statement %s takes more than sid, actions and resources", st.attrText("sid"))
+		}
+		res := st.attr("resources")
+		if res == nil {
+			t.Fatalf("keda: statement %s has no resources", st.attrText("sid"))
+		}
+		tuple := strings.TrimSuffix(strings.TrimPrefix(st.text(res.Expr), "["), "]")
+		grant("keda", "keda", st.attrText("sid"), strings.Split(tuple, ", "), literalStrings(t, st, "actions"))
+	}
+	return out
+}
+
+// awsStatement is one statement of local.aws_statements, as written: resources as their
+// source.
+type awsStatement struct {
+	binary, sid        string
+	actions, resources []string
+}
+
+// awsStatements reads local.aws_statements: per binary a list of statements, each an object
+// literal (a literal sid and actions, resources as written) or another local holding one.
+func awsStatements(t *testing.T, m *module) []awsStatement {
+	t.Helper()
+	locals := map[string]*hclsyntax.Attribute{}
+	in := map[string]*block{} // the locals block of each, whose source its text is read from
+	for _, b := range m.all("locals") {
+		for name, a := range b.Body.Attributes {
+			locals[name], in[name] = a, b
+		}
+	}
+	if locals["aws_statements"] == nil {
+		t.Fatal("no local.aws_statements")
+	}
+	obj, ok := locals["aws_statements"].Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		t.Fatal("local.aws_statements is not an object literal")
+	}
+	literal := func(what string, e hclsyntax.Expression) cty.Value {
+		v, diags := e.Value(nil)
+		if diags.HasErrors() {
+			t.Fatalf("local.aws_statements: %s must be a literal: %s", what, diags.Error())
+		}
+		return v
+	}
+	var out []awsStatement
+	for _, item := range obj.Items {
+		bin := literal("a key", item.KeyExpr).AsString()
+		list, ok := item.ValueExpr.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("local.aws_statements[%q] is not a list literal", bin)
+		}
+		for _, e := range list.Exprs {
+			src := in["aws_statements"]
+			if ref, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && ref.Traversal.RootName() == "local" && len(ref.Traversal) == 2 {
+				name := ref.Traversal[1].(hcl.TraverseAttr).Name
+				if locals[name] == nil {
+					t.Fatalf("local.aws_statements[%q]: no local.%s", bin, name)
 				}
-				if out[bin][r] == nil {
-					out[bin][r] = map[string]bool{}
-				}
-				for _, a := range literalStrings(t, st, "actions") {
-					if strings.Contains(a, "*") {
-						t.Errorf("%s: wildcard action %s", doc, a)
+				e, src = locals[name].Expr, in[name]
+			}
+			fields, ok := e.(*hclsyntax.ObjectConsExpr)
+			if !ok {
+				t.Fatalf("local.aws_statements[%q]: a statement that is not an object literal", bin)
+			}
+			st := awsStatement{binary: bin}
+			for _, f := range fields.Items {
+				switch name := literal(bin+" field", f.KeyExpr).AsString(); name {
+				case "sid":
+					st.sid = literal(bin+" sid", f.ValueExpr).AsString()
+				case "actions":
+					for it := literal(bin+" actions", f.ValueExpr).ElementIterator(); it.Next(); {
+						_, a := it.Element()
+						st.actions = append(st.actions, a.AsString())
 					}
-					out[bin][r][a] = true
+				case "resources":
+					res, ok := f.ValueExpr.(*hclsyntax.TupleConsExpr)
+					if !ok {
+						t.Fatalf("local.aws_statements[%q]: resources of %s is not a list literal", bin, st.sid)
+					}
+					for _, r := range res.Exprs {
+						st.resources = append(st.resources, src.text(r))
+					}
+				default:
+					t.Errorf("local.aws_statements[%q]: statement field %s (a statement takes sid, actions and resources)", bin, name)
 				}
 			}
+			if len(st.resources) == 0 || len(st.actions) == 0 {
+				t.Errorf("local.aws_statements[%q]: statement %s without actions or resources", bin, st.sid)
+			}
+			out = append(out, st)
 		}
 	}
 	return out
