@@ -249,42 +249,27 @@ type awsStatement struct {
 // literal (a literal sid and actions, resources as written) or another local holding one.
 func awsStatements(t *testing.T, m *module) []awsStatement {
 	t.Helper()
-	locals := map[string]*hclsyntax.Attribute{}
-	in := map[string]*block{} // the locals block of each, whose source its text is read from
-	for _, b := range m.all("locals") {
-		for name, a := range b.Body.Attributes {
-			locals[name], in[name] = a, b
-		}
-	}
-	if locals["aws_statements"] == nil {
-		t.Fatal("no local.aws_statements")
-	}
-	obj, ok := locals["aws_statements"].Expr.(*hclsyntax.ObjectConsExpr)
-	if !ok {
-		t.Fatal("local.aws_statements is not an object literal")
-	}
-	literal := func(what string, e hclsyntax.Expression) cty.Value {
-		v, diags := e.Value(nil)
-		if diags.HasErrors() {
-			t.Fatalf("local.aws_statements: %s must be a literal: %s", what, diags.Error())
-		}
-		return v
+	locals := m.locals()
+	obj := m.objectLocal(t, "aws_statements")
+	lit := func(what string, e hclsyntax.Expression) cty.Value {
+		return literal(t, "local.aws_statements: "+what, e)
 	}
 	var out []awsStatement
 	for _, item := range obj.Items {
-		bin := literal("a key", item.KeyExpr).AsString()
+		bin := lit("a key", item.KeyExpr).AsString()
 		list, ok := item.ValueExpr.(*hclsyntax.TupleConsExpr)
 		if !ok {
 			t.Fatalf("local.aws_statements[%q] is not a list literal", bin)
 		}
 		for _, e := range list.Exprs {
-			src := in["aws_statements"]
+			src := locals["aws_statements"].in
 			if ref, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && ref.Traversal.RootName() == "local" && len(ref.Traversal) == 2 {
 				name := ref.Traversal[1].(hcl.TraverseAttr).Name
-				if locals[name] == nil {
+				l, ok := locals[name]
+				if !ok {
 					t.Fatalf("local.aws_statements[%q]: no local.%s", bin, name)
 				}
-				e, src = locals[name].Expr, in[name]
+				e, src = l.Expr, l.in
 			}
 			fields, ok := e.(*hclsyntax.ObjectConsExpr)
 			if !ok {
@@ -292,14 +277,11 @@ func awsStatements(t *testing.T, m *module) []awsStatement {
 			}
 			st := awsStatement{binary: bin}
 			for _, f := range fields.Items {
-				switch name := literal(bin+" field", f.KeyExpr).AsString(); name {
+				switch name := lit(bin+" field", f.KeyExpr).AsString(); name {
 				case "sid":
-					st.sid = literal(bin+" sid", f.ValueExpr).AsString()
+					st.sid = lit(bin+" sid", f.ValueExpr).AsString()
 				case "actions":
-					for it := literal(bin+" actions", f.ValueExpr).ElementIterator(); it.Next(); {
-						_, a := it.Element()
-						st.actions = append(st.actions, a.AsString())
-					}
+					st.actions = literalList(t, "local.aws_statements: "+bin+" actions", f.ValueExpr)
 				case "resources":
 					res, ok := f.ValueExpr.(*hclsyntax.TupleConsExpr)
 					if !ok {
@@ -436,50 +418,32 @@ type gcpRole struct {
 // the reference of the resource, per entry.
 func gcpRoles(t *testing.T, m *module) []gcpRole {
 	t.Helper()
-	var lb *block
-	for _, b := range m.all("locals") {
-		if b.attr("gcp_roles") != nil {
-			lb = b
-		}
-	}
-	if lb == nil {
-		t.Fatal("no local.gcp_roles")
-	}
-	obj, ok := lb.attr("gcp_roles").Expr.(*hclsyntax.ObjectConsExpr)
-	if !ok {
-		t.Fatal("local.gcp_roles is not an object literal")
-	}
-	literal := func(what string, e hclsyntax.Expression) cty.Value {
-		v, diags := e.Value(nil)
-		if diags.HasErrors() {
-			t.Fatalf("local.gcp_roles: %s must be a literal: %s", what, diags.Error())
-		}
-		return v
+	lb := m.locals()["gcp_roles"]
+	obj := m.objectLocal(t, "gcp_roles")
+	lit := func(what string, e hclsyntax.Expression) cty.Value {
+		return literal(t, "local.gcp_roles: "+what, e)
 	}
 	var out []gcpRole
 	for _, item := range obj.Items {
-		k := literal("a key", item.KeyExpr)
+		k := lit("a key", item.KeyExpr)
 		e := gcpRole{key: k.AsString()}
 		fields, ok := item.ValueExpr.(*hclsyntax.ObjectConsExpr)
 		if !ok {
 			t.Fatalf("local.gcp_roles.%s is not an object literal", e.key)
 		}
 		for _, f := range fields.Items {
-			name := literal(e.key+" field", f.KeyExpr).AsString()
+			name := lit(e.key+" field", f.KeyExpr).AsString()
 			switch name {
 			case "binary":
-				e.binary = literal(e.key+".binary", f.ValueExpr).AsString()
+				e.binary = lit(e.key+".binary", f.ValueExpr).AsString()
 			case "title":
-				e.title = literal(e.key+".title", f.ValueExpr).AsString()
+				e.title = lit(e.key+".title", f.ValueExpr).AsString()
 			case "on":
-				e.on = literal(e.key+".on", f.ValueExpr).AsString()
+				e.on = lit(e.key+".on", f.ValueExpr).AsString()
 			case "resource":
-				e.resource = lb.text(f.ValueExpr)
+				e.resource = lb.in.text(f.ValueExpr)
 			case "permissions":
-				for it := literal(e.key+".permissions", f.ValueExpr).ElementIterator(); it.Next(); {
-					_, p := it.Element()
-					e.permissions = append(e.permissions, p.AsString())
-				}
+				e.permissions = literalList(t, "local.gcp_roles: "+e.key+".permissions", f.ValueExpr)
 			default:
 				t.Errorf("local.gcp_roles.%s: unknown field %s", e.key, name)
 			}
