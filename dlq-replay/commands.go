@@ -22,6 +22,7 @@ import (
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/cli"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/queue/pubsubqueue"
@@ -292,7 +293,7 @@ func runPeek(ctx context.Context, e *env, s *settings, args []string) error {
 }
 
 func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
-	f := replay.Filter{Reasons: splitList(s.reasons), Classes: splitList(s.classes), Prefix: s.prefix, Glob: s.glob, OlderThan: s.olderThan, NewerThan: s.newerThan}
+	f := replay.Filter{Reasons: config.List(s.reasons), Classes: config.List(s.classes), Prefix: s.prefix, Glob: s.glob, OlderThan: s.olderThan, NewerThan: s.newerThan}
 	if err := f.Validate(); err != nil {
 		return usagef("filter: %v", err)
 	}
