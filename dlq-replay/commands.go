@@ -22,8 +22,10 @@ import (
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/cli"
+	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/obs"
+	"imgpipe/pkg/queue/pubsubqueue"
 )
 
 // conn holds the clients of one command and the DLQ they reach.
@@ -74,8 +76,8 @@ func connect(ctx context.Context, s *settings) (*conn, error) {
 			return nil, fmt.Errorf("pubsub client: %w", err)
 		}
 		if s.deadLetterSub != "" {
-			name := pubsubdlq.FullName(s.project, "subscriptions", s.deadLetterSub)
-			c.src = pubsubdlq.NewSubscription(c.ps.SubscriptionAdminClient, name, &pubsubdlq.Options{Wait: max(s.wait, 2*time.Second)})
+			name := pubsubqueue.FullName(s.project, "subscriptions", s.deadLetterSub)
+			c.src = pubsubdlq.NewSubscription(c.ps.SubscriptionAdminClient, name, &pubsubqueue.Options{Wait: max(s.wait, 2*time.Second)})
 			c.srcDesc = name
 		}
 	}
@@ -88,8 +90,8 @@ func (c *conn) sink(ctx context.Context, discover bool) (replay.Sink, string, er
 		if c.s.toTopic == "" {
 			return nil, "", usagef("missing setting --to-topic (IMGPIPE_TOPIC): the topic to send to")
 		}
-		name := pubsubdlq.FullName(c.s.project, "topics", c.s.toTopic)
-		return pubsubdlq.NewTopic(c.ps.TopicAdminClient, name), name, nil
+		name := pubsubqueue.FullName(c.s.project, "topics", c.s.toTopic)
+		return pubsubqueue.NewTopic(c.ps.TopicAdminClient, name), name, nil
 	}
 	opts := &sqsdlq.Options{Wait: c.s.wait}
 	if c.s.to != "" {
@@ -291,7 +293,7 @@ func runPeek(ctx context.Context, e *env, s *settings, args []string) error {
 }
 
 func runReplay(ctx context.Context, e *env, s *settings, _ []string) error {
-	f := replay.Filter{Reasons: splitList(s.reasons), Classes: splitList(s.classes), Prefix: s.prefix, Glob: s.glob, OlderThan: s.olderThan, NewerThan: s.newerThan}
+	f := replay.Filter{Reasons: config.List(s.reasons), Classes: config.List(s.classes), Prefix: s.prefix, Glob: s.glob, OlderThan: s.olderThan, NewerThan: s.newerThan}
 	if err := f.Validate(); err != nil {
 		return usagef("filter: %v", err)
 	}

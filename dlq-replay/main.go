@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"imgpipe/dlq-replay/replay"
@@ -158,14 +157,4 @@ func atoiArg(name, v string) (int, error) {
 		return 0, usagef("%s must be a positive number, got %q", name, v)
 	}
 	return n, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

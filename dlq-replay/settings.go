@@ -4,10 +4,10 @@ import (
 	"context"
 	"time"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/config"
+	"imgpipe/pkg/queue/pubsubqueue"
 )
 
 type settings struct {
@@ -122,8 +122,8 @@ func (s *settings) check(cmd string) error {
 		if cmd == "tasks" || cmd == "cancel" || s.native {
 			return usagef("%s is SQS only (--source sqs)", map[bool]string{true: "--native", false: cmd}[s.native])
 		}
-		if s.hold > pubsubdlq.MaxHold {
-			return usagef("invalid setting --hold (DLQ_REPLAY_HOLD): Pub/Sub leases a message for at most %v, got %v", pubsubdlq.MaxHold, s.hold)
+		if s.hold > pubsubqueue.MaxHold {
+			return usagef("invalid setting --hold (DLQ_REPLAY_HOLD): Pub/Sub leases a message for at most %v, got %v", pubsubqueue.MaxHold, s.hold)
 		}
 	}
 	if s.rate < 0 {

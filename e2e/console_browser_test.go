@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
@@ -256,6 +259,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	if sunsetThumb.W != 320 || sunsetThumb.H != 180 {
 		t.Errorf("the sunset's thumbnail is %dx%d, want 320x180 (1280x720 scaled)", sunsetThumb.W, sunsetThumb.H)
 	}
+	// The forest's thumbnail, read while the gallery shows every image (it is removed from S3
+	// below).
+	const forest = `[...document.querySelectorAll("#gallery .card")].find(c => c.querySelector(".open").textContent === "forest.gif").querySelector("img.thumb")`
+	var forestThumb string
+	eval("the forest's thumbnail", forest+`.src`, &forestThumb)
 	var pwned bool
 	eval("markup ran?", `window.pwned === 1`, &pwned)
 	if pwned {
@@ -321,16 +329,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The pipeline panel names the bad file's reason among the dead letters.
 	poll("the dead letters by reason", `document.getElementById("pipeline-body").innerText.includes("NotAnImage")`, 30*time.Second)
 	shot(t, bctx, shots, "06-pipeline")
+	// The forest's thumbnail goes from S3 while the index still names it (as when a newer
+	// version's record was published and not yet indexed): its card shows the placeholder, as
+	// an image without a thumbnail does, not a broken image.
+	thumbKey := thumbnailKey(t, forestThumb, p.res.Bucket)
+	if _, err := p.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(thumbKey)}); err != nil {
+		t.Fatalf("remove the forest's thumbnail: %v", err)
+	}
 	t.Run("accessibility after use", func(t *testing.T) {
 		do("show all", chromedp.Click(chromedp.CSS("#clear-search")))
 		poll("every image", `document.getElementById("gallery-heading").textContent === "Images"`, 10*time.Second)
+		poll("the placeholder for the removed thumbnail", `(i => i.src.endsWith("/assets/placeholder.svg") && i.alt === "" && i.complete && i.naturalWidth > 0)(`+forest+`)`, 20*time.Second)
+		shot(t, bctx, shots, "07-removed-thumbnail")
 		checkAxe(t, bctx, string(axeSource))
 		checkNames(t, bctx)
 	})
 
-	var errs []string
-	eval("page errors", `window.__consoleTestErrors`, &errs)
-	if len(errs) > 0 {
+	// The page's errors but the one expected: the removed thumbnail's failed load.
+	pageErrs := func() []string {
+		var errs []string
+		eval("page errors", `window.__consoleTestErrors`, &errs)
+		return slices.DeleteFunc(errs, func(e string) bool {
+			src, ok := strings.CutPrefix(e, "error: ")
+			u, err := url.Parse(src)
+			return ok && err == nil && u.Path == "/"+p.res.Bucket+"/"+thumbKey
+		})
+	}
+	if errs := pageErrs(); len(errs) > 0 {
 		t.Errorf("the page had errors or CSP violations: %q", errs)
 	}
 
@@ -353,13 +378,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		poll("the refusal", `document.getElementById("login").open && document.getElementById("login-error").textContent.includes("not valid")`, 10*time.Second)
 		do("the token", chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter))
 		poll("the console signed in", `!document.getElementById("login").open && document.getElementById("limits").textContent.includes("Images up to")`, 10*time.Second)
-		shot(t, bctx, shots, "07-signed-in")
-		var errs []string
-		eval("page errors", `window.__consoleTestErrors`, &errs)
-		if len(errs) > 0 {
+		shot(t, bctx, shots, "08-signed-in")
+		if errs := pageErrs(); len(errs) > 0 {
 			t.Errorf("the page had errors or CSP violations: %q", errs)
 		}
 	})
+}
+
+// thumbnailKey is the S3 key of a thumbnail's presigned (path-style) URL.
+func thumbnailKey(t *testing.T, presigned, bucket string) string {
+	t.Helper()
+	u, err := url.Parse(presigned)
+	if err != nil {
+		t.Fatalf("thumbnail URL %q: %v", presigned, err)
+	}
+	key, ok := strings.CutPrefix(u.Path, "/"+bucket+"/")
+	if !ok || !strings.Contains(key, "thumbnail/") {
+		t.Fatalf("thumbnail URL %q names no thumbnail of bucket %s", presigned, bucket)
+	}
+	return key
 }
 
 // checkAxe runs axe-core's WCAG 2.0/2.1 A and AA rules on the page.

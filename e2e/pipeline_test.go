@@ -23,7 +23,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/analyzer"
@@ -32,6 +31,7 @@ import (
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
@@ -94,8 +94,8 @@ func startPipeline(t *testing.T, log *zap.Logger) *pipeline {
 		t.Fatal(err)
 	}
 	p.store = indexstore.New(fs, res.Collection, nil)
-	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
-	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), p.store, &indexer.Options{Logger: log.Named("indexer")})
+	src := pubsubqueue.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
+	ix, err := indexer.New(src, pubsubqueue.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), p.store, &indexer.Options{Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,13 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"go.uber.org/zap"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/pkg/awsclient"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/console"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/uploader"
 )
 
@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := console.CheckExposure(s.addr, &auth); err != nil {
 		return fmt.Errorf("invalid setting --addr (IMGPIPE_CONSOLE_ADDR): %w", err)
 	}
-	origins := splitList(s.corsOrigins)
+	origins := config.List(s.corsOrigins)
 	log, err := obs.NewLogger("console", s.logLevel)
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer ps.Close()
 		deps.PubSub = ps.SubscriptionAdminClient
-		deadLetterSub = pubsubdlq.FullName(s.project, "subscriptions", s.deadLetterSub)
+		deadLetterSub = pubsubqueue.FullName(s.project, "subscriptions", s.deadLetterSub)
 	}
 	srv, err := console.New(s.bucket, deps, &console.Options{
 		Prefix: s.prefix, QueueURL: s.queueURL, DLQURL: s.dlqURL, DeadLetterSubscription: deadLetterSub,
@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("invalid settings: %w", err)
 	}
 
-	if bucketOrigins := splitList(s.bucketCORS); len(bucketOrigins) > 0 {
+	if bucketOrigins := config.List(s.bucketCORS); len(bucketOrigins) > 0 {
 		if err := console.AllowUploads(ctx, deps.S3, s.bucket, bucketOrigins...); err != nil {
 			return err
 		}
@@ -259,15 +259,4 @@ func (s *settings) auth() (console.Auth, error) {
 		return a, fmt.Errorf("invalid setting --token-file (IMGPIPE_CONSOLE_TOKEN_FILE): %s holds no token", s.tokenFile)
 	}
 	return a, nil
-}
-
-// splitList splits a comma-separated setting, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

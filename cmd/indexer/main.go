@@ -17,7 +17,6 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"go.uber.org/zap"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/gcpauth"
 	"imgpipe/pkg/gcpclient"
@@ -25,6 +24,7 @@ import (
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/pubsubqueue"
 )
 
 const header = `indexer: writes analysis records from Pub/Sub into Firestore, one document per object.
@@ -171,7 +171,7 @@ func run(cmd string, args []string) error {
 		return fmt.Errorf("pubsub client: %w", err)
 	}
 	defer ps.Close()
-	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, pubsubdlq.FullName(s.project, "subscriptions", s.subscription), nil)
+	src := pubsubqueue.NewSubscription(ps.SubscriptionAdminClient, pubsubqueue.FullName(s.project, "subscriptions", s.subscription), nil)
 	var deadLetter queue.Sink
 	if !s.noDeadLetterCopy {
 		// Without the topic (no policy, or no permission to read it) invalid messages are nacked
@@ -181,7 +181,7 @@ func run(cmd string, args []string) error {
 			log.Warn("invalid messages will be nacked, not copied to a dead-letter topic", zap.Error(err))
 		}
 		if topic != "" {
-			deadLetter = pubsubdlq.NewTopic(ps.TopicAdminClient, topic)
+			deadLetter = pubsubqueue.NewTopic(ps.TopicAdminClient, topic)
 			log.Info("invalid messages are copied to the dead-letter topic", zap.String("topic", topic))
 		}
 	}
@@ -220,9 +220,9 @@ func run(cmd string, args []string) error {
 
 // deadLetterTopic is the topic that receives copies of invalid messages: the setting, or the
 // one the subscription's dead-letter policy names ("" when it has none).
-func deadLetterTopic(ctx context.Context, s *settings, src *pubsubdlq.Subscription) (string, error) {
+func deadLetterTopic(ctx context.Context, s *settings, src *pubsubqueue.Subscription) (string, error) {
 	if s.deadLetterTopic != "" {
-		return pubsubdlq.FullName(s.project, "topics", s.deadLetterTopic), nil
+		return pubsubqueue.FullName(s.project, "topics", s.deadLetterTopic), nil
 	}
 	topic, err := src.DeadLetterTopic(ctx)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,15 +60,6 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("run(%q): error is %d lines, want one", tc.args, n+1)
 			}
 		})
-	}
-}
-
-func TestSplitList(t *testing.T) {
-	if got := splitList(" *.jpg, ,**/raw/**,"); !slices.Equal(got, []string{"*.jpg", "**/raw/**"}) {
-		t.Errorf("splitList = %q", got)
-	}
-	if got := splitList(""); got != nil {
-		t.Errorf("splitList(\"\") = %q", got)
 	}
 }
 

@@ -56,9 +56,9 @@ func (s *sending) declare(set *config.Set, defaultKeys uploader.KeyScheme, filte
 		return
 	}
 	set.String(&s.include, "include", "IMGPIPE_UPLOAD_INCLUDE", "", `comma-separated globs; only files in directories matching one are sent ("*.jpg", "2024/**")`,
-		config.Validate(func() error { _, err := uploader.NewFilter(splitList(s.include), nil); return err }))
+		config.Validate(func() error { _, err := uploader.NewFilter(config.List(s.include), nil); return err }))
 	set.String(&s.exclude, "exclude", "IMGPIPE_UPLOAD_EXCLUDE", "", `comma-separated globs of files in directories to leave out ("**/raw/**")`,
-		config.Validate(func() error { _, err := uploader.NewFilter(nil, splitList(s.exclude)); return err }))
+		config.Validate(func() error { _, err := uploader.NewFilter(nil, config.List(s.exclude)); return err }))
 	set.Bool(&s.nonImages, "include-non-images", "IMGPIPE_UPLOAD_INCLUDE_NON_IMAGES", false, "also upload files that are not images")
 }
 
@@ -71,7 +71,7 @@ func (s *sending) options() *uploader.Options {
 	}
 	return &uploader.Options{
 		Keys: uploader.KeyScheme(s.keys), Concurrency: s.concurrency, PartSize: partSize,
-		Include: splitList(s.include), Exclude: splitList(s.exclude),
+		Include: config.List(s.include), Exclude: config.List(s.exclude),
 		IncludeNonImages: s.nonImages, Retries: retries,
 	}
 }

@@ -65,89 +65,133 @@ resource "aws_iam_role" "binary" {
   max_session_duration = 3600
 }
 
-# analyzer: reads new objects, writes and removes their thumbnails (by key: delete markers in
-# a versioned bucket, never a version), consumes the event queue, dead-letters permanent
-# failures.
-data "aws_iam_policy_document" "analyzer" {
-  statement {
-    sid       = "ReadDropFolder"
-    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
-    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
-  }
-
-  statement {
-    sid       = "WriteThumbnails"
-    actions   = ["s3:DeleteObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
-  }
-
+# Each binary's inline policy: its statements (sid, actions, resources), one entry per binary
+# that calls AWS.
+locals {
   # Without ListBucket, S3 answers 403 instead of 404 for an object deleted in the meantime;
-  # it also lists a key's thumbnails (one per version) to remove the older ones.
-  statement {
+  # the analyzer also lists a key's thumbnails (one per version) to remove the older ones.
+  aws_missing_objects_are_not_found = {
     sid       = "MissingObjectsAreNotFound"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.drop.arn]
   }
 
-  statement {
-    sid       = "ConsumeEvents"
-    actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
-    resources = [aws_sqs_queue.queue.arn]
-  }
+  aws_statements = {
+    # analyzer: reads new objects, writes and removes their thumbnails (by key: delete markers
+    # in a versioned bucket, never a version), consumes the event queue, dead-letters
+    # permanent failures.
+    analyzer = [
+      {
+        sid       = "ReadDropFolder"
+        actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+        resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+      },
+      {
+        sid       = "WriteThumbnails"
+        actions   = ["s3:DeleteObject", "s3:PutObject"]
+        resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
+      },
+      local.aws_missing_objects_are_not_found,
+      {
+        sid       = "ConsumeEvents"
+        actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        resources = [aws_sqs_queue.queue.arn]
+      },
+      {
+        sid       = "DeadLetter"
+        actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"] # its depth is a metric
+        resources = [aws_sqs_queue.dlq.arn]
+      },
+    ]
 
-  statement {
-    sid       = "DeadLetter"
-    actions   = ["sqs:GetQueueAttributes", "sqs:SendMessage"] # its depth is a metric
-    resources = [aws_sqs_queue.dlq.arn]
+    # console: signs browser uploads into the drop folder and image and thumbnail URLs
+    # (presigned: they act with its rights, so it needs them), looks objects up, shows the
+    # queue's depth and scans the dead-letter queue without consuming it. Its --bucket-cors
+    # (GetBucketCors, PutBucketCors) is for local stacks: here the bucket's CORS rule is
+    # aws_s3_bucket_cors_configuration.drop.
+    console = [
+      {
+        sid       = "UploadAndShow"
+        actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+        resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+      },
+      {
+        sid       = "ShowThumbnails"
+        actions   = ["s3:GetObject"]
+        resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
+      },
+      local.aws_missing_objects_are_not_found,
+      {
+        sid       = "QueueDepth"
+        actions   = ["sqs:GetQueueAttributes"]
+        resources = [aws_sqs_queue.queue.arn]
+      },
+      {
+        sid       = "ScanDeadLetters"
+        actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        resources = [aws_sqs_queue.dlq.arn]
+      },
+    ]
+
+    # indexer: no AWS call at all. Its role is only the identity Google Cloud's workload
+    # identity federation trusts outside GKE.
+
+    # uploader: writes into the drop folder (multipart included), checks for existing content,
+    # deletes the object (the version) it wrote when the file changed after S3 accepted it,
+    # and peeks at the dead-letter queue for `status` and `wait`.
+    uploader = [
+      {
+        sid       = "WriteDropFolder"
+        actions   = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+        resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
+      },
+      local.aws_missing_objects_are_not_found,
+      {
+        sid       = "PeekDeadLetters"
+        actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        resources = [aws_sqs_queue.dlq.arn]
+      },
+    ]
+
+    # dlq-replay: reads, replays, exports and purges the dead-letter queue, sends back to the
+    # event queue, and runs SQS's native redrive.
+    "dlq-replay" = [
+      {
+        sid = "DeadLetterQueue"
+        actions = [
+          "sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+          "sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask",
+        ]
+        resources = [aws_sqs_queue.dlq.arn]
+      },
+      {
+        sid       = "ReplayTarget"
+        actions   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
+        resources = [aws_sqs_queue.queue.arn]
+      },
+    ]
   }
 }
 
-resource "aws_iam_role_policy" "analyzer" {
-  name   = "analyzer"
-  role   = aws_iam_role.binary["analyzer"].id
-  policy = data.aws_iam_policy_document.analyzer.json
-}
+data "aws_iam_policy_document" "binary" {
+  for_each = local.aws_statements
 
-# console: signs browser uploads into the drop folder and image and thumbnail URLs (presigned: they act with
-# its rights, so it needs them), looks objects up, shows the queue's depth and scans the
-# dead-letter queue without consuming it. Its --bucket-cors (GetBucketCors, PutBucketCors) is
-# for local stacks: here the bucket's CORS rule is aws_s3_bucket_cors_configuration.drop.
-data "aws_iam_policy_document" "console" {
-  statement {
-    sid       = "UploadAndShow"
-    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
-  }
+  dynamic "statement" {
+    for_each = each.value
 
-  statement {
-    sid       = "ShowThumbnails"
-    actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.drop.arn}/${var.thumbnail_prefix}*"]
-  }
-
-  statement {
-    sid       = "MissingObjectsAreNotFound"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.drop.arn]
-  }
-
-  statement {
-    sid       = "QueueDepth"
-    actions   = ["sqs:GetQueueAttributes"]
-    resources = [aws_sqs_queue.queue.arn]
-  }
-
-  statement {
-    sid       = "ScanDeadLetters"
-    actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
-    resources = [aws_sqs_queue.dlq.arn]
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
   }
 }
 
-resource "aws_iam_role_policy" "console" {
-  name   = "console"
-  role   = aws_iam_role.binary["console"].id
-  policy = data.aws_iam_policy_document.console.json
+resource "aws_iam_role_policy" "binary" {
+  for_each = local.aws_statements
+  name     = each.key
+  role     = aws_iam_role.binary[each.key].id
+  policy   = data.aws_iam_policy_document.binary[each.key].json
 }
 
 # KEDA: the aws-sqs-queue scaler of the analyzer's ScaledObject reads the queue's depth with
@@ -171,60 +215,4 @@ resource "aws_iam_role_policy" "keda" {
   name   = "keda"
   role   = aws_iam_role.keda.id
   policy = data.aws_iam_policy_document.keda.json
-}
-
-# indexer: no AWS call at all. Its role is only the identity Google Cloud's workload identity
-# federation trusts outside GKE.
-
-# uploader: writes into the drop folder (multipart included), checks for existing content,
-# deletes the object (the version) it wrote when the file changed after S3 accepted it, and peeks at the dead-letter queue for `status` and `wait`.
-data "aws_iam_policy_document" "uploader" {
-  statement {
-    sid       = "WriteDropFolder"
-    actions   = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.drop.arn}/${var.drop_prefix}*"]
-  }
-
-  statement {
-    sid       = "MissingObjectsAreNotFound"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.drop.arn]
-  }
-
-  statement {
-    sid       = "PeekDeadLetters"
-    actions   = ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
-    resources = [aws_sqs_queue.dlq.arn]
-  }
-}
-
-resource "aws_iam_role_policy" "uploader" {
-  name   = "uploader"
-  role   = aws_iam_role.binary["uploader"].id
-  policy = data.aws_iam_policy_document.uploader.json
-}
-
-# dlq-replay: reads, replays, exports and purges the dead-letter queue, sends back to the
-# event queue, and runs SQS's native redrive.
-data "aws_iam_policy_document" "dlq_replay" {
-  statement {
-    sid = "DeadLetterQueue"
-    actions = [
-      "sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-      "sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask",
-    ]
-    resources = [aws_sqs_queue.dlq.arn]
-  }
-
-  statement {
-    sid       = "ReplayTarget"
-    actions   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
-    resources = [aws_sqs_queue.queue.arn]
-  }
-}
-
-resource "aws_iam_role_policy" "dlq_replay" {
-  name   = "dlq-replay"
-  role   = aws_iam_role.binary["dlq-replay"].id
-  policy = data.aws_iam_policy_document.dlq_replay.json
 }

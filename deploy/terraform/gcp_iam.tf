@@ -8,141 +8,121 @@ resource "google_service_account" "binary" {
   display_name = "imgpipe ${each.key}"
 }
 
-# ---- analyzer: publishes analysis records ----
+# The custom roles, one per binary and resource it is bound on: on = "topic" and
+# "subscription" bind on that Pub/Sub resource, "database" on the project with a condition
+# naming the index database only. The key is the role ID's suffix.
+locals {
+  gcp_roles = {
+    # analyzer: publishes analysis records.
+    analyzer_topic = {
+      binary      = "analyzer"
+      title       = "imgpipe analyzer on the analyses topic"
+      on          = "topic"
+      resource    = google_pubsub_topic.analyses.id
+      permissions = ["pubsub.topics.publish"]
+    }
 
-resource "google_project_iam_custom_role" "analyzer_topic" {
-  role_id     = "${local.role_prefix}_analyzer_topic"
-  title       = "imgpipe analyzer on the analyses topic"
-  permissions = ["pubsub.topics.publish"]
+    # indexer: pulls the subscription, copies what can never be indexed to the dead-letter
+    # topic, reads and writes the index in transactions, answers get and search.
+    indexer_subscription = {
+      binary      = "indexer"
+      title       = "imgpipe indexer on its subscription"
+      on          = "subscription"
+      resource    = google_pubsub_subscription.indexer.id
+      permissions = ["pubsub.subscriptions.consume", "pubsub.subscriptions.get"]
+    }
+    indexer_dead_letter_topic = {
+      binary      = "indexer"
+      title       = "imgpipe indexer on the dead-letter topic"
+      on          = "topic"
+      resource    = google_pubsub_topic.dead_letter.id
+      permissions = ["pubsub.topics.publish"]
+    }
+    indexer_firestore = {
+      binary   = "indexer"
+      title    = "imgpipe indexer on the index database"
+      on       = "database"
+      resource = local.firestore_database_name
+      permissions = [
+        "datastore.databases.get", "datastore.entities.create", "datastore.entities.delete",
+        "datastore.entities.get", "datastore.entities.list", "datastore.entities.update",
+      ]
+    }
+
+    # uploader: looks analyses up (status, wait).
+    uploader_firestore = {
+      binary      = "uploader"
+      title       = "imgpipe uploader on the index database"
+      on          = "database"
+      resource    = local.firestore_database_name
+      permissions = ["datastore.entities.get"]
+    }
+
+    # console: reads the index, scans the dead-letter subscription (receives and releases).
+    console_firestore = {
+      binary      = "console"
+      title       = "imgpipe console on the index database"
+      on          = "database"
+      resource    = local.firestore_database_name
+      permissions = ["datastore.entities.get", "datastore.entities.list"]
+    }
+    console_dead_letter_subscription = {
+      binary      = "console"
+      title       = "imgpipe console on the dead-letter subscription"
+      on          = "subscription"
+      resource    = google_pubsub_subscription.dead_letter.id
+      permissions = ["pubsub.subscriptions.consume"]
+    }
+
+    # dlq-replay: reads the dead-letter subscription, replays to the analyses topic.
+    dlq_replay_dead_letter_subscription = {
+      binary      = "dlq-replay"
+      title       = "imgpipe dlq-replay on the dead-letter subscription"
+      on          = "subscription"
+      resource    = google_pubsub_subscription.dead_letter.id
+      permissions = ["pubsub.subscriptions.consume"]
+    }
+    dlq_replay_topic = {
+      binary      = "dlq-replay"
+      title       = "imgpipe dlq-replay on the analyses topic"
+      on          = "topic"
+      resource    = google_pubsub_topic.analyses.id
+      permissions = ["pubsub.topics.publish"]
+    }
+  }
 }
 
-resource "google_pubsub_topic_iam_member" "analyzer" {
-  topic  = google_pubsub_topic.analyses.id
-  role   = google_project_iam_custom_role.analyzer_topic.id
-  member = "serviceAccount:${google_service_account.binary["analyzer"].email}"
+resource "google_project_iam_custom_role" "binary" {
+  for_each    = local.gcp_roles
+  role_id     = "${local.role_prefix}_${each.key}"
+  title       = each.value.title
+  permissions = each.value.permissions
 }
 
-# ---- indexer: pulls the subscription, copies what can never be indexed to the dead-letter
-# topic, reads and writes the index in transactions, answers get and search ----
-
-resource "google_project_iam_custom_role" "indexer_subscription" {
-  role_id     = "${local.role_prefix}_indexer_subscription"
-  title       = "imgpipe indexer on its subscription"
-  permissions = ["pubsub.subscriptions.consume", "pubsub.subscriptions.get"]
+resource "google_pubsub_topic_iam_member" "binary" {
+  for_each = { for k, r in local.gcp_roles : k => r if r.on == "topic" }
+  topic    = each.value.resource
+  role     = google_project_iam_custom_role.binary[each.key].id
+  member   = "serviceAccount:${google_service_account.binary[each.value.binary].email}"
 }
 
-resource "google_pubsub_subscription_iam_member" "indexer" {
-  subscription = google_pubsub_subscription.indexer.id
-  role         = google_project_iam_custom_role.indexer_subscription.id
-  member       = "serviceAccount:${google_service_account.binary["indexer"].email}"
+resource "google_pubsub_subscription_iam_member" "binary" {
+  for_each     = { for k, r in local.gcp_roles : k => r if r.on == "subscription" }
+  subscription = each.value.resource
+  role         = google_project_iam_custom_role.binary[each.key].id
+  member       = "serviceAccount:${google_service_account.binary[each.value.binary].email}"
 }
 
-resource "google_project_iam_custom_role" "indexer_dead_letter_topic" {
-  role_id     = "${local.role_prefix}_indexer_dead_letter_topic"
-  title       = "imgpipe indexer on the dead-letter topic"
-  permissions = ["pubsub.topics.publish"]
-}
-
-resource "google_pubsub_topic_iam_member" "indexer_dead_letter" {
-  topic  = google_pubsub_topic.dead_letter.id
-  role   = google_project_iam_custom_role.indexer_dead_letter_topic.id
-  member = "serviceAccount:${google_service_account.binary["indexer"].email}"
-}
-
-resource "google_project_iam_custom_role" "indexer_firestore" {
-  role_id = "${local.role_prefix}_indexer_firestore"
-  title   = "imgpipe indexer on the index database"
-  permissions = [
-    "datastore.databases.get", "datastore.entities.create", "datastore.entities.delete",
-    "datastore.entities.get", "datastore.entities.list", "datastore.entities.update",
-  ]
-}
-
-resource "google_project_iam_member" "indexer_firestore" {
-  project = var.gcp_project_id
-  role    = google_project_iam_custom_role.indexer_firestore.id
-  member  = "serviceAccount:${google_service_account.binary["indexer"].email}"
+resource "google_project_iam_member" "binary" {
+  for_each = { for k, r in local.gcp_roles : k => r if r.on == "database" }
+  project  = var.gcp_project_id
+  role     = google_project_iam_custom_role.binary[each.key].id
+  member   = "serviceAccount:${google_service_account.binary[each.value.binary].email}"
 
   condition {
     title      = "imgpipe index database only"
     expression = "resource.name == \"${local.firestore_database_name}\""
   }
-}
-
-# ---- uploader: looks analyses up (status, wait) ----
-
-resource "google_project_iam_custom_role" "uploader_firestore" {
-  role_id     = "${local.role_prefix}_uploader_firestore"
-  title       = "imgpipe uploader on the index database"
-  permissions = ["datastore.entities.get"]
-}
-
-resource "google_project_iam_member" "uploader_firestore" {
-  project = var.gcp_project_id
-  role    = google_project_iam_custom_role.uploader_firestore.id
-  member  = "serviceAccount:${google_service_account.binary["uploader"].email}"
-
-  condition {
-    title      = "imgpipe index database only"
-    expression = "resource.name == \"${local.firestore_database_name}\""
-  }
-}
-
-# ---- console: reads the index, scans the dead-letter subscription (receives and releases) ----
-
-resource "google_project_iam_custom_role" "console_firestore" {
-  role_id     = "${local.role_prefix}_console_firestore"
-  title       = "imgpipe console on the index database"
-  permissions = ["datastore.entities.get", "datastore.entities.list"]
-}
-
-resource "google_project_iam_member" "console_firestore" {
-  project = var.gcp_project_id
-  role    = google_project_iam_custom_role.console_firestore.id
-  member  = "serviceAccount:${google_service_account.binary["console"].email}"
-
-  condition {
-    title      = "imgpipe index database only"
-    expression = "resource.name == \"${local.firestore_database_name}\""
-  }
-}
-
-resource "google_project_iam_custom_role" "console_dead_letter_subscription" {
-  role_id     = "${local.role_prefix}_console_dead_letter_subscription"
-  title       = "imgpipe console on the dead-letter subscription"
-  permissions = ["pubsub.subscriptions.consume"]
-}
-
-resource "google_pubsub_subscription_iam_member" "console" {
-  subscription = google_pubsub_subscription.dead_letter.id
-  role         = google_project_iam_custom_role.console_dead_letter_subscription.id
-  member       = "serviceAccount:${google_service_account.binary["console"].email}"
-}
-
-# ---- dlq-replay: reads the dead-letter subscription, replays to the analyses topic ----
-
-resource "google_project_iam_custom_role" "dlq_replay_dead_letter_subscription" {
-  role_id     = "${local.role_prefix}_dlq_replay_dead_letter_subscription"
-  title       = "imgpipe dlq-replay on the dead-letter subscription"
-  permissions = ["pubsub.subscriptions.consume"]
-}
-
-resource "google_pubsub_subscription_iam_member" "dlq_replay" {
-  subscription = google_pubsub_subscription.dead_letter.id
-  role         = google_project_iam_custom_role.dlq_replay_dead_letter_subscription.id
-  member       = "serviceAccount:${google_service_account.binary["dlq-replay"].email}"
-}
-
-resource "google_project_iam_custom_role" "dlq_replay_topic" {
-  role_id     = "${local.role_prefix}_dlq_replay_topic"
-  title       = "imgpipe dlq-replay on the analyses topic"
-  permissions = ["pubsub.topics.publish"]
-}
-
-resource "google_pubsub_topic_iam_member" "dlq_replay" {
-  topic  = google_pubsub_topic.analyses.id
-  role   = google_project_iam_custom_role.dlq_replay_topic.id
-  member = "serviceAccount:${google_service_account.binary["dlq-replay"].email}"
 }
 
 # ---- who may act as the service accounts ----

@@ -127,24 +127,67 @@ func (b *block) children(typ string) []*block {
 	return out
 }
 
-// strings evaluates a literal list of strings (no references).
+// literalStrings evaluates attribute name of b, a literal list of strings (no references).
 func literalStrings(t *testing.T, b *block, name string) []string {
 	t.Helper()
 	a := b.attr(name)
 	if a == nil {
 		return nil
 	}
-	v, diags := a.Expr.Value(nil)
-	if diags.HasErrors() {
-		t.Fatalf("%s: %s must be a literal list of strings: %s", b.name(), name, diags.Error())
-	}
-	var out []string
-	for it := v.ElementIterator(); it.Next(); {
-		_, e := it.Element()
-		if e.Type() != cty.String {
-			t.Fatalf("%s: %s holds a %s", b.name(), name, e.Type().FriendlyName())
+	return literalList(t, b.name()+": "+name, a.Expr)
+}
+
+// local is one local value and the locals block it stands in (its text is read from there).
+type local struct {
+	*hclsyntax.Attribute
+	in *block
+}
+
+// locals are the module's local values by name.
+func (m *module) locals() map[string]local {
+	out := map[string]local{}
+	for _, b := range m.all("locals") {
+		for name, a := range b.Body.Attributes {
+			out[name] = local{a, b}
 		}
-		out = append(out, e.AsString())
+	}
+	return out
+}
+
+// objectLocal is local name, which must be an object literal ({ key = value ... }).
+func (m *module) objectLocal(t *testing.T, name string) *hclsyntax.ObjectConsExpr {
+	t.Helper()
+	l, ok := m.locals()[name]
+	if !ok {
+		t.Fatalf("no local.%s", name)
+	}
+	obj, ok := l.Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		t.Fatalf("local.%s is not an object literal", name)
+	}
+	return obj
+}
+
+// literal evaluates e, which must be a literal (no reference); what names it in the failure.
+func literal(t *testing.T, what string, e hclsyntax.Expression) cty.Value {
+	t.Helper()
+	v, diags := e.Value(nil)
+	if diags.HasErrors() {
+		t.Fatalf("%s must be a literal: %s", what, diags.Error())
+	}
+	return v
+}
+
+// literalList evaluates e, which must be a literal list of strings.
+func literalList(t *testing.T, what string, e hclsyntax.Expression) []string {
+	t.Helper()
+	var out []string
+	for it := literal(t, what, e).ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		if v.Type() != cty.String {
+			t.Fatalf("%s holds a %s", what, v.Type().FriendlyName())
+		}
+		out = append(out, v.AsString())
 	}
 	return out
 }

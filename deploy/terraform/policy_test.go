@@ -1,9 +1,14 @@
 package terraform_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"imgpipe/deploy/internal/iam"
 )
@@ -160,55 +165,139 @@ func awsPolicies(t *testing.T, m *module) map[string]map[string]map[string]bool 
 	if n := len(m.all("resource", "aws_iam_role_policy_attachment")) + len(m.all("resource", "aws_iam_policy")) + len(m.all("resource", "aws_iam_role_policies_exclusive")); n != 0 {
 		t.Errorf("%d managed policies or attachments: the roles' grants must all be in their inline policies", n)
 	}
-	out := map[string]map[string]map[string]bool{}
+	// The binaries' policies are one document and one inline policy each over
+	// local.aws_statements; KEDA's role has its own.
 	for _, rp := range m.all("resource", "aws_iam_role_policy") {
-		bin := "keda"
-		if rp.attrText("role") != "aws_iam_role.keda.id" {
-			roles := refWith(rp.attr("role").Expr, "aws_iam_role.binary[")
-			if len(roles) != 1 {
-				t.Fatalf("%s: role %s is neither one binary's role nor KEDA's", rp.name(), rp.attrText("role"))
-			}
-			bin = strings.TrimSuffix(strings.TrimPrefix(roles[0], `aws_iam_role.binary["`), `"].id`)
+		want := map[string]string{"for_each": "local.aws_statements", "name": "each.key",
+			"role": "aws_iam_role.binary[each.key].id", "policy": "data.aws_iam_policy_document.binary[each.key].json"}
+		if rp.Labels[1] == "keda" {
+			want = map[string]string{"name": `"keda"`, "role": "aws_iam_role.keda.id", "policy": "data.aws_iam_policy_document.keda.json"}
+		} else if rp.Labels[1] != "binary" {
+			t.Errorf("%s: a role policy outside local.aws_statements", rp.name())
+			continue
 		}
-		doc := strings.TrimSuffix(strings.TrimPrefix(rp.attrText("policy"), "data.aws_iam_policy_document."), ".json")
-		if doc != strings.ReplaceAll(bin, "-", "_") {
-			t.Errorf("%s: %s's role carries policy document %q", rp.name(), bin, doc)
+		for name, w := range want {
+			if got := rp.attrText(name); got != w {
+				t.Errorf("%s: %s = %s, want %s", rp.name(), name, got, w)
+			}
 		}
-		if out[bin] != nil {
-			t.Fatalf("%s has two inline policies", bin)
+	}
+	doc := m.one(t, "data", "aws_iam_policy_document", "binary")
+	dyn := doc.children("dynamic")
+	if doc.attrText("for_each") != "local.aws_statements" || len(doc.children("statement")) != 0 || len(dyn) != 1 ||
+		dyn[0].Labels[0] != "statement" || dyn[0].attrText("for_each") != "each.value" || len(dyn[0].children("content")) != 1 {
+		t.Fatalf("%s: want for_each = local.aws_statements and one dynamic statement over each.value", doc.name())
+	}
+	content := dyn[0].children("content")[0]
+	if len(content.Body.Attributes) != 3 || len(content.Body.Blocks) != 0 {
+		t.Errorf("%s: a statement takes sid, actions and resources only (effect Allow, no condition)", doc.name())
+	}
+	for _, name := range []string{"sid", "actions", "resources"} {
+		if got := content.attrText(name); got != "statement.value."+name {
+			t.Errorf("%s: statement %s = %s", doc.name(), name, got)
 		}
-		out[bin] = map[string]map[string]bool{}
-		for _, st := range m.one(t, "data", "aws_iam_policy_document", doc).children("statement") {
-			if e := st.attrText("effect"); e != "" && e != `"Allow"` {
-				t.Errorf("%s: statement %s has effect %s", doc, st.attrText("sid"), e)
+	}
+
+	out := map[string]map[string]map[string]bool{}
+	grant := func(bin, doc, sid string, resources, actions []string) {
+		if out[bin] == nil {
+			out[bin] = map[string]map[string]bool{}
+		}
+		for _, r := range resources {
+			if r == `"*"` || strings.Contains(r, `*"`) && r != objects && r != thumbnails {
+				t.Errorf("%s: statement %s grants on %s", doc, sid, r)
 			}
-			for _, forbidden := range []string{"not_actions", "not_resources"} {
-				if st.attr(forbidden) != nil {
-					t.Errorf("%s: statement %s uses %s", doc, st.attrText("sid"), forbidden)
+			if out[bin][r] == nil {
+				out[bin][r] = map[string]bool{}
+			}
+			for _, a := range actions {
+				if strings.Contains(a, "*") {
+					t.Errorf("%s: wildcard action %s", doc, a)
 				}
+				out[bin][r][a] = true
 			}
-			if len(st.children("condition")) > 0 || len(st.children("principals")) > 0 {
-				t.Errorf("%s: statement %s has conditions or principals; the table cannot compare them", doc, st.attrText("sid"))
-			}
-			res := st.attr("resources")
-			if res == nil {
-				t.Fatalf("%s: statement %s has no resources", doc, st.attrText("sid"))
-			}
-			tuple := strings.TrimSuffix(strings.TrimPrefix(st.text(res.Expr), "["), "]")
-			for _, r := range strings.Split(tuple, ", ") {
-				if r == `"*"` || strings.Contains(r, `*"`) && r != objects && r != thumbnails {
-					t.Errorf("%s: statement %s grants on %s", doc, st.attrText("sid"), r)
+		}
+	}
+	for _, st := range awsStatements(t, m) {
+		grant(st.binary, "local.aws_statements."+st.binary, st.sid, st.resources, st.actions)
+	}
+	for _, st := range m.one(t, "data", "aws_iam_policy_document", "keda").children("statement") {
+		if e := st.attrText("effect"); e != "" && e != `"Allow"` {
+			t.Errorf("keda: statement %s has effect %s", st.attrText("sid"), e)
+		}
+		if len(st.Body.Attributes) != 3 || len(st.Body.Blocks) != 0 {
+			t.Errorf("keda: statement %s takes more than sid, actions and resources", st.attrText("sid"))
+		}
+		res := st.attr("resources")
+		if res == nil {
+			t.Fatalf("keda: statement %s has no resources", st.attrText("sid"))
+		}
+		tuple := strings.TrimSuffix(strings.TrimPrefix(st.text(res.Expr), "["), "]")
+		grant("keda", "keda", st.attrText("sid"), strings.Split(tuple, ", "), literalStrings(t, st, "actions"))
+	}
+	return out
+}
+
+// awsStatement is one statement of local.aws_statements, as written: resources as their
+// source.
+type awsStatement struct {
+	binary, sid        string
+	actions, resources []string
+}
+
+// awsStatements reads local.aws_statements: per binary a list of statements, each an object
+// literal (a literal sid and actions, resources as written) or another local holding one.
+func awsStatements(t *testing.T, m *module) []awsStatement {
+	t.Helper()
+	locals := m.locals()
+	obj := m.objectLocal(t, "aws_statements")
+	lit := func(what string, e hclsyntax.Expression) cty.Value {
+		return literal(t, "local.aws_statements: "+what, e)
+	}
+	var out []awsStatement
+	for _, item := range obj.Items {
+		bin := lit("a key", item.KeyExpr).AsString()
+		list, ok := item.ValueExpr.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("local.aws_statements[%q] is not a list literal", bin)
+		}
+		for _, e := range list.Exprs {
+			src := locals["aws_statements"].in
+			if ref, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && ref.Traversal.RootName() == "local" && len(ref.Traversal) == 2 {
+				name := ref.Traversal[1].(hcl.TraverseAttr).Name
+				l, ok := locals[name]
+				if !ok {
+					t.Fatalf("local.aws_statements[%q]: no local.%s", bin, name)
 				}
-				if out[bin][r] == nil {
-					out[bin][r] = map[string]bool{}
-				}
-				for _, a := range literalStrings(t, st, "actions") {
-					if strings.Contains(a, "*") {
-						t.Errorf("%s: wildcard action %s", doc, a)
+				e, src = l.Expr, l.in
+			}
+			fields, ok := e.(*hclsyntax.ObjectConsExpr)
+			if !ok {
+				t.Fatalf("local.aws_statements[%q]: a statement that is not an object literal", bin)
+			}
+			st := awsStatement{binary: bin}
+			for _, f := range fields.Items {
+				switch name := lit(bin+" field", f.KeyExpr).AsString(); name {
+				case "sid":
+					st.sid = lit(bin+" sid", f.ValueExpr).AsString()
+				case "actions":
+					st.actions = literalList(t, "local.aws_statements: "+bin+" actions", f.ValueExpr)
+				case "resources":
+					res, ok := f.ValueExpr.(*hclsyntax.TupleConsExpr)
+					if !ok {
+						t.Fatalf("local.aws_statements[%q]: resources of %s is not a list literal", bin, st.sid)
 					}
-					out[bin][r][a] = true
+					for _, r := range res.Exprs {
+						st.resources = append(st.resources, src.text(r))
+					}
+				default:
+					t.Errorf("local.aws_statements[%q]: statement field %s (a statement takes sid, actions and resources)", bin, name)
 				}
 			}
+			if len(st.resources) == 0 || len(st.actions) == 0 {
+				t.Errorf("local.aws_statements[%q]: statement %s without actions or resources", bin, st.sid)
+			}
+			out = append(out, st)
 		}
 	}
 	return out
@@ -252,48 +341,114 @@ func gcpBindings(t *testing.T, m *module) map[string]map[string]map[string]bool 
 			t.Errorf("%d %s: authoritative bindings would take roles from others; use *_iam_member", n, kind)
 		}
 	}
-	roles := map[string]map[string]bool{}
-	for _, r := range m.all("resource", "google_project_iam_custom_role") {
-		roles["google_project_iam_custom_role."+r.Labels[1]+".id"] = set(literalStrings(t, r, "permissions")...)
+	// The custom roles and their bindings are one resource each over local.gcp_roles: the
+	// resources must take what they bind from the entry, the entries are read as written.
+	wantText := map[string]map[string]string{
+		"resource google_project_iam_custom_role": {
+			"for_each": "local.gcp_roles", "role_id": `"${local.role_prefix}_${each.key}"`,
+			"title": "each.value.title", "permissions": "each.value.permissions",
+		},
+		"resource google_pubsub_topic_iam_member":        {"topic": "each.value.resource"},
+		"resource google_pubsub_subscription_iam_member": {"subscription": "each.value.resource"},
+		"resource google_project_iam_member":             {"project": "var.gcp_project_id"},
 	}
+	on := map[string]string{"google_pubsub_topic_iam_member": "topic", "google_pubsub_subscription_iam_member": "subscription", "google_project_iam_member": "database"}
+	for kind, attrs := range wantText {
+		b := m.one(t, "resource", strings.TrimPrefix(kind, "resource "), "binary")
+		if o := on[b.Labels[0]]; o != "" {
+			attrs["for_each"] = fmt.Sprintf(`{ for k, r in local.gcp_roles : k => r if r.on == %q }`, o)
+			attrs["role"] = "google_project_iam_custom_role.binary[each.key].id"
+			attrs["member"] = `"serviceAccount:${google_service_account.binary[each.value.binary].email}"`
+		}
+		for name, want := range attrs {
+			if got := b.attrText(name); got != want {
+				t.Errorf("%s: %s = %s, want %s", b.name(), name, got, want)
+			}
+		}
+	}
+	if n := len(m.all("resource", "google_project_iam_custom_role")); n != 1 {
+		t.Errorf("%d google_project_iam_custom_role resources; the roles are the entries of local.gcp_roles", n)
+	}
+	db := m.one(t, "resource", "google_project_iam_member", "binary")
+	if conds := db.children("condition"); len(conds) != 1 || conds[0].attrText("expression") != `"resource.name == \"${local.firestore_database_name}\""` {
+		t.Errorf("%s: a project-wide grant without the condition on the index database", db.name())
+	}
+	for _, kind := range []string{"google_pubsub_topic_iam_member", "google_pubsub_subscription_iam_member", "google_project_iam_member"} {
+		for _, b := range m.all("resource", kind) {
+			if b.Labels[1] != "binary" && len(refWith(b.attr("member").Expr, "google_service_account.binary[")) > 0 {
+				t.Errorf("%s binds a binary's service account outside local.gcp_roles", b.name())
+			}
+		}
+	}
+
 	out := map[string]map[string]map[string]bool{}
-	add := func(b *block, resource string) {
-		sas := refWith(b.attr("member").Expr, "google_service_account.binary[")
-		if len(sas) == 0 {
-			return // not a binary (the Pub/Sub service agent)
-		}
-		if len(sas) != 1 {
-			t.Fatalf("%s: member %s", b.name(), b.attrText("member"))
-		}
-		bin := strings.TrimSuffix(strings.TrimPrefix(sas[0], `google_service_account.binary["`), `"].email`)
-		perms, ok := roles[b.attrText("role")]
-		if !ok {
-			t.Errorf("%s: %s gets role %s, not one of the module's custom roles: its permissions cannot be compared", b.name(), bin, b.attrText("role"))
-			return
-		}
-		if out[bin] == nil {
-			out[bin] = map[string]map[string]bool{}
-		}
-		if out[bin][resource] == nil {
-			out[bin][resource] = map[string]bool{}
-		}
-		for p := range perms {
-			out[bin][resource][p] = true
-		}
-	}
-	for _, b := range m.all("resource", "google_pubsub_topic_iam_member") {
-		add(b, strings.TrimSuffix(b.attrText("topic"), ".id"))
-	}
-	for _, b := range m.all("resource", "google_pubsub_subscription_iam_member") {
-		add(b, strings.TrimSuffix(b.attrText("subscription"), ".id"))
-	}
-	for _, b := range m.all("resource", "google_project_iam_member") {
-		conds := b.children("condition")
-		if len(conds) != 1 || conds[0].attrText("expression") != `"resource.name == \"${local.firestore_database_name}\""` {
-			t.Errorf("%s: a project-wide grant without the condition on the index database", b.name())
+	for _, e := range gcpRoles(t, m) {
+		resource := database
+		switch e.on {
+		case "topic", "subscription":
+			resource = strings.TrimSuffix(e.resource, ".id")
+		case "database":
+			if e.resource != "local.firestore_database_name" {
+				t.Errorf("role %s: on the database %s, not the index database", e.key, e.resource)
+			}
+		default:
+			t.Errorf("role %s: on = %q, want topic, subscription or database", e.key, e.on)
 			continue
 		}
-		add(b, database)
+		if out[e.binary] == nil {
+			out[e.binary] = map[string]map[string]bool{}
+		}
+		if out[e.binary][resource] == nil {
+			out[e.binary][resource] = map[string]bool{}
+		}
+		for _, p := range e.permissions {
+			out[e.binary][resource][p] = true
+		}
+	}
+	return out
+}
+
+// gcpRole is one entry of local.gcp_roles, as written.
+type gcpRole struct {
+	key, binary, title, on, resource string
+	permissions                      []string
+}
+
+// gcpRoles reads local.gcp_roles: a literal binary, title, on and list of permissions, and
+// the reference of the resource, per entry.
+func gcpRoles(t *testing.T, m *module) []gcpRole {
+	t.Helper()
+	lb := m.locals()["gcp_roles"]
+	obj := m.objectLocal(t, "gcp_roles")
+	lit := func(what string, e hclsyntax.Expression) cty.Value {
+		return literal(t, "local.gcp_roles: "+what, e)
+	}
+	var out []gcpRole
+	for _, item := range obj.Items {
+		k := lit("a key", item.KeyExpr)
+		e := gcpRole{key: k.AsString()}
+		fields, ok := item.ValueExpr.(*hclsyntax.ObjectConsExpr)
+		if !ok {
+			t.Fatalf("local.gcp_roles.%s is not an object literal", e.key)
+		}
+		for _, f := range fields.Items {
+			name := lit(e.key+" field", f.KeyExpr).AsString()
+			switch name {
+			case "binary":
+				e.binary = lit(e.key+".binary", f.ValueExpr).AsString()
+			case "title":
+				e.title = lit(e.key+".title", f.ValueExpr).AsString()
+			case "on":
+				e.on = lit(e.key+".on", f.ValueExpr).AsString()
+			case "resource":
+				e.resource = lb.in.text(f.ValueExpr)
+			case "permissions":
+				e.permissions = literalList(t, "local.gcp_roles: "+e.key+".permissions", f.ValueExpr)
+			default:
+				t.Errorf("local.gcp_roles.%s: unknown field %s", e.key, name)
+			}
+		}
+		out = append(out, e)
 	}
 	return out
 }

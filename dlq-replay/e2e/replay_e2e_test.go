@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/dlq-replay/replay"
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/internal/devstack"
@@ -29,6 +28,7 @@ import (
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/objects/s3objects"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/queue/sqsqueue"
 	"imgpipe/pkg/retry"
 	"imgpipe/pkg/samples"
@@ -97,8 +97,8 @@ func TestReplayAfterVisionOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := indexstore.New(fs, res.Collection, nil)
-	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
-	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), store, &indexer.Options{Logger: log.Named("indexer")})
+	src := pubsubqueue.NewSubscription(ps.SubscriptionAdminClient, res.SubscriptionName, nil)
+	ix, err := indexer.New(src, pubsubqueue.NewTopic(ps.TopicAdminClient, res.DeadLetterTopicName), store, &indexer.Options{Logger: log.Named("indexer")})
 	if err != nil {
 		t.Fatal(err)
 	}

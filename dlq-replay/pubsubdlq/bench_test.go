@@ -11,6 +11,7 @@ import (
 	"imgpipe/dlq-replay/replaytest"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
+	"imgpipe/pkg/queue/pubsubqueue"
 )
 
 // BenchmarkReplay moves messages from the dead-letter subscription to a topic on the Pub/Sub
@@ -26,12 +27,12 @@ func BenchmarkReplay(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer client.Close()
-	sink := pubsubdlq.FullName(st.ProjectID, "topics", stacktest.Unique("bench-sink"))
+	sink := pubsubqueue.FullName(st.ProjectID, "topics", stacktest.Unique("bench-sink"))
 	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: sink}); err != nil {
 		b.Fatal(err)
 	}
-	seed := pubsubdlq.NewTopic(client.TopicAdminClient, res.DeadLetterTopicName)
+	seed := pubsubqueue.NewTopic(client.TopicAdminClient, res.DeadLetterTopicName)
 	src := pubsubdlq.NewSubscription(client.SubscriptionAdminClient, res.DeadLetterSubscriptionName, nil)
-	dst := pubsubdlq.NewTopic(client.TopicAdminClient, sink)
+	dst := pubsubqueue.NewTopic(client.TopicAdminClient, sink)
 	replaytest.Bench(b, perOp, seed, src, dst, nil)
 }

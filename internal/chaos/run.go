@@ -17,6 +17,7 @@ import (
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/proctest"
 	"imgpipe/internal/visionstandin"
+	"imgpipe/pkg/retry"
 	"imgpipe/pkg/uploader"
 )
 
@@ -291,14 +292,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return retry.Sleep(ctx, d) == nil
 }
 
 // BatchRecord is one run of `uploader put`.

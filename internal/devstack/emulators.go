@@ -100,17 +100,8 @@ func startPubSub(ctx context.Context, logDir string, port int, project string) (
 	if err != nil {
 		return nil, "", err
 	}
-	host := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := startProcess("Pub/Sub emulator", filepath.Join(logDir, "pubsub.log"), nil,
+	return startEmulator(ctx, "Pub/Sub emulator", filepath.Join(logDir, "pubsub.log"), port,
 		bin, "--host=127.0.0.1", "--port="+strconv.Itoa(port), "--projects="+project)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := waitHTTP(ctx, p, "http://"+host+"/"); err != nil {
-		p.stop(stopGrace)
-		return nil, "", err
-	}
-	return p, host, nil
 }
 
 // startFirestore starts Google's Firestore emulator on 127.0.0.1:port, logging to logName in
@@ -126,13 +117,20 @@ func startFirestore(ctx context.Context, logDir, logName string, port int, proje
 	if err != nil {
 		return nil, "", err
 	}
-	host := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{java, "-Duser.language=en", "-cp", jar, "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
 		"start", "--host=127.0.0.1", "--port=" + strconv.Itoa(port), "--project_id=" + project}
 	if importPath != "" {
 		args = append(args, "--import-data="+importPath)
 	}
-	p, err := startProcess("Firestore emulator", filepath.Join(logDir, logName), nil, args...)
+	return startEmulator(ctx, "Firestore emulator", filepath.Join(logDir, logName), port, args...)
+}
+
+// startEmulator starts argv as the emulator name, logging to logPath, and waits until it
+// answers HTTP on 127.0.0.1:port; it returns the process and that host:port. A process that
+// never answers is stopped.
+func startEmulator(ctx context.Context, name, logPath string, port int, argv ...string) (*process, string, error) {
+	host := fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := startProcess(name, logPath, nil, argv...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -81,6 +81,7 @@ func (p *Program) Execute(ctx context.Context, args []string, stdout, stderr io.
 	if p.Global != nil {
 		root.Flags().AddFlagSet(p.Global.FlagSet())
 	}
+	sets := map[*cobra.Command]*config.Set{root: p.Global} // whose flags a command line holds
 	for _, c := range p.Commands {
 		c := c
 		sub := &cobra.Command{
@@ -101,8 +102,13 @@ func (p *Program) Execute(ctx context.Context, args []string, stdout, stderr io.
 		sub.Flags().AddFlagSet(c.Settings.FlagSet())
 		sub.SetHelpFunc(func(*cobra.Command, []string) { c.Settings.Usage(stdout) })
 		root.AddCommand(sub)
+		sets[sub] = c.Settings
 	}
-	root.SetArgs(append([]string{}, config.HelpAlias(args)...)) // never nil: cobra would read os.Args
+	var set *config.Set
+	if found, _, err := root.Find(args); err == nil {
+		set = sets[found]
+	}
+	root.SetArgs(append([]string{}, config.HelpAlias(args, set)...)) // never nil: cobra would read os.Args
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)

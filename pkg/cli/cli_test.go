@@ -13,17 +13,20 @@ import (
 )
 
 // program has one command, "send", with a boolean --json, an integer --batch (also the
-// environment variable BATCH) and a global --json.
+// environment variable BATCH), a string --label and a global --json and --label.
 func program(env map[string]string) (*Program, *[]string, *int) {
 	var got []string
 	batch := 0
 	var json, gjson bool
+	var label string
 	set := config.NewSet("tool send", "tool send: sends.")
 	set.Bool(&json, "json", "", false, "JSON")
+	set.String(&label, "label", "", "", "label")
 	set.Int(&batch, "batch", "BATCH", 10, "batch", config.Validate(config.Between(&batch, 1, 10)))
 	set.SetLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	global := config.NewSet("tool", "")
 	global.Bool(&gjson, "json", "", false, "JSON")
+	global.String(&label, "label", "", "", "label")
 	p := &Program{Name: "tool", Help: "tool: the help.", Global: global, Commands: []Command{{
 		Name: "send", Settings: set,
 		Args: func(a []string) error {
@@ -34,6 +37,9 @@ func program(env map[string]string) (*Program, *[]string, *int) {
 		},
 		Run: func(_ context.Context, a []string) error {
 			got = append(a, map[bool]string{true: "json"}[json])
+			if label != "" {
+				got = append(got, "label="+label)
+			}
 			if len(a) > 0 && a[0] == "fail" {
 				return errFail
 			}
@@ -74,6 +80,12 @@ func TestExecute(t *testing.T) {
 		{name: "one-dash help", args: []string{"-help"}, stdout: "tool: the help.\n"},
 		{name: "one-dash help of a command", args: []string{"send", "-help"}, stdout: "tool send: sends.\n\nSettings"},
 		{name: "one-dash help after --", args: []string{"send", "--", "-help"}, run: "-help ", batch: 10},
+		// "-help" as the value of a flag that takes one is that value, not a request for help.
+		{name: "one-dash help as a value", args: []string{"send", "--label", "-help"}, run: " label=-help", batch: 10},
+		{name: "one-dash help as a value with =", args: []string{"send", "--label=-help"}, run: " label=-help", batch: 10},
+		{name: "one-dash help as a global's value", args: []string{"--label", "-help", "send"}, run: " label=-help", batch: 10},
+		{name: "one-dash help after a value", args: []string{"send", "--label", "x", "-help"}, stdout: "tool send: sends.\n\nSettings"},
+		{name: "one-dash help after a boolean", args: []string{"send", "--json", "-help"}, stdout: "tool send: sends.\n\nSettings"},
 		{name: "one dash", args: []string{"send", "-json"}, usage: `unknown shorthand flag: 'j' in -json: flags take two dashes (--json, not -json) (see tool send --help)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

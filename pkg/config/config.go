@@ -134,22 +134,31 @@ func Explain(err error) error {
 }
 
 // HelpAlias returns args with a one-dash "-help" (Go's flag package and the binaries before
-// pflag took it) read as "--help", up to a "--" that ends the flags. A cobra command needs it:
-// its help flag has the shorthand h, so it reads "-help" as -h followed by the unknown -e, -l,
-// -p. (A Set alone already answers "-help" with ErrHelp: pflag stops at the h.) It copies args
-// only when it changes one.
-func HelpAlias(args []string) []string {
-	for i, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-help" {
-			out := append([]string(nil), args...)
+// pflag took it) read as "--help" where a flag name can stand, up to a "--" that ends the
+// flags; the value of a flag of s that takes one ("--filter -help") stays as it is. A cobra
+// command needs it: its help flag has the shorthand h, so it reads "-help" as -h followed by
+// the unknown -e, -l, -p. (A Set alone already answers "-help" with ErrHelp: pflag stops at
+// the h.) s is the settings of the command the line runs; nil knows of no flag that takes a
+// value. It copies args only when it changes one.
+func HelpAlias(args []string, s *Set) []string {
+	out, copied := args, false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return out
+		case a == "-help":
+			if !copied {
+				out, copied = append([]string(nil), args...), true
+			}
 			out[i] = "--help"
-			return HelpAlias(out)
+		case s != nil && strings.HasPrefix(a, "--") && !strings.Contains(a, "="):
+			if f := s.fs.Lookup(a[2:]); f != nil && f.NoOptDefVal == "" {
+				i++ // the next argument is this flag's value
+			}
 		}
 	}
-	return args
+	return out
 }
 
 // FlagSet is the settings' flags, for a cobra command (cmd.Flags().AddFlagSet): cobra
@@ -300,6 +309,18 @@ func Seconds(d, lo, hi time.Duration) error {
 // SecondsBetween checks *p with Seconds.
 func SecondsBetween(p *time.Duration, lo, hi time.Duration) func() error {
 	return func() error { return Seconds(*p, lo, hi) }
+}
+
+// List returns the items of a comma-separated setting ("a, b,,c"), each trimmed, the empty
+// ones dropped; nil when there are none.
+func List(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // OneOf checks that *p is one of the allowed values.

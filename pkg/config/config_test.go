@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +160,55 @@ func TestOneDashHelp(t *testing.T) {
 	s.Bool(&json, "json", "", false, "JSON")
 	if err := s.Parse([]string{"--", "-help"}); err != nil || len(s.Args()) != 1 || s.Args()[0] != "-help" {
 		t.Fatalf("Parse(-- -help) = %v, args %q", err, s.Args())
+	}
+}
+
+// TestHelpAlias: a one-dash "-help" becomes "--help" where a flag name can stand, and stays
+// as it is where it is the value of a flag that takes one, or after "--".
+func TestHelpAlias(t *testing.T) {
+	s := NewSet("tool", "")
+	var json bool
+	var filter string
+	s.Bool(&json, "json", "", false, "JSON")
+	s.String(&filter, "filter", "", "", "filter")
+	for _, c := range []struct {
+		set  *Set
+		args string
+		want string
+	}{
+		{s, "-help", "--help"},
+		{s, "a -help b", "a --help b"},
+		{s, "--filter -help", "--filter -help"},
+		{s, "--filter=-help -help", "--filter=-help --help"},
+		{s, "--filter x -help", "--filter x --help"},
+		{s, "--json -help", "--json --help"},
+		{s, "--filter -help -help", "--filter -help --help"},
+		{s, "-- -help", "-- -help"},
+		{nil, "--filter -help", "--filter --help"}, // nil: no flag is known to take a value
+	} {
+		args := strings.Fields(c.args)
+		orig := strings.Join(args, " ")
+		if got := strings.Join(HelpAlias(args, c.set), " "); got != c.want {
+			t.Errorf("HelpAlias(%s) = %s, want %s", c.args, got, c.want)
+		}
+		if strings.Join(args, " ") != orig {
+			t.Errorf("HelpAlias(%s) changed its argument", c.args)
+		}
+	}
+	// The Set alone reads the value as pflag does.
+	if err := s.Parse([]string{"--filter", "-help"}); err != nil || filter != "-help" {
+		t.Fatalf("Parse(--filter -help) = %v, filter %q", err, filter)
+	}
+}
+
+func TestList(t *testing.T) {
+	if got := List(" *.jpg, ,**/raw/**,"); !slices.Equal(got, []string{"*.jpg", "**/raw/**"}) {
+		t.Errorf("List = %q", got)
+	}
+	if got := List(" , "); got != nil {
+		t.Errorf("List(\" , \") = %q", got)
+	}
+	if got := List(""); got != nil {
+		t.Errorf("List(\"\") = %q", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+
+	"imgpipe/pkg/config"
 )
 
 // Auth says who may use the API. The zero value lets everyone in: only for a console bound to
@@ -161,11 +163,7 @@ func printable(s string) bool {
 // ("10.0.0.0/8,127.0.0.1").
 func ParsePrefixes(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, item := range strings.Split(list, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
+	for _, item := range config.List(list) {
 		if p, err := netip.ParsePrefix(item); err == nil {
 			out = append(out, p.Masked())
 			continue

@@ -36,6 +36,7 @@ import (
 	"imgpipe/dlq-replay/sqsdlq"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/indexstore"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/uploader"
 )
 
@@ -126,7 +127,7 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 	}
 	maxHold := sqsdlq.MaxHold
 	if o.DeadLetterSubscription != "" {
-		maxHold = pubsubdlq.MaxHold
+		maxHold = pubsubqueue.MaxHold
 	}
 	if err := config.Seconds(o.DLQHold, time.Second, maxHold); err != nil {
 		return nil, fmt.Errorf("console: Options.DLQHold: %w", err)
@@ -187,7 +188,7 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 	if deps.PubSub != nil && o.DeadLetterSubscription != "" {
 		// Pub/Sub tells no backlog through its API: a scan ends with one empty pull, kept short.
 		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DeadLetterSubscription), kind: "pubsub",
-			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, &pubsubdlq.Options{Wait: time.Second})})
+			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, &pubsubqueue.Options{Wait: time.Second})})
 	}
 	lookup, err := uploader.NewLookup(deps.S3, bucket, &uploader.LookupOptions{Index: deps.Index, Failures: s.dead, Logger: o.Logger})
 	if err != nil {

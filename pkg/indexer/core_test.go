@@ -18,12 +18,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/queue"
 	"imgpipe/pkg/queue/memqueue"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/record"
 )
 
@@ -626,7 +626,7 @@ func TestCoreMetrics(t *testing.T) {
 // TestAckExtensionChecked: the lease is 10 s unless set, and one the source cannot grant
 // (Pub/Sub: whole seconds up to 600 s) is refused at New.
 func TestAckExtensionChecked(t *testing.T) {
-	src := pubsubdlq.NewSubscription(nil, "projects/p/subscriptions/s", nil) // no call is made
+	src := pubsubqueue.NewSubscription(nil, "projects/p/subscriptions/s", nil) // no call is made
 	for _, ok := range []time.Duration{0, time.Second, 45 * time.Second, 600 * time.Second} {
 		if _, err := indexer.New(src, nil, newMemStore(), &indexer.Options{AckExtension: ok}); err != nil {
 			t.Errorf("AckExtension %s: %v", ok, err)
@@ -640,4 +640,19 @@ func TestAckExtensionChecked(t *testing.T) {
 	if _, err := indexer.New(nil, nil, newMemStore(), nil); err == nil {
 		t.Error("New without a source accepted")
 	}
+}
+
+// TestCoreIdlePacing: on a source that answers at once when it has nothing (the Pub/Sub
+// emulator's Pull does), the receive loops pace themselves instead of spinning, and a message
+// sent after the idle spell is still indexed.
+func TestCoreIdlePacing(t *testing.T) {
+	c := newMemCore(t)
+	c.q = memqueue.New("answers-at-once", &memqueue.Options{Wait: -1})
+	c.start(coreOptions(), c.dlq)
+	time.Sleep(time.Second)
+	if n := c.q.Calls(memqueue.Receive); n > 100 {
+		t.Fatalf("%d receives in an idle second by 2 receivers: the loop spins", n)
+	}
+	c.send(memRecs(1)...)
+	waitFor(t, "the record written", func() bool { return c.counts().Written == 1 })
 }

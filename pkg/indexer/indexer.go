@@ -1,6 +1,6 @@
 // Package indexer pulls analysis records from a subscription and applies them to the index,
 // acknowledging each message only after its write is committed. It is portable: it takes its
-// subscription as a queue.Source (pubsubdlq's Subscription as deployed: unary Pull,
+// subscription as a queue.Source (pubsubqueue's Subscription as deployed: unary Pull,
 // ModifyAckDeadline, Acknowledge), its dead-letter topic as a queue.Sink and its index as a
 // Store (indexstore.Store), and imports no cloud SDK itself.
 //
@@ -180,6 +180,11 @@ func New(src queue.Source, deadLetter queue.Sink, store Store, opts *Options) (*
 // receiveBackoff spaces the receives after a failed one.
 var receiveBackoff = retry.Policy{BaseDelay: 200 * time.Millisecond, MaxDelay: 20 * time.Second}
 
+// idleBackoff spaces the receives after one that brought nothing: a source may answer at once
+// when it has nothing (the Pub/Sub emulator's Pull does), and a loop that asks again at once
+// would spin. It adds at most its MaxDelay to the first message after an idle spell.
+var idleBackoff = retry.Policy{BaseDelay: 50 * time.Millisecond, MaxDelay: 500 * time.Millisecond}
+
 // ackGrace is how long the acknowledgements still queued when Run stops may take to go out.
 const ackGrace = 15 * time.Second
 
@@ -256,7 +261,7 @@ type runState struct {
 // receive is one receive loop: while the flow allows, it leases a batch and starts each
 // message's handling, until st.stop ends. It returns a permanent receive failure.
 func (ix *Indexer) receive(st *runState) error {
-	failures := 0
+	failures, empty := 0, 0
 	for st.stop.Err() == nil {
 		n := ix.flow.acquire(st.stop, queue.BatchSize(ix.src))
 		if n == 0 {
@@ -287,6 +292,12 @@ func (ix *Indexer) receive(st *runState) error {
 			continue
 		}
 		failures = 0
+		if len(msgs) == 0 {
+			empty++
+			_ = retry.Sleep(st.stop, idleBackoff.Backoff(empty, nil))
+			continue
+		}
+		empty = 0
 		ix.keeper.Keep(msgs...)
 		st.inflight.Add(len(msgs))
 		for _, m := range msgs {

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
@@ -26,6 +25,7 @@ import (
 	"imgpipe/pkg/obs"
 	"imgpipe/pkg/publish"
 	"imgpipe/pkg/queue"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/record"
 	"imgpipe/pkg/s3event"
 )
@@ -92,14 +92,14 @@ func startIndexerCopying(t testing.TB, ps *pubsub.Client, store *indexstore.Stor
 		o.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Named("indexer")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, b.SubscriptionName, nil)
+	src := pubsubqueue.NewSubscription(ps.SubscriptionAdminClient, b.SubscriptionName, nil)
 	var sink queue.Sink
 	if copy {
 		topic, err := src.DeadLetterTopic(ctx)
 		if err != nil || topic == "" {
 			t.Fatalf("dead-letter topic %q: %v", topic, err)
 		}
-		sink = pubsubdlq.NewTopic(ps.TopicAdminClient, topic)
+		sink = pubsubqueue.NewTopic(ps.TopicAdminClient, topic)
 	}
 	ix, err := indexer.New(src, sink, store, &o)
 	if err != nil {

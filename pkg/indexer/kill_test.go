@@ -12,13 +12,13 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 
-	"imgpipe/dlq-replay/pubsubdlq"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/gcpclient"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/publish"
+	"imgpipe/pkg/queue/pubsubqueue"
 	"imgpipe/pkg/record"
 )
 
@@ -38,12 +38,12 @@ var indexerChild = stacktest.Child{Name: "indexer", Run: func(args []string) err
 		return err
 	}
 	defer fs.Close()
-	src := pubsubdlq.NewSubscription(ps.SubscriptionAdminClient, args[1], nil)
+	src := pubsubqueue.NewSubscription(ps.SubscriptionAdminClient, args[1], nil)
 	topic, err := src.DeadLetterTopic(ctx)
 	if err != nil {
 		return err
 	}
-	ix, err := indexer.New(src, pubsubdlq.NewTopic(ps.TopicAdminClient, topic), indexstore.New(fs, args[2], nil), nil)
+	ix, err := indexer.New(src, pubsubqueue.NewTopic(ps.TopicAdminClient, topic), indexstore.New(fs, args[2], nil), nil)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,9 @@
 // once for every driver: batched deletes (Deleter) and leases kept while messages are in
 // work (Keeper). It imports no cloud SDK.
 //
-// Drivers: sqsqueue (Amazon SQS), memqueue (in memory, for fast tests of the stages built on
-// it). queuetest is the one conformance suite every driver runs.
+// Drivers: sqsqueue (Amazon SQS), pubsubqueue (a Google Cloud Pub/Sub subscription and
+// topic), memqueue (in memory, for fast tests of the stages built on it). queuetest is the
+// one conformance suite every driver runs, each case where the driver's service can do it.
 package queue
 
 import (
@@ -41,15 +42,16 @@ type Message struct {
 	Body       []byte
 	Attributes map[string]Attr
 	// ReceiveCount is how many times the message was received, this time included (SQS
-	// ApproximateReceiveCount; 0: unknown).
+	// ApproximateReceiveCount; Pub/Sub's delivery attempt, counted only on a subscription
+	// with a dead-letter policy; 0: unknown).
 	ReceiveCount int
-	SentAt       time.Time // when it was sent (SQS SentTimestamp)
+	SentAt       time.Time // when it was sent (SQS SentTimestamp, Pub/Sub publish time)
 	// FirstReceivedAt is when it was first received (SQS ApproximateFirstReceiveTimestamp;
 	// zero: unknown).
 	FirstReceivedAt time.Time
 	// OrderingKey is the Pub/Sub ordering key; empty for SQS.
 	OrderingKey string
-	// Handle is the source's lease on the message (an SQS receipt handle).
+	// Handle is the source's lease on the message (an SQS receipt handle, a Pub/Sub ack ID).
 	Handle string
 }
 
@@ -85,6 +87,10 @@ type Depth struct {
 	Delayed    int `json:"delayed"`  // sent, not deliverable yet
 }
 
+// ErrNoDepth is what Depth wraps on a source whose service has no depth call (Pub/Sub): a
+// caller that can do without (a status page) tells it apart with errors.Is.
+var ErrNoDepth = errors.New("the service tells no queue depth")
+
 // Source is what a driver implements: a queue (or subscription) that leases messages to
 // whoever receives them. Every method that takes messages takes at most MaxBatch of them (or
 // the driver's own BatchSize, see Batcher) and answers one error per message (nil: done); an
@@ -104,7 +110,8 @@ type Source interface {
 	Release(ctx context.Context, msgs []*Message) []error
 	// Delete removes leased messages for good.
 	Delete(ctx context.Context, msgs []*Message) []error
-	// Depth reads the source's approximate depth.
+	// Depth reads the source's approximate depth. A source whose service tells no depth
+	// (Pub/Sub) answers an error wrapping ErrNoDepth, classified permanent.
 	Depth(ctx context.Context) (Depth, error)
 	// Name names the source in logs and in the failure details of a dead-lettered message
 	// (the queue's URL).

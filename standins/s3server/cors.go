@@ -79,46 +79,29 @@ func parseCORS(body []byte) ([]corsRule, *argError) {
 
 // serveCORSConfig serves PUT, GET and DELETE /BUCKET?cors.
 func (s *Server) serveCORSConfig(w http.ResponseWriter, r *http.Request, bucket string) {
-	if !s.bucketExists(w, r, bucket) {
-		return
-	}
-	switch r.Method {
-	case http.MethodPut:
-		body, ok := s.configBody(w, r)
-		if !ok {
-			return
-		}
-		rules, aerr := parseCORS(body)
-		if aerr != nil {
-			s.writeError(w, r, aerr)
-			return
-		}
-		s.mu.Lock()
-		s.cors[bucket] = rules
-		s.mu.Unlock()
-		s.setRequestHeaders(w)
-		w.WriteHeader(http.StatusOK)
-	case http.MethodGet:
-		rules := s.corsOf(bucket)
-		if len(rules) == 0 {
-			s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchCORSConfiguration",
-				Message: "The CORS configuration does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
-			return
-		}
-		body, _ := xml.Marshal(corsXML{Xmlns: "http://s3.amazonaws.com/doc/2006-03-01/", Rules: rules})
-		s.setRequestHeaders(w)
-		w.Header().Set("Content-Type", "application/xml")
-		_, _ = w.Write(append([]byte(xml.Header), body...))
-	case http.MethodDelete:
-		s.mu.Lock()
-		delete(s.cors, bucket)
-		s.mu.Unlock()
-		s.setRequestHeaders(w)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		s.writeError(w, r, &argError{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed",
-			Message: "The specified method is not allowed against this resource."})
-	}
+	s.serveBucketConfig(w, r, bucket, bucketConfig{
+		put: func(_ *http.Request, body []byte) error {
+			rules, aerr := parseCORS(body)
+			if aerr != nil {
+				return aerr
+			}
+			s.mu.Lock()
+			s.cors[bucket] = rules
+			s.mu.Unlock()
+			return nil
+		},
+		get: func() (any, bool) {
+			rules := s.corsOf(bucket)
+			return corsXML{Xmlns: s3Namespace, Rules: rules}, len(rules) > 0
+		},
+		remove: func() {
+			s.mu.Lock()
+			delete(s.cors, bucket)
+			s.mu.Unlock()
+		},
+		missing: &argError{Status: http.StatusNotFound, Code: "NoSuchCORSConfiguration",
+			Message: "The CORS configuration does not exist", ArgumentName: "BucketName", ArgumentValue: bucket},
+	})
 }
 
 func (s *Server) corsOf(bucket string) []corsRule {

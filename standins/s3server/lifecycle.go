@@ -173,50 +173,29 @@ func parseLifecycle(body []byte) (*lifecycleConfig, error) {
 
 // serveLifecycle serves PUT, GET and DELETE /bucket?lifecycle.
 func (s *Server) serveLifecycle(w http.ResponseWriter, r *http.Request, bucket string) {
-	if !s.bucketExists(w, r, bucket) {
-		return
-	}
-	switch r.Method {
-	case http.MethodPut:
-		body, ok := s.configBody(w, r)
-		if !ok {
-			return
-		}
-		if err := verifyBodyChecksum(r.Header, body); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		cfg, err := parseLifecycle(body)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.backend.setLifecycle(bucket, cfg)
-		s.setRequestHeaders(w)
-		w.WriteHeader(http.StatusOK)
-	case http.MethodGet:
-		cfg := s.backend.getLifecycle(bucket)
-		if cfg == nil {
-			s.writeError(w, r, &argError{Status: http.StatusNotFound, Code: "NoSuchLifecycleConfiguration",
-				Message: "The lifecycle configuration does not exist", ArgumentName: "BucketName", ArgumentValue: bucket})
-			return
-		}
-		body, err := xml.Marshal(lifecycleXML{Xmlns: s3Namespace, Rules: cfg.raw})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.setRequestHeaders(w)
-		w.Header().Set("Content-Type", "application/xml")
-		_, _ = w.Write(append([]byte(xml.Header), body...))
-	case http.MethodDelete:
-		s.backend.setLifecycle(bucket, nil)
-		s.setRequestHeaders(w)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		s.writeError(w, r, &argError{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed",
-			Message: "The specified method is not allowed against this resource."})
-	}
+	s.serveBucketConfig(w, r, bucket, bucketConfig{
+		put: func(r *http.Request, body []byte) error {
+			if err := verifyBodyChecksum(r.Header, body); err != nil {
+				return err
+			}
+			cfg, err := parseLifecycle(body)
+			if err != nil {
+				return err
+			}
+			s.backend.setLifecycle(bucket, cfg)
+			return nil
+		},
+		get: func() (any, bool) {
+			cfg := s.backend.getLifecycle(bucket)
+			if cfg == nil {
+				return nil, false
+			}
+			return lifecycleXML{Xmlns: s3Namespace, Rules: cfg.raw}, true
+		},
+		remove: func() { s.backend.setLifecycle(bucket, nil) },
+		missing: &argError{Status: http.StatusNotFound, Code: "NoSuchLifecycleConfiguration",
+			Message: "The lifecycle configuration does not exist", ArgumentName: "BucketName", ArgumentValue: bucket},
+	})
 }
 
 // RunLifecycle applies every bucket's lifecycle expiration rules as S3 would at time at, and

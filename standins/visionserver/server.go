@@ -15,7 +15,6 @@ package visionserver
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"imgpipe/internal/visionstandin"
+	"imgpipe/pkg/retry"
 )
 
 // Paths of the two analysis operations.
@@ -320,7 +320,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, ep endpoint, reqI
 			return "", false // the caller went away
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if !sleep(r.Context(), delay) {
+		if retry.Sleep(r.Context(), delay) != nil {
 			return "", false
 		}
 	}
@@ -373,18 +373,6 @@ func hijack(w http.ResponseWriter) net.Conn {
 		return nil
 	}
 	return conn
-}
-
-// sleep waits d, or until ctx ends; it reports whether the whole wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // newRequestID returns a random version-4 UUID, as Azure's request IDs are.

@@ -125,10 +125,22 @@ function pct(x) {
 
 // ---- gallery ----
 
+const placeholder = "/assets/placeholder.svg";
+
+// noThumbnail shows the placeholder, as for an image without a thumbnail, in place of a
+// thumbnail that did not load: the index may still name a thumbnail that was removed once a
+// newer version's record was published, until that record is indexed.
+function noThumbnail(e) {
+  const i = e.target;
+  i.removeEventListener("error", noThumbnail);
+  i.alt = "";
+  i.src = placeholder;
+}
+
 function card(img) {
   const thumb = img.thumbnailUrl
-    ? el("img", { class: "thumb", src: img.thumbnailUrl, alt: img.caption ? "Thumbnail: " + img.caption : "Thumbnail of " + img.name, loading: "lazy" })
-    : el("img", { class: "thumb", src: "/assets/placeholder.svg", alt: "" });
+    ? el("img", { class: "thumb", src: img.thumbnailUrl, alt: img.caption ? "Thumbnail: " + img.caption : "Thumbnail of " + img.name, loading: "lazy", onerror: noThumbnail })
+    : el("img", { class: "thumb", src: placeholder, alt: "" });
   const tags = el("ul", { class: "tags", "aria-label": "Tags" },
     img.tags.slice(0, 8).map((t) => el("li", {}, el("button", {
       type: "button", title: "Show images tagged " + t.name, "aria-label": "Tag " + t.name + ", " + pct(t.confidence) + ": show images with it",
@@ -248,7 +260,7 @@ async function openDetail(key) {
 
   const picture = img.imageUrl
     ? el("img", { src: img.imageUrl, alt: img.caption || img.name })
-    : el("img", { src: "/assets/placeholder.svg", alt: "" });
+    : el("img", { src: placeholder, alt: "" });
   $("detail-body").replaceChildren(el("div", { class: "detail" }, el("div", {}, picture), el("div", {}, side)));
   $("detail").showModal();
   $("detail-close").focus();

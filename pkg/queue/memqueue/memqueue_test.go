@@ -16,6 +16,8 @@ func (harness) NewQueue(t *testing.T) (queue.Source, queue.Sink) {
 	return q, q
 }
 func (harness) Hold() time.Duration { return 100 * time.Millisecond }
-func (harness) Typed() bool         { return true }
+func (harness) Capabilities() queuetest.Capabilities {
+	return queuetest.Capabilities{TypedAttributes: true, StaleHandleRefused: true, Depth: true}
+}
 
 func TestConformance(t *testing.T) { queuetest.Run(t, harness{}) }

@@ -1,14 +1,18 @@
-// Package pubsubdlq is the Pub/Sub edge of dlq-replay and the indexer: a subscription as a
-// replay.Source and a queue.Source (unary Pull, ModifyAckDeadline, Acknowledge) and a topic
-// as a replay.Sink and a queue.Sink (Publish). Errors are classified by the Google table
-// (pkg/failure/grpcerr).
-package pubsubdlq
+// Package pubsubqueue is the Google Cloud Pub/Sub driver of pkg/queue: a subscription as a
+// queue.Source (unary Pull, ModifyAckDeadline, Acknowledge over the SubscriptionAdminClient)
+// and a topic as a queue.Sink (Publish over the TopicAdminClient). Errors are classified by
+// the Google table (pkg/failure/grpcerr).
+//
+// What Pub/Sub is, and the driver does not hide: attributes are text only (every attribute
+// comes back as queue.DataString; a Binary one is refused on Send); an ack ID from an earlier
+// delivery is accepted without error by ModifyAckDeadline and Acknowledge (it changes
+// nothing); and there is no depth call (Depth answers queue.ErrNoDepth).
+package pubsubqueue
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +21,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"imgpipe/dlq-replay/replay"
 	"imgpipe/pkg/config"
 	"imgpipe/pkg/failure"
 	"imgpipe/pkg/failure/grpcerr"
@@ -49,7 +52,7 @@ type Options struct {
 	Wait time.Duration
 }
 
-// Subscription is a dead-letter subscription used as a replay.Source.
+// Subscription is a Pub/Sub subscription as a queue.Source.
 type Subscription struct {
 	client *vkit.SubscriptionAdminClient
 	name   string
@@ -74,36 +77,39 @@ func NewSubscription(client *vkit.SubscriptionAdminClient, name string, opts *Op
 	return &Subscription{client: client, name: name, wait: w}
 }
 
+// MaxAttributes is how many attributes Pub/Sub takes on one message.
+const MaxAttributes = 100
+
 // BatchSize implements queue.Batcher.
 func (s *Subscription) BatchSize() int { return BatchSize }
 
 // Name implements queue.Source: the subscription's full name.
 func (s *Subscription) Name() string { return s.name }
 
-// Depth implements queue.Source: Pub/Sub has no call that reads a subscription's depth (it
-// is a Cloud Monitoring metric), so it fails, permanently.
-func (s *Subscription) Depth(context.Context) (queue.Depth, error) {
-	return queue.Depth{}, failure.Permanentf("Unsupported", "depth of %s: Pub/Sub has no depth call", s.name)
-}
+// MaxAttributes returns how many attributes one message may carry (Pub/Sub's 100).
+func (s *Subscription) MaxAttributes() int { return MaxAttributes }
 
-// CheckHold implements queue.HoldChecker: whole seconds from 1s to MaxHold.
+// CheckHold implements queue.HoldChecker: Pub/Sub leases whole seconds from 1 s to MaxHold.
 func (s *Subscription) CheckHold(hold time.Duration) error {
 	_, err := leaseSeconds(hold)
 	return err
 }
 
-// DeadLetterTopic reads the subscription's dead-letter policy: the topic it names, "" when it
-// has none.
+// Depth implements queue.Source: Pub/Sub has no call that tells a subscription's backlog, so
+// it answers queue.ErrNoDepth, classified permanent (the same call never succeeds).
+func (s *Subscription) Depth(context.Context) (queue.Depth, error) {
+	return queue.Depth{}, failure.New(failure.Permanent, "DepthUnsupported", fmt.Errorf("depth of %s: %w", s.name, queue.ErrNoDepth))
+}
+
+// DeadLetterTopic returns the topic the subscription's dead-letter policy forwards to (a full
+// name), or "" when it has none.
 func (s *Subscription) DeadLetterTopic(ctx context.Context) (string, error) {
 	sub, err := s.client.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: s.name})
 	if err != nil {
-		return "", grpcerr.Classify(fmt.Errorf("read the dead-letter policy of %s: %w", s.name, err))
+		return "", grpcerr.Classify(fmt.Errorf("get %s: %w", s.name, err))
 	}
 	return sub.GetDeadLetterPolicy().GetDeadLetterTopic(), nil
 }
-
-// MaxAttributes implements replay.Source: Pub/Sub's 100 attributes never bind here.
-func (s *Subscription) MaxAttributes() int { return 100 }
 
 // leaseSeconds returns hold as the ack deadline Pub/Sub takes: whole seconds from 1 to 600.
 // Anything else is refused, not rounded: a lease shorter than asked can run out under a batch.
@@ -114,10 +120,15 @@ func leaseSeconds(hold time.Duration) (int32, error) {
 	return int32(hold / time.Second), nil
 }
 
-// Receive implements replay.Source: a Pull, then a ModifyAckDeadline that sets the lease to
+// Receive implements queue.Source: Pulls until one brings messages or EmptyPulls in a row
+// came back empty (then none, and no error), then a ModifyAckDeadline that sets the lease to
 // hold. If that fails the messages would stay leased only for the subscription's ack
 // deadline: they are nacked (best effort) and the failure returned.
-func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) ([]*replay.Message, error) {
+//
+// Each message's ID is Pub/Sub's message ID, Handle its ack ID, SentAt its publish time,
+// OrderingKey its ordering key, and ReceiveCount Pub/Sub's delivery attempt (counted only on
+// a subscription with a dead-letter policy; 0 otherwise). FirstReceivedAt stays zero.
+func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
 	secs, err := leaseSeconds(hold)
 	if err != nil {
 		return nil, err
@@ -134,10 +145,10 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 	if len(out.GetReceivedMessages()) == 0 {
 		return nil, nil
 	}
-	msgs := make([]*replay.Message, 0, len(out.ReceivedMessages))
+	msgs := make([]*queue.Message, 0, len(out.ReceivedMessages))
 	for _, rm := range out.ReceivedMessages {
 		pm := rm.GetMessage()
-		m := &replay.Message{
+		m := &queue.Message{
 			ID: pm.GetMessageId(), Body: pm.GetData(), Handle: rm.GetAckId(),
 			ReceiveCount: int(rm.GetDeliveryAttempt()), OrderingKey: pm.GetOrderingKey(),
 		}
@@ -145,15 +156,10 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 			m.SentAt = pm.GetPublishTime().AsTime().UTC()
 		}
 		if len(pm.GetAttributes()) > 0 {
-			m.Attributes = make(map[string]replay.Attr, len(pm.GetAttributes()))
+			m.Attributes = make(map[string]queue.Attr, len(pm.GetAttributes()))
 			for k, v := range pm.GetAttributes() {
-				m.Attributes[k] = replay.Attr{DataType: replay.DataString, String: v}
+				m.Attributes[k] = queue.Attr{DataType: queue.DataString, String: v}
 			}
-		}
-		if m.ReceiveCount == 0 {
-			// Pub/Sub records on a dead-lettered message how often its source subscription
-			// delivered it; the dead-letter subscription itself has no delivery count.
-			m.ReceiveCount, _ = strconv.Atoi(pm.GetAttributes()[AttrSourceDeliveryCount])
 		}
 		msgs = append(msgs, m)
 	}
@@ -181,9 +187,9 @@ func (s *Subscription) pull(ctx context.Context, n int) (*pubsubpb.PullResponse,
 	return out, nil
 }
 
-// Extend implements replay.Source: the ack deadline set to hold from now, in one call whose
+// Extend implements queue.Source: the ack deadline set to hold from now, in one call whose
 // outcome every message shares.
-func (s *Subscription) Extend(ctx context.Context, msgs []*replay.Message, hold time.Duration) []error {
+func (s *Subscription) Extend(ctx context.Context, msgs []*queue.Message, hold time.Duration) []error {
 	secs, err := leaseSeconds(hold)
 	if err == nil {
 		err = s.modify(ctx, msgs, secs, "extend")
@@ -191,7 +197,7 @@ func (s *Subscription) Extend(ctx context.Context, msgs []*replay.Message, hold 
 	return queue.Each(len(msgs), err)
 }
 
-func (s *Subscription) modify(ctx context.Context, msgs []*replay.Message, secs int32, what string) error {
+func (s *Subscription) modify(ctx context.Context, msgs []*queue.Message, secs int32, what string) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -202,7 +208,7 @@ func (s *Subscription) modify(ctx context.Context, msgs []*replay.Message, secs 
 	return nil
 }
 
-func ackIDs(msgs []*replay.Message) []string {
+func ackIDs(msgs []*queue.Message) []string {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.Handle
@@ -210,15 +216,15 @@ func ackIDs(msgs []*replay.Message) []string {
 	return ids
 }
 
-// Release implements replay.Source: a nack (ack deadline 0), in one call whose outcome every
+// Release implements queue.Source: a nack (ack deadline 0), in one call whose outcome every
 // message shares.
-func (s *Subscription) Release(ctx context.Context, msgs []*replay.Message) []error {
+func (s *Subscription) Release(ctx context.Context, msgs []*queue.Message) []error {
 	return queue.Each(len(msgs), s.modify(ctx, msgs, 0, "nack"))
 }
 
-// Delete implements replay.Source: an acknowledgement of every message in one call, so all
+// Delete implements queue.Source: an acknowledgement of every message in one call, so all
 // entries share its outcome.
-func (s *Subscription) Delete(ctx context.Context, msgs []*replay.Message) []error {
+func (s *Subscription) Delete(ctx context.Context, msgs []*queue.Message) []error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -229,7 +235,7 @@ func (s *Subscription) Delete(ctx context.Context, msgs []*replay.Message) []err
 	return queue.Each(len(msgs), err)
 }
 
-// Topic is a Pub/Sub topic used as a replay.Sink.
+// Topic is a Pub/Sub topic as a queue.Sink.
 type Topic struct {
 	client *vkit.TopicAdminClient
 	name   string
@@ -240,9 +246,9 @@ func NewTopic(client *vkit.TopicAdminClient, name string) *Topic {
 	return &Topic{client: client, name: name}
 }
 
-// Send implements replay.Sink: one Publish call, whose outcome every entry shares. Binary
+// Send implements queue.Sink: one Publish call, whose outcome every entry shares. Binary
 // attributes (from an SQS export) are refused: Pub/Sub attributes are text.
-func (t *Topic) Send(ctx context.Context, msgs []*replay.Message) []error {
+func (t *Topic) Send(ctx context.Context, msgs []*queue.Message) []error {
 	res := make([]error, len(msgs))
 	var pms []*pubsubpb.PubsubMessage
 	var idx []int
