@@ -86,14 +86,7 @@ func TestDeleterBatches(t *testing.T) {
 		return nil
 	})
 	d := queue.NewDeleter(src, &queue.DeleterOptions{FlushInterval: time.Hour, Backoff: queueBackoff})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.Run(context.Background())
-	}()
-	for _, m := range msgs {
-		d.Delete(m)
-	}
+	done := deleteAll(d, msgs)
 	d.Close()
 	d.Close()
 	<-done
@@ -117,6 +110,19 @@ func TestDeleterBatches(t *testing.T) {
 }
 
 var queueBackoff = retryPolicy()
+
+// deleteAll runs d and queues msgs for deletion; the channel is closed when Run returns.
+func deleteAll(d *queue.Deleter, msgs []*queue.Message) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(context.Background())
+	}()
+	for _, m := range msgs {
+		d.Delete(m)
+	}
+	return done
+}
 
 // TestDeleterFlushesAfterInterval: a lone delete goes out after the flush interval, not only
 // at Close.
@@ -353,14 +359,7 @@ func TestDeclaredBatchSize(t *testing.T) {
 		k.Drop(m)
 	}
 	d := queue.NewDeleter(src, &queue.DeleterOptions{FlushInterval: time.Hour})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.Run(context.Background())
-	}()
-	for _, m := range msgs {
-		d.Delete(m)
-	}
+	done := deleteAll(d, msgs)
 	waitFor(t, "the full batch deleted before Close", func() bool { return len(q.Messages()) == 0 })
 	d.Close()
 	<-done
