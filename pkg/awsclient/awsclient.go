@@ -6,7 +6,9 @@
 // The SDK's own log lines go through the binary's zap logger (Options.Logger), never as
 // plain text to stderr; the S3 client's note on every ranged read that its response carries
 // no checksum to validate is turned off. A client that reads only ranges (Options.S3RangedReads,
-// the analyzer) asks for no response checksum, which S3 never sends with a part.
+// the analyzer) asks for no response checksum, which S3 never sends with a part. The S3
+// clients resolve their endpoints with the SDK's own rules once per bucket and setting, not
+// on every call (endpoints.go).
 package awsclient
 
 import (
@@ -93,6 +95,7 @@ func S3(cfg aws.Config, opts *Options) *s3.Client {
 		// "Response has no supported checksum. Not validating response payload." on every
 		// ranged GET (S3 sends no whole-object checksum with a part): no use to an operator.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.EndpointResolverV2 = newCachedEndpoints(s3.NewDefaultEndpointResolverV2())
 		if opts != nil && opts.S3RangedReads && !responseChecksumsSet(cfg) {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
