@@ -24,14 +24,19 @@ import (
 
 func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 
-// The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
-func TestEndpointsFromSDKEnvironment(t *testing.T) {
-	st := stacktest.Get(t)
+// sdkEnv points the SDK's own variables at the stack: region, test credentials, endpoints.
+func sdkEnv(t *testing.T, st *devstack.Stack) {
 	t.Setenv("AWS_REGION", st.Region)
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
 	t.Setenv("AWS_ENDPOINT_URL_SQS", st.SQSEndpoint)
+}
+
+// The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
+func TestEndpointsFromSDKEnvironment(t *testing.T) {
+	st := stacktest.Get(t)
+	sdkEnv(t, st)
 	ctx := context.Background()
 	opts := &awsclient.Options{S3PathStyle: true}
 	cfg, err := awsclient.Config(ctx, opts)
@@ -62,10 +67,7 @@ func TestMissingRegionIsOneClearLine(t *testing.T) {
 // (the analyzer's head read) logs no checksum note.
 func TestSDKLogsThroughZap(t *testing.T) {
 	st := stacktest.Get(t)
-	t.Setenv("AWS_REGION", st.Region)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
+	sdkEnv(t, st)
 	ctx := context.Background()
 	core, logs := observer.New(zap.DebugLevel)
 	opts := &awsclient.Options{S3PathStyle: true, Logger: zap.New(core)}
@@ -151,10 +153,7 @@ func TestCountCalls(t *testing.T) {
 // carries a CRC32. Seen in the requests the SDK signs and sends to the S3 stand-in.
 func TestS3RangedReadsChecksums(t *testing.T) {
 	st := stacktest.Get(t)
-	t.Setenv("AWS_REGION", st.Region)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
+	sdkEnv(t, st)
 	ctx := context.Background()
 	bucket := stacktest.Unique("cksum")
 	if _, err := st.NewS3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
