@@ -208,7 +208,7 @@ func run(args []string) error {
 	}
 	defer stopTracing()
 
-	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle, Logger: log}
+	awsOpts := &awsclient.Options{S3PathStyle: s.pathStyle, Logger: log, S3RangedReads: true}
 	cfg, err := awsclient.Config(ctx, awsOpts)
 	if err != nil {
 		return err

@@ -5,7 +5,10 @@
 //
 // The SDK's own log lines go through the binary's zap logger (Options.Logger), never as
 // plain text to stderr; the S3 client's note on every ranged read that its response carries
-// no checksum to validate is turned off.
+// no checksum to validate is turned off. A client that reads only ranges (Options.S3RangedReads,
+// the analyzer) asks for no response checksum, which S3 never sends with a part. The S3
+// clients resolve their endpoints with the SDK's own rules once per bucket and setting, not
+// on every call (endpoints.go).
 package awsclient
 
 import (
@@ -40,6 +43,12 @@ type Options struct {
 	// Logger receives the SDK's log lines: its warnings at warn level, the rest at debug.
 	// Nil discards them.
 	Logger *zap.Logger
+	// S3RangedReads says the S3 client reads only byte ranges (the analyzer): it then asks
+	// for and validates response checksums only where an operation requires them, since S3
+	// sends no whole-object checksum with a part, unless AWS_RESPONSE_CHECKSUM_VALIDATION
+	// (or the shared config's response_checksum_validation) sets it. Request checksums
+	// (PutObject's CRC32) stay as configured.
+	S3RangedReads bool
 }
 
 // Config loads the SDK's default configuration. The SDK's client-side retry quota is turned
@@ -86,7 +95,29 @@ func S3(cfg aws.Config, opts *Options) *s3.Client {
 		// "Response has no supported checksum. Not validating response payload." on every
 		// ranged GET (S3 sends no whole-object checksum with a part): no use to an operator.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.EndpointResolverV2 = newCachedEndpoints(s3.NewDefaultEndpointResolverV2())
+		if opts != nil && opts.S3RangedReads && !responseChecksumsSet(cfg) {
+			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		}
 	})
+}
+
+// responseChecksumsSet reports whether the environment or the shared config file chose the
+// response checksum validation (LoadDefaultConfig fills in its default otherwise).
+func responseChecksumsSet(cfg aws.Config) bool {
+	for _, src := range cfg.ConfigSources {
+		switch c := src.(type) {
+		case config.EnvConfig:
+			if c.ResponseChecksumValidation != aws.ResponseChecksumValidationUnset {
+				return true
+			}
+		case config.SharedConfig:
+			if c.ResponseChecksumValidation != aws.ResponseChecksumValidationUnset {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sdkLogger is the SDK's logger for opts: zap, or nothing.

@@ -2,6 +2,7 @@ package awsclient_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/logging"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -21,14 +24,19 @@ import (
 
 func TestMain(m *testing.M) { stacktest.Main(m, devstack.SQS|devstack.S3) }
 
-// The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
-func TestEndpointsFromSDKEnvironment(t *testing.T) {
-	st := stacktest.Get(t)
+// sdkEnv points the SDK's own variables at the stack: region, test credentials, endpoints.
+func sdkEnv(t *testing.T, st *devstack.Stack) {
 	t.Setenv("AWS_REGION", st.Region)
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
 	t.Setenv("AWS_ENDPOINT_URL_SQS", st.SQSEndpoint)
+}
+
+// The binaries reach the stand-ins (or any endpoint) through the SDK's own variables only.
+func TestEndpointsFromSDKEnvironment(t *testing.T) {
+	st := stacktest.Get(t)
+	sdkEnv(t, st)
 	ctx := context.Background()
 	opts := &awsclient.Options{S3PathStyle: true}
 	cfg, err := awsclient.Config(ctx, opts)
@@ -59,10 +67,7 @@ func TestMissingRegionIsOneClearLine(t *testing.T) {
 // (the analyzer's head read) logs no checksum note.
 func TestSDKLogsThroughZap(t *testing.T) {
 	st := stacktest.Get(t)
-	t.Setenv("AWS_REGION", st.Region)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_ENDPOINT_URL_S3", st.S3Endpoint)
+	sdkEnv(t, st)
 	ctx := context.Background()
 	core, logs := observer.New(zap.DebugLevel)
 	opts := &awsclient.Options{S3PathStyle: true, Logger: zap.New(core)}
@@ -140,5 +145,66 @@ func TestCountCalls(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(calls.WithLabelValues("ListQueues")); got != 1 {
 		t.Errorf("a call retried 3 times counted %v times, want 1", got)
+	}
+}
+
+// TestS3RangedReadsChecksums: a client that reads only ranges asks for no response checksum
+// (S3 sends none with a part), unless the SDK's own setting asks for one; its PutObject still
+// carries a CRC32. Seen in the requests the SDK signs and sends to the S3 stand-in.
+func TestS3RangedReadsChecksums(t *testing.T) {
+	st := stacktest.Get(t)
+	sdkEnv(t, st)
+	ctx := context.Background()
+	bucket := stacktest.Unique("cksum")
+	if _, err := st.NewS3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name         string
+		ranged       bool
+		env          string // AWS_RESPONSE_CHECKSUM_VALIDATION
+		wantGetCkSum bool
+	}{
+		{"default", false, "", true},
+		{"ranged reads", true, "", false},
+		{"ranged reads, the SDK's setting when_supported", true, "when_supported", true},
+		{"default, the SDK's setting when_required", false, "when_required", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", c.env)
+			opts := &awsclient.Options{S3PathStyle: true, S3RangedReads: c.ranged}
+			cfg, err := awsclient.Config(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := awsclient.S3(cfg, opts)
+			var sent http.Header
+			record := func(o *s3.Options) {
+				o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+					return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("recordHeaders",
+						func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+							if req, ok := in.Request.(*smithyhttp.Request); ok {
+								sent = req.Header.Clone()
+							}
+							return next.HandleFinalize(ctx, in)
+						}), middleware.After)
+				})
+			}
+			if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"),
+				Body: strings.NewReader("some bytes")}, record); err != nil {
+				t.Fatal(err)
+			}
+			if sent.Get("X-Amz-Checksum-Crc32") == "" && sent.Get("X-Amz-Trailer") == "" {
+				t.Errorf("PutObject sent no CRC32 (headers %v)", sent)
+			}
+			out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Range: aws.String("bytes=0-3")}, record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Body.Close()
+			if got := sent.Get("X-Amz-Checksum-Mode") == "ENABLED"; got != c.wantGetCkSum {
+				t.Errorf("ranged GetObject asked for a checksum: %v, want %v (headers %v)", got, c.wantGetCkSum, sent)
+			}
+		})
 	}
 }

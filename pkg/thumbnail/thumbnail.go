@@ -8,12 +8,14 @@
 package thumbnail
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
 	"io"
+	"sync"
 
 	// The decoders of the formats a thumbnail is made of.
 	_ "image/gif"
@@ -73,7 +75,11 @@ func Make(r io.Reader, opts *Options) ([]byte, image.Point, error) {
 		o.Quality = DefaultQuality
 	}
 	src := &errReader{r: r}
-	img, _, err := image.Decode(src)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(src)
+	img, _, err := image.Decode(br)
+	br.Reset(nil) // drops what it had buffered and its hold on r
+	readers.Put(br)
 	if err != nil {
 		if src.err != nil {
 			return nil, image.Point{}, fmt.Errorf("read image: %w", src.err)
@@ -88,12 +94,23 @@ func Make(r io.Reader, opts *Options) ([]byte, image.Point, error) {
 	small := resize(img, b, w, h)
 	img = nil // the decoded image is garbage from here on, unless small is the image itself
 	out := upright(small, o.Orientation)
-	var buf bytes.Buffer
+	var buf flushBuffer
+	buf.Grow(out.Bounds().Dx()*out.Bounds().Dy()/4 + 512) // about 2 bits a pixel at quality 80
 	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: o.Quality}); err != nil {
 		return nil, image.Point{}, fmt.Errorf("encode thumbnail: %w", err)
 	}
 	return buf.Bytes(), out.Bounds().Size(), nil
 }
+
+// readers are the buffered readers the decoders read through, kept across images:
+// image.Decode wraps any reader that cannot Peek in a new 4 KiB bufio.Reader of this size.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// flushBuffer is a bytes.Buffer that image/jpeg writes into directly: its encoder wraps a
+// writer without Flush and WriteByte in a new 4 KiB bufio.Writer.
+type flushBuffer struct{ bytes.Buffer }
+
+func (*flushBuffer) Flush() error { return nil }
 
 // resize scales the part b of img to w x h. At the same size it only copies the pixels (the
 // scaler would give the same ones, TestResizeSameSizeAsScaler, at several times the cost), or

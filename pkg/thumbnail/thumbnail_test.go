@@ -3,15 +3,19 @@ package thumbnail
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"golang.org/x/image/draw"
+
+	"imgpipe/pkg/samples"
 )
 
 // quadrants is a w x h PNG: red top-left, green top-right, blue bottom-left, white
@@ -191,5 +195,86 @@ func TestResizeSameSizeAsScaler(t *testing.T) {
 				t.Errorf("%T, part %v: the pixels differ from the scaler's", src, b)
 			}
 		}
+	}
+}
+
+// reference is Make done with nothing kept across calls: the decoders' own buffered reader
+// and the JPEG encoder's own buffered writer.
+func reference(t *testing.T, data []byte, o *Options) []byte {
+	t.Helper()
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	if c := o.Crop.Add(b.Min).Intersect(b); !c.Empty() {
+		b = c
+	}
+	w, h := fit(b.Dx(), b.Dy(), DefaultMaxSide)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, upright(resize(img, b, w, h), o.Orientation), &jpeg.Options{Quality: DefaultQuality}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestMakeKeepsNothingAcrossImages: the readers and buffers Make reuses give every image
+// the same bytes as a fresh decode and encode, whatever image or failed read came before,
+// interleaved over several goroutines.
+func TestMakeKeepsNothingAcrossImages(t *testing.T) {
+	var inputs [][]byte
+	var opts []*Options
+	for i, f := range []string{"png", "jpeg", "gif", "bmp", "tiff", "png", "jpeg"} {
+		w, h := 64+37*i, 48+91*i // sizes at, below and above MaxSide
+		data, err := samples.Image(int64(900+i), w, h, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, data)
+		opts = append(opts, &Options{Orientation: 1 + i%8, Crop: image.Rect(0, 0, w-i, h)})
+	}
+	want := make([][]byte, len(inputs))
+	for i := range inputs {
+		want[i] = reference(t, inputs[i], opts[i])
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for round := range 6 {
+				for k := range inputs {
+					i := (k + g + round) % len(inputs)
+					// A read that fails half way leaves bytes in the buffered reader.
+					if _, _, err := Make(&failingReader{after: inputs[i][:len(inputs[i])/2]}, opts[i]); !errors.Is(err, errStalled) {
+						t.Errorf("failed read of image %d: %v, want the reader's error", i, err)
+					}
+					got, _, err := Make(bytes.NewReader(inputs[i]), opts[i])
+					if err != nil || !bytes.Equal(got, want[i]) {
+						t.Errorf("image %d, round %d: %d bytes, err %v; want the %d bytes of a fresh decode and encode", i, round, len(got), err, len(want[i]))
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkMake makes the thumbnail of a 64x64 PNG (kept at its size, as in the analyzer's
+// process benchmark) and of a 640x480 one (scaled):
+//
+//	go test ./pkg/thumbnail -run '^$' -bench Make -benchmem
+func BenchmarkMake(b *testing.B) {
+	for _, size := range []image.Point{{64, 64}, {640, 480}} {
+		b.Run(fmt.Sprintf("png=%dx%d", size.X, size.Y), func(b *testing.B) {
+			data, err := samples.Image(7, size.X, size.Y, "png")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := Make(bytes.NewReader(data), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

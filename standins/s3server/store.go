@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,9 +43,11 @@ type bucketState struct {
 	created    time.Time
 	versioning gofakes3.VersioningStatus
 	objects    map[string]*objectState // keys with at least one version
-	// sorted is objects' keys in order, for listings; rebuilt after writes added or dropped a
-	// key (keeping it sorted on every write would cost O(keys) per new key).
+	// sorted is objects' keys in order, for listings. Keys added since it was built wait in
+	// added and are merged in by the next listing (one pass, not a sort of every key, nor a
+	// copy per new key); a dropped key marks it stale, rebuilt whole.
 	sorted      []string
+	added       []string
 	sortedStale bool
 	lifecycle   *lifecycleConfig
 }
@@ -140,7 +143,9 @@ func (b *bucketState) objectFor(key string) *objectState {
 	if o == nil {
 		o = &objectState{}
 		b.objects[key] = o
-		b.sortedStale = true
+		if !b.sortedStale {
+			b.added = append(b.added, key)
+		}
 	}
 	return o
 }
@@ -148,13 +153,29 @@ func (b *bucketState) objectFor(key string) *objectState {
 // keys returns the bucket's keys in order. Callers hold the store's write lock: it may
 // rebuild the list.
 func (b *bucketState) keys() []string {
-	if b.sortedStale {
+	switch {
+	case b.sortedStale:
 		b.sorted = b.sorted[:0]
 		for k := range b.objects {
 			b.sorted = append(b.sorted, k)
 		}
 		slices.Sort(b.sorted)
-		b.sortedStale = false
+		b.sortedStale, b.added = false, nil
+	case len(b.added) > 0:
+		slices.Sort(b.added)
+		merged := make([]string, 0, len(b.sorted)+len(b.added))
+		i, j := 0, 0
+		for i < len(b.sorted) && j < len(b.added) {
+			if b.sorted[i] < b.added[j] {
+				merged = append(merged, b.sorted[i])
+				i++
+			} else {
+				merged = append(merged, b.added[j])
+				j++
+			}
+		}
+		b.sorted = append(append(merged, b.sorted[i:]...), b.added[j:]...)
+		b.added = b.added[:0]
 	}
 	return b.sorted
 }
@@ -163,7 +184,7 @@ func (b *bucketState) keys() []string {
 func (b *bucketState) prune(key string) {
 	if o := b.objects[key]; o != nil && len(o.versions) == 0 {
 		delete(b.objects, key)
-		b.sortedStale = true
+		b.sortedStale, b.added = true, nil
 	}
 }
 
@@ -231,11 +252,18 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 			start++
 		}
 	}
+	if prefix.HasPrefix { // the keys under a prefix lie together, from its place in order
+		at, _ := slices.BinarySearch(keys, prefix.Prefix)
+		start = max(start, at)
+	}
 	var n int64
 	var match gofakes3.PrefixMatch
 	lastPrefix := ""
 	for i := start; i < len(keys); i++ {
 		key := keys[i]
+		if prefix.HasPrefix && !strings.HasPrefix(key, prefix.Prefix) {
+			break
+		}
 		cur := b.objects[key].current()
 		if cur.deleteMarker || !prefix.Match(key, &match) {
 			continue
