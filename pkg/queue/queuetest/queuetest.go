@@ -47,8 +47,8 @@ type Capabilities struct {
 	TypedAttributes bool
 	// StaleHandleRefused: extending a lease with the handle of an earlier receive fails
 	// (SQS). Without it (Pub/Sub accepts an old ack ID without error) the case
-	// StaleHandleHarmless checks that such an extension takes nothing from the current
-	// holder.
+	// StaleHandleHarmless checks that a release or an extension with such a handle takes
+	// nothing from the current holder.
 	StaleHandleRefused bool
 	// Depth: Depth reports the source's depth (SQS). Without it (Pub/Sub has no such call)
 	// the case DepthUnsupported checks Depth answers queue.ErrNoDepth, classified permanent.
@@ -309,12 +309,15 @@ func testStale(t *testing.T, h Harness) {
 	noErrors(t, "delete", src.Delete(ctx(t), []*queue.Message{second}))
 }
 
-// testStaleHarmless: an extension with the handle of an earlier receive is accepted (the
-// service's answer) but changes nothing for the current holder: released, the message is
-// receivable at once, as though the stale extension never came.
+// testStaleHarmless: calls with the handle of an earlier receive are accepted (the service's
+// answer) but take nothing from the current holder: neither a stale release nor a stale
+// extension by one Hold ends the current lease of 60 Holds, so nothing comes back over three
+// Holds; released with the current handle, the message is receivable at once.
 func testStaleHarmless(t *testing.T, h Harness) {
 	src, first, second := receivedTwice(t, h)
-	noErrors(t, "extend with the stale handle (accepted by this service)", src.Extend(ctx(t), []*queue.Message{first}, 60*h.Hold()))
+	noErrors(t, "release with the stale handle (accepted by this service)", src.Release(ctx(t), []*queue.Message{first}))
+	noErrors(t, "extend with the stale handle (accepted by this service)", src.Extend(ctx(t), []*queue.Message{first}, h.Hold()))
+	receiveNoneOver(t, h, src, 3, "the current holder's lease of 60 Holds still runs")
 	noErrors(t, "release", src.Release(ctx(t), []*queue.Message{second}))
 	third := receiveWithin(t, src, 1, 1, 60*h.Hold(), 10*h.Hold())[0]
 	if third.ID != first.ID {
