@@ -9,8 +9,9 @@ resource "google_service_account" "binary" {
 }
 
 # The custom roles, one per binary and resource it is bound on: on = "topic" and
-# "subscription" bind on that Pub/Sub resource, "database" on the project with a condition
-# naming the index database only. The key is the role ID's suffix.
+# "subscription" bind on that Pub/Sub resource (resource), "database" on the project with a
+# condition naming the index database only (no resource: the condition names it). The key is
+# the role ID's suffix.
 locals {
   gcp_roles = {
     # analyzer: publishes analysis records.
@@ -39,10 +40,9 @@ locals {
       permissions = ["pubsub.topics.publish"]
     }
     indexer_firestore = {
-      binary   = "indexer"
-      title    = "imgpipe indexer on the index database"
-      on       = "database"
-      resource = local.firestore_database_name
+      binary = "indexer"
+      title  = "imgpipe indexer on the index database"
+      on     = "database"
       permissions = [
         "datastore.databases.get", "datastore.entities.create", "datastore.entities.delete",
         "datastore.entities.get", "datastore.entities.list", "datastore.entities.update",
@@ -54,7 +54,6 @@ locals {
       binary      = "uploader"
       title       = "imgpipe uploader on the index database"
       on          = "database"
-      resource    = local.firestore_database_name
       permissions = ["datastore.entities.get"]
     }
 
@@ -63,7 +62,6 @@ locals {
       binary      = "console"
       title       = "imgpipe console on the index database"
       on          = "database"
-      resource    = local.firestore_database_name
       permissions = ["datastore.entities.get", "datastore.entities.list"]
     }
     console_dead_letter_subscription = {

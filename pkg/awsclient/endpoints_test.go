@@ -34,43 +34,79 @@ func describe(e smithyendpoints.Endpoint, err error) string {
 	return fmt.Sprintf("%s|%v|%v|%v", e.URI.String(), e.Headers, props, err)
 }
 
-// TestEndpointCacheSameAsSDK: over buckets, ARNs, regions, endpoints and every switch of the
-// rule set, with the keys, prefixes and copy sources the calls vary, the cached resolver
-// gives what the SDK's own rules give, on first resolve and from the cache.
+// notRead are the fields of s3.EndpointParameters the S3 rule set never reads: the cache
+// leaves them out of its key. Every other field is part of the key.
+var notRead = []string{"Key", "Prefix", "CopySource"}
+
+// switches returns, for each *bool field of s3.EndpointParameters, a function that sets it.
+func switches(t *testing.T) map[string]func(*s3.EndpointParameters, *bool) {
+	t.Helper()
+	out := map[string]func(*s3.EndpointParameters, *bool){}
+	typ := reflect.TypeFor[s3.EndpointParameters]()
+	for f := range typ.Fields() {
+		if f.Type == reflect.TypeFor[*bool]() {
+			out[f.Name] = func(p *s3.EndpointParameters, v *bool) {
+				reflect.ValueOf(p).Elem().FieldByIndex(f.Index).Set(reflect.ValueOf(v))
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("s3.EndpointParameters has no *bool fields")
+	}
+	return out
+}
+
+// TestEndpointCacheSameAsSDK: over buckets (access point, multi-region access point and S3
+// Express ones among them), regions, endpoints and each switch of the rule set set on its own
+// (true, false, unset), with the keys, prefixes and copy sources the calls vary, the cached
+// resolver gives what the SDK's own rules give, on first resolve and from the cache.
 func TestEndpointCacheSameAsSDK(t *testing.T) {
 	rules := s3.NewDefaultEndpointResolverV2()
-	cached, kept := awsclient.NewCachedEndpoints(rules)
 	ctx := context.Background()
-	yes, no := aws.Bool(true), aws.Bool(false)
-	var params []s3.EndpointParameters
+	sets := switches(t)
+	// One cache per bucket, region and endpoint: far below the cache's bound, so every
+	// variant of the switches is kept and a key that confused two of them would show.
+	var groups [][]s3.EndpointParameters
 	for _, bucket := range []*string{nil, aws.String("images"), aws.String("with.dots.bucket"), aws.String("Bad_Bucket"),
-		aws.String("arn:aws:s3:us-west-2:123456789012:accesspoint/ap"), aws.String("data--usw2-az1--x-s3")} {
+		aws.String("arn:aws:s3:us-west-2:123456789012:accesspoint/ap"), aws.String("arn:aws:s3::123456789012:accesspoint:mfzwi23gnjvgw.mrap"),
+		aws.String("data--usw2-az1--x-s3")} {
 		for _, region := range []*string{aws.String("us-east-1"), aws.String("eu-west-1"), aws.String("aws-global")} {
 			for _, endpoint := range []*string{nil, aws.String("http://127.0.0.1:9000"), aws.String("https://s3.example.com/base")} {
-				for _, sw := range []struct{ path, fips, dual, accel *bool }{{nil, nil, nil, nil}, {yes, no, no, no}, {no, yes, no, no}, {no, no, yes, no}, {no, no, no, yes}} {
-					params = append(params, s3.EndpointParameters{Bucket: bucket, Region: region, Endpoint: endpoint,
-						ForcePathStyle: sw.path, UseFIPS: sw.fips, UseDualStack: sw.dual, Accelerate: sw.accel})
+				base := s3.EndpointParameters{Bucket: bucket, Region: region, Endpoint: endpoint}
+				group := []s3.EndpointParameters{base}
+				for _, set := range sets {
+					for _, v := range []*bool{aws.Bool(true), aws.Bool(false)} {
+						p := base
+						set(&p, v)
+						group = append(group, p)
+					}
 				}
+				groups = append(groups, group)
 			}
 		}
 	}
-	varied := 0
-	for _, p := range params {
-		for i, k := range []struct{ key, prefix, copy *string }{
-			{aws.String("a.png"), nil, nil}, {aws.String("dir/x y+&=é.jpg"), nil, nil}, {nil, aws.String("thumbnail/images/"), nil},
-			{aws.String("b"), nil, aws.String("other/src")}, {nil, nil, nil},
-		} {
-			p.Key, p.Prefix, p.CopySource = k.key, k.prefix, k.copy
-			want := describe(rules.ResolveEndpoint(ctx, p))
-			if got := describe(cached.ResolveEndpoint(ctx, p)); got != want {
-				t.Fatalf("params %+v (variant %d):\n got %s\nwant %s", p, i, got, want)
+	varied, allKept := 0, 0
+	for _, group := range groups {
+		cached, kept := awsclient.NewCachedEndpoints(rules)
+		for _, p := range group {
+			for i, k := range []struct{ key, prefix, copy *string }{
+				{aws.String("a.png"), nil, nil}, {aws.String("dir/x y+&=é.jpg"), nil, nil}, {nil, aws.String("thumbnail/images/"), nil},
+				{aws.String("b"), nil, aws.String("other/src")}, {nil, nil, nil},
+			} {
+				p.Key, p.Prefix, p.CopySource = k.key, k.prefix, k.copy
+				want := describe(rules.ResolveEndpoint(ctx, p))
+				if got := describe(cached.ResolveEndpoint(ctx, p)); got != want {
+					t.Fatalf("params %+v (variant %d):\n got %s\nwant %s", p, i, got, want)
+				}
+				varied++
 			}
-			varied++
 		}
+		allKept += kept()
 	}
-	if n := kept(); n == 0 || n >= varied {
-		t.Errorf("%d endpoints kept for %d resolves: want fewer kept than resolved, and some", n, varied)
+	if allKept == 0 || allKept >= varied {
+		t.Errorf("%d endpoints kept for %d resolves: want fewer kept than resolved, and some", allKept, varied)
 	}
+	cached, _ := awsclient.NewCachedEndpoints(rules)
 	// Every caller gets its own properties: a change to one leaves the next untouched.
 	p := s3.EndpointParameters{Bucket: aws.String("images"), Region: aws.String("us-east-1")}
 	e, err := cached.ResolveEndpoint(ctx, p)
@@ -80,6 +116,65 @@ func TestEndpointCacheSameAsSDK(t *testing.T) {
 	e.Properties.Set("changed", true)
 	if again, _ := cached.ResolveEndpoint(ctx, p); again.Properties.Has("changed") {
 		t.Error("a caller's change to the endpoint's properties reached the next caller")
+	}
+	// Down to the auth options, which the SDK's signing middlewares change per call.
+	opts, ok := smithyauth.GetAuthOptions(&e.Properties)
+	if !ok || len(opts) == 0 {
+		t.Fatalf("no auth options on the endpoint for %+v", p)
+	}
+	opts[0].SignerProperties.Set("changed", true)
+	again, _ := cached.ResolveEndpoint(ctx, p)
+	if opts, _ := smithyauth.GetAuthOptions(&again.Properties); len(opts) == 0 || opts[0].SignerProperties.Has("changed") {
+		t.Error("a caller's change to an auth option's signer properties reached the next caller")
+	}
+}
+
+// TestEndpointCacheKeyCoversEveryParameter: each field of s3.EndpointParameters (read by
+// reflection, so a field a later SDK adds is covered) is either part of the cache's key (set
+// on its own, it makes a new entry) or one of notRead (it makes none).
+func TestEndpointCacheKeyCoversEveryParameter(t *testing.T) {
+	ctx := context.Background()
+	base := s3.EndpointParameters{Bucket: aws.String("images"), Region: aws.String("us-east-1")}
+	// Values that resolve without error, for the string fields; a new one uses the fallback.
+	texts := map[string]string{"Bucket": "other", "Region": "eu-west-1", "Endpoint": "http://127.0.0.1:9000"}
+	typ := reflect.TypeFor[s3.EndpointParameters]()
+	for f := range typ.Fields() {
+		var values []reflect.Value
+		switch f.Type {
+		case reflect.TypeFor[*bool]():
+			values = []reflect.Value{reflect.ValueOf(aws.Bool(true)), reflect.ValueOf(aws.Bool(false))}
+		case reflect.TypeFor[*string]():
+			text, ok := texts[f.Name]
+			if !ok {
+				text = "a"
+			}
+			values = []reflect.Value{reflect.ValueOf(aws.String(text))}
+		default:
+			t.Errorf("field %s has type %s: the cache's key does not know it", f.Name, f.Type)
+			continue
+		}
+		inKey := !slices.Contains(notRead, f.Name)
+		resolved := 0
+		for _, v := range values {
+			cached, kept := awsclient.NewCachedEndpoints(s3.NewDefaultEndpointResolverV2())
+			if _, err := cached.ResolveEndpoint(ctx, base); err != nil {
+				t.Fatal(err)
+			}
+			p := base
+			reflect.ValueOf(&p).Elem().FieldByIndex(f.Index).Set(v)
+			if _, err := cached.ResolveEndpoint(ctx, p); err != nil {
+				continue // errors are not kept: this value tells nothing
+			}
+			resolved++
+			if got := kept(); inKey && got != 2 {
+				t.Errorf("%s = %v: %d endpoints kept, want 2 (the field must be part of the cache's key)", f.Name, v.Elem(), got)
+			} else if !inKey && got != 1 {
+				t.Errorf("%s = %v: %d endpoints kept, want 1 (the rules never read it)", f.Name, v.Elem(), got)
+			}
+		}
+		if resolved == 0 {
+			t.Errorf("field %s: no value tried resolves; give it one in texts", f.Name)
+		}
 	}
 }
 

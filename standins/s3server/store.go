@@ -232,7 +232,9 @@ func (s *store) ListBuckets() ([]gofakes3.BucketInfo, error) {
 }
 
 // ListBucket implements gofakes3.Backend: the current versions that are not delete markers,
-// in key order, with common prefixes for a delimiter.
+// in key order, with common prefixes for a delimiter, in pages of MaxKeys entries. As in S3,
+// a page is truncated only when another entry follows it, and then its NextMarker is its
+// last entry, a key or a common prefix (whose keys the next page skips).
 func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage) (*gofakes3.ObjectList, error) {
 	if prefix == nil {
 		prefix = &gofakes3.Prefix{}
@@ -258,7 +260,12 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 	}
 	var n int64
 	var match gofakes3.PrefixMatch
+	// A page that ended on a common prefix has it as its marker: its keys, which sort after
+	// it, were listed with it and are skipped.
 	lastPrefix := ""
+	if prefix.HasDelimiter {
+		lastPrefix = page.Marker
+	}
 	for i := start; i < len(keys); i++ {
 		key := keys[i]
 		if prefix.HasPrefix && !strings.HasPrefix(key, prefix.Prefix) {
@@ -268,12 +275,19 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 		if cur.deleteMarker || !prefix.Match(key, &match) {
 			continue
 		}
+		if match.CommonPrefix && match.MatchedPart == lastPrefix {
+			continue
+		}
+		if page.MaxKeys > 0 && n >= page.MaxKeys {
+			// One more entry lies past the page: the page is truncated, and its marker is its
+			// last entry (a key, or a common prefix).
+			out.IsTruncated = true
+			break
+		}
 		if match.CommonPrefix {
-			if match.MatchedPart == lastPrefix {
-				continue
-			}
 			out.AddPrefix(match.MatchedPart)
 			lastPrefix = match.MatchedPart
+			out.NextMarker = match.MatchedPart
 		} else {
 			out.Add(&gofakes3.Content{
 				Key:          key,
@@ -281,13 +295,12 @@ func (s *store) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3.L
 				ETag:         gofakes3.FormatETag(cur.hash),
 				Size:         int64(len(cur.body)),
 			})
+			out.NextMarker = key
 		}
 		n++
-		if page.MaxKeys > 0 && n >= page.MaxKeys {
-			out.NextMarker = key
-			out.IsTruncated = i+1 < len(keys)
-			break
-		}
+	}
+	if !out.IsTruncated {
+		out.NextMarker = ""
 	}
 	return out, nil
 }

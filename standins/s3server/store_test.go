@@ -43,14 +43,14 @@ func TestListBucketSameAsFullScan(t *testing.T) {
 		for _, q := range []struct {
 			prefix, delim, marker string
 			max                   int64
-		}{{"", "", "", 0}, {"a/", "", "", 0}, {"b/c", "", "", 0}, {"c/", "/", "", 0}, {"a/b/", "", "a/b/2", 3}, {"d", "", "", 2}, {"zz", "", "", 0}, {"", "", "b/", 5}} {
+		}{
+			{"", "", "", 0}, {"a/", "", "", 0}, {"b/c", "", "", 0}, {"c/", "/", "", 0}, {"a/b/", "", "a/b/2", 3}, {"d", "", "", 2},
+			{"zz", "", "", 0}, {"", "", "b/", 5}, {"a/", "", "", 2}, {"c/", "/", "", 1}, {"", "/", "", 1}, {"b/", "/", "b/a/", 2},
+			{"", "", "", 7}, {"d/", "/", "", 3},
+		} {
 			p := &gofakes3.Prefix{HasPrefix: q.prefix != "", Prefix: q.prefix, HasDelimiter: q.delim != "", Delimiter: q.delim}
-			got, err := s.ListBucket("b", p, gofakes3.ListBucketPage{Marker: q.marker, HasMarker: q.marker != "", MaxKeys: q.max})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := gofakes3.NewObjectList()
-			var n int64
+			// The full scan: every entry after the marker, in order.
+			var want []string
 			var match gofakes3.PrefixMatch
 			last := ""
 			for _, k := range all {
@@ -58,32 +58,59 @@ func TestListBucketSameAsFullScan(t *testing.T) {
 					continue
 				}
 				if match.CommonPrefix {
-					if match.MatchedPart == last {
+					if match.MatchedPart == last || match.MatchedPart == q.marker {
 						continue
 					}
-					want.AddPrefix(match.MatchedPart)
+					want = append(want, "prefix:"+match.MatchedPart)
 					last = match.MatchedPart
 				} else {
-					want.Add(&gofakes3.Content{Key: k})
-				}
-				if n++; q.max > 0 && n >= q.max {
-					break
+					want = append(want, k)
 				}
 			}
-			if g, w := describeList(got), describeList(want); g != w {
+			// Paged through by each page's NextMarker, the pages concatenate to the full scan;
+			// each is full but the last, and truncated exactly when more follows.
+			var got []string
+			marker := q.marker
+			for page := 0; ; page++ {
+				l, err := s.ListBucket("b", p, gofakes3.ListBucketPage{Marker: marker, HasMarker: marker != "", MaxKeys: q.max})
+				if err != nil {
+					t.Fatal(err)
+				}
+				entries := listEntries(l)
+				got = append(got, entries...)
+				where := fmt.Sprintf("round %d, %+v, page %d (marker %q)", round, q, page, marker)
+				if more := len(got) < len(want); l.IsTruncated != more {
+					t.Fatalf("%s: IsTruncated %v with %d of %d entries listed", where, l.IsTruncated, len(got), len(want))
+				}
+				if !l.IsTruncated {
+					if l.NextMarker != "" {
+						t.Fatalf("%s: NextMarker %q on the last page", where, l.NextMarker)
+					}
+					break
+				}
+				if int64(len(entries)) != q.max || l.NextMarker != strings.TrimPrefix(entries[len(entries)-1], "prefix:") {
+					t.Fatalf("%s: a truncated page of %d entries (max %d) with NextMarker %q; entries %v", where, len(entries), q.max, l.NextMarker, entries)
+				}
+				marker = l.NextMarker
+			}
+			if g, w := strings.Join(got, " "), strings.Join(want, " "); g != w {
 				t.Fatalf("round %d, %+v:\n got %s\nwant %s", round, q, g, w)
 			}
 		}
 	}
 }
 
-func describeList(l *gofakes3.ObjectList) string {
-	var parts []string
+// listEntries are a page's keys and common prefixes ("prefix:P") in order.
+func listEntries(l *gofakes3.ObjectList) []string {
+	var out []string
 	for _, c := range l.Contents {
-		parts = append(parts, c.Key)
+		out = append(out, c.Key)
 	}
 	for _, p := range l.CommonPrefixes {
-		parts = append(parts, "prefix:"+p.Prefix)
+		out = append(out, "prefix:"+p.Prefix)
 	}
-	return strings.Join(parts, " ")
+	slices.SortFunc(out, func(a, b string) int {
+		return strings.Compare(strings.TrimPrefix(a, "prefix:"), strings.TrimPrefix(b, "prefix:"))
+	})
+	return out
 }
