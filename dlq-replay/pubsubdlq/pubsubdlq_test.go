@@ -3,6 +3,8 @@ package pubsubdlq_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"imgpipe/internal/devstack"
 	"imgpipe/internal/stacktest"
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/queue"
 	"imgpipe/pkg/queue/pubsubqueue"
 )
 
@@ -94,5 +97,35 @@ func TestRealDeadLetteringThenReplay(t *testing.T) {
 	}
 	if len(back) != 1 || back[0].Failure().ReplayCount != 1 {
 		t.Fatalf("replayed to the topic: %v", back)
+	}
+}
+
+// Pub/Sub documents that a Pull may come back empty when no message could be returned before
+// the request's deadline, backlog or not: one empty Pull does not prove the subscription empty,
+// so it must not end a pass. The first Pull here runs out of time on the client (a real
+// DeadlineExceeded from gRPC); the scan must still see every message.
+func TestOneEmptyPullIsNotTheEnd(t *testing.T) {
+	st := stacktest.Get(t)
+	b := stacktest.Bootstrap(t, st, devstack.Resources{})
+	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var seed []*queue.Message
+	for i := range 5 {
+		seed = append(seed, replaytest.Msg(t, fmt.Sprintf("upload/dl/%d.jpg", i), "IndexUnavailable", failure.Transient, 0))
+	}
+	if err := errors.Join(pubsubqueue.NewTopic(client.TopicAdminClient, b.DeadLetterTopicName).Send(context.Background(), seed)...); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	var pulls atomic.Int32
+	dl := pubsubdlq.NewSubscription(stacktest.InterceptedSubscriptions(t, st, stacktest.ExpireFirstPull(&pulls)), b.DeadLetterSubscriptionName, nil)
+	seen := 0
+	if _, err := replay.Scan(context.Background(), dl, nil, func(*replay.Message) error { seen++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 5 {
+		t.Fatalf("scan saw %d of 5 after one timed-out Pull (%d pulls)", seen, pulls.Load())
 	}
 }

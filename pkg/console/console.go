@@ -186,7 +186,8 @@ func New(bucket string, deps Deps, opts *Options) (*Server, error) {
 			}})
 	}
 	if deps.PubSub != nil && o.DeadLetterSubscription != "" {
-		// Pub/Sub tells no backlog through its API: a scan ends with one empty pull, kept short.
+		// Pub/Sub tells no backlog through its API: a scan ends after pubsubdlq.EmptyPulls
+		// empty pulls in a row, each kept short.
 		s.dead.queues = append(s.dead.queues, &deadLetterQueue{name: queueName(o.DeadLetterSubscription), kind: "pubsub",
 			src: pubsubdlq.NewSubscription(deps.PubSub, o.DeadLetterSubscription, &pubsubqueue.Options{Wait: time.Second})})
 	}

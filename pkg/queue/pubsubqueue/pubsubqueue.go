@@ -6,7 +6,8 @@
 // What Pub/Sub is, and the driver does not hide: attributes are text only (every attribute
 // comes back as queue.DataString; a Binary one is refused on Send); an ack ID from an earlier
 // delivery is accepted without error by ModifyAckDeadline and Acknowledge (it changes
-// nothing); and there is no depth call (Depth answers queue.ErrNoDepth).
+// nothing); there is no depth call (Depth answers queue.ErrNoDepth); and a Receive that
+// answers none does not prove the subscription empty (see Receive).
 package pubsubqueue
 
 import (
@@ -34,11 +35,6 @@ const AttrSourceDeliveryCount = "CloudPubSubDeadLetterSourceDeliveryCount"
 // MaxHold is the longest lease Pub/Sub grants (ModifyAckDeadline's limit).
 const MaxHold = 600 * time.Second
 
-// EmptyPulls is how many Pulls in a row must come back empty before the subscription counts
-// as empty: Pub/Sub answers a Pull with no message when none could be returned before the
-// request's deadline, whether or not there is a backlog, so one empty Pull proves nothing.
-const EmptyPulls = 3
-
 // BatchSize is the most messages a Subscription's calls take (queue.Batcher): a Pull asks
 // for up to this many (Pub/Sub returns up to 1,000), an Acknowledge or ModifyAckDeadline
 // carries this many ack IDs. Ten per Pull, as SQS takes, cost the indexer about a third of
@@ -47,8 +43,7 @@ const BatchSize = 100
 
 // Options configures a Subscription. A nil *Options means the defaults.
 type Options struct {
-	// Wait bounds one Pull; the subscription counts as empty after EmptyPulls empty pulls in
-	// a row. 0 means 2s.
+	// Wait bounds one Pull (so one Receive). 0 means 2s.
 	Wait time.Duration
 }
 
@@ -120,10 +115,17 @@ func leaseSeconds(hold time.Duration) (int32, error) {
 	return int32(hold / time.Second), nil
 }
 
-// Receive implements queue.Source: Pulls until one brings messages or EmptyPulls in a row
-// came back empty (then none, and no error), then a ModifyAckDeadline that sets the lease to
-// hold. If that fails the messages would stay leased only for the subscription's ack
-// deadline: they are nacked (best effort) and the failure returned.
+// Receive implements queue.Source: one Pull of up to n messages, bounded by the wait, and what
+// it returned; when it returned messages, a ModifyAckDeadline that sets their lease to hold.
+// If that fails the messages would stay leased only for the subscription's ack deadline: they
+// are nacked (best effort) and the failure returned.
+//
+// None, and no error, means that Pull brought nothing. On Pub/Sub that does not prove the
+// subscription empty: a Pull comes back empty when no message could be returned before the
+// request's deadline, whether or not there is a backlog. A caller for whom "none" ends
+// something (dlq-replay's pass: dlq-replay/pubsubdlq) asks again before it believes it; a
+// loop that receives until stopped (the indexer) just receives again, and its stop waits for
+// at most one Pull.
 //
 // Each message's ID is Pub/Sub's message ID, Handle its ack ID, SentAt its publish time,
 // OrderingKey its ordering key, and ReceiveCount Pub/Sub's delivery attempt (counted only on
@@ -133,14 +135,9 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	var out *pubsubpb.PullResponse
-	for empty := 0; empty < EmptyPulls; empty++ {
-		if out, err = s.pull(ctx, n); err != nil {
-			return nil, err
-		}
-		if len(out.GetReceivedMessages()) > 0 {
-			break
-		}
+	out, err := s.pull(ctx, n)
+	if err != nil {
+		return nil, err
 	}
 	if len(out.GetReceivedMessages()) == 0 {
 		return nil, nil

@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	vkit "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"imgpipe/internal/devstack"
@@ -51,8 +48,8 @@ func (harness) NewQueue(t *testing.T) (queue.Source, queue.Sink) {
 }
 
 // Hold is two seconds: Pub/Sub leases whole seconds, and a receive that finds nothing makes
-// EmptyPulls pulls of a second each, which must end before the shortest lease the suite
-// watches (three Holds).
+// one pull of up to a second, which must end before the shortest lease the suite watches
+// (three Holds).
 func (harness) Hold() time.Duration { return 2 * time.Second }
 
 // Capabilities: attributes are text, a stale ack ID is accepted, there is no depth call.
@@ -149,21 +146,6 @@ func TestHoldChecked(t *testing.T) {
 	}
 }
 
-// faultyClient returns a subscription admin client of the real SDK, connected to the emulator,
-// whose calls pass through intercept before they go out (failure injection at the transport).
-func faultyClient(t *testing.T, st *devstack.Stack, intercept grpc.UnaryClientInterceptor) *vkit.SubscriptionAdminClient {
-	t.Helper()
-	c, err := vkit.NewSubscriptionAdminClient(context.Background(),
-		option.WithEndpoint(st.PubSubHost), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithGRPCDialOption(grpc.WithUnaryInterceptor(intercept)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func seedDeadLetters(t *testing.T, st *devstack.Stack, b *devstack.Bootstrapped, n int) {
 	t.Helper()
 	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
@@ -195,7 +177,7 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	sub := pubsubqueue.NewSubscription(faultyClient(t, st, refuse), b.DeadLetterSubscriptionName, nil)
+	sub := pubsubqueue.NewSubscription(stacktest.InterceptedSubscriptions(t, st, refuse), b.DeadLetterSubscriptionName, nil)
 	msgs, err := sub.Receive(context.Background(), 10, time.Minute)
 	if err == nil {
 		t.Fatalf("Receive handed out %d messages on a lease it could not set, and no error", len(msgs))
@@ -232,25 +214,21 @@ func drain(t *testing.T, sub *pubsubqueue.Subscription) []*queue.Message {
 	}
 }
 
-// Pub/Sub documents that a Pull may come back empty when no message could be returned before
-// the request's deadline, backlog or not: one empty Pull does not prove the subscription empty.
-// The first Pull here runs out of time on the client (a real DeadlineExceeded from gRPC).
-func TestOneEmptyPullIsNotTheEnd(t *testing.T) {
+// Receive is one Pull and answers what it returned: a Pull that runs out of time (a real
+// DeadlineExceeded from gRPC, on the client) is answered as none, and no error, although the
+// subscription holds messages; the next Receive brings them. The rule that one empty Pull
+// does not end a pass is dlq-replay's (pubsubdlq.EmptyPulls), not the driver's.
+func TestReceiveIsOnePull(t *testing.T) {
 	st := stacktest.Get(t)
 	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	seedDeadLetters(t, st, b, 5)
 	var pulls atomic.Int32
-	late := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if _, ok := req.(*pubsubpb.PullRequest); ok && pulls.Add(1) == 1 {
-			expired, cancel := context.WithTimeout(ctx, time.Nanosecond)
-			defer cancel()
-			<-expired.Done()
-			return invoker(expired, method, req, reply, cc, opts...)
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
+	sub := pubsubqueue.NewSubscription(stacktest.InterceptedSubscriptions(t, st, stacktest.ExpireFirstPull(&pulls)), b.DeadLetterSubscriptionName, nil)
+	msgs, err := sub.Receive(context.Background(), queue.MaxBatch, time.Minute)
+	if err != nil || len(msgs) != 0 || pulls.Load() != 1 {
+		t.Fatalf("Receive after a timed-out Pull: %d messages, %v, %d pulls; want none, no error, one Pull", len(msgs), err, pulls.Load())
 	}
-	sub := pubsubqueue.NewSubscription(faultyClient(t, st, late), b.DeadLetterSubscriptionName, nil)
 	if n := len(drain(t, sub)); n != 5 {
-		t.Fatalf("scan saw %d of 5 after one timed-out Pull (%d pulls)", n, pulls.Load())
+		t.Fatalf("later receives saw %d of 5", n)
 	}
 }
