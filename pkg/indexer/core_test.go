@@ -11,14 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/queue"
@@ -543,43 +547,77 @@ func TestCoreFlowBound(t *testing.T) {
 	}
 }
 
-// TestCoreReceiveFailures: failed receives are retried with backoff and counted; a receive
-// that can never succeed stops Run with its error.
+// TestCoreReceiveFailures: failed receives are retried with backoff and counted, and the
+// indexer reports not ready while they fail, ready again once one works; receives that keep
+// failing with a setup fault (the driver's classification of NotFound: transient, setup)
+// stop Run with it, but only once SetupGiveUp has passed since the first.
 func TestCoreReceiveFailures(t *testing.T) {
 	c := newMemCore(t)
-	var mu sync.Mutex
-	fails := 3
+	var down atomic.Bool
+	down.Store(true)
 	c.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if op == memqueue.Receive && fails > 0 {
-			fails--
+		if op == memqueue.Receive && down.Load() {
 			return failure.Transientf("Unavailable", "subscription unreachable")
 		}
 		return nil
 	})
 	c.send(memRecs(2)...)
 	c.start(coreOptions(), c.dlq)
+	waitFor(t, "not ready while receives fail", func() bool { return c.ix.Ready(context.Background()) != nil })
+	if err := c.ix.Ready(context.Background()); failure.ReasonOf(err) != "Unavailable" {
+		t.Errorf("Ready: %v, want the receive error", err)
+	}
+	down.Store(false)
 	waitFor(t, "the records written", func() bool { return c.counts().Written == 2 })
-	if m := c.counts(); m.ReceiveErrors != 3 {
-		t.Fatalf("%d receive errors counted, want 3", m.ReceiveErrors)
+	if err := c.ix.Ready(context.Background()); err != nil {
+		t.Errorf("Ready after a receive worked: %v", err)
+	}
+	if m := c.counts(); m.ReceiveErrors < 2 {
+		t.Fatalf("%d receive errors counted, want at least 2", m.ReceiveErrors)
 	}
 
 	d := newMemCore(t)
 	d.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
 		if op == memqueue.Receive {
-			return failure.Permanentf("NotFound", "no such subscription")
+			return grpcerr.Classify(status.Error(codes.NotFound, "Resource not found (resource=sub)."))
 		}
 		return nil
 	})
-	d.start(coreOptions(), d.dlq)
+	const giveUp = 2 * time.Second
+	o := coreOptions()
+	o.SetupGiveUp = giveUp
+	began := time.Now()
+	d.start(o, d.dlq)
 	select {
 	case <-d.done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run went on after setup faults lasting a minute")
+	}
+	if took := time.Since(began); took < giveUp {
+		t.Errorf("Run returned %s after the first setup fault, before SetupGiveUp (%s)", took, giveUp)
+	}
+	if d.err == nil || failure.ReasonOf(d.err) != "NotFound" || !failure.IsSetup(d.err) {
+		t.Fatalf("Run: %v, want the setup fault NotFound", d.err)
+	}
+	if m := d.counts(); m.ReceiveErrors < 3 {
+		t.Errorf("%d receive errors counted, want at least 3", m.ReceiveErrors)
+	}
+
+	e := newMemCore(t)
+	e.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
+		if op == memqueue.Receive {
+			return failure.Permanentf("InvalidArgument", "bad request")
+		}
+		return nil
+	})
+	e.start(coreOptions(), e.dlq)
+	select {
+	case <-e.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run went on after a permanent receive failure")
 	}
-	if d.err == nil || failure.ReasonOf(d.err) != "NotFound" {
-		t.Fatalf("Run: %v, want the permanent receive failure", d.err)
+	if e.err == nil || failure.ReasonOf(e.err) != "InvalidArgument" {
+		t.Fatalf("Run: %v, want the permanent receive failure", e.err)
 	}
 }
 
