@@ -520,6 +520,43 @@ func TestCoreLeaseKept(t *testing.T) {
 	}
 }
 
+// TestCoreExtensionHangs: the first two lease extensions of a held message hang until their
+// calls time out; the keeper's calls time out early enough and it tries again soon enough
+// that the lease never lapses: the message is received once while its write is held, and
+// the failed extensions are counted.
+func TestCoreExtensionHangs(t *testing.T) {
+	c := newMemCore(t)
+	c.store.gate = make(chan struct{})
+	var hung atomic.Int32
+	c.q.SetFault(func(ctx context.Context, op memqueue.Op, _ *queue.Message) error {
+		if op == memqueue.Extend && hung.Add(1) <= 2 {
+			<-ctx.Done()
+			return failure.New(failure.Transient, "DeadlineExceeded", ctx.Err())
+		}
+		return nil
+	})
+	o := coreOptions()
+	o.AckExtension = 3 * time.Second
+	o.WriteTimeout, o.RetryFor = time.Minute, time.Minute // the write is held by the gate alone
+	c.start(o, c.dlq)
+	c.send(memRecs(1)...)
+	waitFor(t, "the write under way", func() bool {
+		c.store.mu.Lock()
+		defer c.store.mu.Unlock()
+		return c.store.writing == 1
+	})
+	waitFor(t, "the hung extensions", func() bool { return c.counts().ExtendErrors >= 2 })
+	time.Sleep(o.AckExtension + time.Second) // past the lease the hung call would have lost
+	if ms := c.q.Messages(); len(ms) != 1 || !ms[0].Leased || ms[0].ReceiveCount != 1 {
+		t.Fatalf("while written, the message is %+v; want one, leased, received once", ms)
+	}
+	c.store.gate <- struct{}{}
+	waitFor(t, "the message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
+	if m := c.counts(); m.Received != 1 || m.ExtendErrors != 2 || m.Extended < 1 {
+		t.Fatalf("counts %+v; want received once, the two hung extensions failed, leases extended", m)
+	}
+}
+
 // TestCoreFlowBound: no more than MaxOutstandingMessages messages are held at once.
 func TestCoreFlowBound(t *testing.T) {
 	c := newMemCore(t)

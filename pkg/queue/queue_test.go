@@ -236,6 +236,50 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 	}
 }
 
+// TestKeeperLostLease: a lease whose extension failed permanently (the lease is lost) is no
+// longer extended; one that failed transiently is tried again.
+func TestKeeperLostLease(t *testing.T) {
+	const hold = 600 * time.Millisecond
+	q := memqueue.New("keeper-lost", nil)
+	msgs := fill(t, q, 2, hold)
+	var calls sync.Map // body -> *atomic.Int64
+	q.SetFault(func(_ context.Context, op memqueue.Op, m *queue.Message) error {
+		if op != memqueue.Extend {
+			return nil
+		}
+		n, _ := calls.LoadOrStore(string(m.Body), new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if string(m.Body) == "m00" {
+			return failure.Permanentf("MessageNotInflight", "lease lost")
+		}
+		return failure.Transientf("InternalFailure", "extension refused")
+	})
+	k := queue.NewKeeper(q, hold, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	k.Keep(msgs...)
+	time.Sleep(2 * hold) // Every is 200 ms: 6 turns
+	cancel()
+	<-done
+	count := func(body string) int64 {
+		n, ok := calls.Load(body)
+		if !ok {
+			return 0
+		}
+		return n.(*atomic.Int64).Load()
+	}
+	if n := count("m00"); n != 1 {
+		t.Errorf("the lost lease was extended %d times, want once", n)
+	}
+	if n := count("m01"); n < 2 {
+		t.Errorf("the lease that failed transiently was tried %d times, want it tried again", n)
+	}
+}
+
 // short answers an Extend with fewer results than messages.
 type short struct{ queue.Source }
 
