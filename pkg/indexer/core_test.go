@@ -104,6 +104,7 @@ func (s *memStore) sequencer(bucket, key string) (string, bool) {
 type memCore struct {
 	t      *testing.T
 	q, dlq *memqueue.Queue
+	src    queue.Source // the indexer's subscription: q unless set
 	store  *memStore
 	ix     *indexer.Indexer
 	err    error // Run's, once done is closed
@@ -131,7 +132,11 @@ func coreOptions() indexer.Options {
 func (c *memCore) start(opts indexer.Options, sink queue.Sink) *memCore {
 	c.t.Helper()
 	opts.Logger = zaptest.NewLogger(c.t, zaptest.Level(zap.ErrorLevel+1))
-	ix, err := indexer.New(c.q, sink, c.store, &opts)
+	var src queue.Source = c.q
+	if c.src != nil {
+		src = c.src
+	}
+	ix, err := indexer.New(src, sink, c.store, &opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -581,6 +586,77 @@ func TestCoreFlowBound(t *testing.T) {
 	defer c.store.mu.Unlock()
 	if c.store.maxWrite != 3 {
 		t.Fatalf("at most %d writes at once, want 3 (MaxOutstandingMessages)", c.store.maxWrite)
+	}
+}
+
+// TestCoreNackFreesFlow: a nacked message frees its room in the flow bound: with a bound of
+// 2 and more messages than that nacked, the indexer keeps receiving, and every record is
+// written once the index is back.
+func TestCoreNackFreesFlow(t *testing.T) {
+	c := newMemCore(t)
+	c.store.setFault(func(*record.Analysis) error { return errDown })
+	o := coreOptions()
+	o.MaxOutstandingMessages = 2
+	o.RetryFor = -1 // nack at the first failure
+	c.start(o, c.dlq)
+	recs := memRecs(5)
+	c.send(recs...)
+	waitFor(t, "more messages nacked than the bound", func() bool { return c.counts().Nacked >= 6 })
+	c.store.setFault(nil)
+	waitFor(t, "every record written", func() bool { return c.counts().Written == int64(len(recs)) })
+	waitFor(t, "every message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
+}
+
+// stalledReceive holds each Receive until released, then receives: a receive under way when
+// the indexer is stopped.
+type stalledReceive struct {
+	*memqueue.Queue
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stalledReceive) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Queue.Receive(ctx, n, hold)
+}
+
+// TestCoreReceiveAtStop: what a receive under way at the stop brings back is nacked without
+// a write: when Run returns, none of it is left leased.
+func TestCoreReceiveAtStop(t *testing.T) {
+	c := newMemCore(t)
+	st := &stalledReceive{Queue: c.q, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	c.src = st
+	c.send(memRecs(6)...)
+	o := coreOptions()
+	o.AckExtension = time.Minute // a message left leased stays so past the checks below
+	c.start(o, c.dlq)
+	<-st.entered // a receive is under way
+	c.cancel()
+	close(st.release)
+	c.stop()
+	if c.err != nil {
+		t.Fatalf("Run: %v", c.err)
+	}
+	m := c.counts()
+	if m.Received == 0 || m.Written != 0 || m.Nacked != m.Received {
+		t.Fatalf("counts %+v; want the receive under way at the stop to bring messages, all nacked, none written", m)
+	}
+	ms := c.q.Messages()
+	if len(ms) != 6 {
+		t.Fatalf("%d messages left, want all 6", len(ms))
+	}
+	received := 0
+	for _, s := range ms {
+		if s.Leased {
+			t.Errorf("message %s left leased after Run returned", s.ID)
+		}
+		if s.ReceiveCount > 0 {
+			received++
+		}
+	}
+	if int64(received) != m.Received {
+		t.Errorf("%d messages received on the subscription, %d counted", received, m.Received)
 	}
 }
 
