@@ -119,13 +119,15 @@ func newMemCore(t *testing.T) *memCore {
 	}
 }
 
-// lease is the core tests' AckExtension: short, yet long enough that a loaded machine does
-// not starve the keeper past it (it extends every third of it).
-const lease = time.Second
+// lease is the core tests' AckExtension: short, yet long enough that a loaded 2-core machine
+// does not starve the keeper past it (it extends every second, and tries a failed extension
+// again within a quarter of that).
+const lease = 3 * time.Second
 
-// coreOptions are the options of the core tests: short leases.
+// coreOptions are the options of the core tests: short leases; writes held by a test's gate
+// outlast several leases without timing out.
 func coreOptions() indexer.Options {
-	return indexer.Options{AckExtension: lease, RetryFor: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	return indexer.Options{AckExtension: lease, RetryFor: 20 * time.Second, WriteTimeout: 20 * time.Second}
 }
 
 // start runs an indexer on the core's queue and store, copying to sink (nil: none).
@@ -791,6 +793,38 @@ func TestAckExtensionChecked(t *testing.T) {
 	if _, err := indexer.New(nil, nil, newMemStore(), nil); err == nil {
 		t.Error("New without a source accepted")
 	}
+
+	c := newMemCore(t)
+	rec := &holdRecorder{Queue: c.q}
+	c.src = rec
+	c.send(memRecs(1)...)
+	c.start(indexer.Options{}, c.dlq)
+	waitFor(t, "the record written", func() bool { return c.counts().Written == 1 })
+	if h := rec.first(); h != 10*time.Second {
+		t.Errorf("the default lease is %s, want 10s", h)
+	}
+}
+
+// holdRecorder notes the lease of the first Receive.
+type holdRecorder struct {
+	*memqueue.Queue
+	mu   sync.Mutex
+	hold time.Duration
+}
+
+func (r *holdRecorder) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	r.mu.Lock()
+	if r.hold == 0 {
+		r.hold = hold
+	}
+	r.mu.Unlock()
+	return r.Queue.Receive(ctx, n, hold)
+}
+
+func (r *holdRecorder) first() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hold
 }
 
 // TestCoreIdlePacing: on a source that answers at once when it has nothing (the Pub/Sub
