@@ -403,7 +403,7 @@ func (ix *Indexer) releaseAll(msgs []*queue.Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	res := queue.Batches(msgs, func(b []*queue.Message) []error { return ix.src.Release(ctx, b) })
+	res := queue.BatchesOf(queue.BatchSize(ix.src), msgs, func(b []*queue.Message) []error { return ix.src.Release(ctx, b) })
 	for i, err := range res {
 		if err != nil {
 			ix.opts.Logger.Warn("nack failed; the message comes back when its lease ends",

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -414,5 +415,45 @@ func TestDeclaredBatchSize(t *testing.T) {
 	}
 	if len(src.extends) < 2 || src.extends[0] != 25 {
 		t.Errorf("extend calls of %v messages, want 25 at a time", src.extends)
+	}
+}
+
+// TestBatchesOf: messages are cut into calls of at most the size given (MaxBatch for
+// Batches), and each message gets its own call's result, nil where a call answered short.
+func TestBatchesOf(t *testing.T) {
+	msgs := make([]*queue.Message, 25)
+	for i := range msgs {
+		msgs[i] = &queue.Message{ID: fmt.Sprint(i)}
+	}
+	refused := errors.New("refused")
+	for _, tc := range []struct {
+		size  int
+		calls []int
+	}{{10, []int{10, 10, 5}}, {25, []int{25}}, {100, []int{25}}, {0, slices.Repeat([]int{1}, 25)}} {
+		var calls []int
+		res := queue.BatchesOf(tc.size, msgs, func(b []*queue.Message) []error {
+			calls = append(calls, len(b))
+			out := queue.Each(len(b), refused)
+			return out[:len(b)-1] // the last of each call unanswered
+		})
+		if !slices.Equal(calls, tc.calls) {
+			t.Errorf("size %d: calls of %v, want %v", tc.size, calls, tc.calls)
+		}
+		ends := map[int]bool{}
+		n := 0
+		for _, c := range tc.calls {
+			n += c
+			ends[n-1] = true
+		}
+		for i, err := range res {
+			if want := !ends[i]; (err != nil) != want || len(res) != len(msgs) {
+				t.Fatalf("size %d: result %d is %v (of %d results)", tc.size, i, err, len(res))
+			}
+		}
+	}
+	var calls []int
+	queue.Batches(msgs, func(b []*queue.Message) []error { calls = append(calls, len(b)); return nil })
+	if !slices.Equal(calls, []int{10, 10, 5}) {
+		t.Errorf("Batches: calls of %v, want MaxBatch at a time", calls)
 	}
 }
