@@ -165,6 +165,16 @@ func (c *memCore) stop() {
 
 func (c *memCore) counts() indexer.Counts { return indexer.CountsOf(c.ix) }
 
+// waitWriting waits until n writes are under way (held by the store's gate).
+func (c *memCore) waitWriting(n int) {
+	c.t.Helper()
+	waitFor(c.t, fmt.Sprintf("%d writes under way", n), func() bool {
+		c.store.mu.Lock()
+		defer c.store.mu.Unlock()
+		return c.store.writing == n
+	})
+}
+
 // send publishes records, each as one message with the publisher's attributes.
 func (c *memCore) send(recs ...*record.Analysis) {
 	c.t.Helper()
@@ -239,11 +249,7 @@ func TestCoreAckAfterCommit(t *testing.T) {
 	c.store.gate = make(chan struct{})
 	c.start(coreOptions(), c.dlq)
 	c.send(memRecs(1)...)
-	waitFor(t, "the write under way", func() bool {
-		c.store.mu.Lock()
-		defer c.store.mu.Unlock()
-		return c.store.writing == 1
-	})
+	c.waitWriting(1)
 	time.Sleep(5 * lease / 2) // more than two leases: the keeper must renew it
 	if n := c.q.Calls(memqueue.Delete); n != 0 {
 		t.Fatalf("%d deletes before the write committed", n)
@@ -510,11 +516,7 @@ func TestCoreLeaseKept(t *testing.T) {
 	other := &memCore{t: t, q: c.q, dlq: c.dlq, store: c.store}
 	other.start(coreOptions(), c.dlq)
 	c.send(memRecs(1)...)
-	waitFor(t, "the write under way", func() bool {
-		c.store.mu.Lock()
-		defer c.store.mu.Unlock()
-		return c.store.writing == 1
-	})
+	c.waitWriting(1)
 	time.Sleep(5 * lease / 2) // more than two leases
 	c.store.gate <- struct{}{}
 	waitFor(t, "the message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
@@ -547,11 +549,7 @@ func TestCoreExtensionHangs(t *testing.T) {
 	o.WriteTimeout, o.RetryFor = time.Minute, time.Minute // the write is held by the gate alone
 	c.start(o, c.dlq)
 	c.send(memRecs(1)...)
-	waitFor(t, "the write under way", func() bool {
-		c.store.mu.Lock()
-		defer c.store.mu.Unlock()
-		return c.store.writing == 1
-	})
+	c.waitWriting(1)
 	waitFor(t, "the hung extensions", func() bool { return c.counts().ExtendErrors >= 2 })
 	time.Sleep(o.AckExtension + time.Second) // past the lease the hung call would have lost
 	if ms := c.q.Messages(); len(ms) != 1 || !ms[0].Leased || ms[0].ReceiveCount != 1 {

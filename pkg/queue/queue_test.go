@@ -207,12 +207,7 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 		// Calls that hang are cut off by the keeper's end, not by their own timeout.
 		CallTimeout: time.Hour,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		k.Run(ctx)
-	}()
+	stop := runKeeper(k)
 	k.Keep(msgs...)
 	waitFor(t, "a failed and a done extension", func() bool { return failed.Load() >= 1 && extended.Load() >= 1 })
 	k.Drop(msgs[0])
@@ -229,8 +224,7 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	f0, e0 := failed.Load(), extended.Load()
-	cancel()
-	<-done
+	stop()
 	<-dropped
 	if f, e := failed.Load(), extended.Load(); f != f0 || e != e0 {
 		t.Errorf("the extension cut off by the keeper's end counted: failed %d -> %d, extended %d -> %d", f0, f, e0, e)
@@ -256,16 +250,10 @@ func TestKeeperLostLease(t *testing.T) {
 		return failure.Transientf("InternalFailure", "extension refused")
 	})
 	k := queue.NewKeeper(q, hold, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		k.Run(ctx)
-	}()
+	stop := runKeeper(k)
 	k.Keep(msgs...)
 	time.Sleep(2 * hold) // Every is 200 ms: 6 turns
-	cancel()
-	<-done
+	stop()
 	count := func(body string) int64 {
 		n, ok := calls.Load(body)
 		if !ok {
@@ -278,6 +266,20 @@ func TestKeeperLostLease(t *testing.T) {
 	}
 	if n := count("m01"); n < 2 {
 		t.Errorf("the lease that failed transiently was tried %d times, want it tried again", n)
+	}
+}
+
+// runKeeper runs k until the returned stop is called, which waits for Run to return.
+func runKeeper(k *queue.Keeper) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
