@@ -199,7 +199,13 @@ func run(cmd string, args []string) error {
 		return err
 	}
 	if s.metricsAddr != "" {
-		srv, err := obs.Serve(s.metricsAddr, reg, store.Ping)
+		// Ready while the subscription answers its receives and the index its reads.
+		srv, err := obs.Serve(s.metricsAddr, reg, func(ctx context.Context) error {
+			if err := ix.Ready(ctx); err != nil {
+				return err
+			}
+			return store.Ping(ctx)
+		})
 		if err != nil {
 			return err
 		}

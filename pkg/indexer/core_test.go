@@ -11,14 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"imgpipe/pkg/failure"
+	"imgpipe/pkg/failure/grpcerr"
 	"imgpipe/pkg/indexer"
 	"imgpipe/pkg/indexstore"
 	"imgpipe/pkg/queue"
@@ -100,6 +104,7 @@ func (s *memStore) sequencer(bucket, key string) (string, bool) {
 type memCore struct {
 	t      *testing.T
 	q, dlq *memqueue.Queue
+	src    queue.Source // the indexer's subscription: q unless set
 	store  *memStore
 	ix     *indexer.Indexer
 	err    error // Run's, once done is closed
@@ -114,20 +119,26 @@ func newMemCore(t *testing.T) *memCore {
 	}
 }
 
-// lease is the core tests' AckExtension: short, yet long enough that a loaded machine does
-// not starve the keeper past it (it extends every third of it).
-const lease = time.Second
+// lease is the core tests' AckExtension: short, yet long enough that a loaded 2-core machine
+// does not starve the keeper past it (it extends every second, and tries a failed extension
+// again within a quarter of that).
+const lease = 3 * time.Second
 
-// coreOptions are the options of the core tests: short leases.
+// coreOptions are the options of the core tests: short leases; writes held by a test's gate
+// outlast several leases without timing out.
 func coreOptions() indexer.Options {
-	return indexer.Options{AckExtension: lease, RetryFor: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	return indexer.Options{AckExtension: lease, RetryFor: 20 * time.Second, WriteTimeout: 20 * time.Second}
 }
 
 // start runs an indexer on the core's queue and store, copying to sink (nil: none).
 func (c *memCore) start(opts indexer.Options, sink queue.Sink) *memCore {
 	c.t.Helper()
 	opts.Logger = zaptest.NewLogger(c.t, zaptest.Level(zap.ErrorLevel+1))
-	ix, err := indexer.New(c.q, sink, c.store, &opts)
+	var src queue.Source = c.q
+	if c.src != nil {
+		src = c.src
+	}
+	ix, err := indexer.New(src, sink, c.store, &opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -153,6 +164,16 @@ func (c *memCore) stop() {
 }
 
 func (c *memCore) counts() indexer.Counts { return indexer.CountsOf(c.ix) }
+
+// waitWriting waits until n writes are under way (held by the store's gate).
+func (c *memCore) waitWriting(n int) {
+	c.t.Helper()
+	waitFor(c.t, fmt.Sprintf("%d writes under way", n), func() bool {
+		c.store.mu.Lock()
+		defer c.store.mu.Unlock()
+		return c.store.writing == n
+	})
+}
 
 // send publishes records, each as one message with the publisher's attributes.
 func (c *memCore) send(recs ...*record.Analysis) {
@@ -228,11 +249,7 @@ func TestCoreAckAfterCommit(t *testing.T) {
 	c.store.gate = make(chan struct{})
 	c.start(coreOptions(), c.dlq)
 	c.send(memRecs(1)...)
-	waitFor(t, "the write under way", func() bool {
-		c.store.mu.Lock()
-		defer c.store.mu.Unlock()
-		return c.store.writing == 1
-	})
+	c.waitWriting(1)
 	time.Sleep(5 * lease / 2) // more than two leases: the keeper must renew it
 	if n := c.q.Calls(memqueue.Delete); n != 0 {
 		t.Fatalf("%d deletes before the write committed", n)
@@ -499,11 +516,7 @@ func TestCoreLeaseKept(t *testing.T) {
 	other := &memCore{t: t, q: c.q, dlq: c.dlq, store: c.store}
 	other.start(coreOptions(), c.dlq)
 	c.send(memRecs(1)...)
-	waitFor(t, "the write under way", func() bool {
-		c.store.mu.Lock()
-		defer c.store.mu.Unlock()
-		return c.store.writing == 1
-	})
+	c.waitWriting(1)
 	time.Sleep(5 * lease / 2) // more than two leases
 	c.store.gate <- struct{}{}
 	waitFor(t, "the message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
@@ -513,6 +526,39 @@ func TestCoreLeaseKept(t *testing.T) {
 	}
 	if a.Extended+b.Extended < 2 || c.q.Calls(memqueue.Extend) < 2 {
 		t.Fatalf("%d+%d extensions, %d Extend calls; want the lease renewed through the write", a.Extended, b.Extended, c.q.Calls(memqueue.Extend))
+	}
+}
+
+// TestCoreExtensionHangs: the first two lease extensions of a held message hang until their
+// calls time out; the keeper's calls time out early enough and it tries again soon enough
+// that the lease never lapses: the message is received once while its write is held, and
+// the failed extensions are counted.
+func TestCoreExtensionHangs(t *testing.T) {
+	c := newMemCore(t)
+	c.store.gate = make(chan struct{})
+	var hung atomic.Int32
+	c.q.SetFault(func(ctx context.Context, op memqueue.Op, _ *queue.Message) error {
+		if op == memqueue.Extend && hung.Add(1) <= 2 {
+			<-ctx.Done()
+			return failure.New(failure.Transient, "DeadlineExceeded", ctx.Err())
+		}
+		return nil
+	})
+	o := coreOptions()
+	o.AckExtension = 3 * time.Second
+	o.WriteTimeout, o.RetryFor = time.Minute, time.Minute // the write is held by the gate alone
+	c.start(o, c.dlq)
+	c.send(memRecs(1)...)
+	c.waitWriting(1)
+	waitFor(t, "the hung extensions", func() bool { return c.counts().ExtendErrors >= 2 })
+	time.Sleep(o.AckExtension + time.Second) // past the lease the hung call would have lost
+	if ms := c.q.Messages(); len(ms) != 1 || !ms[0].Leased || ms[0].ReceiveCount != 1 {
+		t.Fatalf("while written, the message is %+v; want one, leased, received once", ms)
+	}
+	c.store.gate <- struct{}{}
+	waitFor(t, "the message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
+	if m := c.counts(); m.Received != 1 || m.ExtendErrors != 2 || m.Extended < 1 {
+		t.Fatalf("counts %+v; want received once, the two hung extensions failed, leases extended", m)
 	}
 }
 
@@ -543,43 +589,148 @@ func TestCoreFlowBound(t *testing.T) {
 	}
 }
 
-// TestCoreReceiveFailures: failed receives are retried with backoff and counted; a receive
-// that can never succeed stops Run with its error.
+// TestCoreNackFreesFlow: a nacked message frees its room in the flow bound: with a bound of
+// 2 and more messages than that nacked, the indexer keeps receiving, and every record is
+// written once the index is back.
+func TestCoreNackFreesFlow(t *testing.T) {
+	c := newMemCore(t)
+	c.store.setFault(func(*record.Analysis) error { return errDown })
+	o := coreOptions()
+	o.MaxOutstandingMessages = 2
+	o.RetryFor = -1 // nack at the first failure
+	c.start(o, c.dlq)
+	recs := memRecs(5)
+	c.send(recs...)
+	waitFor(t, "more messages nacked than the bound", func() bool { return c.counts().Nacked >= 6 })
+	c.store.setFault(nil)
+	waitFor(t, "every record written", func() bool { return c.counts().Written == int64(len(recs)) })
+	waitFor(t, "every message acknowledged", func() bool { return len(c.q.Messages()) == 0 })
+}
+
+// stalledReceive holds each Receive until released, then receives: a receive under way when
+// the indexer is stopped.
+type stalledReceive struct {
+	*memqueue.Queue
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stalledReceive) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Queue.Receive(ctx, n, hold)
+}
+
+// TestCoreReceiveAtStop: what a receive under way at the stop brings back is nacked without
+// a write: when Run returns, none of it is left leased.
+func TestCoreReceiveAtStop(t *testing.T) {
+	c := newMemCore(t)
+	st := &stalledReceive{Queue: c.q, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	c.src = st
+	c.send(memRecs(6)...)
+	o := coreOptions()
+	o.AckExtension = time.Minute // a message left leased stays so past the checks below
+	c.start(o, c.dlq)
+	<-st.entered // a receive is under way
+	c.cancel()
+	close(st.release)
+	c.stop()
+	if c.err != nil {
+		t.Fatalf("Run: %v", c.err)
+	}
+	m := c.counts()
+	if m.Received == 0 || m.Written != 0 || m.Nacked != m.Received {
+		t.Fatalf("counts %+v; want the receive under way at the stop to bring messages, all nacked, none written", m)
+	}
+	ms := c.q.Messages()
+	if len(ms) != 6 {
+		t.Fatalf("%d messages left, want all 6", len(ms))
+	}
+	received := 0
+	for _, s := range ms {
+		if s.Leased {
+			t.Errorf("message %s left leased after Run returned", s.ID)
+		}
+		if s.ReceiveCount > 0 {
+			received++
+		}
+	}
+	if int64(received) != m.Received {
+		t.Errorf("%d messages received on the subscription, %d counted", received, m.Received)
+	}
+}
+
+// TestCoreReceiveFailures: failed receives are retried with backoff and counted, and the
+// indexer reports not ready while they fail, ready again once one works; receives that keep
+// failing with a setup fault (the driver's classification of NotFound: transient, setup)
+// stop Run with it, but only once SetupGiveUp has passed since the first.
 func TestCoreReceiveFailures(t *testing.T) {
 	c := newMemCore(t)
-	var mu sync.Mutex
-	fails := 3
+	var down atomic.Bool
+	down.Store(true)
 	c.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if op == memqueue.Receive && fails > 0 {
-			fails--
+		if op == memqueue.Receive && down.Load() {
 			return failure.Transientf("Unavailable", "subscription unreachable")
 		}
 		return nil
 	})
 	c.send(memRecs(2)...)
 	c.start(coreOptions(), c.dlq)
+	waitFor(t, "not ready while receives fail", func() bool { return c.ix.Ready(context.Background()) != nil })
+	if err := c.ix.Ready(context.Background()); failure.ReasonOf(err) != "Unavailable" {
+		t.Errorf("Ready: %v, want the receive error", err)
+	}
+	down.Store(false)
 	waitFor(t, "the records written", func() bool { return c.counts().Written == 2 })
-	if m := c.counts(); m.ReceiveErrors != 3 {
-		t.Fatalf("%d receive errors counted, want 3", m.ReceiveErrors)
+	if err := c.ix.Ready(context.Background()); err != nil {
+		t.Errorf("Ready after a receive worked: %v", err)
+	}
+	if m := c.counts(); m.ReceiveErrors < 2 {
+		t.Fatalf("%d receive errors counted, want at least 2", m.ReceiveErrors)
 	}
 
 	d := newMemCore(t)
 	d.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
 		if op == memqueue.Receive {
-			return failure.Permanentf("NotFound", "no such subscription")
+			return grpcerr.Classify(status.Error(codes.NotFound, "Resource not found (resource=sub)."))
 		}
 		return nil
 	})
-	d.start(coreOptions(), d.dlq)
+	const giveUp = 2 * time.Second
+	o := coreOptions()
+	o.SetupGiveUp = giveUp
+	began := time.Now()
+	d.start(o, d.dlq)
 	select {
 	case <-d.done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run went on after setup faults lasting a minute")
+	}
+	if took := time.Since(began); took < giveUp {
+		t.Errorf("Run returned %s after the first setup fault, before SetupGiveUp (%s)", took, giveUp)
+	}
+	if d.err == nil || failure.ReasonOf(d.err) != "NotFound" || !failure.IsSetup(d.err) {
+		t.Fatalf("Run: %v, want the setup fault NotFound", d.err)
+	}
+	if m := d.counts(); m.ReceiveErrors < 3 {
+		t.Errorf("%d receive errors counted, want at least 3", m.ReceiveErrors)
+	}
+
+	e := newMemCore(t)
+	e.q.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
+		if op == memqueue.Receive {
+			return failure.Permanentf("InvalidArgument", "bad request")
+		}
+		return nil
+	})
+	e.start(coreOptions(), e.dlq)
+	select {
+	case <-e.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run went on after a permanent receive failure")
 	}
-	if d.err == nil || failure.ReasonOf(d.err) != "NotFound" {
-		t.Fatalf("Run: %v, want the permanent receive failure", d.err)
+	if e.err == nil || failure.ReasonOf(e.err) != "InvalidArgument" {
+		t.Fatalf("Run: %v, want the permanent receive failure", e.err)
 	}
 }
 
@@ -640,6 +791,38 @@ func TestAckExtensionChecked(t *testing.T) {
 	if _, err := indexer.New(nil, nil, newMemStore(), nil); err == nil {
 		t.Error("New without a source accepted")
 	}
+
+	c := newMemCore(t)
+	rec := &holdRecorder{Queue: c.q}
+	c.src = rec
+	c.send(memRecs(1)...)
+	c.start(indexer.Options{}, c.dlq)
+	waitFor(t, "the record written", func() bool { return c.counts().Written == 1 })
+	if h := rec.first(); h != 10*time.Second {
+		t.Errorf("the default lease is %s, want 10s", h)
+	}
+}
+
+// holdRecorder notes the lease of the first Receive.
+type holdRecorder struct {
+	*memqueue.Queue
+	mu   sync.Mutex
+	hold time.Duration
+}
+
+func (r *holdRecorder) Receive(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	r.mu.Lock()
+	if r.hold == 0 {
+		r.hold = hold
+	}
+	r.mu.Unlock()
+	return r.Queue.Receive(ctx, n, hold)
+}
+
+func (r *holdRecorder) first() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hold
 }
 
 // TestCoreIdlePacing: on a source that answers at once when it has nothing (the Pub/Sub

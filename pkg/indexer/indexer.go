@@ -98,6 +98,14 @@ type Options struct {
 	// long the messages of an indexer that died stay leased to it. Default 10s; the source
 	// may bound it (Pub/Sub: whole seconds up to 600s).
 	AckExtension time.Duration
+	// SetupGiveUp is how long receives may go on failing with setup faults (a missing
+	// subscription, a denied or unauthenticated identity: failure.IsSetup) before Run returns
+	// the last of them, counted from the first since a receive last worked, and only once
+	// there were at least 3. Default 60s: long enough that a permission or subscription still
+	// being created with the deployment does not stop the indexer, short enough that a
+	// deployment that can never receive crash-loops where people see it. Negative: never
+	// give up (the indexer stays up, not ready, and retries).
+	SetupGiveUp time.Duration
 
 	// Registerer, when set, receives the indexer's Prometheus metrics.
 	Registerer prometheus.Registerer
@@ -115,6 +123,7 @@ type Indexer struct {
 	deleter    *queue.Deleter
 	flow       *flow
 	revival    *revival // set by Run
+	health     receiveHealth
 	ran        atomic.Bool
 }
 
@@ -151,6 +160,9 @@ func New(src queue.Source, deadLetter queue.Sink, store Store, opts *Options) (*
 	}
 	if o.AckExtension == 0 {
 		o.AckExtension = 10 * time.Second
+	}
+	if o.SetupGiveUp == 0 {
+		o.SetupGiveUp = 60 * time.Second
 	}
 	if err := queue.CheckHold(src, o.AckExtension); err != nil {
 		return nil, fmt.Errorf("indexer: AckExtension %s: %w", o.AckExtension, err)
@@ -193,9 +205,9 @@ const settleTimeout = 15 * time.Second
 
 // Run receives until ctx is cancelled, then stops receiving (a receive in flight runs to its
 // end and what it brings back is nacked), lets the writes in flight finish and ack or nack
-// their messages, flushes the acknowledgements and returns. It returns an error only for a
-// receive that can never succeed (a permanent failure), after the same drain. It can be
-// called once.
+// their messages, flushes the acknowledgements and returns. It returns an error, after the
+// same drain, only for a receive that can never succeed: a permanent failure at once, setup
+// faults once they have lasted Options.SetupGiveUp. It can be called once.
 func (ix *Indexer) Run(ctx context.Context) error {
 	if ix.ran.Swap(true) {
 		return errors.New("indexer: Run called twice")
@@ -281,17 +293,21 @@ func (ix *Indexer) receive(st *runState) error {
 			return nil
 		}
 		if err != nil {
+			ix.metrics.receiveErrors.Inc()
 			if failure.IsPermanent(err) {
 				return err
 			}
+			if ix.health.failed(err, ix.opts.SetupGiveUp, time.Now()) {
+				return fmt.Errorf("setup fault for over %s: %w", ix.opts.SetupGiveUp, err)
+			}
 			failures++
 			wait := receiveBackoff.Backoff(failures, nil)
-			ix.opts.Logger.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", wait))
-			ix.metrics.receiveErrors.Inc()
+			ix.opts.Logger.Warn("receive failed", zap.Error(err), zap.Bool("setup", failure.IsSetup(err)), zap.Duration("retry_in", wait))
 			_ = retry.Sleep(st.stop, wait) // the loop ends once stop has
 			continue
 		}
 		failures = 0
+		ix.health.worked()
 		if len(msgs) == 0 {
 			empty++
 			_ = retry.Sleep(st.stop, idleBackoff.Backoff(empty, nil))
@@ -308,6 +324,64 @@ func (ix *Indexer) receive(st *runState) error {
 		}
 	}
 	return nil
+}
+
+// Ready reports whether the indexer can receive: the last receive error while two or more
+// receives in a row failed, nil once one works again. With the index's Ping it is the
+// /readyz check.
+func (ix *Indexer) Ready(context.Context) error {
+	if err := ix.health.err(); err != nil {
+		return fmt.Errorf("receive %s: %w", ix.src.Name(), err)
+	}
+	return nil
+}
+
+// receiveHealth is what the receive loops know of their receives together: how many failed
+// in a row, the last error, and since when setup faults have been met.
+type receiveHealth struct {
+	mu         sync.Mutex
+	failures   int   // receives failed in a row, across the loops
+	last       error // the last receive's error, while they fail
+	setup      int   // setup faults among them
+	setupSince time.Time
+}
+
+// setupFailures is the fewest setup faults in a row after which Run may give up.
+const setupFailures = 3
+
+// failed records a failed receive and says whether Run is to give up: err is a setup fault,
+// at least setupFailures of them were met, the first giveUp or more before now.
+func (h *receiveHealth) failed(err error, giveUp time.Duration, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures++
+	h.last = err
+	if !failure.IsSetup(err) {
+		return false
+	}
+	if h.setup == 0 {
+		h.setupSince = now
+	}
+	h.setup++
+	return giveUp >= 0 && h.setup >= setupFailures && now.Sub(h.setupSince) >= giveUp
+}
+
+// worked records a receive that worked.
+func (h *receiveHealth) worked() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures, h.last, h.setup = 0, nil, 0
+}
+
+// err is the last receive error while two or more receives in a row failed (one alone is a
+// blip the next one mends).
+func (h *receiveHealth) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failures < 2 {
+		return nil
+	}
+	return h.last
 }
 
 // settle acknowledges m (batched) or nacks it, once its lease is no longer kept.
@@ -329,7 +403,7 @@ func (ix *Indexer) releaseAll(msgs []*queue.Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	res := queue.Batches(msgs, func(b []*queue.Message) []error { return ix.src.Release(ctx, b) })
+	res := queue.BatchesOf(queue.BatchSize(ix.src), msgs, func(b []*queue.Message) []error { return ix.src.Release(ctx, b) })
 	for i, err := range res {
 		if err != nil {
 			ix.opts.Logger.Warn("nack failed; the message comes back when its lease ends",

@@ -16,10 +16,14 @@ type KeeperOptions struct {
 	// lease is extended again; default a third of the hold, so that a lease is renewed well
 	// before it ends even when a call is slow.
 	Every time.Duration
-	// CallTimeout bounds one Extend call; default Every.
+	// CallTimeout bounds one Extend call; default half of Every, so that a call that hangs
+	// leaves time to try again before the lease ends.
 	CallTimeout time.Duration
-	// Extended is told how many leases one call extended; Failed of each one that failed
-	// (and is tried again at its next turn). Both are optional.
+	// Extended is told how many leases one call extended; Failed of each one that failed.
+	// A lease whose extension failed transiently is tried again soon: after a quarter of
+	// Every, or half the time its lease has left if that is less (Every once it has none
+	// left); one that failed permanently (the lease is lost) is no longer extended. Both
+	// are optional.
 	Extended func(n int)
 	Failed   func(m *Message, err error)
 	Logger   *zap.Logger
@@ -40,7 +44,9 @@ type Keeper struct {
 
 type lease struct {
 	due      time.Time // when the lease is next extended
+	ends     time.Time // when the lease ends, as far as the keeper knows
 	extended bool      // an extension of it is under way
+	lost     bool      // an extension failed permanently: no longer extended
 }
 
 // NewKeeper returns a keeper that extends leases of src's messages to hold.
@@ -53,7 +59,7 @@ func NewKeeper(src Source, hold time.Duration, opts *KeeperOptions) *Keeper {
 		o.Every = hold / 3
 	}
 	if o.CallTimeout <= 0 {
-		o.CallTimeout = o.Every
+		o.CallTimeout = o.Every / 2
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -65,10 +71,10 @@ func NewKeeper(src Source, hold time.Duration, opts *KeeperOptions) *Keeper {
 
 // Keep starts keeping the leases of msgs, which were just received.
 func (k *Keeper) Keep(msgs ...*Message) {
-	due := time.Now().Add(k.opts.Every)
+	now := time.Now()
 	k.mu.Lock()
 	for _, m := range msgs {
-		k.leases[m] = &lease{due: due}
+		k.leases[m] = &lease{due: now.Add(k.opts.Every), ends: now.Add(k.hold)}
 	}
 	k.mu.Unlock()
 	select {
@@ -123,7 +129,7 @@ func (k *Keeper) nextDue() (time.Time, bool) {
 	defer k.mu.Unlock()
 	var next time.Time
 	for _, l := range k.leases {
-		if !l.extended && (next.IsZero() || l.due.Before(next)) {
+		if !l.extended && !l.lost && (next.IsZero() || l.due.Before(next)) {
 			next = l.due
 		}
 	}
@@ -137,7 +143,7 @@ func (k *Keeper) extendDue(ctx context.Context) {
 	k.mu.Lock()
 	var due []*Message
 	for m, l := range k.leases {
-		if !l.extended && !l.due.After(horizon) {
+		if !l.extended && !l.lost && !l.due.After(horizon) {
 			l.extended = true
 			due = append(due, m)
 		}
@@ -146,26 +152,31 @@ func (k *Keeper) extendDue(ctx context.Context) {
 	size := BatchSize(k.src)
 	for start := 0; start < len(due); start += size {
 		batch := due[start:min(start+size, len(due))]
+		called := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, k.opts.CallTimeout)
 		res := k.src.Extend(cctx, batch, k.hold)
 		cancel()
-		next := time.Now().Add(k.opts.Every)
+		errs := make([]error, len(batch))
+		for i, m := range batch {
+			if i < len(res) {
+				errs[i] = res[i]
+			} else {
+				errs[i] = failure.Transientf("NoAnswer", "extend %s: the source answered %d of %d", m.ID, len(res), len(batch))
+			}
+		}
+		now := time.Now()
 		k.mu.Lock()
-		for _, m := range batch {
+		for i, m := range batch {
 			if l := k.leases[m]; l != nil {
-				l.extended, l.due = false, next
+				l.extended = false
+				k.reschedule(l, errs[i], called, now, ctx.Err() != nil)
 			}
 		}
 		k.done.Broadcast()
 		k.mu.Unlock()
 		ok := 0
 		for i, m := range batch {
-			var err error
-			if i < len(res) {
-				err = res[i]
-			} else {
-				err = failure.Transientf("NoAnswer", "extend %s: the source answered %d of %d", m.ID, len(res), len(batch))
-			}
+			err := errs[i]
 			switch {
 			case err == nil:
 				ok++
@@ -175,11 +186,31 @@ func (k *Keeper) extendDue(ctx context.Context) {
 				if k.opts.Failed != nil {
 					k.opts.Failed(m, err)
 				}
-				k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(err))
+				k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(err),
+					zap.Bool("retried", !failure.IsPermanent(err)))
 			}
 		}
 		if ok > 0 && k.opts.Extended != nil {
 			k.opts.Extended(ok)
 		}
+	}
+}
+
+// reschedule sets when l is next extended after a call made at called that ended at now with
+// err; k.mu is held. A lease extended is due again Every later; one whose extension failed
+// transiently is tried again soon, while it has time left, so that one hung or failed call
+// does not cost it; one that failed permanently is lost.
+func (k *Keeper) reschedule(l *lease, err error, called, now time.Time, stopping bool) {
+	switch {
+	case err == nil:
+		l.due, l.ends = now.Add(k.opts.Every), called.Add(k.hold)
+	case stopping:
+		l.due = now.Add(k.opts.Every)
+	case failure.IsPermanent(err):
+		l.lost = true
+	case now.Before(l.ends):
+		l.due = now.Add(min(k.opts.Every/4, l.ends.Sub(now)/2))
+	default:
+		l.due = now.Add(k.opts.Every)
 	}
 }

@@ -193,9 +193,16 @@ func CheckHold(src Source, hold time.Duration) error {
 // Batches calls f with consecutive pieces of msgs of at most MaxBatch messages and gathers
 // the results, one per message.
 func Batches(msgs []*Message, f func(batch []*Message) []error) []error {
+	return BatchesOf(MaxBatch, msgs, f)
+}
+
+// BatchesOf is Batches with pieces of at most size messages (BatchSize of the source the
+// calls go to).
+func BatchesOf(size int, msgs []*Message, f func(batch []*Message) []error) []error {
+	size = max(size, 1)
 	out := make([]error, 0, len(msgs))
-	for start := 0; start < len(msgs); start += MaxBatch {
-		batch := msgs[start:min(start+MaxBatch, len(msgs))]
+	for start := 0; start < len(msgs); start += size {
+		batch := msgs[start:min(start+size, len(msgs))]
 		res := f(batch)
 		for i := range batch {
 			var err error

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -206,12 +207,7 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 		// Calls that hang are cut off by the keeper's end, not by their own timeout.
 		CallTimeout: time.Hour,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		k.Run(ctx)
-	}()
+	stop := runKeeper(k)
 	k.Keep(msgs...)
 	waitFor(t, "a failed and a done extension", func() bool { return failed.Load() >= 1 && extended.Load() >= 1 })
 	k.Drop(msgs[0])
@@ -228,11 +224,62 @@ func TestKeeperFailuresAndCancellation(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	f0, e0 := failed.Load(), extended.Load()
-	cancel()
-	<-done
+	stop()
 	<-dropped
 	if f, e := failed.Load(), extended.Load(); f != f0 || e != e0 {
 		t.Errorf("the extension cut off by the keeper's end counted: failed %d -> %d, extended %d -> %d", f0, f, e0, e)
+	}
+}
+
+// TestKeeperLostLease: a lease whose extension failed permanently (the lease is lost) is no
+// longer extended; one that failed transiently is tried again.
+func TestKeeperLostLease(t *testing.T) {
+	const hold = 600 * time.Millisecond
+	q := memqueue.New("keeper-lost", nil)
+	msgs := fill(t, q, 2, hold)
+	var calls sync.Map // body -> *atomic.Int64
+	q.SetFault(func(_ context.Context, op memqueue.Op, m *queue.Message) error {
+		if op != memqueue.Extend {
+			return nil
+		}
+		n, _ := calls.LoadOrStore(string(m.Body), new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if string(m.Body) == "m00" {
+			return failure.Permanentf("MessageNotInflight", "lease lost")
+		}
+		return failure.Transientf("InternalFailure", "extension refused")
+	})
+	k := queue.NewKeeper(q, hold, nil)
+	stop := runKeeper(k)
+	k.Keep(msgs...)
+	time.Sleep(2 * hold) // Every is 200 ms: 6 turns
+	stop()
+	count := func(body string) int64 {
+		n, ok := calls.Load(body)
+		if !ok {
+			return 0
+		}
+		return n.(*atomic.Int64).Load()
+	}
+	if n := count("m00"); n != 1 {
+		t.Errorf("the lost lease was extended %d times, want once", n)
+	}
+	if n := count("m01"); n < 2 {
+		t.Errorf("the lease that failed transiently was tried %d times, want it tried again", n)
+	}
+}
+
+// runKeeper runs k until the returned stop is called, which waits for Run to return.
+func runKeeper(k *queue.Keeper) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
@@ -370,5 +417,45 @@ func TestDeclaredBatchSize(t *testing.T) {
 	}
 	if len(src.extends) < 2 || src.extends[0] != 25 {
 		t.Errorf("extend calls of %v messages, want 25 at a time", src.extends)
+	}
+}
+
+// TestBatchesOf: messages are cut into calls of at most the size given (MaxBatch for
+// Batches), and each message gets its own call's result, nil where a call answered short.
+func TestBatchesOf(t *testing.T) {
+	msgs := make([]*queue.Message, 25)
+	for i := range msgs {
+		msgs[i] = &queue.Message{ID: fmt.Sprint(i)}
+	}
+	refused := errors.New("refused")
+	for _, tc := range []struct {
+		size  int
+		calls []int
+	}{{10, []int{10, 10, 5}}, {25, []int{25}}, {100, []int{25}}, {0, slices.Repeat([]int{1}, 25)}} {
+		var calls []int
+		res := queue.BatchesOf(tc.size, msgs, func(b []*queue.Message) []error {
+			calls = append(calls, len(b))
+			out := queue.Each(len(b), refused)
+			return out[:len(b)-1] // the last of each call unanswered
+		})
+		if !slices.Equal(calls, tc.calls) {
+			t.Errorf("size %d: calls of %v, want %v", tc.size, calls, tc.calls)
+		}
+		ends := map[int]bool{}
+		n := 0
+		for _, c := range tc.calls {
+			n += c
+			ends[n-1] = true
+		}
+		for i, err := range res {
+			if want := !ends[i]; (err != nil) != want || len(res) != len(msgs) {
+				t.Fatalf("size %d: result %d is %v (of %d results)", tc.size, i, err, len(res))
+			}
+		}
+	}
+	var calls []int
+	queue.Batches(msgs, func(b []*queue.Message) []error { calls = append(calls, len(b)); return nil })
+	if !slices.Equal(calls, []int{10, 10, 5}) {
+		t.Errorf("Batches: calls of %v, want MaxBatch at a time", calls)
 	}
 }
