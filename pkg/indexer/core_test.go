@@ -245,6 +245,7 @@ var errDown = failure.Transientf("Unavailable", "the index is down")
 // TestCoreAckAfterCommit: while a record's write has not returned, its message is neither
 // acknowledged nor given up (it stays leased); once the write commits it is deleted.
 func TestCoreAckAfterCommit(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.gate = make(chan struct{})
 	c.start(coreOptions(), c.dlq)
@@ -267,6 +268,7 @@ func TestCoreAckAfterCommit(t *testing.T) {
 // TestCorePartialFailure: among records written together, a failed write nacks only its own
 // message; the others are acknowledged.
 func TestCorePartialFailure(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	recs := memRecs(10)
 	bad := []string{recs[2].Key, recs[5].Key, recs[7].Key}
@@ -306,6 +308,7 @@ func TestCorePartialFailure(t *testing.T) {
 // held, its lease extended past several AckExtensions, until it succeeds: the message is
 // received once, acknowledged, never nacked.
 func TestCoreHeldUntilSuccess(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	until := time.Now().Add(2 * lease)
 	c.store.setFault(func(*record.Analysis) error {
@@ -327,6 +330,7 @@ func TestCoreHeldUntilSuccess(t *testing.T) {
 // TestCoreRetryForExhausted: a write that keeps failing transiently is held for RetryFor,
 // then its message is nacked (released for redelivery), not dead-lettered.
 func TestCoreRetryForExhausted(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.setFault(func(*record.Analysis) error { return errDown })
 	o := coreOptions()
@@ -346,6 +350,7 @@ func TestCoreRetryForExhausted(t *testing.T) {
 // TestCoreRefusedDeadLettered: a record the index refuses in every attempt over RetryFor is
 // copied to the dead-letter sink with the reason and acknowledged.
 func TestCoreRefusedDeadLettered(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	recs := memRecs(3)
 	c.store.setFault(byKey(failure.Transientf(indexstore.ReasonRejected, "too large"), recs[1].Key))
@@ -372,6 +377,7 @@ func TestCoreRefusedDeadLettered(t *testing.T) {
 // with their body, their own attributes and the failure details (attempts: the message's
 // receive count), and acknowledged; valid messages around them are indexed.
 func TestCoreMalformed(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	bad := []struct{ body, reason string }{
 		{`{"schemaVersion":`, record.ReasonMalformedRecord},
@@ -419,6 +425,7 @@ func TestCoreMalformed(t *testing.T) {
 // TestCoreCopyFailure: when the dead-letter copy cannot be sent, the message is nacked, not
 // acknowledged: the subscription's dead-letter policy is the backstop.
 func TestCoreCopyFailure(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.dlq.SetFault(func(_ context.Context, op memqueue.Op, _ *queue.Message) error {
 		if op == memqueue.Send {
@@ -441,6 +448,7 @@ func TestCoreCopyFailure(t *testing.T) {
 // TestCoreNoSink: without a dead-letter sink an invalid message is nacked (left to the
 // subscription's dead-letter policy), and valid ones still flow.
 func TestCoreNoSink(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.sendRaw("garbage", nil)
 	c.send(memRecs(2)...)
@@ -463,6 +471,7 @@ func TestCoreNoSink(t *testing.T) {
 // finish and their messages are acknowledged, nothing new starts, and when Run returns every
 // message received is decided and none is left leased.
 func TestCoreGracefulStop(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.gate = make(chan struct{})
 	o := coreOptions()
@@ -510,6 +519,7 @@ func TestCoreGracefulStop(t *testing.T) {
 // TestCoreLeaseKept: the lease of a message whose write outlasts several AckExtensions is
 // extended, so a second indexer on the same subscription never receives it meanwhile.
 func TestCoreLeaseKept(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.gate = make(chan struct{})
 	c.start(coreOptions(), c.dlq)
@@ -534,6 +544,7 @@ func TestCoreLeaseKept(t *testing.T) {
 // that the lease never lapses: the message is received once while its write is held, and
 // the failed extensions are counted.
 func TestCoreExtensionHangs(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.gate = make(chan struct{})
 	var hung atomic.Int32
@@ -564,6 +575,7 @@ func TestCoreExtensionHangs(t *testing.T) {
 
 // TestCoreFlowBound: no more than MaxOutstandingMessages messages are held at once.
 func TestCoreFlowBound(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.gate = make(chan struct{})
 	o := coreOptions()
@@ -593,6 +605,7 @@ func TestCoreFlowBound(t *testing.T) {
 // 2 and more messages than that nacked, the indexer keeps receiving, and every record is
 // written once the index is back.
 func TestCoreNackFreesFlow(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.store.setFault(func(*record.Analysis) error { return errDown })
 	o := coreOptions()
@@ -624,6 +637,7 @@ func (s *stalledReceive) Receive(ctx context.Context, n int, hold time.Duration)
 // TestCoreReceiveAtStop: what a receive under way at the stop brings back is nacked without
 // a write: when Run returns, none of it is left leased.
 func TestCoreReceiveAtStop(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	st := &stalledReceive{Queue: c.q, entered: make(chan struct{}, 8), release: make(chan struct{})}
 	c.src = st
@@ -646,17 +660,17 @@ func TestCoreReceiveAtStop(t *testing.T) {
 	if len(ms) != 6 {
 		t.Fatalf("%d messages left, want all 6", len(ms))
 	}
+	// Both receivers may be under way at the stop, and the second may receive again what the
+	// first nacked: every delivery counts, on the subscription as in the metrics.
 	received := 0
 	for _, s := range ms {
 		if s.Leased {
 			t.Errorf("message %s left leased after Run returned", s.ID)
 		}
-		if s.ReceiveCount > 0 {
-			received++
-		}
+		received += s.ReceiveCount
 	}
 	if int64(received) != m.Received {
-		t.Errorf("%d messages received on the subscription, %d counted", received, m.Received)
+		t.Errorf("%d deliveries on the subscription, %d counted", received, m.Received)
 	}
 }
 
@@ -665,6 +679,7 @@ func TestCoreReceiveAtStop(t *testing.T) {
 // failing with a setup fault (the driver's classification of NotFound: transient, setup)
 // stop Run with it, but only once SetupGiveUp has passed since the first.
 func TestCoreReceiveFailures(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	var down atomic.Bool
 	down.Store(true)
@@ -736,6 +751,7 @@ func TestCoreReceiveFailures(t *testing.T) {
 
 // TestCoreMetrics: what the indexer did is counted in the Prometheus collectors it registers.
 func TestCoreMetrics(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	reg := prometheus.NewPedanticRegistry()
 	o := coreOptions()
@@ -777,6 +793,7 @@ func TestCoreMetrics(t *testing.T) {
 // TestAckExtensionChecked: the lease is 10 s unless set, and one the source cannot grant
 // (Pub/Sub: whole seconds up to 600 s) is refused at New.
 func TestAckExtensionChecked(t *testing.T) {
+	t.Parallel()
 	src := pubsubqueue.NewSubscription(nil, "projects/p/subscriptions/s", nil) // no call is made
 	for _, ok := range []time.Duration{0, time.Second, 45 * time.Second, 600 * time.Second} {
 		if _, err := indexer.New(src, nil, newMemStore(), &indexer.Options{AckExtension: ok}); err != nil {
@@ -829,6 +846,7 @@ func (r *holdRecorder) first() time.Duration {
 // emulator's Pull does), the receive loops pace themselves instead of spinning, and a message
 // sent after the idle spell is still indexed.
 func TestCoreIdlePacing(t *testing.T) {
+	t.Parallel()
 	c := newMemCore(t)
 	c.q = memqueue.New("answers-at-once", &memqueue.Options{Wait: -1})
 	c.start(coreOptions(), c.dlq)
