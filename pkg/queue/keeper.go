@@ -16,21 +16,23 @@ type KeeperOptions struct {
 	// lease is extended again; default a third of the hold, so that a lease is renewed well
 	// before it ends even when a call is slow.
 	Every time.Duration
-	// CallTimeout bounds one Extend call; default half of Every, so that a call that hangs
-	// leaves time to try again before the lease ends.
+	// CallTimeout bounds one pass of Extend calls (the batches due together, called side by
+	// side); default half of Every, so that a call that hangs leaves time to try again before
+	// the lease ends.
 	CallTimeout time.Duration
 	// Extended is told how many leases one call extended; Failed of each one that failed.
 	// A lease whose extension failed transiently is tried again soon: after a quarter of
 	// Every, or half the time its lease has left if that is less (Every once it has none
 	// left); one that failed permanently (the lease is lost) is no longer extended. Both
-	// are optional.
+	// are optional, and may be called from several goroutines at once.
 	Extended func(n int)
 	Failed   func(m *Message, err error)
 	Logger   *zap.Logger
 }
 
 // Keeper keeps the leases of messages in work: from Keep to Drop, each lease is extended to
-// hold every Every, in batches of up to BatchSize(src), by one goroutine (Run) for all of them.
+// hold every Every, in batches of up to BatchSize(src), by one goroutine (Run) for all of them
+// and the calls it makes side by side for one pass.
 type Keeper struct {
 	src  Source
 	hold time.Duration
@@ -137,7 +139,10 @@ func (k *Keeper) nextDue() (time.Time, bool) {
 }
 
 // extendDue extends every lease due now, and those due within a quarter of Every (so that
-// leases taken close together share a call).
+// leases taken close together share a call). A pass's batches are called side by side (at
+// most maxExtendCalls at once) under one CallTimeout: a pass never outlasts CallTimeout,
+// however many batches it has, so a hung call costs no lease its quick retry can still save,
+// and Drop waits at most that long.
 func (k *Keeper) extendDue(ctx context.Context) {
 	horizon := time.Now().Add(k.opts.Every / 4)
 	k.mu.Lock()
@@ -149,50 +154,68 @@ func (k *Keeper) extendDue(ctx context.Context) {
 		}
 	}
 	k.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, k.opts.CallTimeout)
+	defer cancel()
+	called := time.Now()
+	slots := make(chan struct{}, maxExtendCalls)
+	var wg sync.WaitGroup
 	size := BatchSize(k.src)
 	for start := 0; start < len(due); start += size {
 		batch := due[start:min(start+size, len(due))]
-		called := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, k.opts.CallTimeout)
-		res := k.src.Extend(cctx, batch, k.hold)
-		cancel()
-		errs := make([]error, len(batch))
-		for i, m := range batch {
-			if i < len(res) {
-				errs[i] = res[i]
-			} else {
-				errs[i] = failure.Transientf("NoAnswer", "extend %s: the source answered %d of %d", m.ID, len(res), len(batch))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			k.extendBatch(ctx, cctx, batch, called)
+		}()
+	}
+	wg.Wait()
+}
+
+// maxExtendCalls is how many Extend calls one pass makes at once.
+const maxExtendCalls = 8
+
+// extendBatch makes one Extend call for batch under cctx (the pass's deadline) and
+// reschedules its leases; ctx is the keeper's.
+func (k *Keeper) extendBatch(ctx, cctx context.Context, batch []*Message, called time.Time) {
+	res := k.src.Extend(cctx, batch, k.hold)
+	errs := make([]error, len(batch))
+	for i, m := range batch {
+		if i < len(res) {
+			errs[i] = res[i]
+		} else {
+			errs[i] = failure.Transientf("NoAnswer", "extend %s: the source answered %d of %d", m.ID, len(res), len(batch))
+		}
+	}
+	now := time.Now()
+	k.mu.Lock()
+	for i, m := range batch {
+		if l := k.leases[m]; l != nil {
+			l.extended = false
+			k.reschedule(l, errs[i], called, now, ctx.Err() != nil)
+		}
+	}
+	k.done.Broadcast()
+	k.mu.Unlock()
+	ok := 0
+	for i, m := range batch {
+		err := errs[i]
+		switch {
+		case err == nil:
+			ok++
+		case ctx.Err() != nil:
+			// Cut off because the keeper stops: not an extension, not a failure.
+		default:
+			if k.opts.Failed != nil {
+				k.opts.Failed(m, err)
 			}
+			k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(err),
+				zap.Bool("retried", !failure.IsPermanent(err)))
 		}
-		now := time.Now()
-		k.mu.Lock()
-		for i, m := range batch {
-			if l := k.leases[m]; l != nil {
-				l.extended = false
-				k.reschedule(l, errs[i], called, now, ctx.Err() != nil)
-			}
-		}
-		k.done.Broadcast()
-		k.mu.Unlock()
-		ok := 0
-		for i, m := range batch {
-			err := errs[i]
-			switch {
-			case err == nil:
-				ok++
-			case ctx.Err() != nil:
-				// Cut off because the keeper stops: not an extension, not a failure.
-			default:
-				if k.opts.Failed != nil {
-					k.opts.Failed(m, err)
-				}
-				k.opts.Logger.Warn("lease extension failed", zap.String("message_id", m.ID), zap.Error(err),
-					zap.Bool("retried", !failure.IsPermanent(err)))
-			}
-		}
-		if ok > 0 && k.opts.Extended != nil {
-			k.opts.Extended(ok)
-		}
+	}
+	if ok > 0 && k.opts.Extended != nil {
+		k.opts.Extended(ok)
 	}
 }
 

@@ -459,3 +459,42 @@ func TestBatchesOf(t *testing.T) {
 		t.Errorf("Batches: calls of %v, want MaxBatch at a time", calls)
 	}
 }
+
+// TestKeeperManyBatchesHangOnce: when the first extension of each of 50 leases (5 batches
+// due together) hangs until its call is cut, every lease is still extended before it ends:
+// a pass is bounded by one CallTimeout however many batches it has, so the quick retry comes
+// in time. Called one after another, each batch waiting out its own timeout, the fourth and
+// fifth batches' retries came too late and all 50 leases were lost.
+func TestKeeperManyBatchesHangOnce(t *testing.T) {
+	const hold, n = 3 * time.Second, 50
+	q := memqueue.New("hangs", nil)
+	msgs := fill(t, q, n, hold)
+	var seen sync.Map
+	q.SetFault(func(ctx context.Context, op memqueue.Op, m *queue.Message) error {
+		if op != memqueue.Extend {
+			return nil
+		}
+		if _, again := seen.LoadOrStore(m.ID, true); !again {
+			<-ctx.Done()
+			return failure.New(failure.Transient, "DeadlineExceeded", ctx.Err())
+		}
+		return nil
+	})
+	var failed, lost atomic.Int32
+	k := queue.NewKeeper(q, hold, &queue.KeeperOptions{Failed: func(_ *queue.Message, err error) {
+		failed.Add(1)
+		if failure.IsPermanent(err) {
+			lost.Add(1)
+		}
+	}})
+	stop := runKeeper(k)
+	defer stop()
+	k.Keep(msgs...)
+	time.Sleep(2 * hold)
+	if got, err := q.Receive(context.Background(), queue.MaxBatch, hold); err != nil || len(got) != 0 {
+		t.Fatalf("received %d messages (err %v) while their leases were kept; want none", len(got), err)
+	}
+	if f, l := failed.Load(), lost.Load(); f != n || l != 0 {
+		t.Fatalf("%d failed extensions, %d leases lost; want %d (each first call cut) and none lost", f, l, n)
+	}
+}
