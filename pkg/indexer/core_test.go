@@ -556,7 +556,9 @@ func TestCoreExtensionHangs(t *testing.T) {
 		return nil
 	})
 	o := coreOptions()
-	o.AckExtension = 3 * time.Second
+	// 6 s: the two hung calls (cut at 1 s each, retried 0.5 s later) still leave the third
+	// 1 s before the lease ends, slack for a loaded machine.
+	o.AckExtension = 6 * time.Second
 	o.WriteTimeout, o.RetryFor = time.Minute, time.Minute // the write is held by the gate alone
 	c.start(o, c.dlq)
 	c.send(memRecs(1)...)

@@ -160,14 +160,24 @@ func (s *Subscription) Receive(ctx context.Context, n int, hold time.Duration) (
 		}
 		msgs = append(msgs, m)
 	}
-	if err := s.modify(ctx, msgs, secs, "lease"); err != nil {
-		if nerr := s.modify(ctx, msgs, 0, "nack"); nerr != nil {
+	// The lease (and the nack if it fails) each have their own bound: a caller that lets a
+	// receive run to its end at a stop (queue.Source) does not wait out the client's 60 s.
+	lctx, cancel := context.WithTimeout(ctx, LeaseCallTimeout)
+	defer cancel()
+	if err := s.modify(lctx, msgs, secs, "lease"); err != nil {
+		nctx, ncancel := context.WithTimeout(ctx, LeaseCallTimeout)
+		defer ncancel()
+		if nerr := s.modify(nctx, msgs, 0, "nack"); nerr != nil {
 			err = errors.Join(err, nerr)
 		}
 		return nil, err
 	}
 	return msgs, nil
 }
+
+// LeaseCallTimeout bounds each ModifyAckDeadline that Receive makes after its Pull: the lease
+// asked for, and the nack when that fails.
+const LeaseCallTimeout = 15 * time.Second
 
 // pull makes one Pull of up to n messages, bounded by the wait; one that runs out of time
 // comes back empty.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,9 +172,20 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 	st := stacktest.Get(t)
 	b := stacktest.Bootstrap(t, st, devstack.Resources{})
 	seedDeadLetters(t, st, b, 3)
+	var mu sync.Mutex
+	var bounds []time.Duration // how long each ModifyAckDeadline was given (-1: no deadline)
 	refuse := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if r, ok := req.(*pubsubpb.ModifyAckDeadlineRequest); ok && r.AckDeadlineSeconds > 0 {
-			return status.Error(codes.PermissionDenied, "injected: modifyAckDeadline refused")
+		if r, ok := req.(*pubsubpb.ModifyAckDeadlineRequest); ok {
+			bound := time.Duration(-1)
+			if d, ok := ctx.Deadline(); ok {
+				bound = time.Until(d)
+			}
+			mu.Lock()
+			bounds = append(bounds, bound)
+			mu.Unlock()
+			if r.AckDeadlineSeconds > 0 {
+				return status.Error(codes.PermissionDenied, "injected: modifyAckDeadline refused")
+			}
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
@@ -185,6 +197,18 @@ func TestReceiveReportsAFailedLeaseExtension(t *testing.T) {
 	if !failure.IsSetup(err) || failure.ReasonOf(err) != "PermissionDenied" {
 		t.Errorf("error %v: want it classified a setup fault (PermissionDenied), which ends a pass at once", err)
 	}
+	// The lease and the nack each have Receive's own bound, not the client's 60 s: a stop
+	// that lets a receive run to its end waits at most that long for them.
+	mu.Lock()
+	if len(bounds) != 2 {
+		t.Errorf("%d ModifyAckDeadline calls, want the lease and the nack", len(bounds))
+	}
+	for i, b := range bounds {
+		if b <= 0 || b > pubsubqueue.LeaseCallTimeout {
+			t.Errorf("ModifyAckDeadline %d was given %s; want at most %s", i+1, b, pubsubqueue.LeaseCallTimeout)
+		}
+	}
+	mu.Unlock()
 	// Nothing lost: the messages are receivable again at once (nacked), not after the
 	// subscription's ack deadline.
 	client, err := pubsub.NewClient(context.Background(), st.ProjectID)
